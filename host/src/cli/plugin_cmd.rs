@@ -1,0 +1,362 @@
+//! `gaffer plugin check` and `gaffer plugin bench`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::Format;
+use crate::plugin::{
+    AllocatorChoice, CallContext, CallError, EngineOptions, MemoryRecorder, Plugin, PluginRun,
+    PluginRuntime, PluginSpec, World, samples,
+};
+
+fn parse_config(config: &str) -> anyhow::Result<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_json::from_str(config).context("--config is not valid JSON")?;
+    anyhow::ensure!(value.is_object(), "--config must be a JSON object");
+    Ok(value)
+}
+
+fn spec_for(world: World, file: &Path, config: serde_json::Value) -> PluginSpec {
+    let mut spec = PluginSpec::new(world, file).with_config(config);
+    if world == World::Router {
+        // The samples offer a model called `cheap`; fall back to it on a fault.
+        spec.fallback_model = Some("cheap".to_string());
+    }
+    spec
+}
+
+/// One sample call's outcome, for printing.
+#[derive(serde::Serialize)]
+struct SampleCall {
+    function: &'static str,
+    decision: String,
+    fuel_used: u64,
+    wall_us: u64,
+    fault: Option<String>,
+}
+
+fn sample(run: &PluginRun, decision: String, fault: Option<String>) -> SampleCall {
+    SampleCall {
+        function: run.function,
+        decision,
+        fuel_used: run.fuel_used,
+        wall_us: u64::try_from(run.wall.as_micros()).unwrap_or(u64::MAX),
+        fault,
+    }
+}
+
+/// Run one sample call per export of the plugin's world.
+async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
+    let ctx = CallContext::new("sample", 1);
+    let task = samples::task();
+    match plugin.spec().world {
+        World::Router => vec![
+            plugin
+                .route(&ctx, &samples::route_request())
+                .await
+                .map(|c| {
+                    sample(
+                        &c.run,
+                        format!("{:?}", c.decision),
+                        c.fault.map(|f| f.to_string()),
+                    )
+                }),
+        ],
+        World::Verifier => vec![
+            plugin
+                .verify(&ctx, &samples::verify_request())
+                .await
+                .map(|c| {
+                    sample(
+                        &c.run,
+                        format!("{:?}", c.decision),
+                        c.fault.map(|f| f.to_string()),
+                    )
+                }),
+        ],
+        World::Hook => vec![
+            plugin
+                .pre_tool(&ctx, &task, &samples::tool_call())
+                .await
+                .map(|c| {
+                    sample(
+                        &c.run,
+                        format!("{:?}", c.decision),
+                        c.fault.map(|f| f.to_string()),
+                    )
+                }),
+            plugin
+                .on_edit(&ctx, &task, &samples::file_edit())
+                .await
+                .map(|c| {
+                    sample(
+                        &c.run,
+                        format!("{:?}", c.decision),
+                        c.fault.map(|f| f.to_string()),
+                    )
+                }),
+            plugin
+                .on_diff(&ctx, &task, &samples::diff())
+                .await
+                .map(|c| {
+                    sample(
+                        &c.run,
+                        format!("{:?}", c.decision),
+                        c.fault.map(|f| f.to_string()),
+                    )
+                }),
+        ],
+    }
+}
+
+/// `gaffer plugin check FILE`.
+pub async fn check(file: &Path, config: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let config = parse_config(config)?;
+    let recorder = Arc::new(MemoryRecorder::default());
+    let runtime = PluginRuntime::builder().recorder(recorder).build()?;
+    let mut report = json!({
+        "file": file.display().to_string(),
+        "allocator": runtime.allocator(),
+        "accepted": false,
+    });
+    let mut reasons: Vec<String> = Vec::new();
+    let info = match runtime.inspect(file) {
+        Ok(info) => info,
+        Err(error) => {
+            reasons.push(error.to_string());
+            report["reasons"] = json!(reasons);
+            return print_check(&report, format);
+        }
+    };
+    report["world"] = json!(info.world);
+    report["size_bytes"] = json!(info.size_bytes);
+    report["content_hash"] = json!(info.content_hash);
+    report["imports"] = json!(info.imports);
+    report["exports"] = json!(info.exports);
+    report["compile_cache"] = json!(info.cache);
+    let Some(world) = info.world else {
+        reasons.push(format!(
+            "its exports [{}] match no gaffer:plugin@0.1.0 world (router exports `route`, \
+             verifier `verify`, hook `pre-tool`, `on-edit` and `on-diff`)",
+            info.exports.join(", ")
+        ));
+        report["reasons"] = json!(reasons);
+        return print_check(&report, format);
+    };
+    let plugin = match runtime.load(spec_for(world, file, config)) {
+        Ok(plugin) => plugin,
+        Err(error) => {
+            reasons.push(error.to_string());
+            report["reasons"] = json!(reasons);
+            return print_check(&report, format);
+        }
+    };
+    let mut calls = Vec::new();
+    let mut faulted = false;
+    for call in sample_calls(&plugin).await {
+        match call {
+            Ok(call) => {
+                faulted |= call.fault.is_some();
+                calls.push(json!(call));
+            }
+            Err(error) => {
+                faulted = true;
+                calls.push(json!({ "error": error.to_string() }));
+            }
+        }
+    }
+    report["sample_calls"] = json!(calls);
+    if faulted {
+        reasons.push("the sample call faulted (see sample_calls)".to_string());
+    }
+    report["accepted"] = json!(!faulted);
+    report["reasons"] = json!(reasons);
+    print_check(&report, format)
+}
+
+fn print_check(report: &serde_json::Value, format: Format) -> anyhow::Result<ExitCode> {
+    let accepted = report["accepted"].as_bool().unwrap_or(false);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Format::Text => {
+            let field = |k: &str| {
+                report[k]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| report[k].to_string())
+            };
+            println!("file:      {}", field("file"));
+            if !report["world"].is_null() {
+                println!("world:     {}", field("world"));
+                println!("size:      {} bytes", report["size_bytes"]);
+                println!("hash:      {}", field("content_hash"));
+                println!(
+                    "compiled:  {} (allocator: {})",
+                    field("compile_cache"),
+                    field("allocator")
+                );
+            }
+            if let Some(imports) = report["imports"].as_array() {
+                println!("imports:");
+                for import in imports {
+                    println!("  {}", import.as_str().unwrap_or_default());
+                }
+            }
+            if let Some(exports) = report["exports"].as_array() {
+                let names: Vec<&str> = exports.iter().filter_map(|e| e.as_str()).collect();
+                println!("exports:   {}", names.join(", "));
+            }
+            if let Some(calls) = report["sample_calls"].as_array() {
+                for call in calls {
+                    if let Some(error) = call["error"].as_str() {
+                        println!("sample:    error: {error}");
+                        continue;
+                    }
+                    println!(
+                        "sample:    {} -> {}  [fuel {}, {} µs]",
+                        call["function"].as_str().unwrap_or_default(),
+                        call["decision"].as_str().unwrap_or_default(),
+                        call["fuel_used"],
+                        call["wall_us"]
+                    );
+                    if let Some(fault) = call["fault"].as_str() {
+                        println!("           fault: {fault}");
+                    }
+                }
+            }
+            println!("accepted:  {}", if accepted { "yes" } else { "no" });
+            for reason in report["reasons"].as_array().into_iter().flatten() {
+                println!("  - {}", reason.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Per-call timing summary.
+#[derive(Debug, serde::Serialize)]
+struct BenchReport {
+    file: String,
+    world: World,
+    function: &'static str,
+    allocator: crate::plugin::AllocatorKind,
+    calls: u32,
+    median_ns: u64,
+    p90_ns: u64,
+    mean_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+    fuel_per_call: u64,
+}
+
+/// One call with a fresh sandbox; the fuel it used.
+async fn one_call(plugin: &Plugin) -> anyhow::Result<u64> {
+    let ctx = CallContext::new("bench", 1);
+    let task = samples::task();
+    let (run, fault) = match plugin.spec().world {
+        World::Router => {
+            let c = plugin.route(&ctx, &samples::route_request()).await?;
+            (c.run, c.fault)
+        }
+        World::Verifier => {
+            let c = plugin.verify(&ctx, &samples::verify_request()).await?;
+            (c.run, c.fault)
+        }
+        World::Hook => {
+            let c = plugin.pre_tool(&ctx, &task, &samples::tool_call()).await?;
+            (c.run, c.fault)
+        }
+    };
+    if let Some(fault) = fault {
+        anyhow::bail!("the plugin faulted, so there is nothing meaningful to time: {fault}");
+    }
+    Ok(run.fuel_used)
+}
+
+/// `gaffer plugin bench FILE`.
+pub async fn bench(
+    file: &Path,
+    calls: u32,
+    warmup: u32,
+    allocator: AllocatorChoice,
+    config: &str,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(calls > 0, "--calls must be at least 1");
+    let config = parse_config(config)?;
+    let runtime = PluginRuntime::builder()
+        .options(EngineOptions {
+            allocator,
+            ..EngineOptions::default()
+        })
+        .build()?;
+    let info = runtime.inspect(file)?;
+    let world = info.world.with_context(|| {
+        format!(
+            "{}: its exports [{}] match no gaffer world",
+            file.display(),
+            info.exports.join(", ")
+        )
+    })?;
+    let plugin = runtime.load(spec_for(world, file, config))?;
+    for _ in 0..warmup {
+        one_call(&plugin).await?;
+    }
+    let mut times: Vec<Duration> = Vec::with_capacity(calls as usize);
+    let mut fuel = 0;
+    for _ in 0..calls {
+        let started = Instant::now();
+        fuel = one_call(&plugin).await?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let n = times.len();
+    let total: u128 = times.iter().map(|d| d.as_nanos()).sum();
+    let report = BenchReport {
+        file: file.display().to_string(),
+        world,
+        function: match world {
+            World::Router => "route",
+            World::Verifier => "verify",
+            World::Hook => "pre-tool",
+        },
+        allocator: runtime.allocator(),
+        calls,
+        median_ns: ns(times[n / 2]),
+        p90_ns: ns(times[(n * 9 / 10).min(n - 1)]),
+        mean_ns: u64::try_from(total / n as u128).unwrap_or(u64::MAX),
+        min_ns: ns(times[0]),
+        max_ns: ns(times[n - 1]),
+        fuel_per_call: fuel,
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => {
+            println!(
+                "{} ({}, `{}`), fresh sandbox per call, fuel and deadline on, {:?} allocator",
+                report.file, report.world, report.function, report.allocator
+            );
+            println!(
+                "calls {}  median {:.1} µs  p90 {:.1} µs  mean {:.1} µs  min {:.1} µs  max {:.1} µs  fuel/call {}",
+                report.calls,
+                report.median_ns as f64 / 1e3,
+                report.p90_ns as f64 / 1e3,
+                report.mean_ns as f64 / 1e3,
+                report.min_ns as f64 / 1e3,
+                report.max_ns as f64 / 1e3,
+                report.fuel_per_call
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,7 @@
+//! gaffer: a foreman for autonomous coding agents.
+//!
+//! Routers, verifiers and hooks are sandboxed WebAssembly components (see `wit/`); the host owns
+//! model calls, git and the ledger. This crate is the host: the library and the `gaffer` binary.
+
+pub mod cli;
+pub mod plugin;

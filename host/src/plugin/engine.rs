@@ -1,0 +1,228 @@
+//! The process's wasmtime engine: metering configuration, the instance allocator (pooling where
+//! the machine allows it), and the epoch ticker that gives calls a wall-clock deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::error::PluginError;
+
+/// Which instance allocator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorChoice {
+    /// Pooling where the machine supports it, else on-demand (the default).
+    Auto,
+    /// Pooling or fail.
+    Pooling,
+    /// Allocate each instance's memory on demand.
+    OnDemand,
+}
+
+/// The allocator actually in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorKind {
+    Pooling,
+    OnDemand,
+}
+
+/// Which meters are compiled into plugin code.
+///
+/// gaffer ships with both on. Fuel is the plugin budget itself (the meter that mirrors token
+/// budgets) and also drives the async yield that keeps a spinning plugin from starving other
+/// tasks; the epoch is the only bound on wall time that holds while a plugin computes. The
+/// `plugin_runtime` benchmark measures what each costs on a compute-heavy and a call-heavy guest
+/// (figures in the README): the overhead is paid on plugin code only, which is microseconds per
+/// call against model calls of seconds, so correctness wins. Turning either off exists for that
+/// benchmark, not for production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metering {
+    pub fuel: bool,
+    pub epoch: bool,
+}
+
+impl Metering {
+    /// Fuel and epoch both on: the shipped configuration.
+    pub const SHIPPED: Metering = Metering {
+        fuel: true,
+        epoch: true,
+    };
+}
+
+/// Options of the runtime as a whole (per-plugin limits live in [`super::spec::Limits`]).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub allocator: AllocatorChoice,
+    pub metering: Metering,
+    /// The largest memory cap any plugin may have; the pooling allocator reserves slots this big.
+    pub max_memory_bytes: u64,
+    /// Component instances that can be live at once with the pooling allocator.
+    pub pool_instances: u32,
+    /// Epoch tick: the granularity of deadlines.
+    pub epoch_tick: Duration,
+    /// A computing plugin yields to the async runtime after this much fuel, so that one spinning
+    /// plugin cannot stop other tasks on the same runtime thread (see the starvation test).
+    pub fuel_yield_interval: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            allocator: AllocatorChoice::Auto,
+            metering: Metering::SHIPPED,
+            max_memory_bytes: 512 * 1024 * 1024,
+            pool_instances: 64,
+            epoch_tick: Duration::from_millis(1),
+            fuel_yield_interval: 10_000_000,
+        }
+    }
+}
+
+/// Wasm stack per call; deep recursion past it traps as a stack overflow.
+const MAX_WASM_STACK: usize = 1024 * 1024;
+/// Native stack of the fiber an async call runs on; must exceed the wasm stack.
+const ASYNC_STACK: usize = 2 * 1024 * 1024 + MAX_WASM_STACK;
+
+fn base_config(options: &EngineOptions) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(options.metering.fuel);
+    config.epoch_interruption(options.metering.epoch);
+    config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.async_stack_size(ASYNC_STACK);
+    config
+}
+
+fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
+    let n = options.pool_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        // A component made by wasm-component-ld holds a few core instances (the program, the
+        // WASI adapter, shims); Python and JavaScript guests hold more.
+        .total_core_instances(n.saturating_mul(16))
+        .total_memories(n.saturating_mul(4))
+        .total_tables(n.saturating_mul(8))
+        .total_stacks(n)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        .max_core_instances_per_component(32)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX));
+    pool
+}
+
+/// The engine and what came of the allocator probe.
+pub struct EngineHandle {
+    pub engine: Engine,
+    pub allocator: AllocatorKind,
+    /// Why pooling is not in use, when it was tried and refused.
+    pub pooling_refused: Option<String>,
+    ticker: Option<EpochTicker>,
+}
+
+impl EngineHandle {
+    /// Build the engine. With [`AllocatorChoice::Auto`], pooling is probed (it reserves its
+    /// address space up front, which restricted machines refuse) and on-demand is the fallback.
+    pub fn new(options: &EngineOptions) -> Result<EngineHandle, PluginError> {
+        let host_err = |reason: String| PluginError::Host {
+            plugin: "-".to_string(),
+            function: "engine",
+            reason,
+        };
+        let try_pooling = || -> Result<Engine, String> {
+            let mut config = base_config(options);
+            config
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(options)));
+            Engine::new(&config).map_err(|e| format!("{e:#}"))
+        };
+        let on_demand = || -> Result<Engine, PluginError> {
+            let mut config = base_config(options);
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).map_err(|e| host_err(format!("{e:#}")))
+        };
+        let (engine, allocator, pooling_refused) = match options.allocator {
+            AllocatorChoice::OnDemand => (on_demand()?, AllocatorKind::OnDemand, None),
+            AllocatorChoice::Pooling => (
+                try_pooling().map_err(|e| host_err(format!("pooling allocator refused: {e}")))?,
+                AllocatorKind::Pooling,
+                None,
+            ),
+            AllocatorChoice::Auto => match try_pooling() {
+                Ok(engine) => (engine, AllocatorKind::Pooling, None),
+                Err(reason) => (on_demand()?, AllocatorKind::OnDemand, Some(reason)),
+            },
+        };
+        match (&allocator, &pooling_refused) {
+            (AllocatorKind::Pooling, _) => tracing::info!(
+                instances = options.pool_instances,
+                "plugin runtime: pooling instance allocator"
+            ),
+            (AllocatorKind::OnDemand, Some(reason)) => tracing::info!(
+                %reason,
+                "plugin runtime: on-demand instance allocator (pooling refused by this machine)"
+            ),
+            (AllocatorKind::OnDemand, None) => {
+                tracing::info!("plugin runtime: on-demand instance allocator (as configured)")
+            }
+        }
+        let ticker = options
+            .metering
+            .epoch
+            .then(|| EpochTicker::start(&engine, options.epoch_tick));
+        Ok(EngineHandle {
+            engine,
+            allocator,
+            pooling_refused,
+            ticker,
+        })
+    }
+
+    /// The epoch tick, when epoch interruption is on.
+    pub fn epoch_tick(&self) -> Option<Duration> {
+        self.ticker.as_ref().map(|t| t.tick)
+    }
+}
+
+/// A thread that advances the engine's epoch every tick, so that deadlines can be counted in
+/// ticks. It holds only a weak reference and stops when the handle is dropped.
+struct EpochTicker {
+    tick: Duration,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine, tick: Duration) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("gaffer-epoch".to_string())
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .ok();
+        EpochTicker { tick, stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

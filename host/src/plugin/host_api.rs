@@ -1,0 +1,419 @@
+//! What a plugin's imports reach: the per-call sandbox state and the `host` interface —
+//! logging, the plugin's config, the metered `complete` (behind [`ModelAccess`]) and read-only
+//! access to the task's worktree. Every call is checked against the plugin's grants.
+
+use std::future::Future;
+use std::io::Read;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+use super::bindings::host_api::{self, Completion, CompletionRequest, HostError, LogLevel};
+use super::bindings::types;
+use super::spec::Grants;
+
+/// Who is calling a model through `complete`: the plugin and the task it runs for, so the
+/// gateway can charge the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginCaller {
+    pub plugin: String,
+    pub task_id: String,
+    pub attempt: u32,
+}
+
+/// A boxed future, for the object-safe [`ModelAccess`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The host side of the metered `complete` import. The model gateway implements it (reserving
+/// the worst case against every cap before the request leaves, and charging the calling task);
+/// grants are checked before it is reached.
+pub trait ModelAccess: Send + Sync + 'static {
+    /// Run one model call for `caller`.
+    fn complete<'a>(
+        &'a self,
+        caller: &'a PluginCaller,
+        request: CompletionRequest,
+    ) -> BoxFuture<'a, Result<Completion, HostError>>;
+}
+
+/// The [`ModelAccess`] of a runtime with no gateway: every call is refused, saying why.
+#[derive(Debug, Default)]
+pub struct NoModels;
+
+impl ModelAccess for NoModels {
+    fn complete<'a>(
+        &'a self,
+        _caller: &'a PluginCaller,
+        request: CompletionRequest,
+    ) -> BoxFuture<'a, Result<Completion, HostError>> {
+        Box::pin(async move {
+            Err(HostError::Failed(format!(
+                "no model gateway is configured in this runtime (model `{}`)",
+                request.model
+            )))
+        })
+    }
+}
+
+/// Largest file a plugin may read through `read-file`.
+pub const MAX_READ_BYTES: u64 = 4 * 1024 * 1024;
+/// Log records one call may write; more are dropped, and the drop is logged once.
+pub const MAX_LOG_RECORDS_PER_CALL: u32 = 200;
+/// Bytes of a plugin's stderr kept to explain a trap (a Rust panic message lands there).
+pub const STDERR_CAPTURE_BYTES: usize = 64 * 1024;
+
+/// Memory cap of one instance, remembering the growth it refused so that a trap that follows
+/// can be reported as a memory limit rather than a bare `unreachable`.
+pub struct MemoryLimiter {
+    cap: u64,
+    /// The size a refused `memory.grow` asked for.
+    pub refused: Option<u64>,
+}
+
+impl MemoryLimiter {
+    pub fn new(cap: u64) -> MemoryLimiter {
+        MemoryLimiter { cap, refused: None }
+    }
+
+    /// The cap in bytes.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+}
+
+/// Table elements one instance may have: generous, bounded.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.cap {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A wall clock frozen at the Unix epoch and a monotonic clock frozen at zero: plugins get no
+/// clock (their decisions must not depend on the time; replay needs that).
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The data of one call's `Store`: a WASI context that grants nothing, the limiter, and what
+/// the `host` interface needs.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub stderr: MemoryOutputPipe,
+    host: HostContext,
+}
+
+/// What the `host` interface needs for one call.
+pub struct HostContext {
+    pub caller: PluginCaller,
+    pub config_json: Arc<str>,
+    pub grants: Grants,
+    pub models: Arc<dyn ModelAccess>,
+    /// The task's worktree, when files are granted and the caller has one.
+    pub worktree: Option<Arc<cap_std::fs::Dir>>,
+    logs_written: u32,
+}
+
+impl HostContext {
+    pub fn new(
+        caller: PluginCaller,
+        config_json: Arc<str>,
+        grants: Grants,
+        models: Arc<dyn ModelAccess>,
+        worktree: Option<Arc<cap_std::fs::Dir>>,
+    ) -> HostContext {
+        HostContext {
+            caller,
+            config_json,
+            grants,
+            models,
+            worktree,
+            logs_written: 0,
+        }
+    }
+}
+
+impl PluginState {
+    /// State for one call: no preopened directories, no network, no environment, no
+    /// arguments, no stdin, stdout discarded, stderr captured (bounded) to explain traps,
+    /// frozen clocks.
+    pub fn new(host: HostContext, memory_cap: u64) -> PluginState {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_cap),
+            stderr,
+            host,
+        }
+    }
+
+    /// What the plugin wrote to stderr, lossily decoded.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_string()
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl host_api::Host for PluginState {
+    async fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        let host = &mut self.host;
+        host.logs_written = host.logs_written.saturating_add(1);
+        if host.logs_written > MAX_LOG_RECORDS_PER_CALL {
+            if host.logs_written == MAX_LOG_RECORDS_PER_CALL + 1 {
+                tracing::warn!(
+                    plugin = %host.caller.plugin,
+                    task = %host.caller.task_id,
+                    "plugin wrote more than {MAX_LOG_RECORDS_PER_CALL} log records in one call; dropping the rest"
+                );
+            }
+            return;
+        }
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let plugin = host.caller.plugin.as_str();
+        let task = host.caller.task_id.as_str();
+        match level {
+            LogLevel::Trace => {
+                tracing::trace!(target: "gaffer::plugin_log", plugin, task, fields, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "gaffer::plugin_log", plugin, task, fields, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "gaffer::plugin_log", plugin, task, fields, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "gaffer::plugin_log", plugin, task, fields, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "gaffer::plugin_log", plugin, task, fields, "{message}")
+            }
+        }
+    }
+
+    async fn config(&mut self) -> String {
+        self.host.config_json.to_string()
+    }
+
+    async fn complete(&mut self, request: CompletionRequest) -> Result<Completion, HostError> {
+        let host = &self.host;
+        if !host.grants.complete.iter().any(|m| m == &request.model) {
+            let granted = if host.grants.complete.is_empty() {
+                "none".to_string()
+            } else {
+                host.grants.complete.join(", ")
+            };
+            return Err(HostError::NotGranted(format!(
+                "plugin `{}` may not call model `{}` (granted: {granted}); add it to the plugin's `grants.complete` in gaffer.toml",
+                host.caller.plugin, request.model
+            )));
+        }
+        host.models.complete(&host.caller, request).await
+    }
+
+    async fn read_file(&mut self, path: String) -> Result<String, HostError> {
+        let dir = self.granted_worktree()?;
+        read_confined(&dir, &path)
+    }
+
+    async fn list_files(&mut self, dir: String) -> Result<Vec<String>, HostError> {
+        let root = self.granted_worktree()?;
+        list_confined(&root, &dir)
+    }
+}
+
+impl PluginState {
+    fn granted_worktree(&self) -> Result<Arc<cap_std::fs::Dir>, HostError> {
+        let host = &self.host;
+        if !host.grants.files {
+            return Err(HostError::NotGranted(format!(
+                "plugin `{}` may not read files; set `grants.files = true` in its gaffer.toml section",
+                host.caller.plugin
+            )));
+        }
+        host.worktree.clone().ok_or_else(|| {
+            HostError::NotFound(format!(
+                "task `{}` has no worktree at this stage",
+                host.caller.task_id
+            ))
+        })
+    }
+}
+
+fn io_error(path: &str, e: std::io::Error) -> HostError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => HostError::NotFound(format!("`{path}` does not exist")),
+        std::io::ErrorKind::PermissionDenied => HostError::Failed(format!(
+            "`{path}` leads outside the worktree or is not readable"
+        )),
+        _ => HostError::Failed(format!("`{path}`: {e}")),
+    }
+}
+
+fn relative(path: &str) -> &Path {
+    let trimmed = path.trim_start_matches("./");
+    if trimmed.is_empty() {
+        Path::new(".")
+    } else {
+        Path::new(trimmed)
+    }
+}
+
+/// Read a UTF-8 file inside `root`; `..`, absolute paths and symlinks that lead out are refused
+/// by cap-std.
+pub fn read_confined(root: &cap_std::fs::Dir, path: &str) -> Result<String, HostError> {
+    let file = root.open(relative(path)).map_err(|e| io_error(path, e))?;
+    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    if len > MAX_READ_BYTES {
+        return Err(HostError::Failed(format!(
+            "`{path}` is {len} bytes, more than the {MAX_READ_BYTES} a plugin may read"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_READ_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| io_error(path, e))?;
+    Ok(text)
+}
+
+/// List a directory inside `root`, sorted; directories end with `/`.
+pub fn list_confined(root: &cap_std::fs::Dir, dir: &str) -> Result<Vec<String>, HostError> {
+    let entries = root.read_dir(relative(dir)).map_err(|e| io_error(dir, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let mut name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            name.push('/');
+        }
+        names.push(name);
+    }
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worktree() -> (tempfile::TempDir, cap_std::fs::Dir) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("src")).unwrap();
+        std::fs::write(tmp.path().join("src/lib.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(tmp.path().join("README.md"), "hi\n").unwrap();
+        let dir =
+            cap_std::fs::Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn reads_inside_the_worktree() {
+        let (_tmp, dir) = worktree();
+        assert_eq!(read_confined(&dir, "src/lib.rs").unwrap(), "fn main() {}\n");
+        assert_eq!(read_confined(&dir, "./README.md").unwrap(), "hi\n");
+        assert_eq!(list_confined(&dir, "").unwrap(), vec!["README.md", "src/"]);
+    }
+
+    #[test]
+    fn refuses_paths_that_lead_out() {
+        let (tmp, dir) = worktree();
+        let outside = tmp.path().parent().unwrap().join("gaffer-outside-secret");
+        std::fs::write(&outside, "secret").unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.path().join("link")).unwrap();
+        for path in [
+            "../gaffer-outside-secret",
+            "/etc/passwd",
+            "link",
+            "src/../../x",
+        ] {
+            let err = read_confined(&dir, path).unwrap_err();
+            assert!(
+                !matches!(err, HostError::NotGranted(_)),
+                "{path}: unexpected {err:?}"
+            );
+            if let Ok(text) = read_confined(&dir, path) {
+                panic!("{path} was readable: {text}");
+            }
+        }
+        let _ = std::fs::remove_file(outside);
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let (_tmp, dir) = worktree();
+        assert!(matches!(
+            read_confined(&dir, "nope.txt"),
+            Err(HostError::NotFound(_))
+        ));
+    }
+}

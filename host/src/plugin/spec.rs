@@ -1,0 +1,459 @@
+//! A plugin as configured in `gaffer.toml`: where it is, its limits, its grants, its fail policy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::PluginError;
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    Router,
+    Verifier,
+    Hook,
+}
+
+impl World {
+    /// The world's name in the WIT package.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Router => "router",
+            World::Verifier => "verifier",
+            World::Hook => "hook",
+        }
+    }
+
+    /// The fail policy that applies when the configuration says nothing (DESIGN.md, "Fail policy").
+    pub fn default_on_failure(self) -> OnFailure {
+        match self {
+            World::Router => OnFailure::Fallback,
+            World::Verifier => OnFailure::NeedsHuman,
+            World::Hook => OnFailure::Deny,
+        }
+    }
+
+    /// The policies that make sense for this world.
+    pub fn allowed_on_failure(self) -> &'static [OnFailure] {
+        match self {
+            World::Router => &[OnFailure::Fallback, OnFailure::Stop],
+            World::Verifier => &[OnFailure::NeedsHuman, OnFailure::Reject, OnFailure::Stop],
+            World::Hook => &[OnFailure::Deny, OnFailure::Allow, OnFailure::Stop],
+        }
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the host decides when a plugin faults (traps, runs out of fuel or time, exceeds its
+/// memory, returns an error or malformed output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Hooks: deny the tool call or change (fail closed). The default for hooks.
+    Deny,
+    /// Hooks: allow as if the hook were absent (fail open).
+    Allow,
+    /// Verifiers: the attempt ends as `needs-human`. The default for verifiers.
+    NeedsHuman,
+    /// Verifiers: reject the attempt with the fault as the reason.
+    Reject,
+    /// Routers: use `fallback_model`. The default for routers.
+    Fallback,
+    /// Any world: report the fault to the caller, which stops the attempt.
+    Stop,
+}
+
+impl OnFailure {
+    /// The name used in `gaffer.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFailure::Deny => "deny",
+            OnFailure::Allow => "allow",
+            OnFailure::NeedsHuman => "needs-human",
+            OnFailure::Reject => "reject",
+            OnFailure::Fallback => "fallback",
+            OnFailure::Stop => "stop",
+        }
+    }
+}
+
+/// What a plugin may use beyond computing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Model keys the plugin may call through the metered `complete` import.
+    #[serde(default)]
+    pub complete: Vec<String>,
+    /// Whether the plugin may read the task's worktree (read-only).
+    #[serde(default)]
+    pub files: bool,
+}
+
+/// Default fuel for one plugin call: ~0.1–0.3 s of plain compute here, far more than any
+/// reference plugin needs (the cost-tier router uses well under 1 M), small enough that a
+/// runaway loop ends quickly.
+pub const DEFAULT_FUEL_PER_CALL: u64 = 1_000_000_000;
+/// Default cumulative fuel for all plugin calls of one task.
+pub const DEFAULT_FUEL_PER_TASK: u64 = 50_000_000_000;
+/// Default wall-clock deadline of one call for plugins that may not call models.
+pub const DEFAULT_DEADLINE_MS: u64 = 2_000;
+/// Default wall-clock deadline of one call for plugins granted `complete` (model calls are slow).
+pub const DEFAULT_DEADLINE_WITH_MODELS_MS: u64 = 300_000;
+/// Default memory cap per instance. Python and JavaScript guests need a few MiB per instance.
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+/// Default cap on what one call may return (strings and lists, summed).
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 256 * 1024;
+/// Default number of faults of one plugin after which the run stops.
+pub const DEFAULT_MAX_FAULTS: u32 = 5;
+
+/// One plugin's section of `gaffer.toml`, as written there.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpecToml {
+    /// Path of the `.wasm` component, relative to the directory of `gaffer.toml`.
+    pub path: PathBuf,
+    /// A name for logs and the ledger; defaults to the file's stem.
+    pub name: Option<String>,
+    /// Routers only: the model used when the router faults.
+    pub fallback_model: Option<String>,
+    pub fuel_per_call: Option<u64>,
+    pub fuel_per_task: Option<u64>,
+    pub deadline_ms: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub max_output_bytes: Option<usize>,
+    pub max_faults: Option<u32>,
+    pub on_failure: Option<OnFailure>,
+    #[serde(default)]
+    pub grants: Grants,
+    /// The plugin's own configuration, handed to it as JSON through the `config` import.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+}
+
+/// Limits that apply to every call of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (instructions) allowed to one call.
+    pub fuel_per_call: u64,
+    /// Cumulative fuel of this plugin's calls within one task (the task's budget is shared by
+    /// all plugins; this is the amount a task starts with when this plugin is the first to run).
+    pub fuel_per_task: u64,
+    /// Wall-clock deadline of one call, host calls included.
+    pub deadline: Duration,
+    /// Memory cap of one instance, in bytes.
+    pub memory_bytes: u64,
+    /// Cap on the bytes of strings and lists that one call may return.
+    pub max_output_bytes: usize,
+    /// Faults after which calls are refused for the rest of the run.
+    pub max_faults: u32,
+}
+
+/// A plugin's configuration, resolved and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    pub name: String,
+    pub world: World,
+    /// Absolute or config-relative path, resolved against the config's directory.
+    pub path: PathBuf,
+    pub fallback_model: Option<String>,
+    pub limits: Limits,
+    pub on_failure: OnFailure,
+    pub grants: Grants,
+    /// The `config` table as JSON text ("{}" when absent).
+    pub config_json: String,
+}
+
+impl PluginSpec {
+    /// A spec with default limits and policy, for `plugin check`, tests and benches.
+    pub fn new(world: World, path: impl Into<PathBuf>) -> PluginSpec {
+        let path = path.into();
+        PluginSpec {
+            name: default_name(&path),
+            world,
+            path,
+            fallback_model: None,
+            limits: Limits {
+                fuel_per_call: DEFAULT_FUEL_PER_CALL,
+                fuel_per_task: DEFAULT_FUEL_PER_TASK,
+                deadline: Duration::from_millis(DEFAULT_DEADLINE_MS),
+                memory_bytes: DEFAULT_MEMORY_MIB * 1024 * 1024,
+                max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+                max_faults: DEFAULT_MAX_FAULTS,
+            },
+            on_failure: world.default_on_failure(),
+            grants: Grants::default(),
+            config_json: "{}".to_string(),
+        }
+    }
+
+    /// Set the plugin's own configuration from a JSON value.
+    pub fn with_config(mut self, config: serde_json::Value) -> PluginSpec {
+        self.config_json = config.to_string();
+        self
+    }
+
+    /// Resolve a `gaffer.toml` section. `base_dir` is the directory of `gaffer.toml`;
+    /// `section` names the section in errors (e.g. `plugins.router`).
+    pub fn from_toml(
+        world: World,
+        raw: &PluginSpecToml,
+        base_dir: &Path,
+        section: &str,
+    ) -> Result<PluginSpec, PluginError> {
+        let path = if raw.path.is_absolute() {
+            raw.path.clone()
+        } else {
+            base_dir.join(&raw.path)
+        };
+        let name = raw.name.clone().unwrap_or_else(|| default_name(&path));
+        let invalid = |reason: String| PluginError::Config {
+            plugin: name.clone(),
+            reason: format!("[{section}]: {reason}"),
+        };
+        let on_failure = raw.on_failure.unwrap_or(world.default_on_failure());
+        if !world.allowed_on_failure().contains(&on_failure) {
+            let allowed: Vec<&str> = world
+                .allowed_on_failure()
+                .iter()
+                .map(|p| p.name())
+                .collect();
+            return Err(invalid(format!(
+                "on_failure = \"{}\" does not apply to a {world}; use one of {}",
+                on_failure.name(),
+                allowed.join(", ")
+            )));
+        }
+        if world == World::Router
+            && on_failure == OnFailure::Fallback
+            && raw.fallback_model.is_none()
+        {
+            return Err(invalid(
+                "a router needs `fallback_model` (the model used when the router faults), \
+                 or on_failure = \"stop\""
+                    .to_string(),
+            ));
+        }
+        if world != World::Router && raw.fallback_model.is_some() {
+            return Err(invalid(
+                "`fallback_model` applies only to the router".to_string(),
+            ));
+        }
+        let positive =
+            |field: &str, value: Option<u64>, default: u64| -> Result<u64, PluginError> {
+                match value {
+                    Some(0) => Err(invalid(format!("`{field}` must be greater than 0"))),
+                    Some(v) => Ok(v),
+                    None => Ok(default),
+                }
+            };
+        let default_deadline = if raw.grants.complete.is_empty() {
+            DEFAULT_DEADLINE_MS
+        } else {
+            DEFAULT_DEADLINE_WITH_MODELS_MS
+        };
+        let fuel_per_call = positive("fuel_per_call", raw.fuel_per_call, DEFAULT_FUEL_PER_CALL)?;
+        let fuel_per_task = positive("fuel_per_task", raw.fuel_per_task, DEFAULT_FUEL_PER_TASK)?;
+        let deadline_ms = positive("deadline_ms", raw.deadline_ms, default_deadline)?;
+        let memory_mib = positive("memory_mib", raw.memory_mib, DEFAULT_MEMORY_MIB)?;
+        let max_output = positive(
+            "max_output_bytes",
+            raw.max_output_bytes.map(|v| v as u64),
+            DEFAULT_MAX_OUTPUT_BYTES as u64,
+        )?;
+        let max_faults = positive(
+            "max_faults",
+            raw.max_faults.map(u64::from),
+            DEFAULT_MAX_FAULTS.into(),
+        )?;
+        let config_json = match &raw.config {
+            Some(table) => serde_json::to_string(table)
+                .map_err(|e| invalid(format!("`config` cannot be expressed as JSON: {e}")))?,
+            None => "{}".to_string(),
+        };
+        Ok(PluginSpec {
+            name,
+            world,
+            path,
+            fallback_model: raw.fallback_model.clone(),
+            limits: Limits {
+                fuel_per_call,
+                fuel_per_task,
+                deadline: Duration::from_millis(deadline_ms),
+                memory_bytes: memory_mib.saturating_mul(1024 * 1024),
+                max_output_bytes: usize::try_from(max_output).unwrap_or(usize::MAX),
+                max_faults: u32::try_from(max_faults).unwrap_or(u32::MAX),
+            },
+            on_failure,
+            grants: raw.grants.clone(),
+            config_json,
+        })
+    }
+}
+
+fn default_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// The `[plugins]` section of `gaffer.toml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsToml {
+    pub router: Option<PluginSpecToml>,
+    pub verifier: Option<PluginSpecToml>,
+    #[serde(default)]
+    pub hooks: Vec<PluginSpecToml>,
+}
+
+/// All plugins of a configuration, resolved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PluginSpecs {
+    pub router: Option<PluginSpec>,
+    pub verifier: Option<PluginSpec>,
+    pub hooks: Vec<PluginSpec>,
+}
+
+impl PluginSpecs {
+    /// Resolve the `[plugins]` section; `base_dir` is the directory of `gaffer.toml`.
+    pub fn from_toml(raw: &PluginsToml, base_dir: &Path) -> Result<PluginSpecs, PluginError> {
+        let router = raw
+            .router
+            .as_ref()
+            .map(|r| PluginSpec::from_toml(World::Router, r, base_dir, "plugins.router"))
+            .transpose()?;
+        let verifier = raw
+            .verifier
+            .as_ref()
+            .map(|v| PluginSpec::from_toml(World::Verifier, v, base_dir, "plugins.verifier"))
+            .transpose()?;
+        let hooks = raw
+            .hooks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                PluginSpec::from_toml(World::Hook, h, base_dir, &format!("plugins.hooks[{i}]"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = BTreeMap::new();
+        for spec in router.iter().chain(verifier.iter()).chain(hooks.iter()) {
+            if let Some(previous) = names.insert(spec.name.clone(), spec.world) {
+                return Err(PluginError::Config {
+                    plugin: spec.name.clone(),
+                    reason: format!(
+                        "two plugins are named `{}` (a {previous} and a {}); give one a `name`",
+                        spec.name, spec.world
+                    ),
+                });
+            }
+        }
+        Ok(PluginSpecs {
+            router,
+            verifier,
+            hooks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PluginSpecs, PluginError> {
+        #[derive(Deserialize)]
+        struct File {
+            plugins: PluginsToml,
+        }
+        let file: File = toml::from_str(text).map_err(|e| PluginError::Config {
+            plugin: "-".into(),
+            reason: e.to_string(),
+        })?;
+        PluginSpecs::from_toml(&file.plugins, Path::new("/project"))
+    }
+
+    #[test]
+    fn defaults_follow_the_design_fail_policy() {
+        let specs = parse(
+            r#"
+            [plugins.router]
+            path = "plugins/cost-tier.wasm"
+            fallback_model = "cheap"
+            [plugins.verifier]
+            path = "/abs/verifier.wasm"
+            [[plugins.hooks]]
+            path = "hooks/protected.wasm"
+            config = { globs = [".env"] }
+            "#,
+        )
+        .unwrap();
+        let router = specs.router.unwrap();
+        assert_eq!(router.on_failure, OnFailure::Fallback);
+        assert_eq!(
+            router.path,
+            PathBuf::from("/project/plugins/cost-tier.wasm")
+        );
+        assert_eq!(router.name, "cost-tier");
+        assert_eq!(router.limits.deadline, Duration::from_millis(2_000));
+        assert_eq!(specs.verifier.unwrap().on_failure, OnFailure::NeedsHuman);
+        let hook = &specs.hooks[0];
+        assert_eq!(hook.on_failure, OnFailure::Deny);
+        assert_eq!(hook.config_json, r#"{"globs":[".env"]}"#);
+    }
+
+    #[test]
+    fn router_without_fallback_is_refused_with_the_section() {
+        let err = parse("[plugins.router]\npath = \"r.wasm\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("[plugins.router]"), "{text}");
+        assert!(text.contains("fallback_model"), "{text}");
+    }
+
+    #[test]
+    fn policy_that_does_not_fit_the_world_is_refused() {
+        let err = parse("[[plugins.hooks]]\npath = \"h.wasm\"\non_failure = \"fallback\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plugins.hooks[0]"), "{err}");
+        assert!(err.contains("deny, allow, stop"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let err = parse("[[plugins.hooks]]\npath = \"h.wasm\"\nfuel_per_call = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`fuel_per_call` must be greater than 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn model_grants_lengthen_the_default_deadline() {
+        let specs =
+            parse("[plugins.verifier]\npath = \"v.wasm\"\ngrants = { complete = [\"cheap\"] }\n")
+                .unwrap();
+        assert_eq!(
+            specs.verifier.unwrap().limits.deadline,
+            Duration::from_millis(300_000)
+        );
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let err = parse(
+            "[[plugins.hooks]]\npath = \"a/x.wasm\"\n[[plugins.hooks]]\npath = \"b/x.wasm\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("two plugins are named `x`"), "{err}");
+    }
+}

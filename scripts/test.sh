@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every test: set-up, the plugins built from source, unit and end-to-end tests of the whole
+# workspace (benchmarks run once each as tests, so they cannot rot), doc examples, formatting.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build-plugins.sh
+cargo fmt --all -- --check
+cargo test --workspace --all-targets
+cargo test --workspace --doc

@@ -1,0 +1,595 @@
+//! End-to-end tests of the plugin runtime with real components built from source: the hostile
+//! plugin suite, the fail policy, fuel accounting, grants, starvation and reloading.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use gaffer::plugin::types::{RouteDecision, RouteRequest};
+use gaffer::plugin::{
+    CallContext, CallError, Called, OnFailure, Plugin, PluginError, PluginRuntime, PluginSpec,
+    World, samples,
+};
+use serde_json::json;
+use support::{FakeModels, guest, runtime, runtime_with};
+
+fn hostile(mode: &str) -> PluginSpec {
+    let mut spec =
+        PluginSpec::new(World::Router, guest("hostile-guest")).with_config(json!({ "mode": mode }));
+    spec.name = format!("hostile-{mode}");
+    spec.fallback_model = Some("cheap".to_string());
+    spec
+}
+
+async fn route(plugin: &Plugin) -> Result<Called<RouteDecision>, CallError> {
+    plugin
+        .route(&CallContext::new("T-1", 1), &samples::route_request())
+        .await
+}
+
+/// After a hostile call, the same runtime must serve a well-behaved plugin correctly.
+async fn serves_next_call(runtime: &PluginRuntime) {
+    let ok = runtime.load(hostile("ok")).expect("ok plugin loads");
+    let called = route(&ok).await.expect("ok plugin answers");
+    assert!(called.fault.is_none(), "{:?}", called.fault);
+    assert_eq!(called.decision.model, "cheap");
+    assert_eq!(called.decision.reason, "ok for T-1");
+}
+
+fn fallback_reason(kind: &str) -> String {
+    // The fallback decision names the plugin and the fault kind (see `Plugin::route`).
+    format!("faulted ({kind}); fell back to `cheap`")
+}
+
+#[tokio::test]
+async fn endless_loop_runs_out_of_fuel_and_falls_back() {
+    let (runtime, recorder) = runtime();
+    let mut spec = hostile("spin");
+    spec.limits.fuel_per_call = 200_000_000;
+    let plugin = runtime.load(spec).unwrap();
+    let called = route(&plugin).await.unwrap();
+    match called.fault {
+        Some(PluginError::OutOfFuel {
+            allowance,
+            ref plugin,
+            ..
+        }) => {
+            assert_eq!(allowance, 200_000_000);
+            assert_eq!(plugin, "hostile-spin");
+        }
+        ref other => panic!("expected out of fuel, got {other:?}"),
+    }
+    assert_eq!(called.decision.model, "cheap");
+    assert!(
+        called
+            .decision
+            .reason
+            .contains(&fallback_reason("out-of-fuel"))
+    );
+    assert_eq!(
+        called.run.fuel_used, 200_000_000,
+        "all the allowance was used"
+    );
+    assert_eq!(called.run.policy, Some(OnFailure::Fallback));
+    let runs = recorder.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome, "out-of-fuel");
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn endless_loop_with_ample_fuel_meets_the_deadline() {
+    let (runtime, _) = runtime();
+    let mut spec = hostile("spin");
+    spec.limits.fuel_per_call = u64::MAX / 4;
+    spec.limits.deadline = Duration::from_millis(150);
+    let plugin = runtime.load(spec).unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert!(
+        matches!(called.fault, Some(PluginError::Deadline { deadline, .. }) if deadline == Duration::from_millis(150)),
+        "{:?}",
+        called.fault
+    );
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn waiting_inside_a_host_call_meets_the_deadline() {
+    let models = Arc::new(FakeModels::default());
+    let (runtime, _) = runtime_with(models.clone());
+    let mut spec = hostile("await-host");
+    spec.grants.complete = vec!["slow".to_string()];
+    spec.limits.deadline = Duration::from_millis(200);
+    let plugin = runtime.load(spec).unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert!(
+        matches!(called.fault, Some(PluginError::Deadline { .. })),
+        "{:?}",
+        called.fault
+    );
+    // The call did reach the model access, and then hung there.
+    assert_eq!(models.calls().len(), 1);
+    assert_eq!(models.calls()[0].model, "slow");
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn unbounded_memory_growth_hits_the_memory_cap() {
+    let (runtime, _) = runtime();
+    let mut spec = hostile("grow");
+    spec.limits.memory_bytes = 32 * 1024 * 1024;
+    let plugin = runtime.load(spec).unwrap();
+    let called = route(&plugin).await.unwrap();
+    match called.fault {
+        Some(PluginError::MemoryLimit { requested, cap, .. }) => {
+            assert_eq!(cap, 32 * 1024 * 1024);
+            assert!(requested > cap, "requested {requested} cap {cap}");
+        }
+        ref other => panic!("expected memory limit, got {other:?}"),
+    }
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_traps() {
+    let (runtime, _) = runtime();
+    let plugin = runtime.load(hostile("recurse")).unwrap();
+    let called = route(&plugin).await.unwrap();
+    match &called.fault {
+        Some(PluginError::Trap { message, .. }) => {
+            assert!(message.contains("call stack exhausted"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(called.decision.reason.contains(&fallback_reason("trap")));
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_panic_traps_with_its_message_and_a_backtrace() {
+    let (runtime, _) = runtime();
+    let plugin = runtime.load(hostile("panic")).unwrap();
+    let called = route(&plugin).await.unwrap();
+    match &called.fault {
+        Some(PluginError::Trap {
+            message, backtrace, ..
+        }) => {
+            assert!(
+                message.contains("hostile plugin panicked on purpose"),
+                "{message}"
+            );
+            assert!(backtrace.is_some(), "a wasm backtrace is kept");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn huge_output_is_rejected() {
+    let (runtime, _) = runtime();
+    let spec =
+        hostile("huge-output").with_config(json!({"mode": "huge-output", "bytes": 8_388_608}));
+    let plugin = runtime.load(spec).unwrap();
+    let called = route(&plugin).await.unwrap();
+    match called.fault {
+        Some(PluginError::OversizedOutput { size, cap, .. }) => {
+            // "cheap" (5) + 8 MiB of reason + 8 bytes for the budget.
+            assert_eq!(size, 5 + 8_388_608 + 8);
+            assert_eq!(cap, 256 * 1024);
+        }
+        ref other => panic!("expected oversized output, got {other:?}"),
+    }
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn ambient_authority_is_denied() {
+    let (runtime, _) = runtime();
+    let plugin = runtime.load(hostile("ambient")).unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert!(called.fault.is_none(), "{:?}", called.fault);
+    let reason = called.decision.reason;
+    for expected in [
+        "file=denied(",
+        "dir=denied(",
+        "socket=denied(",
+        "env=empty",
+        "clock=0",
+    ] {
+        assert!(reason.contains(expected), "missing {expected} in: {reason}");
+    }
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_component_for_another_world_is_incompatible() {
+    let (runtime, _) = runtime();
+    let mut spec = PluginSpec::new(World::Router, guest("protected-paths"));
+    spec.fallback_model = Some("cheap".to_string());
+    let error = runtime.load(spec).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, PluginError::Incompatible { .. }), "{text}");
+    assert!(text.contains("expected the `router` world"), "{text}");
+    assert!(text.contains("that is the `hook` world"), "{text}");
+    assert!(text.contains("pre-tool"), "{text}");
+
+    let error = runtime
+        .load(PluginSpec::new(World::Hook, guest("cost-tier")))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("expected the `hook` world"), "{error}");
+    assert!(error.contains("exports [route]"), "{error}");
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_component_is_refused_with_its_path() {
+    let (runtime, _) = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.wasm");
+    std::fs::write(&path, b"this is not wasm").unwrap();
+    let error = runtime
+        .load(PluginSpec::new(World::Hook, &path))
+        .unwrap_err();
+    assert!(matches!(error, PluginError::Compile { .. }), "{error}");
+    assert!(error.to_string().contains("broken.wasm"), "{error}");
+    let missing = runtime
+        .load(PluginSpec::new(
+            World::Hook,
+            dir.path().join("missing.wasm"),
+        ))
+        .unwrap_err();
+    assert!(matches!(missing, PluginError::Read { .. }), "{missing}");
+}
+
+#[tokio::test]
+async fn an_error_returned_by_the_router_falls_back() {
+    let (runtime, _) = runtime();
+    let plugin = runtime.load(hostile("return-error")).unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert!(
+        matches!(&called.fault, Some(PluginError::Returned { message, .. }) if message == "the router refuses on purpose"),
+        "{:?}",
+        called.fault
+    );
+    assert_eq!(called.decision.model, "cheap");
+}
+
+#[tokio::test]
+async fn a_router_naming_an_unknown_model_is_malformed() {
+    let (runtime, _) = runtime();
+    let plugin = runtime.load(hostile("bad-model")).unwrap();
+    let called = route(&plugin).await.unwrap();
+    match &called.fault {
+        Some(PluginError::MalformedOutput { reason, .. }) => {
+            assert!(reason.contains("`no-such-model`"), "{reason}");
+            assert!(reason.contains("[cheap, mid, strong]"), "{reason}");
+        }
+        other => panic!("expected malformed output, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_stop_policy_hands_the_fault_to_the_caller() {
+    let (runtime, _) = runtime();
+    let mut spec = hostile("panic");
+    spec.on_failure = OnFailure::Stop;
+    let plugin = runtime.load(spec).unwrap();
+    match route(&plugin).await {
+        Err(CallError::Stopped(PluginError::Trap { .. })) => {}
+        other => panic!("expected a stop, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn too_many_faults_refuse_further_calls_naming_the_plugin() {
+    let (runtime, _) = runtime();
+    let mut spec = hostile("return-error");
+    spec.limits.max_faults = 2;
+    let plugin = runtime.load(spec).unwrap();
+    assert!(route(&plugin).await.unwrap().fault.is_some());
+    assert!(route(&plugin).await.unwrap().fault.is_some());
+    match route(&plugin).await {
+        Err(CallError::FaultLimit {
+            plugin,
+            faults,
+            limit,
+            last,
+        }) => {
+            assert_eq!(plugin, "hostile-return-error");
+            assert_eq!((faults, limit), (2, 2));
+            assert!(last.contains("refuses on purpose"), "{last}");
+        }
+        other => panic!("expected the fault limit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn fuel_is_counted_per_task_and_exhaustion_stops_the_task() {
+    let (runtime, recorder) = runtime();
+    let spec = hostile("fuel").with_config(json!({"mode": "fuel", "rounds": 100_000}));
+    let probe = runtime.load(spec.clone()).unwrap();
+    let first = route(&probe).await.unwrap();
+    assert!(first.fault.is_none(), "{:?}", first.fault);
+    let per_call = first.run.fuel_used;
+    assert!(
+        per_call > 100_000,
+        "100k rounds use more than 100k instructions: {per_call}"
+    );
+
+    // A task budget that fits one call and a half.
+    let mut limited = spec;
+    limited.limits.fuel_per_task = per_call + per_call / 2;
+    let plugin = runtime.load(limited).unwrap();
+    let ctx = CallContext::new("T-9", 1);
+    let request = samples::route_request();
+    let one = plugin.route(&ctx, &request).await.unwrap();
+    assert!(one.fault.is_none());
+    assert_eq!(
+        ctx.fuel.used(plugin.name()),
+        per_call,
+        "same work, same fuel"
+    );
+    match plugin.route(&ctx, &request).await {
+        Err(CallError::TaskFuelExhausted {
+            task, budget, used, ..
+        }) => {
+            assert_eq!(task, "T-9");
+            assert_eq!(budget, per_call + per_call / 2);
+            assert_eq!(used, budget, "the second call used the rest of the budget");
+        }
+        other => panic!("expected task fuel exhaustion, got {other:?}"),
+    }
+    // Exhaustion is not a plugin fault.
+    assert_eq!(plugin.faults(), 0);
+    // And a spent task is refused before anything runs.
+    let runs_before = recorder.runs().len();
+    assert!(matches!(
+        plugin.route(&ctx, &request).await,
+        Err(CallError::TaskFuelExhausted { .. })
+    ));
+    assert_eq!(recorder.runs().len(), runs_before);
+    // Another task has its own budget.
+    assert!(
+        plugin
+            .route(&CallContext::new("T-10", 1), &request)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn complete_reaches_the_model_access_only_when_granted() {
+    let models = Arc::new(FakeModels::default());
+    let (runtime, _) = runtime_with(models.clone());
+    let mut granted =
+        hostile("complete").with_config(json!({"mode": "complete", "model": "cheap"}));
+    granted.grants.complete = vec!["cheap".to_string()];
+    let plugin = runtime.load(granted).unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert_eq!(called.decision.reason, "model said: use mid (cost 27)");
+    let log = models.calls();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].plugin, "hostile-complete");
+    assert_eq!(
+        log[0].task_id, "T-1",
+        "the call is charged to the calling task"
+    );
+    assert_eq!(log[0].max_tokens, 64);
+    assert_eq!(log[0].prompt, "route Fix off-by-one in pagination");
+
+    let not_granted =
+        hostile("complete").with_config(json!({"mode": "complete", "model": "strong"}));
+    let plugin = runtime
+        .load(PluginSpec {
+            grants: gaffer::plugin::Grants {
+                complete: vec!["cheap".to_string()],
+                files: false,
+            },
+            ..not_granted
+        })
+        .unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert!(
+        called
+            .decision
+            .reason
+            .starts_with("complete refused: HostError::NotGranted("),
+        "{}",
+        called.decision.reason
+    );
+    assert!(
+        called
+            .decision
+            .reason
+            .contains("may not call model `strong`")
+    );
+    assert_eq!(
+        models.calls().len(),
+        1,
+        "a refused call never reaches the gateway"
+    );
+}
+
+#[tokio::test]
+async fn files_are_readable_only_when_granted_and_only_inside_the_worktree() {
+    let (runtime, _) = runtime();
+    let worktree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        worktree.path().join("README.md"),
+        "hello from the worktree\n",
+    )
+    .unwrap();
+    let ctx = CallContext::new("T-1", 1).with_worktree(worktree.path());
+    let request = samples::route_request();
+
+    let mut spec =
+        hostile("read-file").with_config(json!({"mode": "read-file", "path": "README.md"}));
+    spec.grants.files = true;
+    let plugin = runtime.load(spec.clone()).unwrap();
+    let called = plugin.route(&ctx, &request).await.unwrap();
+    assert_eq!(called.decision.reason, "read: hello from the worktree");
+
+    let escaping = runtime
+        .load(
+            spec.clone()
+                .with_config(json!({"mode": "read-file", "path": "../../etc/passwd"})),
+        )
+        .unwrap();
+    let called = escaping.route(&ctx, &request).await.unwrap();
+    assert!(
+        called.decision.reason.starts_with("read refused:"),
+        "{}",
+        called.decision.reason
+    );
+
+    spec.grants.files = false;
+    let ungranted = runtime.load(spec).unwrap();
+    let called = ungranted.route(&ctx, &request).await.unwrap();
+    assert!(
+        called
+            .decision
+            .reason
+            .starts_with("read refused: HostError::NotGranted("),
+        "{}",
+        called.decision.reason
+    );
+}
+
+/// A spinning plugin on one task must not stop another task's work on the same runtime thread.
+#[test]
+fn a_spinning_plugin_does_not_starve_other_tasks() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (runtime, _) = runtime();
+        let mut spec = hostile("spin");
+        spec.limits.fuel_per_call = 3_000_000_000;
+        spec.limits.deadline = Duration::from_secs(30);
+        let plugin = runtime.load(spec).unwrap();
+        let progress = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let other = {
+            let progress = progress.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    progress.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        // Let the other task start, then spin on the same (single) thread.
+        tokio::task::yield_now().await;
+        let before = progress.load(Ordering::Relaxed);
+        let called = route(&plugin).await.unwrap();
+        let during = progress.load(Ordering::Relaxed) - before;
+        done.store(true, Ordering::Relaxed);
+        other.await.unwrap();
+        assert!(matches!(called.fault, Some(PluginError::OutOfFuel { .. })));
+        // 3e9 instructions with a yield every 1e7: the other task gets ~300 turns.
+        assert!(
+            during >= 100,
+            "the other task ran only {during} times while the plugin spun"
+        );
+    });
+}
+
+fn replace_file(path: &std::path::Path, from: &std::path::Path) {
+    // Write beside and rename, as a deploy would: the runtime never sees a half-written file.
+    let tmp = path.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test]
+async fn a_replaced_wasm_serves_the_next_call_and_a_broken_one_keeps_the_old() {
+    let (runtime, _) = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.wasm");
+    std::fs::copy(guest("cost-tier"), &path).unwrap();
+    let mut spec = PluginSpec::new(World::Router, &path);
+    spec.fallback_model = Some("cheap".to_string());
+    let plugin = runtime.load(spec).unwrap();
+    let request: RouteRequest = samples::route_request();
+    let ctx = CallContext::new("T-1", 1);
+
+    let first = plugin.route(&ctx, &request).await.unwrap();
+    assert!(first.fault.is_none(), "{:?}", first.fault);
+    assert_ne!(first.decision.reason, "ok for T-1");
+    let cost_tier_hash = plugin.content_hash();
+
+    // Swap in another router: the very next call uses it.
+    replace_file(&path, &guest("hostile-guest"));
+    let second = plugin.route(&ctx, &request).await.unwrap();
+    assert_eq!(second.decision.reason, "ok for T-1");
+    assert_ne!(plugin.content_hash(), cost_tier_hash);
+    let hostile_hash = plugin.content_hash();
+
+    // A broken replacement: the previous one keeps serving, and the reason is kept.
+    std::fs::write(dir.path().join("router.new"), b"\0asm garbage").unwrap();
+    std::fs::rename(dir.path().join("router.new"), &path).unwrap();
+    let third = plugin.route(&ctx, &request).await.unwrap();
+    assert_eq!(third.decision.reason, "ok for T-1");
+    assert_eq!(plugin.content_hash(), hostile_hash);
+    assert!(matches!(
+        plugin.last_reload_error(),
+        Some(PluginError::Compile { .. })
+    ));
+
+    // A replacement for the wrong world is refused the same way.
+    replace_file(&path, &guest("protected-paths"));
+    let fourth = plugin.route(&ctx, &request).await.unwrap();
+    assert_eq!(fourth.decision.reason, "ok for T-1");
+    assert!(matches!(
+        plugin.last_reload_error(),
+        Some(PluginError::Incompatible { .. })
+    ));
+
+    // And a good one after that is picked up again.
+    replace_file(&path, &guest("cost-tier"));
+    let fifth = plugin.route(&ctx, &request).await.unwrap();
+    assert_eq!(plugin.content_hash(), cost_tier_hash);
+    assert_eq!(fifth.decision.reason, first.decision.reason);
+    assert!(plugin.last_reload_error().is_none());
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk() {
+    let cache = tempfile::tempdir().unwrap();
+    let build = || {
+        PluginRuntime::builder()
+            .cache_dir(Some(cache.path().to_path_buf()))
+            .build()
+            .unwrap()
+    };
+    let first = build().load(hostile("ok")).unwrap();
+    assert_eq!(
+        first.cache_outcome(),
+        gaffer::plugin::CacheOutcome::Compiled
+    );
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+    assert_eq!(artifacts.len(), 1);
+    // A second runtime (a new process, as far as the cache can tell) loads the artifact.
+    let second = build().load(hostile("ok")).unwrap();
+    assert_eq!(second.cache_outcome(), gaffer::plugin::CacheOutcome::Hit);
+    // A corrupt artifact is recompiled, not trusted.
+    let artifact = std::fs::read_dir(cache.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&artifact, b"corrupt").unwrap();
+    let third = build().load(hostile("ok")).unwrap();
+    assert_eq!(
+        third.cache_outcome(),
+        gaffer::plugin::CacheOutcome::Compiled
+    );
+    serves_next_call(&build()).await;
+}
