@@ -593,3 +593,91 @@ async fn compiled_components_are_cached_on_disk() {
     );
     serves_next_call(&build()).await;
 }
+
+#[tokio::test]
+async fn a_changed_gaffer_toml_takes_effect_on_the_next_call() {
+    use gaffer::plugin::PluginSet;
+    let (runtime, _) = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::copy(
+        guest("hostile-guest"),
+        dir.path().join("plugins/router.wasm"),
+    )
+    .unwrap();
+    let config = dir.path().join("gaffer.toml");
+    let write = |mode: &str, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[project]\ntarget_branch = \"main\"\n\n[plugins.router]\npath = \"plugins/router.wasm\"\n\
+                 fallback_model = \"cheap\"\nconfig = {{ mode = \"{mode}\" }}\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    write("ok", "");
+    let set = PluginSet::open(runtime, &config).unwrap();
+    let route_now = || async {
+        let active = set.current();
+        let router = active.router.as_ref().expect("a router is configured");
+        route(router).await.unwrap()
+    };
+    let first = route_now().await;
+    assert_eq!(first.decision.reason, "ok for T-1");
+
+    // A new plugin config: the very next call sees it.
+    write("return-error", "");
+    let second = route_now().await;
+    assert!(
+        matches!(second.fault, Some(PluginError::Returned { .. })),
+        "{:?}",
+        second.fault
+    );
+
+    // A broken file: the previous plugins keep serving; the error names the file and line.
+    std::fs::write(&config, "[plugins.router\npath = 3\n").unwrap();
+    let third = route_now().await;
+    assert!(matches!(third.fault, Some(PluginError::Returned { .. })));
+    let error = set
+        .last_error()
+        .expect("the broken config is reported")
+        .to_string();
+    assert!(error.contains("gaffer.toml"), "{error}");
+    assert!(error.contains("line 1"), "{error}");
+
+    // A valid file naming a plugin that does not exist: the same.
+    write("ok", "fuel_per_call = 5\n");
+    std::fs::remove_file(dir.path().join("plugins/router.wasm")).unwrap();
+    let fourth = route_now().await;
+    assert!(matches!(fourth.fault, Some(PluginError::Returned { .. })));
+    assert!(matches!(set.last_error(), Some(PluginError::Read { .. })));
+
+    // Fixed: picked up again.
+    std::fs::copy(
+        guest("hostile-guest"),
+        dir.path().join("plugins/router.wasm"),
+    )
+    .unwrap();
+    write("ok", "fuel_per_call = 50000000\n");
+    let fifth = route_now().await;
+    assert_eq!(fifth.decision.reason, "ok for T-1");
+    assert!(set.last_error().is_none());
+}
+
+#[tokio::test]
+async fn a_broken_gaffer_toml_at_start_is_an_error_naming_the_field() {
+    use gaffer::plugin::PluginSet;
+    let (runtime, _) = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gaffer.toml");
+    std::fs::write(&config, "[plugins.router]\npath = \"r.wasm\"\nfuel = 3\n").unwrap();
+    let error = PluginSet::open(runtime.clone(), &config)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("gaffer.toml"), "{error}");
+    assert!(error.contains("unknown field `fuel`"), "{error}");
+    std::fs::write(&config, "[[plugins.hooks]]\npath = \"missing.wasm\"\n").unwrap();
+    let error = PluginSet::open(runtime, &config).unwrap_err();
+    assert!(matches!(error, PluginError::Read { .. }), "{error}");
+}

@@ -11,6 +11,7 @@ pub mod router {
         world: "router",
         imports: { default: async },
         exports: { default: async },
+        additional_derives: [PartialEq, Eq],
     });
 }
 

@@ -158,6 +158,7 @@ impl PluginRuntime {
         let loaded = self.inner.compile(&spec)?;
         Ok(Plugin {
             runtime: Arc::clone(&self.inner),
+            config_json: Arc::from(spec.config_json.as_str()),
             spec,
             current: RwLock::new(Arc::new(loaded)),
             reload: Mutex::new(ReloadState::default()),
@@ -333,6 +334,8 @@ struct ReloadState {
 pub struct Plugin {
     runtime: Arc<Inner>,
     spec: PluginSpec,
+    /// The config handed to every call, shared rather than copied per call.
+    config_json: Arc<str>,
     current: RwLock<Arc<Loaded>>,
     reload: Mutex<ReloadState>,
     faults: AtomicU32,
@@ -602,7 +605,7 @@ impl Plugin {
                 task_id: ctx.task_id.clone(),
                 attempt: ctx.attempt,
             },
-            Arc::from(self.spec.config_json.as_str()),
+            Arc::clone(&self.config_json),
             self.spec.grants.clone(),
             Arc::clone(&self.runtime.models),
             worktree,

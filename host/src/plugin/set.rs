@@ -59,6 +59,14 @@ pub struct PluginSet {
     state: Mutex<SetState>,
 }
 
+impl std::fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSet")
+            .field("config_path", &self.config_path)
+            .finish()
+    }
+}
+
 impl PluginSet {
     /// Load every plugin the file configures. At start, any failure is an error: gaffer does
     /// not run with a broken configuration.

@@ -1,0 +1,155 @@
+//! End-to-end tests of the `gaffer` binary's plugin commands.
+
+mod support;
+
+use std::process::Command;
+
+use support::guest;
+
+fn gaffer(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gaffer"))
+        .args(args)
+        .env("GAFFER_CACHE_DIR", support::test_cache_dir())
+        .output()
+        .expect("gaffer runs")
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn check_accepts_a_router_and_reports_its_sample_call() {
+    let path = guest("cost-tier");
+    let out = gaffer(&[
+        "plugin",
+        "check",
+        path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["accepted"], true);
+    assert_eq!(report["world"], "router");
+    assert_eq!(report["exports"], serde_json::json!(["route"]));
+    let imports: Vec<&str> = report["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.as_str())
+        .collect();
+    assert!(imports.contains(&"gaffer:plugin/host@0.1.0"), "{imports:?}");
+    let call = &report["sample_calls"][0];
+    assert_eq!(call["function"], "route");
+    assert!(call["fuel_used"].as_u64().unwrap() > 0);
+    assert!(call["fault"].is_null(), "{call}");
+}
+
+#[test]
+fn check_runs_every_hook_export() {
+    let path = guest("protected-paths");
+    let out = gaffer(&[
+        "plugin",
+        "check",
+        path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["world"], "hook");
+    let functions: Vec<&str> = report["sample_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["function"].as_str())
+        .collect();
+    assert_eq!(functions, ["pre-tool", "on-edit", "on-diff"]);
+}
+
+#[test]
+fn check_refuses_what_is_not_a_component_with_a_nonzero_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.wasm");
+    std::fs::write(&path, b"junk").unwrap();
+    let out = gaffer(&["plugin", "check", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("accepted:  no"), "{text}");
+    assert!(text.contains("junk.wasm"), "{text}");
+}
+
+#[test]
+fn check_refuses_a_plugin_whose_sample_call_faults() {
+    let path = guest("hostile-guest");
+    let out = gaffer(&[
+        "plugin",
+        "check",
+        path.to_str().unwrap(),
+        "--config",
+        r#"{"mode":"panic"}"#,
+        "--format",
+        "json",
+    ]);
+    assert!(!out.status.success());
+    let report = json(&out);
+    assert_eq!(report["accepted"], false);
+    let fault = report["sample_calls"][0]["fault"].as_str().unwrap();
+    assert!(fault.contains("panicked on purpose"), "{fault}");
+}
+
+#[test]
+fn bench_prints_the_figures_as_json() {
+    let path = guest("cost-tier");
+    let out = gaffer(&[
+        "plugin",
+        "bench",
+        path.to_str().unwrap(),
+        "--calls",
+        "50",
+        "--warmup",
+        "5",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["calls"], 50);
+    let median = report["median_ns"].as_u64().unwrap();
+    let p90 = report["p90_ns"].as_u64().unwrap();
+    assert!(median > 0 && p90 >= median, "{report}");
+    assert!(report["fuel_per_call"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bench_refuses_bad_config_json() {
+    let path = guest("cost-tier");
+    let out = gaffer(&[
+        "plugin",
+        "bench",
+        path.to_str().unwrap(),
+        "--config",
+        "{nope",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config is not valid JSON"));
+}
