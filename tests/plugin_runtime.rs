@@ -681,3 +681,32 @@ async fn a_broken_gaffer_toml_at_start_is_an_error_naming_the_field() {
     let error = PluginSet::open(runtime, &config).unwrap_err();
     assert!(matches!(error, PluginError::Read { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn without_fuel_the_epoch_enforces_the_deadline() {
+    use gaffer::plugin::{EngineOptions, Metering};
+    let runtime = PluginRuntime::builder()
+        .options(EngineOptions {
+            metering: Metering {
+                fuel: false,
+                epoch: true,
+            },
+            ..EngineOptions::default()
+        })
+        .cache_dir(Some(support::test_cache_dir()))
+        .build()
+        .unwrap();
+    let mut spec = hostile("spin");
+    spec.limits.deadline = Duration::from_millis(150);
+    let plugin = runtime.load(spec).unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert!(
+        matches!(called.fault, Some(PluginError::Deadline { .. })),
+        "{:?}",
+        called.fault
+    );
+    assert_eq!(
+        called.run.fuel_used, 0,
+        "no fuel is counted without fuel metering"
+    );
+}

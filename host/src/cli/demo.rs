@@ -9,6 +9,9 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::Format;
+use crate::plugin::output::{
+    describe_hook_decision, describe_route, describe_rule_decision, describe_verdict,
+};
 use crate::plugin::types::{
     AttemptOutcome, BudgetLevel, Diff, DiffLine, FileEdit, LineKind, MoneyLeft, RouteRequest,
     TestResult, ToolCall, VerifyRequest,
@@ -57,14 +60,6 @@ fn load(
         spec.fallback_model = Some("cheap".to_string());
     }
     Ok(runtime.load(spec)?)
-}
-
-fn describe_route(d: &crate::plugin::types::RouteDecision) -> String {
-    format!("{} — {}", d.model, d.reason)
-}
-
-fn describe<T: std::fmt::Debug>(value: &T) -> String {
-    format!("{value:?}")
 }
 
 pub async fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
@@ -137,7 +132,11 @@ pub async fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
     ];
     for (scenario, request) in verifications {
         let called = verifier.verify(&ctx, request).await?;
-        steps.push(step(scenario, describe(&called.decision), &called.run));
+        steps.push(step(
+            scenario,
+            describe_verdict(&called.decision),
+            &called.run,
+        ));
     }
 
     // Hooks: the team's rules.
@@ -156,7 +155,7 @@ pub async fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let called = protected.pre_tool(&ctx, &task, &write_env).await?;
     steps.push(step(
         "write config/.env",
-        describe(&called.decision),
+        describe_hook_decision(&called.decision),
         &called.run,
     ));
     let called = protected
@@ -164,7 +163,7 @@ pub async fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
         .await?;
     steps.push(step(
         "write src/api/users.rs",
-        describe(&called.decision),
+        describe_hook_decision(&called.decision),
         &called.run,
     ));
 
@@ -189,7 +188,7 @@ pub async fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let called = layers.on_edit(&ctx, &task, &edit).await?;
     steps.push(step(
         "domain imports infrastructure",
-        describe(&called.decision),
+        describe_rule_decision(&called.decision),
         &called.run,
     ));
 
@@ -208,7 +207,7 @@ pub async fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let called = size.on_edit(&ctx, &task, &big).await?;
     steps.push(step(
         "a 520-line file",
-        describe(&called.decision),
+        describe_rule_decision(&called.decision),
         &called.run,
     ));
 

@@ -9,6 +9,9 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::Format;
+use crate::plugin::output::{
+    describe_hook_decision, describe_route, describe_rule_decision, describe_verdict,
+};
 use crate::plugin::{
     AllocatorChoice, CallContext, CallError, EngineOptions, MemoryRecorder, Plugin, PluginRun,
     PluginRuntime, PluginSpec, World, samples,
@@ -62,7 +65,7 @@ async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
                 .map(|c| {
                     sample(
                         &c.run,
-                        format!("{:?}", c.decision),
+                        describe_route(&c.decision),
                         c.fault.map(|f| f.to_string()),
                     )
                 }),
@@ -74,7 +77,7 @@ async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
                 .map(|c| {
                     sample(
                         &c.run,
-                        format!("{:?}", c.decision),
+                        describe_verdict(&c.decision),
                         c.fault.map(|f| f.to_string()),
                     )
                 }),
@@ -86,7 +89,7 @@ async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
                 .map(|c| {
                     sample(
                         &c.run,
-                        format!("{:?}", c.decision),
+                        describe_hook_decision(&c.decision),
                         c.fault.map(|f| f.to_string()),
                     )
                 }),
@@ -96,7 +99,7 @@ async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
                 .map(|c| {
                     sample(
                         &c.run,
-                        format!("{:?}", c.decision),
+                        describe_rule_decision(&c.decision),
                         c.fault.map(|f| f.to_string()),
                     )
                 }),
@@ -106,7 +109,7 @@ async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
                 .map(|c| {
                     sample(
                         &c.run,
-                        format!("{:?}", c.decision),
+                        describe_rule_decision(&c.decision),
                         c.fault.map(|f| f.to_string()),
                     )
                 }),

@@ -127,6 +127,58 @@ pub fn check_rule_decision(decision: &RuleDecision) -> Result<(), String> {
     }
 }
 
+/// A finding as a person reads it: `path:line: message`.
+pub fn describe_finding(finding: &Finding) -> String {
+    match (&finding.path, finding.line) {
+        (Some(path), Some(line)) if !finding.message.contains(path.as_str()) => {
+            format!("{path}:{line}: {}", finding.message)
+        }
+        (Some(path), None) if !finding.message.contains(path.as_str()) => {
+            format!("{path}: {}", finding.message)
+        }
+        _ => finding.message.clone(),
+    }
+}
+
+fn describe_findings(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(describe_finding)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A route decision in one line.
+pub fn describe_route(decision: &RouteDecision) -> String {
+    format!("{} — {}", decision.model, decision.reason)
+}
+
+/// A verdict in one line.
+pub fn describe_verdict(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Approve => "approve".to_string(),
+        Verdict::Reject(findings) => format!("reject: {}", describe_findings(findings)),
+        Verdict::NeedsHuman(reason) => format!("needs-human: {reason}"),
+    }
+}
+
+/// A hook's answer to a tool call in one line.
+pub fn describe_hook_decision(decision: &HookDecision) -> String {
+    match decision {
+        HookDecision::Allow => "allow".to_string(),
+        HookDecision::Deny(reason) => format!("deny: {reason}"),
+        HookDecision::Rewrite(args) => format!("rewrite arguments to {args}"),
+    }
+}
+
+/// A rule's answer in one line.
+pub fn describe_rule_decision(decision: &RuleDecision) -> String {
+    match decision {
+        RuleDecision::Allow => "allow".to_string(),
+        RuleDecision::Deny(findings) => format!("deny: {}", describe_findings(findings)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,7 +126,7 @@ mod micros {
 }
 
 impl PluginRuntime {
-    /// A builder with the shipped defaults: pooling where possible, fuel and epoch on, the
+    /// A builder with the shipped defaults: pooling where possible, fuel on (see `Metering`), the
     /// default disk cache, no model gateway, runs logged.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
@@ -635,8 +635,9 @@ impl Plugin {
             store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
             store.epoch_deadline_trap();
         }
-        // The epoch only interrupts running wasm; this timeout also bounds the time spent
-        // awaiting host calls (a model call that hangs).
+        // The wall-clock deadline. It fires whenever the call yields: at every fuel yield point
+        // while the plugin computes, and while it awaits a host call (a model call that
+        // hangs). With epoch interruption on, the epoch also traps at the deadline.
         let backstop = limits.deadline + tick.unwrap_or(Duration::ZERO) * 2;
         let started = Instant::now();
         let outcome = tokio::time::timeout(backstop, dispatch(&mut store, &loaded.pre, args)).await;
