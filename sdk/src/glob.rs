@@ -91,16 +91,7 @@ pub fn matches_any<S: AsRef<str>>(patterns: &[S], path: &str) -> bool {
 }
 
 fn normalize_path(path: &str) -> &str {
-    let mut p = path.trim_end_matches('/');
-    loop {
-        if let Some(rest) = p.strip_prefix("./") {
-            p = rest;
-        } else if let Some(rest) = p.strip_prefix('/') {
-            p = rest;
-        } else {
-            return p;
-        }
-    }
+    crate::paths::strip_leading(path.trim_end_matches('/'))
 }
 
 #[cfg(test)]

@@ -146,6 +146,7 @@
 pub mod bindings;
 pub mod glob;
 pub mod host;
+pub mod paths;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 

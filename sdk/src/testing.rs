@@ -173,16 +173,7 @@ impl Drop for MockGuard {
 }
 
 fn normalize(path: &str) -> &str {
-    let mut p = path;
-    loop {
-        if let Some(rest) = p.strip_prefix("./") {
-            p = rest;
-        } else if let Some(rest) = p.strip_prefix('/') {
-            p = rest;
-        } else {
-            return p;
-        }
-    }
+    crate::paths::strip_leading(path)
 }
 
 pub(crate) fn mock_log(level: LogLevel, message: &str, fields: &[(&str, &str)]) {

@@ -13,8 +13,8 @@ use crate::plugin::output::{
     describe_hook_decision, describe_route, describe_rule_decision, describe_verdict,
 };
 use crate::plugin::{
-    AllocatorChoice, CallContext, CallError, EngineOptions, MemoryRecorder, Plugin, PluginRun,
-    PluginRuntime, PluginSpec, World, samples,
+    AllocatorChoice, CallContext, CallError, Called, EngineOptions, MemoryRecorder, Plugin,
+    PluginRun, PluginRuntime, PluginSpec, World, samples,
 };
 
 fn parse_config(config: &str) -> anyhow::Result<serde_json::Value> {
@@ -53,66 +53,46 @@ fn sample(run: &PluginRun, decision: String, fault: Option<String>) -> SampleCal
     }
 }
 
+/// A finished call as a sample row.
+fn sample_of<T>(
+    called: Result<Called<T>, CallError>,
+    describe: fn(&T) -> String,
+) -> Result<SampleCall, CallError> {
+    called.map(|c| {
+        sample(
+            &c.run,
+            describe(&c.decision),
+            c.fault.map(|f| f.to_string()),
+        )
+    })
+}
+
 /// Run one sample call per export of the plugin's world.
 async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
     let ctx = CallContext::new("sample", 1);
     let task = samples::task();
     match plugin.spec().world {
-        World::Router => vec![
-            plugin
-                .route(&ctx, &samples::route_request())
-                .await
-                .map(|c| {
-                    sample(
-                        &c.run,
-                        describe_route(&c.decision),
-                        c.fault.map(|f| f.to_string()),
-                    )
-                }),
-        ],
-        World::Verifier => vec![
-            plugin
-                .verify(&ctx, &samples::verify_request())
-                .await
-                .map(|c| {
-                    sample(
-                        &c.run,
-                        describe_verdict(&c.decision),
-                        c.fault.map(|f| f.to_string()),
-                    )
-                }),
-        ],
+        World::Router => vec![sample_of(
+            plugin.route(&ctx, &samples::route_request()).await,
+            describe_route,
+        )],
+        World::Verifier => vec![sample_of(
+            plugin.verify(&ctx, &samples::verify_request()).await,
+            describe_verdict,
+        )],
         World::Hook => vec![
-            plugin
-                .pre_tool(&ctx, &task, &samples::tool_call())
-                .await
-                .map(|c| {
-                    sample(
-                        &c.run,
-                        describe_hook_decision(&c.decision),
-                        c.fault.map(|f| f.to_string()),
-                    )
-                }),
-            plugin
-                .on_edit(&ctx, &task, &samples::file_edit())
-                .await
-                .map(|c| {
-                    sample(
-                        &c.run,
-                        describe_rule_decision(&c.decision),
-                        c.fault.map(|f| f.to_string()),
-                    )
-                }),
-            plugin
-                .on_diff(&ctx, &task, &samples::diff())
-                .await
-                .map(|c| {
-                    sample(
-                        &c.run,
-                        describe_rule_decision(&c.decision),
-                        c.fault.map(|f| f.to_string()),
-                    )
-                }),
+            sample_of(
+                plugin.pre_tool(&ctx, &task, &samples::tool_call()).await,
+                describe_hook_decision,
+            ),
+            sample_of(
+                plugin.on_edit(&ctx, &task, &samples::file_edit()).await,
+                describe_rule_decision,
+            ),
+            sample_of(
+                plugin.on_diff(&ctx, &task, &samples::diff()).await,
+                describe_rule_decision,
+            ),
         ],
     }
 }

@@ -22,7 +22,7 @@ pub struct PluginRun {
     pub fuel_used: u64,
     /// The fuel the call was allowed.
     pub fuel_allowance: u64,
-    #[serde(with = "duration_micros")]
+    #[serde(serialize_with = "serialize_micros")]
     pub wall: Duration,
     /// `ok`, or the fault's kind (`out-of-fuel`, `trap`, `deadline`, ...).
     pub outcome: &'static str,
@@ -34,13 +34,12 @@ pub struct PluginRun {
     pub component: String,
 }
 
-mod duration_micros {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    }
+/// Serialize a duration as whole microseconds (JSON output of runs and reports).
+pub(crate) fn serialize_micros<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Receives every plugin run. The ledger implements it; the default writes a debug log line.

@@ -112,17 +112,8 @@ pub struct ComponentInfo {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub cache: CacheOutcome,
-    #[serde(with = "micros")]
+    #[serde(serialize_with = "super::run::serialize_micros")]
     pub load_time: Duration,
-}
-
-mod micros {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    }
 }
 
 impl PluginRuntime {
@@ -372,12 +363,52 @@ enum CallArgs<'r> {
     OnDiff(&'r Task, &'r Diff),
 }
 
+impl CallArgs<'_> {
+    /// The world and the export name of the call.
+    fn export(&self) -> (World, &'static str) {
+        match self {
+            CallArgs::Route(_) => (World::Router, "route"),
+            CallArgs::Verify(_) => (World::Verifier, "verify"),
+            CallArgs::PreTool(..) => (World::Hook, "pre-tool"),
+            CallArgs::OnEdit(..) => (World::Hook, "on-edit"),
+            CallArgs::OnDiff(..) => (World::Hook, "on-diff"),
+        }
+    }
+}
+
 /// What an export returned, before the fail policy.
 enum CallOk {
     Route(RouteDecision),
     Verdict(Verdict),
     Hook(HookDecision),
     Rule(RuleDecision),
+}
+
+impl CallOk {
+    fn route(self) -> Option<RouteDecision> {
+        match self {
+            CallOk::Route(value) => Some(value),
+            _ => None,
+        }
+    }
+    fn verdict(self) -> Option<Verdict> {
+        match self {
+            CallOk::Verdict(value) => Some(value),
+            _ => None,
+        }
+    }
+    fn hook(self) -> Option<HookDecision> {
+        match self {
+            CallOk::Hook(value) => Some(value),
+            _ => None,
+        }
+    }
+    fn rule(self) -> Option<RuleDecision> {
+        match self {
+            CallOk::Rule(value) => Some(value),
+            _ => None,
+        }
+    }
 }
 
 impl OutputSize for CallOk {
@@ -805,6 +836,21 @@ impl Plugin {
         })
     }
 
+    /// Check the world, run the export `args` names, and narrow the answer with `pick`.
+    async fn run_export<T>(
+        &self,
+        ctx: &CallContext,
+        args: CallArgs<'_>,
+        pick: fn(CallOk) -> Option<T>,
+    ) -> Result<RawRun<T>, CallError> {
+        let (world, function) = args.export();
+        if self.spec.world != world {
+            return Err(self.wrong_world(function, world));
+        }
+        let raw = self.invoke(ctx, function, args).await?;
+        Ok(narrow(raw, pick, &self.spec.name, function))
+    }
+
     /// Ask a router for the next attempt's model. A fault falls back to `fallback_model`
     /// (unless the policy is `stop`).
     pub async fn route(
@@ -812,21 +858,9 @@ impl Plugin {
         ctx: &CallContext,
         request: &RouteRequest,
     ) -> Result<Called<RouteDecision>, CallError> {
-        let function = "route";
-        if self.spec.world != World::Router {
-            return Err(self.wrong_world(function, World::Router));
-        }
-        let raw = self.invoke(ctx, function, CallArgs::Route(request)).await?;
-        let raw = narrow(
-            raw,
-            |ok| match ok {
-                CallOk::Route(value) => Some(value),
-                _ => None,
-            },
-            &self.spec.name,
-            function,
-        );
-        let fallback = self.spec.fallback_model.clone();
+        let raw = self
+            .run_export(ctx, CallArgs::Route(request), CallOk::route)
+            .await?;
         let budget_left = request
             .budget
             .money
@@ -834,19 +868,19 @@ impl Plugin {
             .map(|m| m.left)
             .min()
             .unwrap_or(u64::MAX);
-        let name = self.spec.name.clone();
         self.settle(
             ctx,
-            function,
+            "route",
             raw,
             |d| check_route(d, &request.models),
-            |policy, fault| match (policy, fallback) {
+            |policy, fault| match (policy, &self.spec.fallback_model) {
                 (OnFailure::Fallback, Some(model)) => Some(RouteDecision {
                     reason: format!(
-                        "router `{name}` faulted ({}); fell back to `{model}`",
+                        "router `{}` faulted ({}); fell back to `{model}`",
+                        self.spec.name,
                         fault.kind()
                     ),
-                    model,
+                    model: model.clone(),
                     attempt_budget: budget_left,
                 }),
                 _ => None,
@@ -860,25 +894,11 @@ impl Plugin {
         ctx: &CallContext,
         request: &VerifyRequest,
     ) -> Result<Called<Verdict>, CallError> {
-        let function = "verify";
-        if self.spec.world != World::Verifier {
-            return Err(self.wrong_world(function, World::Verifier));
-        }
         let raw = self
-            .invoke(ctx, function, CallArgs::Verify(request))
+            .run_export(ctx, CallArgs::Verify(request), CallOk::verdict)
             .await?;
-        let raw = narrow(
-            raw,
-            |ok| match ok {
-                CallOk::Verdict(value) => Some(value),
-                _ => None,
-            },
-            &self.spec.name,
-            function,
-        );
-        let name = self.spec.name.clone();
-        self.settle(ctx, function, raw, check_verdict, |policy, fault| {
-            let reason = format!("verifier `{name}` failed: {fault}");
+        self.settle(ctx, "verify", raw, check_verdict, |policy, fault| {
+            let reason = format!("verifier `{}` failed: {fault}", self.spec.name);
             match policy {
                 OnFailure::NeedsHuman => Some(Verdict::NeedsHuman(reason)),
                 OnFailure::Reject => Some(Verdict::Reject(vec![Finding {
@@ -898,31 +918,18 @@ impl Plugin {
         task: &Task,
         call: &ToolCall,
     ) -> Result<Called<HookDecision>, CallError> {
-        let function = "pre-tool";
-        if self.spec.world != World::Hook {
-            return Err(self.wrong_world(function, World::Hook));
-        }
         let raw = self
-            .invoke(ctx, function, CallArgs::PreTool(task, call))
+            .run_export(ctx, CallArgs::PreTool(task, call), CallOk::hook)
             .await?;
-        let raw = narrow(
-            raw,
-            |ok| match ok {
-                CallOk::Hook(value) => Some(value),
-                _ => None,
-            },
-            &self.spec.name,
-            function,
-        );
-        let name = self.spec.name.clone();
         self.settle(
             ctx,
-            function,
+            "pre-tool",
             raw,
             check_hook_decision,
             |policy, fault| match policy {
                 OnFailure::Deny => Some(HookDecision::Deny(format!(
-                    "hook `{name}` failed, so the call is denied (hooks fail closed): {fault}"
+                    "hook `{}` failed, so the call is denied (hooks fail closed): {fault}",
+                    self.spec.name
                 ))),
                 OnFailure::Allow => Some(HookDecision::Allow),
                 _ => None,
@@ -937,25 +944,11 @@ impl Plugin {
         task: &Task,
         edit: &FileEdit,
     ) -> Result<Called<RuleDecision>, CallError> {
-        let function = "on-edit";
-        if self.spec.world != World::Hook {
-            return Err(self.wrong_world(function, World::Hook));
-        }
         let raw = self
-            .invoke(ctx, function, CallArgs::OnEdit(task, edit))
+            .run_export(ctx, CallArgs::OnEdit(task, edit), CallOk::rule)
             .await?;
-        let raw = narrow(
-            raw,
-            |ok| match ok {
-                CallOk::Rule(value) => Some(value),
-                _ => None,
-            },
-            &self.spec.name,
-            function,
-        );
-        let path = edit.path.clone();
-        self.settle(ctx, function, raw, check_rule_decision, |policy, fault| {
-            self.rule_fault_decision(policy, fault, Some(path))
+        self.settle(ctx, "on-edit", raw, check_rule_decision, |policy, fault| {
+            self.rule_fault_decision(policy, fault, Some(edit.path.clone()))
         })
     }
 
@@ -966,23 +959,10 @@ impl Plugin {
         task: &Task,
         diff: &Diff,
     ) -> Result<Called<RuleDecision>, CallError> {
-        let function = "on-diff";
-        if self.spec.world != World::Hook {
-            return Err(self.wrong_world(function, World::Hook));
-        }
         let raw = self
-            .invoke(ctx, function, CallArgs::OnDiff(task, diff))
+            .run_export(ctx, CallArgs::OnDiff(task, diff), CallOk::rule)
             .await?;
-        let raw = narrow(
-            raw,
-            |ok| match ok {
-                CallOk::Rule(value) => Some(value),
-                _ => None,
-            },
-            &self.spec.name,
-            function,
-        );
-        self.settle(ctx, function, raw, check_rule_decision, |policy, fault| {
+        self.settle(ctx, "on-diff", raw, check_rule_decision, |policy, fault| {
             self.rule_fault_decision(policy, fault, None)
         })
     }

@@ -25,20 +25,7 @@ pub fn join(base: &str, rest: &str) -> String {
     }
 }
 
-/// Normalise lexically: drop `.` and empty segments, apply `..` (never above the root).
-pub fn normalize(path: &str) -> String {
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    segments.join("/")
-}
+pub use gaffer_sdk::paths::normalize;
 
 #[cfg(test)]
 mod tests {

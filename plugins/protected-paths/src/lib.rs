@@ -20,6 +20,7 @@
 
 use gaffer_sdk::glob;
 use gaffer_sdk::host;
+use gaffer_sdk::paths::normalize;
 use gaffer_sdk::types::{Diff, FileEdit, Finding, HookDecision, RuleDecision, Task, ToolCall};
 use serde::Deserialize;
 
@@ -170,21 +171,6 @@ fn protected(config: &Config, path: &str) -> Option<String> {
     Some(format!(
         "`{normalized}` is protected (matches `{pattern}`); change it by hand or ask a person"
     ))
-}
-
-/// Lexically normalise a repository path: drop `.` and empty segments, apply `..`.
-fn normalize(path: &str) -> String {
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    segments.join("/")
 }
 
 #[cfg(test)]
