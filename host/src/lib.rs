@@ -4,4 +4,6 @@
 //! model calls, git and the ledger. This crate is the host: the library and the `gaffer` binary.
 
 pub mod cli;
+pub mod gateway;
+pub mod ledger;
 pub mod plugin;

@@ -1,0 +1,9 @@
+//! The ledger: money in integer micro-dollars, what calls cost, and (next) the caps and
+//! reservations that keep every budget from being exceeded. It knows usage and prices, never a
+//! provider's wire format.
+
+pub mod cost;
+pub mod money;
+
+pub use cost::{Electricity, Prices, Usage};
+pub use money::{AmountError, MicroUsd, format_dollars, parse_dollars};
