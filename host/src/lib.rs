@@ -7,3 +7,4 @@ pub mod cli;
 pub mod gateway;
 pub mod ledger;
 pub mod plugin;
+pub mod store;

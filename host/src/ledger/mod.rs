@@ -1,9 +1,11 @@
-//! The ledger: money in integer micro-dollars, what calls cost, and (next) the caps and
-//! reservations that keep every budget from being exceeded. It knows usage and prices, never a
+//! The ledger: money in integer micro-dollars, what calls cost, and the caps and reservations
+//! that keep every budget from being exceeded. It knows usage and prices, never a
 //! provider's wire format.
 
+pub mod budget;
 pub mod cost;
 pub mod money;
 
+pub use budget::{BudgetExhausted, Caps, Ledger, LedgerError, Reservation, WorstCase};
 pub use cost::{Electricity, Prices, Usage};
 pub use money::{AmountError, MicroUsd, format_dollars, parse_dollars};

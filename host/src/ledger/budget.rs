@@ -1,0 +1,298 @@
+//! Caps and the reservation protocol: reserve the worst case against every cap before a call,
+//! mark it sent before the request leaves, settle it to the real cost after.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cost::{Prices, Usage};
+use super::money::{MicroUsd, format_dollars};
+use crate::store::{
+    CapLevel, CapLimit, LedgerStore, PriceColumns, ReservationId, RowScope, Settled, Settlement,
+    StoreError, TokenColumns,
+};
+
+/// The money caps of a configuration; every level is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub per_call: Option<MicroUsd>,
+    pub per_attempt: Option<MicroUsd>,
+    pub per_task: Option<MicroUsd>,
+    pub per_run: Option<MicroUsd>,
+    pub per_day: Option<MicroUsd>,
+    pub per_month: Option<MicroUsd>,
+    /// Per model key, for the current month.
+    pub per_model_month: BTreeMap<String, MicroUsd>,
+}
+
+impl Caps {
+    /// The caps covering one call of `model`; `attempt_cap` is the router's money cap for the
+    /// attempt, which applies with the configured one (the smaller wins).
+    pub fn limits_for(&self, model: &str, attempt_cap: Option<MicroUsd>) -> Vec<CapLimit> {
+        let attempt = match (self.per_attempt, attempt_cap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut limits: Vec<CapLimit> = [
+            (CapLevel::Call, self.per_call),
+            (CapLevel::Attempt, attempt),
+            (CapLevel::Task, self.per_task),
+            (CapLevel::Run, self.per_run),
+            (CapLevel::Day, self.per_day),
+            (CapLevel::Month, self.per_month),
+        ]
+        .into_iter()
+        .filter_map(|(level, limit)| limit.map(|limit| CapLimit { level, limit }))
+        .collect();
+        if let Some(&limit) = self.per_model_month.get(model) {
+            limits.push(CapLimit {
+                level: CapLevel::Model,
+                limit,
+            });
+        }
+        limits
+    }
+}
+
+/// A call refused before it was sent, because a cap would be exceeded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "budget exhausted: the {level} cap of {} would be exceeded by {} (spent or reserved {}, this call needs up to {}{})",
+    format_dollars(*limit),
+    format_dollars(spent.saturating_add(*needed).saturating_sub(*limit)),
+    format_dollars(*spent),
+    format_dollars(*needed),
+    model.as_ref().map(|m| format!(" with model `{m}`")).unwrap_or_default()
+)]
+pub struct BudgetExhausted {
+    pub level: CapLevel,
+    pub limit: MicroUsd,
+    pub spent: MicroUsd,
+    pub needed: MicroUsd,
+    pub model: Option<String>,
+}
+
+/// What can go wrong with the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Exhausted(#[from] BudgetExhausted),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for LedgerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::CapExceeded {
+                level,
+                limit,
+                spent,
+                needed,
+            } => LedgerError::Exhausted(BudgetExhausted {
+                level,
+                limit,
+                spent,
+                needed,
+                model: None,
+            }),
+            other => LedgerError::Store(other),
+        }
+    }
+}
+
+/// A reservation held for one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub amount: MicroUsd,
+    pub prices: Prices,
+}
+
+/// The worst case of one call: what gets reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorstCase {
+    /// A priced API model: an upper bound on input tokens and `max_tokens`.
+    Tokens {
+        prices: Prices,
+        max_input_tokens: u64,
+        max_output_tokens: u64,
+    },
+    /// Anything else with a known upper bound (a local model: watts × the request timeout).
+    Amount(MicroUsd),
+}
+
+impl WorstCase {
+    pub fn amount(&self) -> MicroUsd {
+        match self {
+            WorstCase::Tokens {
+                prices,
+                max_input_tokens,
+                max_output_tokens,
+            } => prices.worst_case(*max_input_tokens, *max_output_tokens),
+            WorstCase::Amount(amount) => *amount,
+        }
+    }
+}
+
+/// The budget keeper: caps over a store.
+pub struct Ledger {
+    store: Arc<dyn LedgerStore>,
+    caps: Caps,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("caps", &self.caps).finish()
+    }
+}
+
+impl Ledger {
+    pub fn new(store: Arc<dyn LedgerStore>, caps: Caps) -> Ledger {
+        Ledger { store, caps }
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    pub fn store(&self) -> &Arc<dyn LedgerStore> {
+        &self.store
+    }
+
+    /// Reserve the worst case of a call against every cap that covers it, atomically, or refuse
+    /// it before anything is sent.
+    pub fn reserve(
+        &self,
+        scope: &RowScope,
+        worst: WorstCase,
+        attempt_cap: Option<MicroUsd>,
+    ) -> Result<Reservation, LedgerError> {
+        let amount = worst.amount();
+        let limits = self.caps.limits_for(&scope.model, attempt_cap);
+        let prices = match worst {
+            WorstCase::Tokens { prices, .. } => prices,
+            WorstCase::Amount(_) => Prices::default(),
+        };
+        match self.store.try_reserve(scope, amount, &limits) {
+            Ok(id) => Ok(Reservation { id, amount, prices }),
+            Err(error) => Err(match LedgerError::from(error) {
+                LedgerError::Exhausted(mut exhausted) => {
+                    exhausted.model = Some(scope.model.clone());
+                    LedgerError::Exhausted(exhausted)
+                }
+                other => other,
+            }),
+        }
+    }
+
+    /// Mark a reservation as sent: from now on a crash charges it.
+    pub fn mark_sent(&self, reservation: &Reservation) -> Result<(), LedgerError> {
+        Ok(self.store.mark_sent(reservation.id)?)
+    }
+
+    /// Release a reservation whose request was never sent.
+    pub fn release(&self, reservation: &Reservation) -> Result<(), LedgerError> {
+        Ok(self.store.release(reservation.id)?)
+    }
+
+    /// Settle a sent call to its real cost (`usage` `None`: the provider reported none, so the
+    /// reservation stands as the charge).
+    pub fn settle(
+        &self,
+        reservation: &Reservation,
+        usage: Option<Usage>,
+        wall: Duration,
+        outcome: &str,
+    ) -> Result<Settled, LedgerError> {
+        let prices = reservation.prices;
+        let tokens = usage.unwrap_or_default();
+        let settlement = Settlement {
+            tokens: TokenColumns {
+                input: tokens.input,
+                output: tokens.output,
+                cache_read: tokens.cache_read,
+                cache_write: tokens.cache_write,
+            },
+            prices: PriceColumns {
+                input: prices.input,
+                output: prices.output,
+                cache_read: prices.cache_read,
+                cache_write: prices.cache_write,
+            },
+            cost: usage.map(|u| prices.cost(&u)),
+            wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
+            outcome: outcome.to_string(),
+        };
+        Ok(self.store.settle(reservation.id, &settlement)?)
+    }
+
+    /// Settle a local model's call at its electricity cost.
+    pub fn settle_amount(
+        &self,
+        reservation: &Reservation,
+        amount: MicroUsd,
+        usage: Usage,
+        wall: Duration,
+        outcome: &str,
+    ) -> Result<Settled, LedgerError> {
+        let settlement = Settlement {
+            tokens: TokenColumns {
+                input: usage.input,
+                output: usage.output,
+                cache_read: usage.cache_read,
+                cache_write: usage.cache_write,
+            },
+            prices: PriceColumns::default(),
+            cost: Some(amount),
+            wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
+            outcome: outcome.to_string(),
+        };
+        Ok(self.store.settle(reservation.id, &settlement)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_router_cap_and_the_configured_cap_both_bound_the_attempt() {
+        let caps = Caps {
+            per_attempt: Some(500_000),
+            per_task: Some(2_000_000),
+            ..Caps::default()
+        };
+        let limits = caps.limits_for("cheap", Some(300_000));
+        assert_eq!(
+            limits,
+            vec![
+                CapLimit {
+                    level: CapLevel::Attempt,
+                    limit: 300_000
+                },
+                CapLimit {
+                    level: CapLevel::Task,
+                    limit: 2_000_000
+                },
+            ]
+        );
+        assert_eq!(caps.limits_for("cheap", None)[0].limit, 500_000);
+    }
+
+    #[test]
+    fn exhaustion_says_which_cap_by_how_much_in_dollars() {
+        let error = BudgetExhausted {
+            level: CapLevel::Task,
+            limit: 2_000_000,
+            spent: 1_900_000,
+            needed: 250_000,
+            model: Some("strong".to_string()),
+        };
+        assert_eq!(
+            error.to_string(),
+            "budget exhausted: the task cap of $2.00 would be exceeded by $0.15 \
+             (spent or reserved $1.90, this call needs up to $0.25 with model `strong`)"
+        );
+    }
+}

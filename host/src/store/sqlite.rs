@@ -1,0 +1,556 @@
+//! The SQLite store: WAL, migrations, and every operation in one transaction. Several
+//! processes may share one database file; `BEGIN IMMEDIATE` serialises the writers, so a
+//! reservation is checked against every cap and inserted atomically.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    CapLevel, CapLimit, LedgerRow, LedgerStore, Micros, PriceColumns, Recovery, ReservationId,
+    RowScope, Settled, Settlement, StoreError, TokenColumns,
+};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how far a database is.
+const MIGRATIONS: &[&str] = &[
+    // 1: the one ledger table of DESIGN.md: one row per model call and per plugin run.
+    "CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        task_id TEXT,
+        attempt INTEGER,
+        stage TEXT NOT NULL,
+        phase TEXT,
+        role TEXT NOT NULL,
+        model TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('reserved', 'sent', 'settled', 'released')),
+        reserved_micros INTEGER NOT NULL DEFAULT 0,
+        charged_micros INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        price_input INTEGER NOT NULL DEFAULT 0,
+        price_output INTEGER NOT NULL DEFAULT 0,
+        price_cache_read INTEGER NOT NULL DEFAULT 0,
+        price_cache_write INTEGER NOT NULL DEFAULT 0,
+        fuel INTEGER NOT NULL DEFAULT 0,
+        wall_ms INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT,
+        overrun INTEGER NOT NULL DEFAULT 0,
+        usage_missing INTEGER NOT NULL DEFAULT 0,
+        recovered INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL,
+        day TEXT NOT NULL,
+        month TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT
+    );
+    CREATE INDEX ledger_task ON ledger (task_id, attempt);
+    CREATE INDEX ledger_run ON ledger (run_id);
+    CREATE INDEX ledger_day ON ledger (day);
+    CREATE INDEX ledger_month ON ledger (month, model);
+    CREATE INDEX ledger_open ON ledger (state) WHERE state IN ('reserved', 'sent');",
+];
+
+/// What counts against a cap: settled rows at their charge, open ones at their reservation.
+const SPENT: &str = "COALESCE(SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros \
+                     WHEN state = 'settled' THEN charged_micros ELSE 0 END), 0)";
+
+/// A SQLite database file holding the ledger (and, later, the backlog).
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    owner: String,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+/// `host:pid` of this process: the owner written on its rows.
+pub fn this_process_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Whether the owner of a row still runs: a process on another host is assumed alive (only
+/// its own host can tell); on this host, its pid must exist.
+pub fn owner_is_alive(owner: &str) -> bool {
+    let this = this_process_owner();
+    let (this_host, _) = this.rsplit_once(':').unwrap_or((this.as_str(), ""));
+    match owner.rsplit_once(':') {
+        Some((host, pid)) if host == this_host => pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+        _ => true,
+    }
+}
+
+fn micros_to_sql(value: Micros, path: &Path) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Database {
+        path: path.display().to_string(),
+        reason: format!("amount {value} µ$ is beyond what the store can hold"),
+    })
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db_err = |e: rusqlite::Error| StoreError::Database {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut conn = Connection::open(&path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(db_err)?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::Database {
+                path: path.display().to_string(),
+                reason: format!(
+                    "schema version {version} is newer than this gaffer knows ({known}); upgrade gaffer"
+                ),
+            });
+        }
+        if version < known {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            // Re-read under the write lock: another process may have migrated meanwhile.
+            let version: i64 = tx
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(db_err)?;
+            for (i, sql) in MIGRATIONS
+                .iter()
+                .enumerate()
+                .skip(usize::try_from(version).unwrap_or(0))
+            {
+                tx.execute_batch(sql).map_err(db_err)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+        }
+        Ok(SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+            owner: this_process_owner(),
+        })
+    }
+
+    /// Write rows under another owner name (tests of recovery across processes).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> SqliteStore {
+        self.owner = owner.into();
+        self
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::Database {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = match self.conn.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+}
+
+/// The spent-or-reserved sum a cap at `level` sees for `scope`; `None` when the cap does not
+/// apply to the scope (an attempt cap for a call outside any task).
+fn spent_in(
+    conn: &Connection,
+    level: CapLevel,
+    scope: &RowScope,
+) -> rusqlite::Result<Option<Micros>> {
+    let query = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Option<Micros>> {
+        conn.query_row(
+            &format!("SELECT {SPENT} FROM ledger WHERE {sql}"),
+            args,
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|v| Some(from_sql(v)))
+    };
+    match level {
+        CapLevel::Call => Ok(Some(0)),
+        CapLevel::Attempt => match (&scope.task_id, scope.attempt) {
+            (Some(task), Some(attempt)) => {
+                query("task_id = ?1 AND attempt = ?2", &[task, &attempt])
+            }
+            _ => Ok(None),
+        },
+        CapLevel::Task => match &scope.task_id {
+            Some(task) => query("task_id = ?1", &[task]),
+            None => Ok(None),
+        },
+        CapLevel::Run => query("run_id = ?1", &[&scope.run_id]),
+        CapLevel::Day => query("day = date('now')", &[]),
+        CapLevel::Month => query("month = strftime('%Y-%m', 'now')", &[]),
+        CapLevel::Model => query(
+            "model = ?1 AND month = strftime('%Y-%m', 'now')",
+            &[&scope.model],
+        ),
+    }
+}
+
+fn state_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT state FROM ledger WHERE id = ?1", [id], |row| {
+        row.get(0)
+    })
+    .optional()
+}
+
+impl LedgerStore for SqliteStore {
+    fn try_reserve(
+        &self,
+        scope: &RowScope,
+        amount: Micros,
+        caps: &[CapLimit],
+    ) -> Result<ReservationId, StoreError> {
+        let amount_sql = micros_to_sql(amount, &self.path)?;
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            for cap in caps {
+                let Some(spent) = spent_in(&tx, cap.level, scope).map_err(|e| self.db_err(e))?
+                else {
+                    continue;
+                };
+                if spent.saturating_add(amount) > cap.limit {
+                    return Err(StoreError::CapExceeded {
+                        level: cap.level,
+                        limit: cap.limit,
+                        spent,
+                        needed: amount,
+                    });
+                }
+            }
+            tx.execute(
+                "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
+                                     reserved_micros, owner, day, month)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reserved', ?8, ?9,
+                         date('now'), strftime('%Y-%m', 'now'))",
+                params![
+                    scope.run_id,
+                    scope.task_id,
+                    scope.attempt,
+                    scope.stage,
+                    scope.phase,
+                    scope.role,
+                    scope.model,
+                    amount_sql,
+                    self.owner
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+            let id = tx.last_insert_rowid();
+            tx.commit().map_err(|e| self.db_err(e))?;
+            Ok(ReservationId(id))
+        })
+    }
+
+    fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            match state_of(&tx, id.0).map_err(|e| self.db_err(e))?.as_deref() {
+                None => return Err(StoreError::NoSuchReservation(id.0)),
+                Some("reserved") => {}
+                Some(state) => {
+                    return Err(StoreError::WrongState {
+                        id: id.0,
+                        operation: "mark as sent",
+                        state: state.to_string(),
+                    });
+                }
+            }
+            tx.execute(
+                "UPDATE ledger SET state = 'sent', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?1",
+                [id.0],
+            )
+            .map_err(|e| self.db_err(e))?;
+            tx.commit().map_err(|e| self.db_err(e))
+        })
+    }
+
+    fn settle(&self, id: ReservationId, s: &Settlement) -> Result<Settled, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            let row: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT state, reserved_micros FROM ledger WHERE id = ?1",
+                    [id.0],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| self.db_err(e))?;
+            let reserved = match row {
+                None => return Err(StoreError::NoSuchReservation(id.0)),
+                Some((state, reserved)) if state == "sent" => from_sql(reserved),
+                Some((state, _)) => {
+                    return Err(StoreError::WrongState {
+                        id: id.0,
+                        operation: "settle",
+                        state,
+                    });
+                }
+            };
+            // A billed call is never free: without usage, the reservation is the charge.
+            let usage_missing = s.cost.is_none();
+            let charged = s.cost.unwrap_or(reserved);
+            let overrun = charged > reserved;
+            let p = &s.prices;
+            let t = &s.tokens;
+            let sql = |v: u64| micros_to_sql(v, &self.path);
+            tx.execute(
+                "UPDATE ledger SET state = 'settled', charged_micros = ?2,
+                     input_tokens = ?3, output_tokens = ?4, cache_read_tokens = ?5,
+                     cache_write_tokens = ?6, price_input = ?7, price_output = ?8,
+                     price_cache_read = ?9, price_cache_write = ?10, wall_ms = ?11,
+                     outcome = ?12, overrun = ?13, usage_missing = ?14,
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?1",
+                params![
+                    id.0,
+                    sql(charged)?,
+                    sql(t.input)?,
+                    sql(t.output)?,
+                    sql(t.cache_read)?,
+                    sql(t.cache_write)?,
+                    sql(p.input)?,
+                    sql(p.output)?,
+                    sql(p.cache_read)?,
+                    sql(p.cache_write)?,
+                    sql(s.wall_ms)?,
+                    s.outcome,
+                    overrun,
+                    usage_missing
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+            tx.commit().map_err(|e| self.db_err(e))?;
+            Ok(Settled {
+                charged,
+                overrun,
+                usage_missing,
+            })
+        })
+    }
+
+    fn release(&self, id: ReservationId) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            match state_of(&tx, id.0).map_err(|e| self.db_err(e))?.as_deref() {
+                None => return Err(StoreError::NoSuchReservation(id.0)),
+                Some("reserved") => {}
+                Some(state) => {
+                    return Err(StoreError::WrongState {
+                        id: id.0,
+                        operation: "release",
+                        state: state.to_string(),
+                    });
+                }
+            }
+            tx.execute(
+                "UPDATE ledger SET state = 'released', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?1",
+                [id.0],
+            )
+            .map_err(|e| self.db_err(e))?;
+            tx.commit().map_err(|e| self.db_err(e))
+        })
+    }
+
+    fn recover(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Recovery, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            let open: Vec<(i64, String, String, i64)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT id, state, owner, reserved_micros FROM ledger
+                         WHERE state IN ('reserved', 'sent') ORDER BY id",
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                let rows = stmt
+                    .query_map([], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .map_err(|e| self.db_err(e))?;
+                rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))?
+            };
+            let mut recovery = Recovery::default();
+            for (id, state, owner, reserved) in open {
+                if is_alive(&owner) {
+                    continue;
+                }
+                if state == "reserved" {
+                    tx.execute(
+                        "UPDATE ledger SET state = 'released', recovered = 1,
+                             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                        [id],
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                    recovery.released += 1;
+                } else {
+                    // Sent and never settled: the provider may have billed it. Charge the
+                    // reservation, and say the usage is unknown.
+                    tx.execute(
+                        "UPDATE ledger SET state = 'settled', charged_micros = reserved_micros,
+                             usage_missing = 1, recovered = 1, outcome = 'recovered-after-crash',
+                             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                        [id],
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                    recovery.charged += 1;
+                    recovery.charged_micros =
+                        recovery.charged_micros.saturating_add(from_sql(reserved));
+                }
+            }
+            tx.commit().map_err(|e| self.db_err(e))?;
+            Ok(recovery)
+        })
+    }
+
+    fn record_plugin_run(
+        &self,
+        scope: &RowScope,
+        fuel: u64,
+        wall_ms: u64,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let fuel = micros_to_sql(fuel, &self.path)?;
+        let wall = micros_to_sql(wall_ms, &self.path)?;
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
+                                     fuel, wall_ms, outcome, owner, day, month)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'settled', ?8, ?9, ?10, ?11,
+                         date('now'), strftime('%Y-%m', 'now'))",
+                params![
+                    scope.run_id,
+                    scope.task_id,
+                    scope.attempt,
+                    scope.stage,
+                    scope.phase,
+                    scope.role,
+                    scope.model,
+                    fuel,
+                    wall,
+                    outcome,
+                    self.owner
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db_err(e))
+        })
+    }
+
+    fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<Micros, StoreError> {
+        self.with_conn(|conn| {
+            spent_in(conn, level, scope)
+                .map(|s| s.unwrap_or(0))
+                .map_err(|e| self.db_err(e))
+        })
+    }
+
+    fn rows(&self) -> Result<Vec<LedgerRow>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, run_id, task_id, attempt, stage, phase, role, model, state,
+                            reserved_micros, charged_micros, input_tokens, output_tokens,
+                            cache_read_tokens, cache_write_tokens, price_input, price_output,
+                            price_cache_read, price_cache_write, fuel, wall_ms, outcome,
+                            overrun, usage_missing, recovered, owner, day, month
+                     FROM ledger ORDER BY id",
+                )
+                .map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let u = |i: usize| r.get::<_, i64>(i).map(from_sql);
+                    Ok(LedgerRow {
+                        id: r.get(0)?,
+                        scope: RowScope {
+                            run_id: r.get(1)?,
+                            task_id: r.get(2)?,
+                            attempt: r.get(3)?,
+                            stage: r.get(4)?,
+                            phase: r.get(5)?,
+                            role: r.get(6)?,
+                            model: r.get(7)?,
+                        },
+                        state: r.get(8)?,
+                        reserved: u(9)?,
+                        charged: u(10)?,
+                        tokens: TokenColumns {
+                            input: u(11)?,
+                            output: u(12)?,
+                            cache_read: u(13)?,
+                            cache_write: u(14)?,
+                        },
+                        prices: PriceColumns {
+                            input: u(15)?,
+                            output: u(16)?,
+                            cache_read: u(17)?,
+                            cache_write: u(18)?,
+                        },
+                        fuel: u(19)?,
+                        wall_ms: u(20)?,
+                        outcome: r.get(21)?,
+                        overrun: r.get(22)?,
+                        usage_missing: r.get(23)?,
+                        recovered: r.get(24)?,
+                        owner: r.get(25)?,
+                        day: r.get(26)?,
+                        month: r.get(27)?,
+                    })
+                })
+                .map_err(|e| self.db_err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+        })
+    }
+}
