@@ -1,4 +1,7 @@
-//! The model gateway: providers' wire formats, the price catalog, usage, retries. So far: the
-//! normalisation of each provider's usage into the ledger's four counts.
+//! The model gateway: providers' wire formats, the price catalog, usage, retries. `ledger`
+//! sees only usage and prices; only this module knows what a provider sends.
 
+pub mod anthropic;
+pub mod chat;
+pub mod openai;
 pub mod usage;
