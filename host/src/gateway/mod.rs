@@ -3,5 +3,7 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod metered;
 pub mod openai;
+pub mod provider;
 pub mod usage;

@@ -1,0 +1,229 @@
+//! The metered call: reserve the worst case against every cap, mark it sent, call the
+//! provider, settle to what it really cost. Every model call goes through here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::chat::{ChatRequest, ChatResponse};
+use super::provider::{Provider, ProviderError};
+use crate::ledger::{
+    BudgetExhausted, Electricity, Ledger, LedgerError, MicroUsd, Prices, Reservation, Usage,
+    WorstCase,
+};
+use crate::store::RowScope;
+
+/// How a model is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pricing {
+    /// An API model: prices per million tokens.
+    Tokens(Prices),
+    /// A local model: the power it draws.
+    Electricity(Electricity),
+}
+
+/// A model as configured (`[models.<key>]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEntry {
+    pub key: String,
+    /// The provider key it is reached through.
+    pub provider: String,
+    /// The provider's model id.
+    pub id: String,
+    pub pricing: Pricing,
+    /// The most output tokens a call may ask for (and the gateway reserves).
+    pub max_tokens: u32,
+    pub context_window: u64,
+}
+
+/// Who a call is for: the ledger row's scope (its `model` is filled in by the gateway) and the
+/// router's money cap for the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallTag {
+    pub scope: RowScope,
+    pub attempt_cap: Option<MicroUsd>,
+}
+
+/// A call that was made, and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub response: ChatResponse,
+    pub charged: MicroUsd,
+    pub overrun: bool,
+    pub usage_missing: bool,
+    pub attempts: usize,
+}
+
+/// Why a metered call produced no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("model `{model}` is not configured (known: {known})")]
+    UnknownModel { model: String, known: String },
+    #[error("model `{model}` names provider `{provider}`, which is not configured")]
+    UnknownProvider { model: String, provider: String },
+    /// Refused before anything was sent.
+    #[error(transparent)]
+    Budget(BudgetExhausted),
+    /// The provider failed; `charged` is what the call was booked at.
+    #[error("{error} (booked at {charged} µ$)")]
+    Provider {
+        error: ProviderError,
+        charged: MicroUsd,
+    },
+    #[error("ledger: {0}")]
+    Ledger(String),
+}
+
+impl From<LedgerError> for GatewayError {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::Exhausted(e) => GatewayError::Budget(e),
+            LedgerError::Store(e) => GatewayError::Ledger(e.to_string()),
+        }
+    }
+}
+
+/// The gateway: providers, models and the ledger that meters them.
+pub struct Gateway {
+    providers: BTreeMap<String, Arc<Provider>>,
+    models: BTreeMap<String, ModelEntry>,
+    ledger: Arc<Ledger>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .field("models", &self.models.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        providers: impl IntoIterator<Item = Provider>,
+        models: impl IntoIterator<Item = ModelEntry>,
+        ledger: Arc<Ledger>,
+    ) -> Gateway {
+        Gateway {
+            providers: providers
+                .into_iter()
+                .map(|p| (p.config().name.clone(), Arc::new(p)))
+                .collect(),
+            models: models.into_iter().map(|m| (m.key.clone(), m)).collect(),
+            ledger,
+        }
+    }
+
+    pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {
+        self.models.values()
+    }
+
+    /// Make one metered call of `model_key` for `tag`.
+    pub async fn complete(
+        &self,
+        tag: &CallTag,
+        model_key: &str,
+        mut request: ChatRequest,
+    ) -> Result<Completed, GatewayError> {
+        let model = self
+            .models
+            .get(model_key)
+            .ok_or_else(|| GatewayError::UnknownModel {
+                model: model_key.to_string(),
+                known: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+        let provider =
+            self.providers
+                .get(&model.provider)
+                .ok_or_else(|| GatewayError::UnknownProvider {
+                    model: model.key.clone(),
+                    provider: model.provider.clone(),
+                })?;
+        request.model = model.id.clone();
+        request.max_tokens = if request.max_tokens == 0 {
+            model.max_tokens
+        } else {
+            request.max_tokens.min(model.max_tokens)
+        };
+        let worst = match model.pricing {
+            Pricing::Tokens(prices) => WorstCase::Tokens {
+                prices,
+                max_input_tokens: request.input_token_bound().min(model.context_window),
+                max_output_tokens: u64::from(request.max_tokens),
+            },
+            // The most a local call can run: the provider's bound on one call's total time.
+            Pricing::Electricity(power) => {
+                WorstCase::Amount(power.cost(provider.config().max_total_time))
+            }
+        };
+        let mut scope = tag.scope.clone();
+        scope.model = model.key.clone();
+        let reservation = self.ledger.reserve(&scope, worst, tag.attempt_cap)?;
+        // From here on, a crash charges the reservation.
+        self.ledger.mark_sent(&reservation)?;
+        let started = Instant::now();
+        let sent = provider.send(&request).await;
+        let wall = started.elapsed();
+        match sent.result {
+            Ok(response) => {
+                let settled = self.settle_success(model, &reservation, response.usage, wall)?;
+                Ok(Completed {
+                    response,
+                    charged: settled.charged,
+                    overrun: settled.overrun,
+                    usage_missing: settled.usage_missing,
+                    attempts: sent.attempts,
+                })
+            }
+            Err(error) => {
+                let outcome = format!("error: {error}");
+                let settled = match (model.pricing, sent.maybe_billed) {
+                    // Power was drawn either way.
+                    (Pricing::Electricity(power), _) => self.ledger.settle_amount(
+                        &reservation,
+                        power.cost(wall),
+                        Usage::default(),
+                        wall,
+                        &outcome,
+                    )?,
+                    // The provider may have billed it: the reservation is the charge.
+                    (Pricing::Tokens(_), true) => {
+                        self.ledger.settle(&reservation, None, wall, &outcome)?
+                    }
+                    // Refused by the provider before any work: nothing to pay.
+                    (Pricing::Tokens(_), false) => self.ledger.settle_amount(
+                        &reservation,
+                        0,
+                        Usage::default(),
+                        wall,
+                        &outcome,
+                    )?,
+                };
+                Err(GatewayError::Provider {
+                    error,
+                    charged: settled.charged,
+                })
+            }
+        }
+    }
+
+    fn settle_success(
+        &self,
+        model: &ModelEntry,
+        reservation: &Reservation,
+        usage: Option<Usage>,
+        wall: Duration,
+    ) -> Result<crate::store::Settled, GatewayError> {
+        Ok(match model.pricing {
+            Pricing::Tokens(_) => self.ledger.settle(reservation, usage, wall, "ok")?,
+            Pricing::Electricity(power) => self.ledger.settle_amount(
+                reservation,
+                power.cost(wall),
+                usage.unwrap_or_default(),
+                wall,
+                "ok",
+            )?,
+        })
+    }
+}

@@ -1,0 +1,541 @@
+//! The metered gateway against a local fake provider speaking both wire formats: what reaches
+//! the provider, what the ledger books, and each failure the issue names. Expected charges are
+//! computed here from the fake provider's own log of the usage it returned, with plain
+//! arithmetic, not with the ledger's cost function.
+
+#[path = "support/fake_provider.rs"]
+mod fake_provider;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_provider::{FakeProvider, Reply};
+use gaffer::gateway::chat::{Block, ChatRequest, Message, StopReason, ToolSpec};
+use gaffer::gateway::metered::{CallTag, Gateway, GatewayError, ModelEntry, Pricing};
+use gaffer::gateway::provider::{Provider, ProviderConfig, ProviderError, ProviderKind};
+use gaffer::ledger::{Caps, Electricity, Ledger, Prices};
+use gaffer::store::{LedgerRow, LedgerStore, RowScope, SqliteStore};
+use serde_json::{Value, json};
+
+// µ$ per Mtok: $1 in, $5 out, $0.10 cache read, $1.25 cache write.
+const PRICES: Prices = Prices {
+    input: 1_000_000,
+    output: 5_000_000,
+    cache_read: 100_000,
+    cache_write: 1_250_000,
+};
+
+struct Setup {
+    fake: FakeProvider,
+    gateway: Gateway,
+    store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(kind: ProviderKind, base_url: &str) -> ProviderConfig {
+    let base = match kind {
+        ProviderKind::Anthropic => base_url.to_string(),
+        ProviderKind::OpenaiCompatible => format!("{base_url}/v1"),
+    };
+    let mut config = ProviderConfig::new("fake", kind, base);
+    config.retry_min_delay = Duration::from_millis(10);
+    config.max_retries = 2;
+    config.request_timeout = Duration::from_secs(10);
+    config
+}
+
+async fn setup(
+    kind: ProviderKind,
+    script: Vec<Reply>,
+    caps: Caps,
+    adjust: impl FnOnce(&mut ProviderConfig),
+) -> Setup {
+    let fake = FakeProvider::start(script).await;
+    let mut config = config(kind, &fake.base_url);
+    adjust(&mut config);
+    let provider = Provider::new(config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
+    let ledger = Arc::new(Ledger::new(store.clone(), caps));
+    let model = ModelEntry {
+        key: "cheap".into(),
+        provider: "fake".into(),
+        id: "fake-model-1".into(),
+        pricing: Pricing::Tokens(PRICES),
+        max_tokens: 1_000,
+        context_window: 200_000,
+    };
+    Setup {
+        fake,
+        gateway: Gateway::new([provider], [model], ledger),
+        store,
+        _dir: dir,
+    }
+}
+
+fn tag() -> CallTag {
+    CallTag {
+        scope: RowScope {
+            run_id: "run-1".into(),
+            task_id: Some("T-1".into()),
+            attempt: Some(1),
+            stage: "implement".into(),
+            phase: Some("explore".into()),
+            role: "agent".into(),
+            model: String::new(),
+        },
+        attempt_cap: None,
+    }
+}
+
+fn request() -> ChatRequest {
+    ChatRequest {
+        system: Some("You fix bugs.".into()),
+        messages: vec![Message::user("Fix the pagination bug in src/api/users.rs")],
+        max_tokens: 500,
+        ..ChatRequest::default()
+    }
+}
+
+fn openai_reply(prompt: u64, completion: u64, cached: u64) -> Reply {
+    Reply::json(
+        200,
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "fake-model-1-2026",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Done."}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                      "prompt_tokens_details": {"cached_tokens": cached}}
+        }),
+    )
+}
+
+/// The charge for an OpenAI usage object, by hand: uncached = prompt − cached.
+fn openai_charge(usage: &Value) -> u64 {
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    let cached = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    let micro_token_dollars = (prompt - cached) as u128 * 1_000_000
+        + cached as u128 * 100_000
+        + completion as u128 * 5_000_000;
+    micro_token_dollars.div_ceil(1_000_000) as u64
+}
+
+fn only_row(setup: &Setup) -> LedgerRow {
+    let rows = setup.store.rows().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows.into_iter().next().unwrap()
+}
+
+/// The reservation for `request()` against model `cheap`, by hand: every input byte (+ framing)
+/// at the dearest input price ($1.25/Mtok) and 500 output tokens at $5/Mtok.
+fn reservation_for(request: &ChatRequest) -> u64 {
+    let bound = request.input_token_bound() as u128;
+    (bound * 1_250_000 + 500 * 5_000_000).div_ceil(1_000_000) as u64
+}
+
+#[tokio::test]
+async fn an_openai_answer_is_booked_at_what_its_usage_says() {
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![openai_reply(1_200, 80, 1_000)],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let done = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap();
+    assert_eq!(done.response.text(), "Done.");
+    assert_eq!(done.response.stop, StopReason::EndTurn);
+
+    let received = setup.fake.received();
+    assert_eq!(received.len(), 1);
+    let sent = &received[0];
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(sent.body["model"], "fake-model-1");
+    assert_eq!(sent.body["max_tokens"], 500);
+    assert_eq!(sent.body["messages"][0]["role"], "system");
+
+    let expected = openai_charge(&sent.reply_json().unwrap()["usage"]);
+    // (200 × 1 + 1 000 × 0.1 + 80 × 5) = 700 µ$.
+    assert_eq!(expected, 700);
+    assert_eq!(done.charged, expected);
+    let row = only_row(&setup);
+    assert_eq!((row.state.as_str(), row.charged), ("settled", expected));
+    assert_eq!(
+        (row.tokens.input, row.tokens.cache_read, row.tokens.output),
+        (200, 1_000, 80)
+    );
+    assert_eq!(row.scope.model, "cheap");
+    assert_eq!(row.reserved, reservation_for(&request()));
+    assert!(!row.usage_missing && !row.overrun);
+}
+
+#[tokio::test]
+async fn an_anthropic_tool_call_with_cache_usage_is_booked_exactly() {
+    let reply = Reply::json(
+        200,
+        json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "fake-model-1",
+            "content": [{"type": "text", "text": "Let me look."},
+                        {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {"path": "src/api/users.rs"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 30, "output_tokens": 45, "cache_creation_input_tokens": 1_500, "cache_read_input_tokens": 2_000}
+        }),
+    );
+    let setup = setup(
+        ProviderKind::Anthropic,
+        vec![reply],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let mut req = request();
+    req.tools = vec![ToolSpec {
+        name: "read_file".into(),
+        description: "Read a file".into(),
+        parameters: r#"{"type":"object"}"#.into(),
+    }];
+    let done = setup.gateway.complete(&tag(), "cheap", req).await.unwrap();
+    assert_eq!(done.response.stop, StopReason::ToolUse);
+    assert_eq!(
+        done.response.blocks[1],
+        Block::ToolCall {
+            id: "toolu_1".into(),
+            name: "read_file".into(),
+            arguments: r#"{"path":"src/api/users.rs"}"#.into()
+        }
+    );
+
+    let sent = &setup.fake.received()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.body["tools"][0]["cache_control"]["type"], "ephemeral");
+    let usage = &sent.reply_json().unwrap()["usage"];
+    // Anthropic's input_tokens exclude the cache: 30 × 1 + 1 500 × 1.25 + 2 000 × 0.1 + 45 × 5
+    //   = 30 + 1 875 + 200 + 225 = 2 330 µ$.
+    let by_hand = (usage["input_tokens"].as_u64().unwrap() as u128 * 1_000_000
+        + usage["cache_creation_input_tokens"].as_u64().unwrap() as u128 * 1_250_000
+        + usage["cache_read_input_tokens"].as_u64().unwrap() as u128 * 100_000
+        + usage["output_tokens"].as_u64().unwrap() as u128 * 5_000_000)
+        .div_ceil(1_000_000) as u64;
+    assert_eq!(by_hand, 2_330);
+    assert_eq!(done.charged, by_hand);
+    let row = only_row(&setup);
+    assert_eq!(
+        (row.tokens.cache_write, row.tokens.cache_read),
+        (1_500, 2_000)
+    );
+}
+
+#[tokio::test]
+async fn a_429_waits_as_long_as_retry_after_says() {
+    let script = vec![
+        Reply::json(
+            429,
+            json!({"error": {"message": "Rate limit reached", "type": "rate_limit_exceeded"}}),
+        )
+        .header("retry-after", "1"),
+        openai_reply(100, 10, 0),
+    ];
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        script,
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let done = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap();
+    assert_eq!(done.attempts, 2);
+    let received = setup.fake.received();
+    assert_eq!(received.len(), 2);
+    let waited = received[1].at - received[0].at;
+    assert!(
+        waited >= Duration::from_secs(1),
+        "retried after {waited:?}, before the 1 s Retry-After"
+    );
+    assert_eq!(
+        done.charged,
+        openai_charge(&received[1].reply_json().unwrap()["usage"])
+    );
+    assert_eq!(only_row(&setup).charged, done.charged);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported_and_cost_nothing() {
+    let error = || {
+        Reply::json(
+            500,
+            json!({"error": {"message": "upstream exploded", "type": "server_error"}}),
+        )
+    };
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![error(), error(), error()],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    match &err {
+        GatewayError::Provider {
+            error: ProviderError::RetriesExhausted { attempts, last, .. },
+            charged,
+        } => {
+            assert_eq!(*attempts, 3, "the first try and max_retries = 2");
+            assert_eq!(*charged, 0, "an error status is not billed");
+            assert!(
+                last.to_string()
+                    .contains("HTTP 500: server_error: upstream exploded"),
+                "{last}"
+            );
+        }
+        other => panic!("expected exhausted retries, got {other:?}"),
+    }
+    assert_eq!(setup.fake.received().len(), 3);
+    let row = only_row(&setup);
+    assert_eq!((row.state.as_str(), row.charged), ("settled", 0));
+    assert!(row.outcome.unwrap().contains("upstream exploded"));
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    let reply = Reply::json(
+        400,
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too large"}}),
+    );
+    let setup = setup(
+        ProviderKind::Anthropic,
+        vec![reply],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("HTTP 400: invalid_request_error: max_tokens: too large"),
+        "{err}"
+    );
+    assert_eq!(setup.fake.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_answer_past_the_timeout_is_charged_its_reservation() {
+    let slow = openai_reply(100, 10, 0).delayed(Duration::from_secs(3));
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![slow],
+        Caps::default(),
+        |c| {
+            c.request_timeout = Duration::from_millis(300);
+            c.max_retries = 0;
+        },
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    match &err {
+        GatewayError::Provider {
+            error: ProviderError::Timeout { .. },
+            charged,
+        } => {
+            // The provider may have done (and billed) the work: never free.
+            assert_eq!(*charged, reservation_for(&request()));
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(only_row(&setup).usage_missing);
+}
+
+#[tokio::test]
+async fn garbage_is_a_typed_error_charged_its_reservation() {
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![Reply::raw(200, b"<html>Bad gateway</html>")],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("not the JSON expected"), "{text}");
+    assert!(text.contains("<html>Bad gateway</html>"), "{text}");
+    let row = only_row(&setup);
+    assert_eq!(row.charged, reservation_for(&request()));
+    assert!(row.usage_missing);
+}
+
+#[tokio::test]
+async fn a_truncated_body_is_an_error_charged_its_reservation() {
+    let cut = openai_reply(100, 10, 0).truncated(40);
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![cut],
+        Caps::default(),
+        |c| c.max_retries = 0,
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GatewayError::Provider {
+                error: ProviderError::Transport { .. } | ProviderError::Wire { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(only_row(&setup).charged, reservation_for(&request()));
+}
+
+#[tokio::test]
+async fn missing_usage_is_never_free() {
+    let reply = Reply::json(
+        200,
+        json!({"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}),
+    );
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![reply],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let done = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap();
+    assert!(done.usage_missing);
+    assert_eq!(done.charged, reservation_for(&request()));
+    assert!(only_row(&setup).usage_missing);
+}
+
+#[tokio::test]
+async fn a_call_over_budget_never_reaches_the_provider() {
+    let caps = Caps {
+        per_task: Some(1_000),
+        ..Caps::default()
+    };
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![openai_reply(1, 1, 0)],
+        caps,
+        |_| {},
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, GatewayError::Budget(_)), "{text}");
+    assert!(
+        text.starts_with("budget exhausted: the task cap of $0.001 would be exceeded"),
+        "{text}"
+    );
+    assert!(setup.fake.received().is_empty());
+    assert!(setup.store.rows().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_local_model_is_charged_for_its_power() {
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![openai_reply(100, 10, 0)],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    // Rebuild the gateway with a local model on the same fake.
+    let provider =
+        Provider::new(config(ProviderKind::OpenaiCompatible, &setup.fake.base_url)).unwrap();
+    let ledger = Arc::new(Ledger::new(setup.store.clone(), Caps::default()));
+    let local = ModelEntry {
+        key: "local".into(),
+        provider: "fake".into(),
+        id: "qwen".into(),
+        pricing: Pricing::Electricity(Electricity {
+            watts: 350,
+            micro_usd_per_kwh: 300_000,
+        }),
+        max_tokens: 1_000,
+        context_window: 32_000,
+    };
+    let gateway = Gateway::new([provider], [local], ledger);
+    let done = gateway.complete(&tag(), "local", request()).await.unwrap();
+    let row = only_row(&setup);
+    // 350 W × wall × $0.30/kWh, rounded up: at least 1 µ$, and exactly what the formula gives.
+    let by_hand = (350u128 * row.wall_ms as u128 * 300_000).div_ceil(3_600_000_000) as u64;
+    assert_eq!(done.charged, by_hand);
+    assert_eq!(row.charged, by_hand);
+    assert_eq!(row.tokens.output, 10);
+    // The reservation was the power for the provider's whole time bound (900 s): 26 250 µ$.
+    assert_eq!(row.reserved, 26_250);
+}
+
+#[tokio::test]
+async fn the_api_key_appears_nowhere() {
+    let env = format!("GAFFER_TEST_KEY_{}", std::process::id());
+    let key = "sk-test-7f3a9c2e-DO-NOT-LEAK";
+    // SAFETY: the variable name is unique to this test process and test.
+    unsafe { std::env::set_var(&env, key) };
+    let echo = Reply::json(
+        401,
+        json!({"error": {"message": format!("Incorrect API key provided: {key}"), "type": "invalid_request_error"}}),
+    );
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![echo],
+        Caps::default(),
+        |c| c.api_key_env = Some(env.clone()),
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    // The key did go to the provider...
+    assert_eq!(
+        setup.fake.received()[0].header("authorization"),
+        Some(format!("Bearer {key}").as_str())
+    );
+    // ...and nowhere else.
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(key), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+    let rows = format!("{:?}", setup.store.rows().unwrap());
+    assert!(!rows.contains(key), "{rows}");
+    assert!(!format!("{:?}", setup.gateway).contains(key));
+}
