@@ -539,3 +539,75 @@ async fn the_api_key_appears_nowhere() {
     assert!(!rows.contains(key), "{rows}");
     assert!(!format!("{:?}", setup.gateway).contains(key));
 }
+
+/// A small deterministic generator: the usage mixes vary widely and the test stays repeatable.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// The charge for an Anthropic usage object, by hand.
+fn anthropic_charge(usage: &Value) -> u64 {
+    let n = |k: &str| usage[k].as_u64().unwrap_or(0) as u128;
+    (n("input_tokens") * 1_000_000
+        + n("cache_creation_input_tokens") * 1_250_000
+        + n("cache_read_input_tokens") * 100_000
+        + n("output_tokens") * 5_000_000)
+        .div_ceil(1_000_000) as u64
+}
+
+#[tokio::test]
+async fn ledger_totals_equal_the_sum_of_usage_times_price_for_every_mix() {
+    const CALLS: usize = 60;
+    let mut rng = Lcg(0x5eed);
+    for kind in [ProviderKind::OpenaiCompatible, ProviderKind::Anthropic] {
+        let script: Vec<Reply> = (0..CALLS)
+            .map(|_| {
+                // Mixes from all-zero to large, with and without each cache field.
+                let scale = [1, 10, 1_000, 100_000][rng.next(4) as usize];
+                let (a, b, c, d) = (rng.next(scale), rng.next(scale), rng.next(scale), rng.next(scale));
+                match kind {
+                    ProviderKind::OpenaiCompatible => openai_reply(a + b, c, b),
+                    ProviderKind::Anthropic => {
+                        let mut usage = json!({"input_tokens": a, "output_tokens": c});
+                        if rng.next(2) == 0 { usage["cache_read_input_tokens"] = json!(b); }
+                        if rng.next(2) == 0 { usage["cache_creation_input_tokens"] = json!(d); }
+                        Reply::json(200, json!({
+                            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": usage
+                        }))
+                    }
+                }
+            })
+            .collect();
+        let setup = setup(kind, script, Caps::default(), |_| {}).await;
+        for _ in 0..CALLS {
+            setup
+                .gateway
+                .complete(&tag(), "cheap", request())
+                .await
+                .unwrap();
+        }
+        let expected: u64 = setup
+            .fake
+            .received()
+            .iter()
+            .map(|r| {
+                let usage = &r.reply_json().unwrap()["usage"];
+                match kind {
+                    ProviderKind::OpenaiCompatible => openai_charge(usage),
+                    ProviderKind::Anthropic => anthropic_charge(usage),
+                }
+            })
+            .sum();
+        let booked: u64 = setup.store.rows().unwrap().iter().map(|r| r.charged).sum();
+        assert_eq!(booked, expected, "{kind:?}");
+        assert_eq!(setup.store.rows().unwrap().len(), CALLS);
+    }
+}

@@ -87,7 +87,11 @@ impl Received {
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,
+    /// Answered when the script is used up (benchmarks); else a 500.
+    repeat: Option<Reply>,
     log: Vec<Received>,
+    /// Benchmarks do not keep a log.
+    keep_log: bool,
 }
 
 /// The running fake; it stops when dropped.
@@ -106,13 +110,25 @@ impl Drop for FakeProvider {
 impl FakeProvider {
     /// Start on 127.0.0.1, port 0, answering `script` in order (then 500s).
     pub async fn start(script: Vec<Reply>) -> FakeProvider {
+        FakeProvider::start_with(script, None).await
+    }
+
+    /// Answer `reply` to every request, keeping no log (benchmarks).
+    pub async fn repeating(reply: Reply) -> FakeProvider {
+        FakeProvider::start_with(vec![], Some(reply)).await
+    }
+
+    async fn start_with(script: Vec<Reply>, repeat: Option<Reply>) -> FakeProvider {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
+        let keep_log = repeat.is_none();
         let state = Arc::new(Mutex::new(State {
             script: script.into(),
+            repeat,
             log: vec![],
+            keep_log,
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -180,17 +196,24 @@ async fn serve(mut stream: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> s
         let reply = state
             .script
             .pop_front()
+            .or_else(|| state.repeat.clone())
             .unwrap_or_else(|| Reply::raw(500, b"{\"error\":{\"message\":\"script exhausted\"}}"));
-        state.log.push(Received {
-            path,
-            headers,
-            body,
-            at: Instant::now(),
-            reply_status: reply.status,
-            reply_body: reply.body.clone(),
-        });
+        if state.keep_log {
+            state.log.push(Received {
+                path,
+                headers,
+                body,
+                at: Instant::now(),
+                reply_status: reply.status,
+                reply_body: reply.body.clone(),
+            });
+        }
         reply
     };
+    write_reply(&mut stream, reply).await
+}
+
+async fn write_reply(stream: &mut tokio::net::TcpStream, reply: Reply) -> std::io::Result<()> {
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

@@ -2,6 +2,7 @@
 //! sees only usage and prices; only this module knows what a provider sends.
 
 pub mod anthropic;
+pub mod catalog;
 pub mod chat;
 pub mod metered;
 pub mod openai;
