@@ -1,6 +1,8 @@
 //! The `gaffer` command line. The only module that knows every room.
 
+pub mod config;
 mod demo;
+mod models_cmd;
 mod plugin_cmd;
 
 use std::path::PathBuf;
@@ -28,6 +30,14 @@ enum Command {
     /// Work with plugin components (routers, verifiers, hooks).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List the configured models with their prices and where the prices come from.
+    Models {
+        /// The configuration file.
+        #[arg(long, default_value = "gaffer.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Show the reference plugins deciding on sample tasks, through the real sandbox.
     Demo {
         /// Directory holding the built reference plugins (`cost_tier.wasm`, ...).
@@ -113,6 +123,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 format,
             }) => plugin_cmd::bench(&file, calls, warmup, allocator.into(), &config, format).await,
             Command::Demo { plugins, format } => demo::run(&plugins, format).await,
+            Command::Models { config, format } => models_cmd::run(&config, format),
         }
     })
 }
