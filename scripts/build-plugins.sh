@@ -5,4 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_TARGET_DIR=target/guests cargo build --target wasm32-wasip2 --profile plugin \
     -p cost-tier -p tests-and-limits -p protected-paths -p layer-rules -p file-size \
-    -p hostile-guest "$@"
+    -p model-review -p hostile-guest "$@"
+# triage links cost-tier's rules without cost-tier's `export` feature. Cargo unifies features
+# within one build and would also overwrite cost_tier.wasm with the export-less variant, so
+# triage builds in a target directory of its own and its component is copied beside the others.
+CARGO_TARGET_DIR=target/guests-separate cargo build --target wasm32-wasip2 --profile plugin -p triage "$@"
+cp target/guests-separate/wasm32-wasip2/plugin/triage.wasm target/guests/wasm32-wasip2/plugin/triage.wasm

@@ -157,8 +157,18 @@ fn bench_refuses_bad_config_json() {
 #[test]
 fn models_lists_prices_and_their_source() {
     let config = support::workspace_root().join("examples/gaffer.toml");
-    let out = gaffer(&["models", "--config", config.to_str().unwrap(), "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gaffer(&[
+        "models",
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let models = json(&out);
     let cheap = models
         .as_array()
@@ -167,10 +177,26 @@ fn models_lists_prices_and_their_source() {
         .find(|m| m["model"] == "cheap")
         .unwrap();
     // host/data/prices/litellm.json: claude-haiku-4-5 at 0.000001 / 0.000005 $ per token.
-    assert_eq!(cheap["pricing"]["micro_usd_per_million_tokens"]["input"], 1_000_000);
-    assert_eq!(cheap["pricing"]["micro_usd_per_million_tokens"]["output"], 5_000_000);
-    assert!(cheap["price_source"]["catalog"].as_str().unwrap().starts_with("litellm 1.110.2"));
-    let local = models.as_array().unwrap().iter().find(|m| m["model"] == "local").unwrap();
+    assert_eq!(
+        cheap["pricing"]["micro_usd_per_million_tokens"]["input"],
+        1_000_000
+    );
+    assert_eq!(
+        cheap["pricing"]["micro_usd_per_million_tokens"]["output"],
+        5_000_000
+    );
+    assert!(
+        cheap["price_source"]["catalog"]
+            .as_str()
+            .unwrap()
+            .starts_with("litellm 1.110.2")
+    );
+    let local = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "local")
+        .unwrap();
     assert_eq!(local["pricing"]["watts"], 350);
 }
 
@@ -186,5 +212,8 @@ fn models_refuses_an_unpriced_model_saying_how_to_price_it() {
     let out = gaffer(&["models", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("model `x` (id `nobody-knows-me` on provider `p`) has no price"), "{err}");
+    assert!(
+        err.contains("model `x` (id `nobody-knows-me` on provider `p`) has no price"),
+        "{err}"
+    );
 }

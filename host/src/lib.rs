@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod gateway;
 pub mod ledger;
+pub mod pipeline;
 pub mod plugin;
 pub mod store;

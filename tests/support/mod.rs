@@ -19,7 +19,11 @@ pub const GUESTS: &[&str] = &[
     "protected-paths",
     "layer-rules",
     "file-size",
+    "model-review",
 ];
+
+/// Guests built in a cargo invocation of their own (see scripts/build-plugins.sh).
+pub const SEPARATE_GUESTS: &[&str] = &["triage"];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

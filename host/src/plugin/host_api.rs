@@ -24,6 +24,8 @@ use super::spec::Grants;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginCaller {
     pub plugin: String,
+    /// The plugin's world: its role in the ledger (router, verifier, hook).
+    pub world: super::spec::World,
     pub task_id: String,
     pub attempt: u32,
 }

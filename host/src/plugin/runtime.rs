@@ -633,6 +633,7 @@ impl Plugin {
         let host = HostContext::new(
             PluginCaller {
                 plugin: self.spec.name.clone(),
+                world: self.spec.world,
                 task_id: ctx.task_id.clone(),
                 attempt: ctx.attempt,
             },

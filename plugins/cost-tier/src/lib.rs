@@ -44,6 +44,7 @@ impl gaffer_sdk::Router for CostTier {
     }
 }
 
+#[cfg(feature = "export")]
 gaffer_sdk::export_router!(CostTier);
 
 /// The router's configuration (the `config` table of `[plugins.router]`).
