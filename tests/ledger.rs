@@ -458,3 +458,99 @@ fn rusqlite_free_bump(path: &std::path::Path) -> bool {
     bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
     std::fs::write(path, bytes).is_ok()
 }
+
+/// The caps read running totals; whatever happens to the rows, the totals must equal what the
+/// rows say (settled at their charge, open at their reservation, released at nothing).
+#[test]
+fn cap_totals_always_equal_what_the_rows_say() {
+    let (_dir, store) = store();
+    let settle = |cost: Option<u64>| gaffer::store::Settlement {
+        tokens: Default::default(),
+        prices: Default::default(),
+        cost,
+        wall_ms: 0,
+        outcome: "ok".into(),
+    };
+    let a = store.try_reserve(&scope("T-1", 1), 1_000, &[]).unwrap();
+    let b = store.try_reserve(&scope("T-1", 2), 2_000, &[]).unwrap();
+    let c = store.try_reserve(&scope("T-2", 1), 3_000, &[]).unwrap();
+    let d = store.try_reserve(&scope("T-2", 1), 4_000, &[]).unwrap();
+    store.mark_sent(a).unwrap();
+    store.settle(a, &settle(Some(250))).unwrap(); // under its reservation
+    store.mark_sent(b).unwrap();
+    store.settle(b, &settle(Some(9_000))).unwrap(); // an overrun
+    store.release(c).unwrap();
+    store.mark_sent(d).unwrap(); // left open
+    let rows = store.rows().unwrap();
+    let by_rows = |keep: &dyn Fn(&LedgerRowLite) -> bool| -> u64 {
+        rows.iter()
+            .map(|r| LedgerRowLite {
+                task: r.scope.task_id.clone(),
+                attempt: r.scope.attempt,
+                state: r.state.clone(),
+                reserved: r.reserved,
+                charged: r.charged,
+            })
+            .filter(|r| keep(r))
+            .map(|r| match r.state.as_str() {
+                "settled" => r.charged,
+                "reserved" | "sent" => r.reserved,
+                _ => 0,
+            })
+            .sum()
+    };
+    // By hand: T-1 = 250 + 9 000; T-2 = 0 (released) + 4 000 (open); the run = 13 250.
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
+        9_250
+    );
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-2", 1)).unwrap(),
+        4_000
+    );
+    assert_eq!(
+        store.spent(CapLevel::Attempt, &scope("T-1", 2)).unwrap(),
+        9_000
+    );
+    assert_eq!(
+        store.spent(CapLevel::Run, &scope("T-1", 1)).unwrap(),
+        13_250
+    );
+    assert_eq!(
+        store.spent(CapLevel::Run, &scope("T-1", 1)).unwrap(),
+        by_rows(&|_| true)
+    );
+    assert_eq!(
+        store.spent(CapLevel::Day, &scope("T-1", 1)).unwrap(),
+        13_250
+    );
+    assert_eq!(
+        store.spent(CapLevel::Month, &scope("T-1", 1)).unwrap(),
+        13_250
+    );
+    assert_eq!(
+        store.spent(CapLevel::Model, &scope("T-9", 1)).unwrap(),
+        13_250,
+        "all calls used `cheap`"
+    );
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-2", 1)).unwrap(),
+        by_rows(&|r| r.task.as_deref() == Some("T-2"))
+    );
+    // Recovery of the open one (its owner "dies") leaves its total where it is: charged as reserved.
+    let recovered = store.recover(&|_| false).unwrap();
+    assert_eq!(recovered.charged, 1);
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-2", 1)).unwrap(),
+        4_000
+    );
+}
+
+struct LedgerRowLite {
+    task: Option<String>,
+    #[allow(dead_code)]
+    attempt: Option<u32>,
+    state: String,
+    reserved: u64,
+    charged: u64,
+}

@@ -285,3 +285,48 @@ async fn triage_falls_back_when_the_answer_is_not_a_class() {
     );
     assert_eq!(s.store.rows().unwrap()[0].charged, ONE_ANSWER);
 }
+
+#[tokio::test]
+async fn every_plugin_run_is_a_ledger_row_with_its_fuel() {
+    use gaffer::pipeline::run_records::LedgerRecorder;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
+    let runtime = gaffer::plugin::PluginRuntime::builder()
+        .cache_dir(Some(support::test_cache_dir()))
+        .recorder(Arc::new(LedgerRecorder::new(store.clone(), "run-7")))
+        .build()
+        .unwrap();
+    let hook = runtime
+        .load(PluginSpec::new(World::Hook, guest("protected-paths")))
+        .unwrap();
+    let called = hook
+        .pre_tool(
+            &CallContext::new("T-3", 2),
+            &samples::task(),
+            &samples::tool_call(),
+        )
+        .await
+        .unwrap();
+    let rows = store.rows().unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (row.scope.role.as_str(), row.scope.stage.as_str()),
+        ("hook", "check")
+    );
+    assert_eq!(
+        (
+            row.scope.run_id.as_str(),
+            row.scope.task_id.as_deref(),
+            row.scope.attempt
+        ),
+        ("run-7", Some("T-3"), Some(2))
+    );
+    assert_eq!(row.scope.model, "protected_paths");
+    assert_eq!(row.fuel, called.run.fuel_used);
+    assert!(row.fuel > 0);
+    assert_eq!(
+        (row.charged, row.tokens.input, row.outcome.as_deref()),
+        (0, 0, Some("ok"))
+    );
+}

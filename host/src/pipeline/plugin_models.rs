@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use super::stage_and_role;
 use crate::gateway::chat::{ChatRequest, Message as ChatMessage, Role as ChatRole};
 use crate::gateway::metered::{CallTag, Gateway, GatewayError};
 use crate::plugin::bindings::host_api::{Completion, CompletionRequest, HostError, Role};
 use crate::plugin::types::TokenUsage;
-use crate::plugin::{BoxFuture, ModelAccess, PluginCaller, World};
+use crate::plugin::{BoxFuture, ModelAccess, PluginCaller};
 use crate::store::RowScope;
 
 /// [`ModelAccess`] over the gateway, for one run.
@@ -23,15 +24,6 @@ impl GatewayModels {
             gateway,
             run_id: run_id.into(),
         }
-    }
-}
-
-/// The ledger's stage and role of a plugin's model call.
-fn stage_and_role(world: World) -> (&'static str, &'static str) {
-    match world {
-        World::Router => ("route", "router"),
-        World::Verifier => ("verify", "verifier"),
-        World::Hook => ("check", "hook"),
     }
 }
 

@@ -53,11 +53,33 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_day ON ledger (day);
     CREATE INDEX ledger_month ON ledger (month, model);
     CREATE INDEX ledger_open ON ledger (state) WHERE state IN ('reserved', 'sent');",
+    // 2: running totals per cap scope, so that checking a cap is one lookup, not a sum over
+    // every row of a day or a month. Kept in the same transaction as the rows they total.
+    "CREATE TABLE cap_totals (
+        level TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        micros INTEGER NOT NULL,
+        PRIMARY KEY (level, scope)
+    ) WITHOUT ROWID;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'attempt', task_id || '#' || attempt, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger WHERE task_id IS NOT NULL AND attempt IS NOT NULL GROUP BY task_id, attempt;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'task', task_id, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger WHERE task_id IS NOT NULL GROUP BY task_id;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'run', run_id, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY run_id;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'day', day, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY day;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'month', month, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY month;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'model', month || '|' || model, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY month, model;",
 ];
-
-/// What counts against a cap: settled rows at their charge, open ones at their reservation.
-const SPENT: &str = "COALESCE(SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros \
-                     WHEN state = 'settled' THEN charged_micros ELSE 0 END), 0)";
 
 /// A SQLite database file holding the ledger (and, later, the backlog).
 pub struct SqliteStore {
@@ -179,6 +201,21 @@ impl SqliteStore {
         }
     }
 
+    /// Give a released reservation's amount back to its totals.
+    fn give_back(&self, conn: &Connection, id: i64) -> Result<(), StoreError> {
+        let reserved: i64 = conn
+            .query_row(
+                "SELECT reserved_micros FROM ledger WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_err(e))?;
+        if let Some((scope, day, month)) = row_scope(conn, id).map_err(|e| self.db_err(e))? {
+            adjust_totals(conn, &scope, &day, &month, -reserved).map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
+    }
+
     fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
@@ -191,41 +228,100 @@ impl SqliteStore {
     }
 }
 
-/// The spent-or-reserved sum a cap at `level` sees for `scope`; `None` when the cap does not
-/// apply to the scope (an attempt cap for a call outside any task).
-fn spent_in(
-    conn: &Connection,
-    level: CapLevel,
-    scope: &RowScope,
-) -> rusqlite::Result<Option<Micros>> {
-    let query = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Option<Micros>> {
-        conn.query_row(
-            &format!("SELECT {SPENT} FROM ledger WHERE {sql}"),
-            args,
-            |row| row.get::<_, i64>(0),
-        )
-        .map(|v| Some(from_sql(v)))
-    };
+/// The key of the cap-total row a cap at `level` reads for a call in `scope`, on `day` and in
+/// `month` (the store's clock at reservation); `None` when the cap does not apply (an attempt
+/// cap for a call outside any task). `Call` has no total: it bounds the call alone.
+fn total_key(level: CapLevel, scope: &RowScope, day: &str, month: &str) -> Option<String> {
     match level {
-        CapLevel::Call => Ok(Some(0)),
+        CapLevel::Call => None,
         CapLevel::Attempt => match (&scope.task_id, scope.attempt) {
-            (Some(task), Some(attempt)) => {
-                query("task_id = ?1 AND attempt = ?2", &[task, &attempt])
-            }
-            _ => Ok(None),
+            (Some(task), Some(attempt)) => Some(format!("{task}#{attempt}")),
+            _ => None,
         },
-        CapLevel::Task => match &scope.task_id {
-            Some(task) => query("task_id = ?1", &[task]),
-            None => Ok(None),
-        },
-        CapLevel::Run => query("run_id = ?1", &[&scope.run_id]),
-        CapLevel::Day => query("day = date('now')", &[]),
-        CapLevel::Month => query("month = strftime('%Y-%m', 'now')", &[]),
-        CapLevel::Model => query(
-            "model = ?1 AND month = strftime('%Y-%m', 'now')",
-            &[&scope.model],
-        ),
+        CapLevel::Task => scope.task_id.clone(),
+        CapLevel::Run => Some(scope.run_id.clone()),
+        CapLevel::Day => Some(day.to_string()),
+        CapLevel::Month => Some(month.to_string()),
+        CapLevel::Model => Some(format!("{month}|{}", scope.model)),
     }
+}
+
+/// The levels that keep totals.
+const TOTALLED: [CapLevel; 6] = [
+    CapLevel::Attempt,
+    CapLevel::Task,
+    CapLevel::Run,
+    CapLevel::Day,
+    CapLevel::Month,
+    CapLevel::Model,
+];
+
+fn level_name(level: CapLevel) -> String {
+    level.to_string()
+}
+
+/// The store's clock: today and this month, UTC.
+fn today(conn: &Connection) -> rusqlite::Result<(String, String)> {
+    conn.query_row("SELECT date('now'), strftime('%Y-%m', 'now')", [], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
+}
+
+fn total(conn: &Connection, level: CapLevel, key: &str) -> rusqlite::Result<Micros> {
+    conn.query_row(
+        "SELECT micros FROM cap_totals WHERE level = ?1 AND scope = ?2",
+        params![level_name(level), key],
+        |row| row.get::<_, i64>(0),
+    )
+    .optional()
+    .map(|v| from_sql(v.unwrap_or(0)))
+}
+
+/// Add `delta` (negative to give back) to every total covering a row.
+fn adjust_totals(
+    conn: &Connection,
+    scope: &RowScope,
+    day: &str,
+    month: &str,
+    delta: i64,
+) -> rusqlite::Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    for level in TOTALLED {
+        if let Some(key) = total_key(level, scope, day, month) {
+            conn.execute(
+                "INSERT INTO cap_totals (level, scope, micros) VALUES (?1, ?2, MAX(?3, 0))
+                 ON CONFLICT (level, scope) DO UPDATE SET micros = MAX(micros + ?3, 0)",
+                params![level_name(level), key, delta],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A row's scope and clock, to adjust its totals.
+fn row_scope(conn: &Connection, id: i64) -> rusqlite::Result<Option<(RowScope, String, String)>> {
+    conn.query_row(
+        "SELECT run_id, task_id, attempt, stage, phase, role, model, day, month FROM ledger WHERE id = ?1",
+        [id],
+        |r| {
+            Ok((
+                RowScope {
+                    run_id: r.get(0)?,
+                    task_id: r.get(1)?,
+                    attempt: r.get(2)?,
+                    stage: r.get(3)?,
+                    phase: r.get(4)?,
+                    role: r.get(5)?,
+                    model: r.get(6)?,
+                },
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        },
+    )
+    .optional()
 }
 
 fn state_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
@@ -247,10 +343,12 @@ impl LedgerStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| self.db_err(e))?;
+            let (day, month) = today(&tx).map_err(|e| self.db_err(e))?;
             for cap in caps {
-                let Some(spent) = spent_in(&tx, cap.level, scope).map_err(|e| self.db_err(e))?
-                else {
-                    continue;
+                let spent = match total_key(cap.level, scope, &day, &month) {
+                    Some(key) => total(&tx, cap.level, &key).map_err(|e| self.db_err(e))?,
+                    None if cap.level == CapLevel::Call => 0,
+                    None => continue,
                 };
                 if spent.saturating_add(amount) > cap.limit {
                     return Err(StoreError::CapExceeded {
@@ -264,8 +362,7 @@ impl LedgerStore for SqliteStore {
             tx.execute(
                 "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
                                      reserved_micros, owner, day, month)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reserved', ?8, ?9,
-                         date('now'), strftime('%Y-%m', 'now'))",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reserved', ?8, ?9, ?10, ?11)",
                 params![
                     scope.run_id,
                     scope.task_id,
@@ -275,10 +372,13 @@ impl LedgerStore for SqliteStore {
                     scope.role,
                     scope.model,
                     amount_sql,
-                    self.owner
+                    self.owner,
+                    day,
+                    month
                 ],
             )
             .map_err(|e| self.db_err(e))?;
+            adjust_totals(&tx, scope, &day, &month, amount_sql).map_err(|e| self.db_err(e))?;
             let id = tx.last_insert_rowid();
             tx.commit().map_err(|e| self.db_err(e))?;
             Ok(ReservationId(id))
@@ -368,6 +468,10 @@ impl LedgerStore for SqliteStore {
                 ],
             )
             .map_err(|e| self.db_err(e))?;
+            if let Some((scope, day, month)) = row_scope(&tx, id.0).map_err(|e| self.db_err(e))? {
+                let delta = sql(charged)? - sql(reserved)?;
+                adjust_totals(&tx, &scope, &day, &month, delta).map_err(|e| self.db_err(e))?;
+            }
             tx.commit().map_err(|e| self.db_err(e))?;
             Ok(Settled {
                 charged,
@@ -399,6 +503,7 @@ impl LedgerStore for SqliteStore {
                 [id.0],
             )
             .map_err(|e| self.db_err(e))?;
+            self.give_back(&tx, id.0)?;
             tx.commit().map_err(|e| self.db_err(e))
         })
     }
@@ -434,6 +539,7 @@ impl LedgerStore for SqliteStore {
                         [id],
                     )
                     .map_err(|e| self.db_err(e))?;
+                    self.give_back(&tx, id)?;
                     recovery.released += 1;
                 } else {
                     // Sent and never settled: the provider may have billed it. Charge the
@@ -491,9 +597,11 @@ impl LedgerStore for SqliteStore {
 
     fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<Micros, StoreError> {
         self.with_conn(|conn| {
-            spent_in(conn, level, scope)
-                .map(|s| s.unwrap_or(0))
-                .map_err(|e| self.db_err(e))
+            let (day, month) = today(conn).map_err(|e| self.db_err(e))?;
+            match total_key(level, scope, &day, &month) {
+                Some(key) => total(conn, level, &key).map_err(|e| self.db_err(e)),
+                None => Ok(0),
+            }
         })
     }
 
