@@ -16,7 +16,6 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gaffer::plugin::{
@@ -115,11 +114,29 @@ fn bench_route(c: &mut Criterion) {
         b.iter(|| cost_tier::CostTier::route(std::hint::black_box(native_request.clone())))
     });
 
-    for (label, allocator) in [
-        ("fresh-sandbox/pooling", AllocatorChoice::Pooling),
-        ("fresh-sandbox/on-demand", AllocatorChoice::OnDemand),
+    let with_epoch = Metering {
+        fuel: true,
+        epoch: true,
+    };
+    for (label, allocator, metering) in [
+        (
+            "fresh-sandbox/pooling",
+            AllocatorChoice::Pooling,
+            Metering::SHIPPED,
+        ),
+        (
+            "fresh-sandbox/on-demand",
+            AllocatorChoice::OnDemand,
+            Metering::SHIPPED,
+        ),
+        // Not shipped: the same with epoch interruption on, for the metering decision.
+        (
+            "fresh-sandbox/pooling+epoch",
+            AllocatorChoice::Pooling,
+            with_epoch,
+        ),
     ] {
-        let rt = runtime(allocator, Metering::SHIPPED);
+        let rt = runtime(allocator, metering);
         let mut spec = PluginSpec::new(World::Router, support::guest("cost-tier"));
         spec.fallback_model = Some("cheap".to_string());
         let plugin = rt.load(spec).expect("cost-tier loads");
@@ -257,7 +274,6 @@ fn bench_hook(c: &mut Criterion) {
         b.iter(|| python_hook(&event))
     });
     group.finish();
-    let _ = Arc::new(());
 }
 
 criterion_group!(benches, bench_route, bench_metering, bench_hook);
