@@ -64,6 +64,7 @@ async fn setup(
         pricing: Pricing::Tokens(PRICES),
         max_tokens: 1_000,
         context_window: 200_000,
+        fallbacks: vec![],
     };
     Setup {
         fake,
@@ -491,6 +492,7 @@ async fn a_local_model_is_charged_for_its_power() {
         }),
         max_tokens: 1_000,
         context_window: 32_000,
+        fallbacks: vec![],
     };
     let gateway = Gateway::new([provider], [local], ledger);
     let done = gateway.complete(&tag(), "local", request()).await.unwrap();
@@ -610,4 +612,103 @@ async fn ledger_totals_equal_the_sum_of_usage_times_price_for_every_mix() {
         assert_eq!(booked, expected, "{kind:?}");
         assert_eq!(setup.store.rows().unwrap().len(), CALLS);
     }
+}
+
+#[tokio::test]
+async fn a_failing_provider_falls_back_to_the_same_class_elsewhere() {
+    let error = || {
+        Reply::json(
+            503,
+            json!({"error": {"message": "overloaded", "type": "server_error"}}),
+        )
+    };
+    let primary = FakeProvider::start(vec![error(), error()]).await;
+    let secondary = FakeProvider::start(vec![openai_reply(100, 10, 0)]).await;
+    let provider = |name: &str, fake: &FakeProvider| {
+        let mut c = config(ProviderKind::OpenaiCompatible, &fake.base_url);
+        c.name = name.to_string();
+        c.max_retries = 1;
+        Provider::new(c).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
+    let model = |key: &str, provider: &str, fallbacks: Vec<String>| ModelEntry {
+        key: key.into(),
+        provider: provider.into(),
+        id: "m".into(),
+        pricing: Pricing::Tokens(PRICES),
+        max_tokens: 1_000,
+        context_window: 200_000,
+        fallbacks,
+    };
+    let gateway = Gateway::new(
+        [provider("first", &primary), provider("second", &secondary)],
+        [
+            model("cheap", "first", vec!["cheap-elsewhere".into()]),
+            model("cheap-elsewhere", "second", vec![]),
+        ],
+        Arc::new(Ledger::new(store.clone(), Caps::default())),
+    );
+    let done = gateway.complete(&tag(), "cheap", request()).await.unwrap();
+    assert_eq!(done.model, "cheap-elsewhere");
+    assert_eq!(
+        primary.received().len(),
+        2,
+        "the first try and its one retry"
+    );
+    let rows = store.rows().unwrap();
+    assert_eq!(rows.len(), 2, "each try is booked on its own");
+    assert_eq!(
+        (rows[0].scope.model.as_str(), rows[0].charged),
+        ("cheap", 0)
+    );
+    assert!(rows[0].outcome.as_deref().unwrap().contains("overloaded"));
+    let expected = openai_charge(&secondary.received()[0].reply_json().unwrap()["usage"]);
+    assert_eq!(
+        (rows[1].scope.model.as_str(), rows[1].charged),
+        ("cheap-elsewhere", expected)
+    );
+}
+
+#[tokio::test]
+async fn a_budget_refusal_does_not_fall_back() {
+    let primary = FakeProvider::start(vec![]).await;
+    let secondary = FakeProvider::start(vec![openai_reply(1, 1, 0)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
+    let mut first = config(ProviderKind::OpenaiCompatible, &primary.base_url);
+    first.name = "first".into();
+    let mut second = config(ProviderKind::OpenaiCompatible, &secondary.base_url);
+    second.name = "second".into();
+    let entry = |key: &str, provider: &str, fallbacks: Vec<String>| ModelEntry {
+        key: key.into(),
+        provider: provider.into(),
+        id: "m".into(),
+        pricing: Pricing::Tokens(PRICES),
+        max_tokens: 1_000,
+        context_window: 200_000,
+        fallbacks,
+    };
+    let gateway = Gateway::new(
+        [
+            Provider::new(first).unwrap(),
+            Provider::new(second).unwrap(),
+        ],
+        [
+            entry("cheap", "first", vec!["other".into()]),
+            entry("other", "second", vec![]),
+        ],
+        Arc::new(Ledger::new(
+            store.clone(),
+            Caps {
+                per_task: Some(10),
+                ..Caps::default()
+            },
+        )),
+    );
+    assert!(matches!(
+        gateway.complete(&tag(), "cheap", request()).await,
+        Err(GatewayError::Budget(_))
+    ));
+    assert!(primary.received().is_empty() && secondary.received().is_empty());
 }

@@ -62,6 +62,7 @@ async fn setup(world: World, name: &str, answers: &[&str], caps: Caps) -> Setup 
         }),
         max_tokens: 2_000,
         context_window: 200_000,
+        fallbacks: vec![],
     };
     let gateway = Arc::new(Gateway::new(
         [Provider::new(config).unwrap()],

@@ -61,6 +61,7 @@ fn bench_gateway(c: &mut Criterion) {
         }),
         max_tokens: 1_000,
         context_window: 200_000,
+        fallbacks: vec![],
     };
     let gateway = Gateway::new([provider], [model], ledger);
     let tag = CallTag {

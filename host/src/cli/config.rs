@@ -112,6 +112,9 @@ pub struct ModelToml {
     pub tags: Vec<String>,
     /// Dollars per million tokens; overrides the catalog.
     pub prices: Option<PricesToml>,
+    /// Models of the same tier on other providers, tried in order when this one's provider fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
 }
 
 fn default_tier() -> u8 {
@@ -364,6 +367,22 @@ pub fn resolve(raw: &ConfigToml, base: &Path, file: &str) -> Result<Resolved, Co
             .context_window
             .or_else(|| catalog_entry.and_then(|e| e.max_input_tokens))
             .unwrap_or(128_000);
+        for fallback in &m.fallbacks {
+            match raw.models.get(fallback) {
+                None => {
+                    return Err(invalid(format!(
+                        "[models.{key}] falls back to `{fallback}`, which is not configured"
+                    )));
+                }
+                Some(other) if other.tier != m.tier => {
+                    return Err(invalid(format!(
+                        "[models.{key}] (tier {}) falls back to `{fallback}` (tier {}): a fallback must be the same class of model",
+                        m.tier, other.tier
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         models.push(ResolvedModel {
             entry: ModelEntry {
                 key: key.clone(),
@@ -372,6 +391,7 @@ pub fn resolve(raw: &ConfigToml, base: &Path, file: &str) -> Result<Resolved, Co
                 pricing,
                 max_tokens,
                 context_window,
+                fallbacks: m.fallbacks.clone(),
             },
             tier: m.tier,
             tags: m.tags.clone(),
@@ -526,6 +546,13 @@ mod tests {
             .to_string();
         assert!(
             error.contains("needs both `watts` and `usd_per_kwh`"),
+            "{error}"
+        );
+        let error = parse(&BASE.replace("tier = 3\n", "tier = 3\nfallbacks = [\"cheap\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("a fallback must be the same class of model"),
             "{error}"
         );
         let error = parse("[budget]\nper_tsk = 1\n").unwrap_err().to_string();

@@ -34,6 +34,9 @@ pub struct ModelEntry {
     /// The most output tokens a call may ask for (and the gateway reserves).
     pub max_tokens: u32,
     pub context_window: u64,
+    /// Model keys to try, in order, when this model's provider fails after its retries (the
+    /// same class of model on another provider).
+    pub fallbacks: Vec<String>,
 }
 
 /// Who a call is for: the ledger row's scope (its `model` is filled in by the gateway) and the
@@ -47,6 +50,8 @@ pub struct CallTag {
 /// A call that was made, and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
+    /// The model key that answered (a fallback's when the first provider failed).
+    pub model: String,
     pub response: ChatResponse,
     pub charged: MicroUsd,
     pub overrun: bool,
@@ -119,8 +124,38 @@ impl Gateway {
         self.models.values()
     }
 
-    /// Make one metered call of `model_key` for `tag`.
+    /// Make one metered call of `model_key` for `tag`; when its provider fails after its
+    /// retries, try the model's fallbacks in order. Each try is booked on its own.
     pub async fn complete(
+        &self,
+        tag: &CallTag,
+        model_key: &str,
+        request: ChatRequest,
+    ) -> Result<Completed, GatewayError> {
+        let chain: Vec<String> = match self.models.get(model_key) {
+            Some(model) => std::iter::once(model_key.to_string())
+                .chain(model.fallbacks.iter().cloned())
+                .collect(),
+            None => vec![model_key.to_string()],
+        };
+        let mut last = None;
+        for (i, key) in chain.iter().enumerate() {
+            match self.complete_one(tag, key, request.clone()).await {
+                Err(GatewayError::Provider { error, charged }) if i + 1 < chain.len() => {
+                    tracing::warn!(model = %key, next = %chain[i + 1], "{error}; trying the fallback");
+                    last = Some(GatewayError::Provider { error, charged });
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| GatewayError::UnknownModel {
+            model: model_key.to_string(),
+            known: String::new(),
+        }))
+    }
+
+    /// One metered call of one model, without fallbacks.
+    async fn complete_one(
         &self,
         tag: &CallTag,
         model_key: &str,
@@ -169,6 +204,7 @@ impl Gateway {
             Ok(response) => {
                 let settled = self.settle_success(model, &reservation, response.usage, wall)?;
                 Ok(Completed {
+                    model: model.key.clone(),
                     response,
                     charged: settled.charged,
                     overrun: settled.overrun,
