@@ -614,16 +614,21 @@ async fn ledger_totals_equal_the_sum_of_usage_times_price_for_every_mix() {
     }
 }
 
-#[tokio::test]
-async fn a_failing_provider_falls_back_to_the_same_class_elsewhere() {
-    let error = || {
-        Reply::json(
-            503,
-            json!({"error": {"message": "overloaded", "type": "server_error"}}),
-        )
-    };
-    let primary = FakeProvider::start(vec![error(), error()]).await;
-    let secondary = FakeProvider::start(vec![openai_reply(100, 10, 0)]).await;
+/// A gateway over two fake providers, `first` and `second`, with model `cheap` on the first
+/// falling back to `cheap-elsewhere` on the second.
+async fn two_providers(
+    first: Vec<Reply>,
+    second: Vec<Reply>,
+    caps: Caps,
+) -> (
+    FakeProvider,
+    FakeProvider,
+    Gateway,
+    Arc<SqliteStore>,
+    tempfile::TempDir,
+) {
+    let primary = FakeProvider::start(first).await;
+    let secondary = FakeProvider::start(second).await;
     let provider = |name: &str, fake: &FakeProvider| {
         let mut c = config(ProviderKind::OpenaiCompatible, &fake.base_url);
         c.name = name.to_string();
@@ -647,8 +652,25 @@ async fn a_failing_provider_falls_back_to_the_same_class_elsewhere() {
             model("cheap", "first", vec!["cheap-elsewhere".into()]),
             model("cheap-elsewhere", "second", vec![]),
         ],
-        Arc::new(Ledger::new(store.clone(), Caps::default())),
+        Arc::new(Ledger::new(store.clone(), caps)),
     );
+    (primary, secondary, gateway, store, dir)
+}
+
+#[tokio::test]
+async fn a_failing_provider_falls_back_to_the_same_class_elsewhere() {
+    let error = || {
+        Reply::json(
+            503,
+            json!({"error": {"message": "overloaded", "type": "server_error"}}),
+        )
+    };
+    let (primary, secondary, gateway, store, _dir) = two_providers(
+        vec![error(), error()],
+        vec![openai_reply(100, 10, 0)],
+        Caps::default(),
+    )
+    .await;
     let done = gateway.complete(&tag(), "cheap", request()).await.unwrap();
     assert_eq!(done.model, "cheap-elsewhere");
     assert_eq!(
@@ -672,40 +694,12 @@ async fn a_failing_provider_falls_back_to_the_same_class_elsewhere() {
 
 #[tokio::test]
 async fn a_budget_refusal_does_not_fall_back() {
-    let primary = FakeProvider::start(vec![]).await;
-    let secondary = FakeProvider::start(vec![openai_reply(1, 1, 0)]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
-    let mut first = config(ProviderKind::OpenaiCompatible, &primary.base_url);
-    first.name = "first".into();
-    let mut second = config(ProviderKind::OpenaiCompatible, &secondary.base_url);
-    second.name = "second".into();
-    let entry = |key: &str, provider: &str, fallbacks: Vec<String>| ModelEntry {
-        key: key.into(),
-        provider: provider.into(),
-        id: "m".into(),
-        pricing: Pricing::Tokens(PRICES),
-        max_tokens: 1_000,
-        context_window: 200_000,
-        fallbacks,
+    let caps = Caps {
+        per_task: Some(10),
+        ..Caps::default()
     };
-    let gateway = Gateway::new(
-        [
-            Provider::new(first).unwrap(),
-            Provider::new(second).unwrap(),
-        ],
-        [
-            entry("cheap", "first", vec!["other".into()]),
-            entry("other", "second", vec![]),
-        ],
-        Arc::new(Ledger::new(
-            store.clone(),
-            Caps {
-                per_task: Some(10),
-                ..Caps::default()
-            },
-        )),
-    );
+    let (primary, secondary, gateway, _store, _dir) =
+        two_providers(vec![], vec![openai_reply(1, 1, 0)], caps).await;
     assert!(matches!(
         gateway.complete(&tag(), "cheap", request()).await,
         Err(GatewayError::Budget(_))

@@ -201,6 +201,25 @@ impl SqliteStore {
         }
     }
 
+    /// Refuse an operation on a reservation that is not in the `expected` state.
+    fn require_state(
+        &self,
+        conn: &Connection,
+        id: i64,
+        expected: &str,
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        match state_of(conn, id).map_err(|e| self.db_err(e))?.as_deref() {
+            None => Err(StoreError::NoSuchReservation(id)),
+            Some(state) if state == expected => Ok(()),
+            Some(state) => Err(StoreError::WrongState {
+                id,
+                operation,
+                state: state.to_string(),
+            }),
+        }
+    }
+
     /// Give a released reservation's amount back to its totals.
     fn give_back(&self, conn: &Connection, id: i64) -> Result<(), StoreError> {
         let reserved: i64 = conn
@@ -390,17 +409,7 @@ impl LedgerStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| self.db_err(e))?;
-            match state_of(&tx, id.0).map_err(|e| self.db_err(e))?.as_deref() {
-                None => return Err(StoreError::NoSuchReservation(id.0)),
-                Some("reserved") => {}
-                Some(state) => {
-                    return Err(StoreError::WrongState {
-                        id: id.0,
-                        operation: "mark as sent",
-                        state: state.to_string(),
-                    });
-                }
-            }
+            self.require_state(&tx, id.0, "reserved", "mark as sent")?;
             tx.execute(
                 "UPDATE ledger SET state = 'sent', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?1",
@@ -416,25 +425,15 @@ impl LedgerStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| self.db_err(e))?;
-            let row: Option<(String, i64)> = tx
+            self.require_state(&tx, id.0, "sent", "settle")?;
+            let reserved: i64 = tx
                 .query_row(
-                    "SELECT state, reserved_micros FROM ledger WHERE id = ?1",
+                    "SELECT reserved_micros FROM ledger WHERE id = ?1",
                     [id.0],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| row.get(0),
                 )
-                .optional()
                 .map_err(|e| self.db_err(e))?;
-            let reserved = match row {
-                None => return Err(StoreError::NoSuchReservation(id.0)),
-                Some((state, reserved)) if state == "sent" => from_sql(reserved),
-                Some((state, _)) => {
-                    return Err(StoreError::WrongState {
-                        id: id.0,
-                        operation: "settle",
-                        state,
-                    });
-                }
-            };
+            let reserved = from_sql(reserved);
             // A billed call is never free: without usage, the reservation is the charge.
             let usage_missing = s.cost.is_none();
             let charged = s.cost.unwrap_or(reserved);
@@ -486,17 +485,7 @@ impl LedgerStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| self.db_err(e))?;
-            match state_of(&tx, id.0).map_err(|e| self.db_err(e))?.as_deref() {
-                None => return Err(StoreError::NoSuchReservation(id.0)),
-                Some("reserved") => {}
-                Some(state) => {
-                    return Err(StoreError::WrongState {
-                        id: id.0,
-                        operation: "release",
-                        state: state.to_string(),
-                    });
-                }
-            }
+            self.require_state(&tx, id.0, "reserved", "release")?;
             tx.execute(
                 "UPDATE ledger SET state = 'released', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?1",
