@@ -706,3 +706,108 @@ async fn a_budget_refusal_does_not_fall_back() {
     ));
     assert!(primary.received().is_empty() && secondary.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_provider_never_has_more_requests_in_flight_than_its_limit() {
+    for limit in [1usize, 3] {
+        let slow = || openai_reply(10, 1, 0).delayed(Duration::from_millis(150));
+        let setup = setup(
+            ProviderKind::OpenaiCompatible,
+            vec![slow(), slow(), slow()],
+            Caps::default(),
+            |c| c.concurrency = limit,
+        )
+        .await;
+        let tag = tag();
+        let calls = (0..3).map(|_| setup.gateway.complete(&tag, "cheap", request()));
+        for result in futures_join_all(calls).await {
+            result.unwrap();
+        }
+        assert_eq!(setup.fake.max_in_flight(), limit, "concurrency = {limit}");
+    }
+}
+
+/// Join futures without another dependency: they all run on this task, so the provider's
+/// limit is what serialises them.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}
+
+/// A writer the test's log subscriber writes into.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_api_key_appears_in_no_log_line() {
+    let env = format!("GAFFER_TEST_LOG_KEY_{}", std::process::id());
+    let key = "sk-test-logs-91be-DO-NOT-LEAK";
+    // SAFETY: the variable name is unique to this test process and test.
+    unsafe { std::env::set_var(&env, key) };
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // A 500 that echoes the key is retried, and each retry is logged.
+    let echo = || {
+        Reply::json(
+            500,
+            json!({"error": {"message": format!("upstream rejected key {key}")}}),
+        )
+    };
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![echo(), echo(), echo()],
+        Caps::default(),
+        |c| c.api_key_env = Some(env.clone()),
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("retrying"), "the retries were logged: {logs}");
+    assert!(logs.contains("[redacted]"), "{logs}");
+    assert!(!logs.contains(key), "{logs}");
+    assert!(!err.to_string().contains(key));
+}

@@ -92,6 +92,9 @@ struct State {
     log: Vec<Received>,
     /// Benchmarks do not keep a log.
     keep_log: bool,
+    /// Requests being answered now, and the most at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// The running fake; it stops when dropped.
@@ -129,6 +132,8 @@ impl FakeProvider {
             repeat,
             log: vec![],
             keep_log,
+            in_flight: 0,
+            max_in_flight: 0,
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -151,6 +156,11 @@ impl FakeProvider {
 
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().log.clone()
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
     }
 }
 
@@ -198,6 +208,8 @@ async fn serve(mut stream: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> s
             .pop_front()
             .or_else(|| state.repeat.clone())
             .unwrap_or_else(|| Reply::raw(500, b"{\"error\":{\"message\":\"script exhausted\"}}"));
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
         if state.keep_log {
             state.log.push(Received {
                 path,
@@ -210,7 +222,9 @@ async fn serve(mut stream: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> s
         }
         reply
     };
-    write_reply(&mut stream, reply).await
+    let written = write_reply(&mut stream, reply).await;
+    state.lock().unwrap().in_flight -= 1;
+    written
 }
 
 async fn write_reply(stream: &mut tokio::net::TcpStream, reply: Reply) -> std::io::Result<()> {
