@@ -5,6 +5,7 @@
 pub mod sqlite;
 
 use std::fmt;
+use std::time::Duration;
 
 pub use sqlite::SqliteStore;
 
@@ -169,6 +170,11 @@ pub enum StoreError {
     },
     #[error("reservation {0} does not exist")]
     NoSuchReservation(i64),
+    /// The worker no longer holds the task (its lease expired and another took it, or it ended).
+    #[error("task `{task}`: `{owner}` no longer holds its lease")]
+    LeaseLost { task: String, owner: String },
+    #[error("task `{0}` does not exist")]
+    NoSuchTask(String),
     /// The database itself failed; names the file.
     #[error("store {path}: {reason}")]
     Database { path: String, reason: String },
@@ -206,4 +212,114 @@ pub trait LedgerStore: Send + Sync {
     fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<Micros, StoreError>;
     /// Every row, oldest first.
     fn rows(&self) -> Result<Vec<LedgerRow>, StoreError>;
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    Queued,
+    /// Being worked on, under a lease; the stage says where.
+    Running,
+    Merged,
+    /// The verifier rejected an attempt; the task waits for the next one.
+    RejectedRequeued,
+    /// An error outside any plugin (git, the test command missing).
+    Failed,
+    BudgetExhausted,
+    NeedsHuman,
+}
+
+impl TaskState {
+    /// The name stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Merged => "merged",
+            TaskState::RejectedRequeued => "rejected-requeued",
+            TaskState::Failed => "failed",
+            TaskState::BudgetExhausted => "budget-exhausted",
+            TaskState::NeedsHuman => "needs-human",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<TaskState> {
+        [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Merged,
+            TaskState::RejectedRequeued,
+            TaskState::Failed,
+            TaskState::BudgetExhausted,
+            TaskState::NeedsHuman,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A task to add to the backlog.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewTask {
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    pub paths: Vec<String>,
+    /// Where it came from (`gh#42`, `tasks.md:7`, ...).
+    pub source: Option<String>,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// `T-<n>`, in the order tasks were added.
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    pub paths: Vec<String>,
+    pub source: Option<String>,
+    pub state: TaskState,
+    /// The stage of a running task (`route`, `implement`, `check`, `verify`, `merge`).
+    pub stage: Option<String>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Why it is in its state (the last verdict, the cap that stopped it, ...).
+    pub reason: Option<String>,
+    /// `host:pid` of the worker holding it, while running.
+    pub lease_owner: Option<String>,
+}
+
+/// The backlog's operations. Each is atomic; a claimed task is held by a lease that expires by
+/// the store's clock, so a crashed worker's task comes back.
+pub trait BacklogStore: Send + Sync {
+    /// Add tasks in one transaction: all or none. Returns their ids in order.
+    fn add_tasks(&self, tasks: &[NewTask]) -> Result<Vec<String>, StoreError>;
+    /// Claim the oldest claimable task (queued, requeued, or running under an expired lease)
+    /// for `owner`, for `lease`; it starts its next attempt at stage `route`.
+    fn claim(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>, StoreError>;
+    /// Extend a lease; fails with `LeaseLost` when `owner` no longer holds the task.
+    fn heartbeat(&self, task: &str, owner: &str, lease: Duration) -> Result<(), StoreError>;
+    /// Record the stage a running task is in.
+    fn set_stage(&self, task: &str, owner: &str, stage: &str) -> Result<(), StoreError>;
+    /// End the attempt: the task leaves `running` for `state`, with the reason; the lease ends.
+    fn finish(
+        &self,
+        task: &str,
+        owner: &str,
+        state: TaskState,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// Put tasks whose lease expired back in the queue; returns how many.
+    fn expire(&self) -> Result<u64, StoreError>;
+    fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    /// Every task, in the order added.
+    fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    CapLevel, CapLimit, LedgerRow, LedgerStore, Micros, PriceColumns, Recovery, ReservationId,
-    RowScope, Settled, Settlement, StoreError, TokenColumns,
+    BacklogStore, CapLevel, CapLimit, LedgerRow, LedgerStore, Micros, NewTask, PriceColumns,
+    Recovery, ReservationId, RowScope, Settled, Settlement, StoreError, TaskRecord, TaskState,
+    TokenColumns,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a database is.
@@ -79,7 +80,55 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO cap_totals (level, scope, micros)
         SELECT 'model', month || '|' || model, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
         FROM ledger GROUP BY month, model;",
+    // 3: the backlog. Leases expire by the store's clock (unix milliseconds, from SQLite).
+    "CREATE TABLE tasks (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        labels TEXT NOT NULL DEFAULT '[]',
+        paths TEXT NOT NULL DEFAULT '[]',
+        source TEXT,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'merged', 'rejected-requeued',
+                                             'failed', 'budget-exhausted', 'needs-human')),
+        stage TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        lease_owner TEXT,
+        lease_expires_ms INTEGER,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT
+    );
+    CREATE INDEX tasks_claimable ON tasks (state, seq);",
 ];
+
+/// The store's clock in unix milliseconds, as SQL.
+const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
+/// A task row as read, before its JSON columns are decoded.
+fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let json_list = |i: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = r.get(i)?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    };
+    let state: String = r.get(6)?;
+    Ok(TaskRecord {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        body: r.get(2)?,
+        labels: json_list(3)?,
+        paths: json_list(4)?,
+        source: r.get(5)?,
+        state: TaskState::from_name(&state).unwrap_or(TaskState::Failed),
+        stage: r.get(7)?,
+        attempts: r.get(8)?,
+        reason: r.get(9)?,
+        lease_owner: r.get(10)?,
+    })
+}
+
+const TASK_COLUMNS: &str =
+    "id, title, body, labels, paths, source, state, stage, attempts, reason, lease_owner";
 
 /// A SQLite database file holding the ledger (and, later, the backlog).
 pub struct SqliteStore {
@@ -648,6 +697,198 @@ impl LedgerStore for SqliteStore {
                 })
                 .map_err(|e| self.db_err(e))?;
             rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+        })
+    }
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+impl BacklogStore for SqliteStore {
+    fn add_tasks(&self, tasks: &[NewTask]) -> Result<Vec<String>, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            let mut ids = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                let seq: i64 = tx
+                    .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(|e| self.db_err(e))?;
+                let id = format!("T-{seq}");
+                let labels = serde_json::to_string(&task.labels).unwrap_or_else(|_| "[]".into());
+                let paths = serde_json::to_string(&task.paths).unwrap_or_else(|_| "[]".into());
+                tx.execute(
+                    "INSERT INTO tasks (seq, id, title, body, labels, paths, source, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued')",
+                    params![seq, id, task.title, task.body, labels, paths, task.source],
+                )
+                .map_err(|e| self.db_err(e))?;
+                ids.push(id);
+            }
+            tx.commit().map_err(|e| self.db_err(e))?;
+            Ok(ids)
+        })
+    }
+
+    fn claim(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            let id: Option<String> = tx
+                .query_row(
+                    &format!(
+                        "SELECT id FROM tasks
+                         WHERE state IN ('queued', 'rejected-requeued')
+                            OR (state = 'running' AND lease_expires_ms < {NOW_MS})
+                         ORDER BY seq LIMIT 1"
+                    ),
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.db_err(e))?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            tx.execute(
+                &format!(
+                    "UPDATE tasks SET state = 'running', stage = 'route', attempts = attempts + 1,
+                         lease_owner = ?2, lease_expires_ms = {NOW_MS} + ?3,
+                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                     WHERE id = ?1"
+                ),
+                params![id, owner, lease_ms(lease)],
+            )
+            .map_err(|e| self.db_err(e))?;
+            let task = tx
+                .query_row(
+                    &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
+                    [&id],
+                    task_from_row,
+                )
+                .map_err(|e| self.db_err(e))?;
+            tx.commit().map_err(|e| self.db_err(e))?;
+            Ok(Some(task))
+        })
+    }
+
+    fn heartbeat(&self, task: &str, owner: &str, lease: Duration) -> Result<(), StoreError> {
+        self.held_update(
+            task,
+            owner,
+            &format!("lease_expires_ms = {NOW_MS} + ?3"),
+            &[&lease_ms(lease)],
+        )
+    }
+
+    fn set_stage(&self, task: &str, owner: &str, stage: &str) -> Result<(), StoreError> {
+        self.held_update(task, owner, "stage = ?3", &[&stage])
+    }
+
+    fn finish(
+        &self,
+        task: &str,
+        owner: &str,
+        state: TaskState,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.held_update(
+            task,
+            owner,
+            "state = ?3, reason = ?4, stage = NULL, lease_owner = NULL, lease_expires_ms = NULL",
+            &[&state.name(), &reason],
+        )
+    }
+
+    fn expire(&self) -> Result<u64, StoreError> {
+        self.with_conn(|conn| {
+            let n = conn
+                .execute(
+                    &format!(
+                        "UPDATE tasks SET state = 'queued', stage = NULL,
+                             reason = 'the lease of ' || lease_owner || ' expired; requeued',
+                             lease_owner = NULL, lease_expires_ms = NULL,
+                             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                         WHERE state = 'running' AND lease_expires_ms < {NOW_MS}"
+                    ),
+                    [],
+                )
+                .map_err(|e| self.db_err(e))?;
+            Ok(n as u64)
+        })
+    }
+
+    fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.with_conn(|conn| {
+            conn.query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
+                [id],
+                task_from_row,
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
+        })
+    }
+
+    fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {TASK_COLUMNS} FROM tasks ORDER BY seq"))
+                .map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map([], task_from_row)
+                .map_err(|e| self.db_err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Update a running task that `owner` still holds under a live lease, or say the lease is
+    /// lost. `set` uses ?3 and ?4 for `args`.
+    fn held_update(
+        &self,
+        task: &str,
+        owner: &str,
+        set: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM tasks WHERE id = ?1", [task], |_| Ok(true))
+                .optional()
+                .map_err(|e| self.db_err(e))?
+                .unwrap_or(false);
+            if !exists {
+                return Err(StoreError::NoSuchTask(task.to_string()));
+            }
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&task, &owner];
+            params.extend_from_slice(args);
+            let n = tx
+                .execute(
+                    &format!(
+                        "UPDATE tasks SET {set}, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                         WHERE id = ?1 AND state = 'running' AND lease_owner = ?2
+                           AND lease_expires_ms >= {NOW_MS}"
+                    ),
+                    params.as_slice(),
+                )
+                .map_err(|e| self.db_err(e))?;
+            if n == 0 {
+                return Err(StoreError::LeaseLost {
+                    task: task.to_string(),
+                    owner: owner.to_string(),
+                });
+            }
+            tx.commit().map_err(|e| self.db_err(e))
         })
     }
 }
