@@ -217,3 +217,161 @@ fn models_refuses_an_unpriced_model_saying_how_to_price_it() {
         "{err}"
     );
 }
+
+fn gaffer_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gaffer"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("gaffer runs")
+}
+
+/// A fresh git repository with a Cargo project in it.
+fn repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let git = Command::new("git")
+        .args(["init", "-q", "-b", "trunk"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(git.success());
+    std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+    dir
+}
+
+#[test]
+fn init_writes_a_working_config_and_ignores_its_state() {
+    let repo = repository();
+    let out = gaffer_in(repo.path(), &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(repo.path().join("gaffer.toml")).unwrap();
+    assert!(config.contains("target_branch = \"trunk\""), "{config}");
+    assert!(config.contains("test_command = \"cargo test\""), "{config}");
+    assert!(repo.path().join(".gaffer/gaffer.db").is_file());
+    let ignore = std::fs::read_to_string(repo.path().join(".gitignore")).unwrap();
+    assert_eq!(ignore.lines().filter(|l| *l == "/.gaffer/").count(), 1);
+    // The written file is one gaffer can read: every model is priced.
+    let models = gaffer_in(repo.path(), &["models", "--format", "json"]);
+    assert!(
+        models.status.success(),
+        "{}",
+        String::from_utf8_lossy(&models.stderr)
+    );
+    // A second init refuses to overwrite, and says how.
+    let again = gaffer_in(repo.path(), &["init"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(
+        gaffer_in(repo.path(), &["init", "--force"])
+            .status
+            .success()
+    );
+    let ignore = std::fs::read_to_string(repo.path().join(".gitignore")).unwrap();
+    assert_eq!(
+        ignore.lines().filter(|l| *l == "/.gaffer/").count(),
+        1,
+        "not added twice"
+    );
+}
+
+#[test]
+fn tasks_are_added_imported_listed_and_shown() {
+    let repo = repository();
+    assert!(gaffer_in(repo.path(), &["init"]).status.success());
+    let add = gaffer_in(
+        repo.path(),
+        &[
+            "task",
+            "add",
+            "Fix pagination",
+            "--body",
+            "Last page drops one.",
+            "--label",
+            "bug",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&add.stdout).trim(), "T-1");
+    std::fs::write(
+        repo.path().join("todo.md"),
+        "- [ ] Add a flag\n  Print each step.\n- [x] Done\n- [ ] Docs\n",
+    )
+    .unwrap();
+    let import = gaffer_in(repo.path(), &["task", "import", "todo.md"]);
+    assert_eq!(
+        String::from_utf8_lossy(&import.stdout).trim(),
+        "imported 2 tasks: T-2 T-3"
+    );
+    std::fs::write(
+        repo.path().join("gh.json"),
+        r#"[{"number": 7, "title": "Crash", "body": "boom", "labels": [{"name": "p1"}]}]"#,
+    )
+    .unwrap();
+    assert!(
+        gaffer_in(repo.path(), &["task", "import", "gh.json"])
+            .status
+            .success()
+    );
+
+    let list = json(&gaffer_in(
+        repo.path(),
+        &["task", "list", "--format", "json"],
+    ));
+    let titles: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Fix pagination", "Add a flag", "Docs", "Crash"]);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "queued")
+    );
+    let shown = json(&gaffer_in(
+        repo.path(),
+        &["task", "show", "T-4", "--format", "json"],
+    ));
+    assert_eq!(
+        (shown["source"].as_str(), shown["labels"][0].as_str()),
+        (Some("gh#7"), Some("p1"))
+    );
+    let missing = gaffer_in(repo.path(), &["task", "show", "T-99"]);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn a_bad_import_names_the_line_and_field_and_imports_nothing() {
+    let repo = repository();
+    assert!(gaffer_in(repo.path(), &["init"]).status.success());
+    std::fs::write(
+        repo.path().join("tasks.jsonl"),
+        "{\"title\": \"fine\"}\n{\"title\": \"also fine\"}\n{\"body\": \"no title\"}\n",
+    )
+    .unwrap();
+    let out = gaffer_in(repo.path(), &["task", "import", "tasks.jsonl"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tasks.jsonl:3: missing field `title`"),
+        "{err}"
+    );
+    let list = json(&gaffer_in(
+        repo.path(),
+        &["task", "list", "--format", "json"],
+    ));
+    assert_eq!(list.as_array().unwrap().len(), 0, "nothing was imported");
+}
+
+#[test]
+fn task_commands_outside_a_project_say_to_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gaffer_in(dir.path(), &["task", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `gaffer init` first"));
+}

@@ -4,8 +4,9 @@ pub mod config;
 mod demo;
 mod models_cmd;
 mod plugin_cmd;
+mod task_cmd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -30,6 +31,15 @@ enum Command {
     /// Work with plugin components (routers, verifiers, hooks).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Write a commented gaffer.toml, create .gaffer/ (backlog and ledger) and ignore it in git.
+    Init {
+        /// Overwrite an existing gaffer.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The backlog.
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// List the configured models with their prices and where the prices come from.
     Models {
         /// The configuration file.
@@ -82,6 +92,56 @@ enum PluginCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TaskCommand {
+    /// Add one task.
+    Add {
+        title: String,
+        #[arg(long)]
+        body: Option<String>,
+        #[arg(long, conflicts_with = "body")]
+        body_file: Option<PathBuf>,
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// Import tasks from a Markdown checklist, JSON Lines, or `gh issue list --json
+    /// number,title,body,labels` output. All or nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: Option<ImportFormatArg>,
+    },
+    /// List the tasks.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show one task.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// `--format` of `task import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormatArg {
+    Markdown,
+    Jsonl,
+    Gh,
+}
+
+impl From<ImportFormatArg> for crate::pipeline::import::ImportFormat {
+    fn from(value: ImportFormatArg) -> Self {
+        match value {
+            ImportFormatArg::Markdown => crate::pipeline::import::ImportFormat::Markdown,
+            ImportFormatArg::Jsonl => crate::pipeline::import::ImportFormat::JsonLines,
+            ImportFormatArg::Gh => crate::pipeline::import::ImportFormat::GitHub,
+        }
+    }
+}
+
 /// `--allocator` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AllocatorArg {
@@ -124,6 +184,20 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             }) => plugin_cmd::bench(&file, calls, warmup, allocator.into(), &config, format).await,
             Command::Demo { plugins, format } => demo::run(&plugins, format).await,
             Command::Models { config, format } => models_cmd::run(&config, format),
+            Command::Init { force } => task_cmd::init(Path::new("."), force),
+            Command::Task(TaskCommand::Add {
+                title,
+                body,
+                body_file,
+                labels,
+            }) => task_cmd::add(Path::new("."), &title, body, body_file, labels),
+            Command::Task(TaskCommand::Import { file, format }) => {
+                task_cmd::import(Path::new("."), &file, format.map(Into::into))
+            }
+            Command::Task(TaskCommand::List { format }) => task_cmd::list(Path::new("."), format),
+            Command::Task(TaskCommand::Show { id, format }) => {
+                task_cmd::show(Path::new("."), &id, format)
+            }
         }
     })
 }

@@ -1,6 +1,7 @@
 //! The pipeline: claim → route → implement → check → verify → merge. So far: the plugins'
 //! metered model access over the gateway, and their runs as ledger rows.
 
+pub mod import;
 pub mod plugin_models;
 pub mod run_records;
 
