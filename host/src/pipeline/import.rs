@@ -111,11 +111,11 @@ fn markdown(file: &str, text: &str) -> Result<Vec<NewTask>, ImportError> {
                 }
             }
             _ if open && (indented || trimmed.is_empty()) => {
-                if let Some(task) = tasks.last_mut() {
-                    if !task.body.is_empty() || !trimmed.is_empty() {
-                        task.body.push_str(trimmed);
-                        task.body.push('\n');
-                    }
+                if let Some(task) = tasks.last_mut()
+                    && (!task.body.is_empty() || !trimmed.is_empty())
+                {
+                    task.body.push_str(trimmed);
+                    task.body.push('\n');
                 }
             }
             _ => open = false,
