@@ -339,31 +339,26 @@ fn concurrent_callers_never_exceed_a_cap() {
     assert_eq!(run_total, 1_500_000);
 }
 
-/// Run as a child process by `a_killed_process_is_recovered`: reserve two calls, send one,
-/// say so, and wait to be killed.
-#[test]
-#[ignore = "a child process of a_killed_process_is_recovered"]
-fn crash_child() {
-    let Ok(path) = std::env::var("GAFFER_CRASH_DB") else {
-        return;
-    };
-    let store = SqliteStore::open(&path).unwrap();
-    let sent = store.try_reserve(&scope("T-1", 1), 40_000, &[]).unwrap();
-    store.mark_sent(sent).unwrap();
-    store.try_reserve(&scope("T-1", 1), 7_000, &[]).unwrap();
-    println!("READY");
-    std::thread::sleep(Duration::from_secs(120));
-}
-
+/// The crash: a child process (this same test binary, running this same test with
+/// `GAFFER_CRASH_DB` set) reserves two calls, sends one, says so, and waits; the test kills it
+/// with SIGKILL (no destructor, no settlement) and recovers.
 #[test]
 fn a_killed_process_is_recovered() {
+    if let Ok(path) = std::env::var("GAFFER_CRASH_DB") {
+        let store = SqliteStore::open(&path).unwrap();
+        let sent = store.try_reserve(&scope("T-1", 1), 40_000, &[]).unwrap();
+        store.mark_sent(sent).unwrap();
+        store.try_reserve(&scope("T-1", 1), 7_000, &[]).unwrap();
+        println!("READY");
+        std::thread::sleep(Duration::from_secs(120));
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gaffer.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "crash_child",
-            "--ignored",
+            "a_killed_process_is_recovered",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -377,7 +372,7 @@ fn a_killed_process_is_recovered() {
         .map_while(Result::ok)
         .any(|line| line.contains("READY"));
     assert!(ready, "the child process did not get to the crash point");
-    child.kill().unwrap(); // SIGKILL: no destructor, no settlement
+    child.kill().unwrap();
     child.wait().unwrap();
 
     let store = SqliteStore::open(&path).unwrap();
