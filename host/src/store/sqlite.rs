@@ -250,6 +250,22 @@ impl SqliteStore {
         }
     }
 
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction and commit: every state change goes through
+    /// here, so writers from several processes are serialised and nothing is half-done.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_err(e))?;
+            let value = f(&tx)?;
+            tx.commit().map_err(|e| self.db_err(e))?;
+            Ok(value)
+        })
+    }
+
     /// Refuse an operation on a reservation that is not in the `expected` state.
     fn require_state(
         &self,
@@ -407,14 +423,11 @@ impl LedgerStore for SqliteStore {
         caps: &[CapLimit],
     ) -> Result<ReservationId, StoreError> {
         let amount_sql = micros_to_sql(amount, &self.path)?;
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
-            let (day, month) = today(&tx).map_err(|e| self.db_err(e))?;
+        self.write(|tx| {
+            let (day, month) = today(tx).map_err(|e| self.db_err(e))?;
             for cap in caps {
                 let spent = match total_key(cap.level, scope, &day, &month) {
-                    Some(key) => total(&tx, cap.level, &key).map_err(|e| self.db_err(e))?,
+                    Some(key) => total(tx, cap.level, &key).map_err(|e| self.db_err(e))?,
                     None if cap.level == CapLevel::Call => 0,
                     None => continue,
                 };
@@ -446,35 +459,28 @@ impl LedgerStore for SqliteStore {
                 ],
             )
             .map_err(|e| self.db_err(e))?;
-            adjust_totals(&tx, scope, &day, &month, amount_sql).map_err(|e| self.db_err(e))?;
+            adjust_totals(tx, scope, &day, &month, amount_sql).map_err(|e| self.db_err(e))?;
             let id = tx.last_insert_rowid();
-            tx.commit().map_err(|e| self.db_err(e))?;
             Ok(ReservationId(id))
         })
     }
 
     fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
-            self.require_state(&tx, id.0, "reserved", "mark as sent")?;
+        self.write(|tx| {
+            self.require_state(tx, id.0, "reserved", "mark as sent")?;
             tx.execute(
                 "UPDATE ledger SET state = 'sent', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?1",
                 [id.0],
             )
             .map_err(|e| self.db_err(e))?;
-            tx.commit().map_err(|e| self.db_err(e))
+            Ok(())
         })
     }
 
     fn settle(&self, id: ReservationId, s: &Settlement) -> Result<Settled, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
-            self.require_state(&tx, id.0, "sent", "settle")?;
+        self.write(|tx| {
+            self.require_state(tx, id.0, "sent", "settle")?;
             let reserved: i64 = tx
                 .query_row(
                     "SELECT reserved_micros FROM ledger WHERE id = ?1",
@@ -516,11 +522,10 @@ impl LedgerStore for SqliteStore {
                 ],
             )
             .map_err(|e| self.db_err(e))?;
-            if let Some((scope, day, month)) = row_scope(&tx, id.0).map_err(|e| self.db_err(e))? {
+            if let Some((scope, day, month)) = row_scope(tx, id.0).map_err(|e| self.db_err(e))? {
                 let delta = sql(charged)? - sql(reserved)?;
-                adjust_totals(&tx, &scope, &day, &month, delta).map_err(|e| self.db_err(e))?;
+                adjust_totals(tx, &scope, &day, &month, delta).map_err(|e| self.db_err(e))?;
             }
-            tx.commit().map_err(|e| self.db_err(e))?;
             Ok(Settled {
                 charged,
                 overrun,
@@ -530,27 +535,21 @@ impl LedgerStore for SqliteStore {
     }
 
     fn release(&self, id: ReservationId) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
-            self.require_state(&tx, id.0, "reserved", "release")?;
+        self.write(|tx| {
+            self.require_state(tx, id.0, "reserved", "release")?;
             tx.execute(
                 "UPDATE ledger SET state = 'released', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?1",
                 [id.0],
             )
             .map_err(|e| self.db_err(e))?;
-            self.give_back(&tx, id.0)?;
-            tx.commit().map_err(|e| self.db_err(e))
+            self.give_back(tx, id.0)?;
+            Ok(())
         })
     }
 
     fn recover(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Recovery, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
+        self.write(|tx| {
             let open: Vec<(i64, String, String, i64)> = {
                 let mut stmt = tx
                     .prepare(
@@ -577,7 +576,7 @@ impl LedgerStore for SqliteStore {
                         [id],
                     )
                     .map_err(|e| self.db_err(e))?;
-                    self.give_back(&tx, id)?;
+                    self.give_back(tx, id)?;
                     recovery.released += 1;
                 } else {
                     // Sent and never settled: the provider may have billed it. Charge the
@@ -594,7 +593,6 @@ impl LedgerStore for SqliteStore {
                         recovery.charged_micros.saturating_add(from_sql(reserved));
                 }
             }
-            tx.commit().map_err(|e| self.db_err(e))?;
             Ok(recovery)
         })
     }
@@ -707,10 +705,7 @@ fn lease_ms(lease: Duration) -> i64 {
 
 impl BacklogStore for SqliteStore {
     fn add_tasks(&self, tasks: &[NewTask]) -> Result<Vec<String>, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
+        self.write(|tx| {
             let mut ids = Vec::with_capacity(tasks.len());
             for task in tasks {
                 let seq: i64 = tx
@@ -729,16 +724,12 @@ impl BacklogStore for SqliteStore {
                 .map_err(|e| self.db_err(e))?;
                 ids.push(id);
             }
-            tx.commit().map_err(|e| self.db_err(e))?;
             Ok(ids)
         })
     }
 
     fn claim(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
+        self.write(|tx| {
             let id: Option<String> = tx
                 .query_row(
                     &format!(
@@ -772,7 +763,6 @@ impl BacklogStore for SqliteStore {
                     task_from_row,
                 )
                 .map_err(|e| self.db_err(e))?;
-            tx.commit().map_err(|e| self.db_err(e))?;
             Ok(Some(task))
         })
     }
@@ -858,10 +848,7 @@ impl SqliteStore {
         set: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
+        self.write(|tx| {
             let exists: bool = tx
                 .query_row("SELECT 1 FROM tasks WHERE id = ?1", [task], |_| Ok(true))
                 .optional()
@@ -888,7 +875,7 @@ impl SqliteStore {
                     owner: owner.to_string(),
                 });
             }
-            tx.commit().map_err(|e| self.db_err(e))
+            Ok(())
         })
     }
 }
