@@ -212,6 +212,8 @@ pub trait LedgerStore: Send + Sync {
     fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<Micros, StoreError>;
     /// Every row, oldest first.
     fn rows(&self) -> Result<Vec<LedgerRow>, StoreError>;
+    /// The rows of one task, oldest first (its cost end to end).
+    fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError>;
 }
 
 /// Where a task is in its life.
@@ -297,6 +299,26 @@ pub struct TaskRecord {
     pub lease_owner: Option<String>,
 }
 
+/// One finished attempt at a task: what the router sees as history (its money is in the ledger
+/// rows of the same task and attempt).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptRecord {
+    pub task_id: String,
+    pub number: u32,
+    pub run_id: String,
+    /// The model key the router chose.
+    pub model: String,
+    /// `approved`, `rejected`, `needs-human`, `budget-exhausted`, `failed`, `conflict`.
+    pub outcome: String,
+    /// The verifier's findings, the hooks' denials, the failing tests, the cap: why it ended so.
+    pub reasons: Vec<String>,
+    /// Model turns the agent took.
+    pub turns: u32,
+    /// Whether the project's tests passed (`None`: they did not run).
+    pub tests_passed: Option<bool>,
+    pub wall_ms: u64,
+}
+
 /// The backlog's operations. Each is atomic; a claimed task is held by a lease that expires by
 /// the store's clock, so a crashed worker's task comes back.
 pub trait BacklogStore: Send + Sync {
@@ -317,6 +339,20 @@ pub trait BacklogStore: Send + Sync {
         state: TaskState,
         reason: &str,
     ) -> Result<(), StoreError>;
+    /// End an attempt and record it, in one transaction: the task leaves `running` for `state`
+    /// and the attempt joins the task's history.
+    fn finish_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        owner: &str,
+        state: TaskState,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// The finished attempts of a task, oldest first.
+    fn attempts(&self, task: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// After a crash: put running tasks whose worker is dead (`is_alive` says no) back in the
+    /// queue at once, without waiting for their leases. Returns their ids.
+    fn requeue_orphans(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>, StoreError>;
     /// Put tasks whose lease expired back in the queue; returns how many.
     fn expire(&self) -> Result<u64, StoreError>;
     fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;

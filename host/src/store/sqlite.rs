@@ -9,9 +9,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    BacklogStore, CapLevel, CapLimit, LedgerRow, LedgerStore, Micros, NewTask, PriceColumns,
-    Recovery, ReservationId, RowScope, Settled, Settlement, StoreError, TaskRecord, TaskState,
-    TokenColumns,
+    AttemptRecord, BacklogStore, CapLevel, CapLimit, LedgerRow, LedgerStore, Micros, NewTask,
+    PriceColumns, Recovery, ReservationId, RowScope, Settled, Settlement, StoreError, TaskRecord,
+    TaskState, TokenColumns,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a database is.
@@ -100,6 +100,20 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT
     );
     CREATE INDEX tasks_claimable ON tasks (state, seq);",
+    // 4: finished attempts, the history the router sees; ledger rows carry their money.
+    "CREATE TABLE attempts (
+        task_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reasons TEXT NOT NULL DEFAULT '[]',
+        turns INTEGER NOT NULL DEFAULT 0,
+        tests_passed INTEGER,
+        wall_ms INTEGER NOT NULL DEFAULT 0,
+        ended_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (task_id, number)
+    );",
 ];
 
 /// The store's clock in unix milliseconds, as SQL.
@@ -642,19 +656,35 @@ impl LedgerStore for SqliteStore {
     }
 
     fn rows(&self) -> Result<Vec<LedgerRow>, StoreError> {
+        self.select_rows("1 = 1", &[])
+    }
+
+    fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError> {
+        self.select_rows("task_id = ?1", &[&task])
+    }
+}
+
+impl SqliteStore {
+    /// Ledger rows matching `filter` (SQL over the ledger's columns, `?1`.. for `args`), oldest
+    /// first.
+    fn select_rows(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<LedgerRow>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn
-                .prepare(
+                .prepare(&format!(
                     "SELECT id, run_id, task_id, attempt, stage, phase, role, model, state,
                             reserved_micros, charged_micros, input_tokens, output_tokens,
                             cache_read_tokens, cache_write_tokens, price_input, price_output,
                             price_cache_read, price_cache_write, fuel, wall_ms, outcome,
                             overrun, usage_missing, recovered, owner, day, month
-                     FROM ledger ORDER BY id",
-                )
+                     FROM ledger WHERE {filter} ORDER BY id"
+                ))
                 .map_err(|e| self.db_err(e))?;
             let rows = stmt
-                .query_map([], |r| {
+                .query_map(args, |r| {
                     let u = |i: usize| r.get::<_, i64>(i).map(from_sql);
                     Ok(LedgerRow {
                         id: r.get(0)?,
@@ -795,6 +825,106 @@ impl BacklogStore for SqliteStore {
         )
     }
 
+    fn finish_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        owner: &str,
+        state: TaskState,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let reasons = serde_json::to_string(&attempt.reasons).unwrap_or_else(|_| "[]".into());
+        let wall = micros_to_sql(attempt.wall_ms, &self.path)?;
+        self.write(|tx| {
+            self.held_update_in(
+                tx,
+                &attempt.task_id,
+                owner,
+                "state = ?3, reason = ?4, stage = NULL, lease_owner = NULL, lease_expires_ms = NULL",
+                &[&state.name(), &reason],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO attempts (task_id, number, run_id, model, outcome, reasons,
+                                                  turns, tests_passed, wall_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    attempt.task_id,
+                    attempt.number,
+                    attempt.run_id,
+                    attempt.model,
+                    attempt.outcome,
+                    reasons,
+                    attempt.turns,
+                    attempt.tests_passed,
+                    wall
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+            Ok(())
+        })
+    }
+
+    fn attempts(&self, task: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT task_id, number, run_id, model, outcome, reasons, turns, tests_passed,
+                            wall_ms
+                     FROM attempts WHERE task_id = ?1 ORDER BY number",
+                )
+                .map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map([task], |r| {
+                    let reasons: String = r.get(5)?;
+                    Ok(AttemptRecord {
+                        task_id: r.get(0)?,
+                        number: r.get(1)?,
+                        run_id: r.get(2)?,
+                        model: r.get(3)?,
+                        outcome: r.get(4)?,
+                        reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                        turns: r.get(6)?,
+                        tests_passed: r.get(7)?,
+                        wall_ms: from_sql(r.get(8)?),
+                    })
+                })
+                .map_err(|e| self.db_err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+        })
+    }
+
+    fn requeue_orphans(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>, StoreError> {
+        self.write(|tx| {
+            let running: Vec<(String, Option<String>)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT id, lease_owner FROM tasks WHERE state = 'running' ORDER BY seq",
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(|e| self.db_err(e))?;
+                rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))?
+            };
+            let mut requeued = Vec::new();
+            for (id, owner) in running {
+                let owner = owner.unwrap_or_default();
+                if owner.is_empty() || !is_alive(&owner) {
+                    tx.execute(
+                        "UPDATE tasks SET state = 'queued', stage = NULL,
+                             reason = 'its worker ' || ?2 || ' stopped; requeued',
+                             lease_owner = NULL, lease_expires_ms = NULL,
+                             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                         WHERE id = ?1",
+                        params![id, owner],
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                    requeued.push(id);
+                }
+            }
+            Ok(requeued)
+        })
+    }
+
     fn expire(&self) -> Result<u64, StoreError> {
         self.with_conn(|conn| {
             let n = conn
@@ -848,7 +978,19 @@ impl SqliteStore {
         set: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.write(|tx| self.held_update_in(tx, task, owner, set, args))
+    }
+
+    /// [`Self::held_update`] inside a transaction the caller holds.
+    fn held_update_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        task: &str,
+        owner: &str,
+        set: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<(), StoreError> {
+        {
             let exists: bool = tx
                 .query_row("SELECT 1 FROM tasks WHERE id = ?1", [task], |_| Ok(true))
                 .optional()
@@ -876,6 +1018,6 @@ impl SqliteStore {
                 });
             }
             Ok(())
-        })
+        }
     }
 }
