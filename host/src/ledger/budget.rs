@@ -28,29 +28,26 @@ pub struct Caps {
 impl Caps {
     /// The caps covering one call of `model`; `attempt_cap` is the router's money cap for the
     /// attempt, which applies with the configured one (the smaller wins).
+    ///
+    /// Broadest first: when a call exceeds several caps, the refusal names the broadest, which
+    /// decides what happens next (a month cap stops the run; an attempt cap only the attempt).
     pub fn limits_for(&self, model: &str, attempt_cap: Option<MicroUsd>) -> Vec<CapLimit> {
         let attempt = match (self.per_attempt, attempt_cap) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut limits: Vec<CapLimit> = [
-            (CapLevel::Call, self.per_call),
-            (CapLevel::Attempt, attempt),
-            (CapLevel::Task, self.per_task),
-            (CapLevel::Run, self.per_run),
-            (CapLevel::Day, self.per_day),
+        [
+            (CapLevel::Model, self.per_model_month.get(model).copied()),
             (CapLevel::Month, self.per_month),
+            (CapLevel::Day, self.per_day),
+            (CapLevel::Run, self.per_run),
+            (CapLevel::Task, self.per_task),
+            (CapLevel::Attempt, attempt),
+            (CapLevel::Call, self.per_call),
         ]
         .into_iter()
         .filter_map(|(level, limit)| limit.map(|limit| CapLimit { level, limit }))
-        .collect();
-        if let Some(&limit) = self.per_model_month.get(model) {
-            limits.push(CapLimit {
-                level: CapLevel::Model,
-                limit,
-            });
-        }
-        limits
+        .collect()
     }
 }
 
@@ -268,16 +265,16 @@ mod tests {
             limits,
             vec![
                 CapLimit {
-                    level: CapLevel::Attempt,
-                    limit: 300_000
-                },
-                CapLimit {
                     level: CapLevel::Task,
                     limit: 2_000_000
                 },
+                CapLimit {
+                    level: CapLevel::Attempt,
+                    limit: 300_000
+                },
             ]
         );
-        assert_eq!(caps.limits_for("cheap", None)[0].limit, 500_000);
+        assert_eq!(caps.limits_for("cheap", None)[1].limit, 500_000);
     }
 
     #[test]
