@@ -1,0 +1,557 @@
+//! Merging an attempt's branch into the target branch.
+//!
+//! The merge is built in gaffer's own worktree, never in the user's: fast-forward when possible,
+//! else a merge commit, else one rebase. The target branch is then moved with a compare-and-swap
+//! when nobody has it checked out; when the user has it checked out, their working tree is
+//! fast-forwarded only when it is clean, and otherwise the result waits on
+//! `gaffer/merged/<task>`. Nothing here can discard the user's changes: the user's tree is only
+//! ever touched by `git merge --ff-only`, which refuses rather than overwrite.
+
+use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
+
+use super::{Git, GitError, Repo, Worktree, list_worktrees, uncommitted_in};
+
+/// How many times the merge starts over when the target branch moves under it.
+const MAX_TRIES: usize = 3;
+
+/// The result of [`Repo::merge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The target branch now points at `commit`. `how` says how the commit was made;
+    /// `user_tree_updated` is true when a checked-out working tree of the target was
+    /// fast-forwarded along with it.
+    Merged {
+        commit: String,
+        how: MergeKind,
+        user_tree_updated: bool,
+    },
+    /// The user has the target checked out with uncommitted changes (or a fast-forward of their
+    /// tree was refused): nothing of theirs was touched, and the result waits on `branch`
+    /// (`gaffer/merged/<task>`). `reason` says so in a sentence naming the branch.
+    Parked {
+        branch: String,
+        commit: String,
+        reason: String,
+    },
+    /// The change conflicts with the target, and one rebase did not solve it. Nothing changed on
+    /// the target; `reason` names the conflicting files.
+    Conflict { reason: String },
+}
+
+/// How the merged commit came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeKind {
+    /// The target had not moved: it simply advances to the attempt's commit.
+    FastForward,
+    /// The target had moved: a merge commit whose first parent is the target's tip.
+    MergeCommit,
+    /// The merge conflicted, but the attempt's commits rebased cleanly onto the target's tip.
+    Rebased,
+}
+
+/// A commit ready to become the target's tip, or the conflict that prevented it.
+enum Candidate {
+    Ready { commit: String, how: MergeKind },
+    Conflict(String),
+}
+
+impl Repo {
+    /// Merges the worktree's committed branch into `target` (uncommitted files in the worktree
+    /// are not part of it). Merges from this process are serialised; if `target` moves while the
+    /// merge is built, it starts over, at most three times.
+    pub fn merge(
+        &self,
+        worktree: &Worktree,
+        target: &str,
+        task_id: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, GitError> {
+        let _serialised = self
+            .merge_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..MAX_TRIES {
+            let tip = self.branch_tip(target)?;
+            let (commit, how) = match self.build_candidate(worktree, target, &tip, message)? {
+                Candidate::Ready { commit, how } => (commit, how),
+                Candidate::Conflict(reason) => return Ok(MergeOutcome::Conflict { reason }),
+            };
+            if let Some(outcome) = self.move_target(target, &tip, commit, how, task_id)? {
+                return Ok(outcome);
+            }
+        }
+        Err(GitError::Command {
+            dir: self.root.clone(),
+            args: format!("update-ref refs/heads/{target}"),
+            status: "not attempted".to_string(),
+            stderr: format!("`{target}` moved during each of {MAX_TRIES} tries to merge into it"),
+        })
+    }
+
+    /// Steps 1 and 2: a commit that has `tip` as an ancestor and contains the worktree's branch.
+    fn build_candidate(
+        &self,
+        worktree: &Worktree,
+        target: &str,
+        tip: &str,
+        message: &str,
+    ) -> Result<Candidate, GitError> {
+        let dir = worktree.path.as_path();
+        let branch = worktree.branch.as_str();
+        abort_leftover_operations(dir)?;
+        let head = self.branch_tip(branch)?;
+        if is_ancestor(&self.root, tip, &head)? {
+            return Ok(Candidate::Ready {
+                commit: head,
+                how: MergeKind::FastForward,
+            });
+        }
+
+        Git::new(dir)
+            .skip_hooks()
+            .args(["checkout", "--quiet", "--detach", tip])
+            .run()?;
+        let merge = Git::new(dir)
+            .skip_hooks()
+            .args([
+                "merge",
+                "--no-ff",
+                "--no-edit",
+                "--quiet",
+                "-m",
+                message,
+                branch,
+            ])
+            .output()?;
+        if merge.ok() {
+            let commit = rev_parse(dir, "HEAD")?;
+            return Ok(Candidate::Ready {
+                commit,
+                how: MergeKind::MergeCommit,
+            });
+        }
+        let merge_conflicts = unmerged_files(dir)?;
+        Git::new(dir).args(["merge", "--abort"]).run()?;
+        if merge_conflicts.is_empty() {
+            return Err(merge.into_error());
+        }
+
+        Git::new(dir)
+            .skip_hooks()
+            .args(["checkout", "--quiet", branch])
+            .run()?;
+        let rebase = Git::new(dir)
+            .skip_hooks()
+            .args(["rebase", "--quiet", "--no-autosquash", "--no-verify", tip])
+            .output()?;
+        if rebase.ok() {
+            let commit = self.branch_tip(branch)?;
+            return Ok(Candidate::Ready {
+                commit,
+                how: MergeKind::Rebased,
+            });
+        }
+        let rebase_conflicts = unmerged_files(dir)?;
+        Git::new(dir).args(["rebase", "--abort"]).run()?;
+        if rebase_conflicts.is_empty() {
+            return Err(rebase.into_error());
+        }
+        let short = tip.get(..12).unwrap_or(tip);
+        Ok(Candidate::Conflict(format!(
+            "merging {branch} into {target} conflicts in {}, and rebasing it onto {target} \
+             ({short}) conflicts in {}; {target} is unchanged",
+            merge_conflicts.join(", "),
+            rebase_conflicts.join(", "),
+        )))
+    }
+
+    /// Step 3: moves `target` from `tip` to `commit`, or parks the result. None when `target`
+    /// moved meanwhile and the merge must start over.
+    fn move_target(
+        &self,
+        target: &str,
+        tip: &str,
+        commit: String,
+        how: MergeKind,
+        task_id: &str,
+    ) -> Result<Option<MergeOutcome>, GitError> {
+        let holder = list_worktrees(&self.root)?
+            .into_iter()
+            .find(|w| {
+                !w.bare && !w.prunable && w.branch.as_deref() == Some(target) && w.path.is_dir()
+            })
+            .map(|w| w.path);
+
+        let Some(holder) = holder else {
+            let update = Git::new(&self.root)
+                .arg("update-ref")
+                .arg("-m")
+                .arg(format!("gaffer: merge {task_id}"))
+                .arg(format!("refs/heads/{target}"))
+                .arg(&commit)
+                .arg(tip)
+                .output()?;
+            if update.ok() {
+                return Ok(Some(MergeOutcome::Merged {
+                    commit,
+                    how,
+                    user_tree_updated: false,
+                }));
+            }
+            if self.branch_tip(target)? != tip {
+                return Ok(None);
+            }
+            return Err(update.into_error());
+        };
+
+        let changes = uncommitted_in(&holder)?;
+        if !changes.is_empty() {
+            let why = format!(
+                "{target} is checked out in {} with uncommitted changes ({})",
+                holder.display(),
+                changes.join(", ")
+            );
+            return self.park(task_id, commit, &why).map(Some);
+        }
+        if self.branch_tip(target)? != tip {
+            return Ok(None);
+        }
+        let forward = Git::new(&holder)
+            .args(["merge", "--ff-only", "--quiet", &commit])
+            .output()?;
+        if forward.ok() {
+            return Ok(Some(MergeOutcome::Merged {
+                commit,
+                how,
+                user_tree_updated: true,
+            }));
+        }
+        let why = format!(
+            "fast-forwarding the checkout of {target} in {} was refused ({})",
+            holder.display(),
+            forward.stderr().lines().next().unwrap_or("no reason given")
+        );
+        self.park(task_id, commit, &why).map(Some)
+    }
+
+    /// Points `gaffer/merged/<task_id>` at `commit` and says why in a sentence.
+    fn park(&self, task_id: &str, commit: String, why: &str) -> Result<MergeOutcome, GitError> {
+        let branch = format!("gaffer/merged/{task_id}");
+        Git::new(&self.root)
+            .args(["branch", "--force", &branch, &commit])
+            .run()?;
+        let reason = format!(
+            "{why}, so nothing there was touched; the merged result waits on branch {branch} \
+             (`git merge {branch}` when ready)"
+        );
+        Ok(MergeOutcome::Parked {
+            branch,
+            commit,
+            reason,
+        })
+    }
+}
+
+/// True when `ancestor` is an ancestor of (or equal to) `descendant`.
+fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+    let run = Git::new(dir)
+        .args(["merge-base", "--is-ancestor", ancestor, descendant])
+        .output()?;
+    match run.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(run.into_error()),
+    }
+}
+
+fn rev_parse(dir: &Path, rev: &str) -> Result<String, GitError> {
+    Ok(Git::new(dir)
+        .args(["rev-parse", "--verify", rev])
+        .run()?
+        .trim()
+        .to_string())
+}
+
+/// Files left unmerged by a stopped merge or rebase.
+fn unmerged_files(dir: &Path) -> Result<Vec<String>, GitError> {
+    let out = Git::new(dir)
+        .args(["diff", "--name-only", "--diff-filter=U", "-z"])
+        .run()?;
+    Ok(out
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Aborts a merge or rebase a crashed earlier run left half-done in gaffer's worktree.
+fn abort_leftover_operations(dir: &Path) -> Result<(), GitError> {
+    let merging = Git::new(dir)
+        .args(["rev-parse", "--quiet", "--verify", "MERGE_HEAD"])
+        .output()?;
+    if merging.ok() {
+        Git::new(dir).args(["merge", "--abort"]).run()?;
+    }
+    for state in ["rebase-merge", "rebase-apply"] {
+        let path = Git::new(dir)
+            .args(["rev-parse", "--git-path", state])
+            .run()?;
+        let path = PathBuf::from(path.trim_end_matches('\n'));
+        if dir.join(path).exists() {
+            Git::new(dir).args(["rebase", "--abort"]).run()?;
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{init_repo, read, sh, write};
+    use super::*;
+
+    fn commit_in_root(repo: &Repo, file: &str, text: &str) -> String {
+        write(&repo.root().join(file), text);
+        sh(repo.root(), &["add", "-A"]);
+        sh(
+            repo.root(),
+            &["commit", "--quiet", "-m", &format!("user edits {file}")],
+        );
+        repo.branch_tip("main").unwrap()
+    }
+
+    #[test]
+    fn fast_forward_when_target_did_not_move_updates_the_clean_checkout() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-1-1"), "gaffer/T-1-1", "main")
+            .unwrap();
+        write(&wt.path.join("feature.txt"), "feature\n");
+        let commit = wt.commit("add feature").unwrap().unwrap();
+
+        let outcome = repo.merge(&wt, "main", "T-1", "Merge T-1").unwrap();
+        assert_eq!(
+            outcome,
+            MergeOutcome::Merged {
+                commit: commit.clone(),
+                how: MergeKind::FastForward,
+                user_tree_updated: true
+            }
+        );
+        assert_eq!(repo.branch_tip("main").unwrap(), commit);
+        assert_eq!(read(&repo.root().join("feature.txt")), "feature\n");
+        assert_eq!(sh(repo.root(), &["status", "--porcelain"]), "");
+    }
+
+    #[test]
+    fn merge_commit_when_target_moved_without_conflict() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        sh(repo.root(), &["branch", "release"]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-2-1"), "gaffer/T-2-1", "release")
+            .unwrap();
+        write(&wt.path.join("agent.txt"), "agent\n");
+        let agent_commit = wt.commit("agent work").unwrap().unwrap();
+        // `release` moves on, in a worktree of its own, while the attempt runs.
+        let side = tmp.path().join("side");
+        sh(
+            repo.root(),
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "--detach",
+                side.to_str().unwrap(),
+                "release",
+            ],
+        );
+        write(&side.join("user.txt"), "user\n");
+        sh(&side, &["add", "-A"]);
+        sh(&side, &["commit", "--quiet", "-m", "user work"]);
+        let moved = sh(&side, &["rev-parse", "HEAD"]);
+        sh(repo.root(), &["update-ref", "refs/heads/release", &moved]);
+        let main_before = repo.branch_tip("main").unwrap();
+
+        let outcome = repo
+            .merge(&wt, "release", "T-2", "Merge T-2: agent work")
+            .unwrap();
+        let MergeOutcome::Merged {
+            commit,
+            how: MergeKind::MergeCommit,
+            user_tree_updated: false,
+        } = outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(repo.branch_tip("release").unwrap(), commit);
+        let parents = sh(repo.root(), &["rev-list", "--parents", "-n", "1", &commit]);
+        assert_eq!(parents, format!("{commit} {moved} {agent_commit}"));
+        let tree = sh(repo.root(), &["ls-tree", "--name-only", &commit]);
+        assert_eq!(tree, "README.md\nagent.txt\nuser.txt");
+        assert_eq!(
+            sh(repo.root(), &["log", "-1", "--format=%s|%an", &commit]),
+            "Merge T-2: agent work|gaffer"
+        );
+        // The user's main worktree (on main) saw nothing.
+        assert_eq!(repo.branch_tip("main").unwrap(), main_before);
+        assert!(!repo.root().join("agent.txt").exists());
+    }
+
+    #[test]
+    fn merge_commit_into_the_clean_checked_out_target_updates_the_user_tree() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-3-1"), "gaffer/T-3-1", "main")
+            .unwrap();
+        write(&wt.path.join("agent.txt"), "agent\n");
+        wt.commit("agent work").unwrap().unwrap();
+        let moved = commit_in_root(&repo, "user.txt", "user\n");
+
+        let outcome = repo.merge(&wt, "main", "T-3", "Merge T-3").unwrap();
+        let MergeOutcome::Merged {
+            commit,
+            how: MergeKind::MergeCommit,
+            user_tree_updated: true,
+        } = outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(repo.branch_tip("main").unwrap(), commit);
+        assert_eq!(
+            sh(repo.root(), &["rev-parse", &format!("{commit}^1")]),
+            moved
+        );
+        assert_eq!(read(&repo.root().join("agent.txt")), "agent\n");
+        assert_eq!(read(&repo.root().join("user.txt")), "user\n");
+    }
+
+    #[test]
+    fn conflict_when_merge_and_rebase_both_fail_leaves_target_unchanged() {
+        let (tmp, repo) = init_repo(&[("shared.txt", "a\nb\nc\n"), ("other.txt", "x\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-4-1"), "gaffer/T-4-1", "main")
+            .unwrap();
+        write(&wt.path.join("shared.txt"), "a\nagent\nc\n");
+        let agent_commit = wt.commit("agent edits line 2").unwrap().unwrap();
+        let moved = commit_in_root(&repo, "shared.txt", "a\nuser\nc\n");
+
+        let outcome = repo.merge(&wt, "main", "T-4", "Merge T-4").unwrap();
+        let MergeOutcome::Conflict { reason } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(reason.contains("shared.txt"), "{reason}");
+        assert!(!reason.contains("other.txt"), "{reason}");
+        assert_eq!(repo.branch_tip("main").unwrap(), moved);
+        assert_eq!(read(&repo.root().join("shared.txt")), "a\nuser\nc\n");
+        assert_eq!(sh(repo.root(), &["status", "--porcelain"]), "");
+        // The attempt's worktree is back on its branch, unchanged and clean.
+        assert_eq!(repo.branch_tip("gaffer/T-4-1").unwrap(), agent_commit);
+        assert_eq!(
+            sh(&wt.path, &["symbolic-ref", "HEAD"]),
+            "refs/heads/gaffer/T-4-1"
+        );
+        assert_eq!(sh(&wt.path, &["status", "--porcelain"]), "");
+    }
+
+    #[test]
+    fn rebase_when_the_merge_conflicts_but_the_commits_apply_one_by_one() {
+        let (tmp, repo) = init_repo(&[("shared.txt", "a\nb\nc\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-5-1"), "gaffer/T-5-1", "main")
+            .unwrap();
+        // The agent first makes the same edit the user makes, then builds on it.
+        write(&wt.path.join("shared.txt"), "a\nuser\nc\n");
+        wt.commit("same edit as the user").unwrap().unwrap();
+        write(&wt.path.join("shared.txt"), "a\nagent\nc\n");
+        wt.commit("agent edit").unwrap().unwrap();
+        let moved = commit_in_root(&repo, "shared.txt", "a\nuser\nc\n");
+
+        let outcome = repo.merge(&wt, "main", "T-5", "Merge T-5").unwrap();
+        let MergeOutcome::Merged {
+            commit,
+            how: MergeKind::Rebased,
+            user_tree_updated: true,
+        } = outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(repo.branch_tip("main").unwrap(), commit);
+        // The duplicate commit was dropped; the agent's edit sits right on the user's commit.
+        assert_eq!(
+            sh(repo.root(), &["rev-parse", &format!("{commit}^")]),
+            moved
+        );
+        assert_eq!(read(&repo.root().join("shared.txt")), "a\nagent\nc\n");
+    }
+
+    #[test]
+    fn parked_when_the_user_has_uncommitted_changes_on_the_target() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-7-1"), "gaffer/T-7-1", "main")
+            .unwrap();
+        write(&wt.path.join("feature.txt"), "feature\n");
+        let commit = wt.commit("add feature").unwrap().unwrap();
+        let tip = repo.branch_tip("main").unwrap();
+        write(&repo.root().join("README.md"), "hello, my unsaved work\n");
+
+        let outcome = repo.merge(&wt, "main", "T-7", "Merge T-7").unwrap();
+        let MergeOutcome::Parked {
+            branch,
+            commit: parked,
+            reason,
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(branch, "gaffer/merged/T-7");
+        assert_eq!(parked, commit);
+        assert!(
+            reason.contains("gaffer/merged/T-7") && reason.contains("README.md"),
+            "{reason}"
+        );
+        assert_eq!(
+            read(&repo.root().join("README.md")),
+            "hello, my unsaved work\n"
+        );
+        assert!(!repo.root().join("feature.txt").exists());
+        assert_eq!(repo.branch_tip("main").unwrap(), tip);
+        assert_eq!(repo.branch_tip("gaffer/merged/T-7").unwrap(), commit);
+        assert_eq!(
+            sh(repo.root(), &["show", "gaffer/merged/T-7:feature.txt"]),
+            "feature"
+        );
+    }
+
+    #[test]
+    fn parked_when_an_untracked_user_file_blocks_the_fast_forward() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-8-1"), "gaffer/T-8-1", "main")
+            .unwrap();
+        write(&wt.path.join("notes.txt"), "agent notes\n");
+        let commit = wt.commit("add notes").unwrap().unwrap();
+        let tip = repo.branch_tip("main").unwrap();
+        write(&repo.root().join("notes.txt"), "the user's own notes\n");
+
+        let outcome = repo.merge(&wt, "main", "T-8", "Merge T-8").unwrap();
+        let MergeOutcome::Parked {
+            branch,
+            commit: parked,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            (branch.as_str(), parked.as_str()),
+            ("gaffer/merged/T-8", commit.as_str())
+        );
+        assert_eq!(
+            read(&repo.root().join("notes.txt")),
+            "the user's own notes\n"
+        );
+        assert_eq!(repo.branch_tip("main").unwrap(), tip);
+    }
+}

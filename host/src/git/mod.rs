@@ -1,0 +1,943 @@
+//! Git: a worktree and branch per attempt, the change as a diff, commits, and merges into the
+//! target branch that never touch the user's uncommitted work.
+//!
+//! Everything goes through the `git` command line: it is the most faithful implementation of
+//! worktrees, merges and rebases, and it is on every machine that runs gaffer. Every command runs
+//! with a fixed, minimal environment (see [`Git`]) so that the user's locale, an inherited
+//! `GIT_DIR` or a global signing setting cannot change what gaffer does.
+
+mod diff;
+mod merge;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+
+pub use merge::{MergeKind, MergeOutcome};
+
+/// A failed git operation. Every variant names the repository or worktree it concerns; a failed
+/// command also carries its arguments and git's own error output, so the report can say exactly
+/// what went wrong without a second look at the machine.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The path is not inside a git working tree (or does not exist).
+    #[error("{} is not a git repository: {reason}", path.display())]
+    NotARepository { path: PathBuf, reason: String },
+    /// A branch (or commit) the operation needs does not exist.
+    #[error("no branch `{branch}` in {}", repo.display())]
+    NoSuchBranch { repo: PathBuf, branch: String },
+    /// A git command failed.
+    #[error("`git {args}` in {} failed ({status}): {stderr}", dir.display())]
+    Command {
+        dir: PathBuf,
+        args: String,
+        status: String,
+        stderr: String,
+    },
+    /// A file-system operation around git failed, or git could not be started.
+    #[error("{}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
+    /// `git diff` printed something we could not parse.
+    #[error("could not parse git diff output: {reason}")]
+    Parse { reason: String },
+}
+
+/// Configuration every git command runs with: stable path output, a fixed identity for the
+/// commits gaffer makes, no signing (no key, no prompt), and no automation that could move other
+/// refs or stash the user's work behind our back.
+const BASE_CONFIG: &[&str] = &[
+    "core.quotepath=false",
+    "user.name=gaffer",
+    "user.email=gaffer@localhost",
+    "commit.gpgsign=false",
+    "rerere.enabled=false",
+    "merge.autoStash=false",
+    "rebase.autoStash=false",
+    "rebase.updateRefs=false",
+];
+
+/// Inherited variables that would point git at another repository, index or identity.
+const SCRUBBED_ENV: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+];
+
+/// One git invocation, built up and then run in `dir`.
+pub(crate) struct Git {
+    dir: PathBuf,
+    args: Vec<OsString>,
+    skip_hooks: bool,
+}
+
+/// What a finished git command printed.
+pub(crate) struct GitRun {
+    dir: PathBuf,
+    args: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Git {
+    /// A git command that will run in `dir`.
+    pub(crate) fn new(dir: &Path) -> Git {
+        Git {
+            dir: dir.to_path_buf(),
+            args: Vec::new(),
+            skip_hooks: false,
+        }
+    }
+
+    /// Appends one argument.
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Git {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// Appends several arguments.
+    pub(crate) fn args<I, S>(mut self, args: I) -> Git
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Runs without the repository's hooks: used in gaffer's own worktrees, where a user's
+    /// pre-commit hook has no say (gaffer's checks are its own) and could stall or fail the run.
+    pub(crate) fn skip_hooks(mut self) -> Git {
+        self.skip_hooks = true;
+        self
+    }
+
+    /// Runs the command and returns its output whatever its exit status.
+    pub(crate) fn output(&self) -> Result<GitRun, GitError> {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&self.dir);
+        for setting in BASE_CONFIG {
+            cmd.arg("-c").arg(setting);
+        }
+        if self.skip_hooks {
+            cmd.arg("-c").arg("core.hooksPath=/dev/null");
+        }
+        cmd.args(&self.args)
+            .env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_EDITOR", "true")
+            .env("GIT_SEQUENCE_EDITOR", "true")
+            .env("GIT_MERGE_AUTOEDIT", "no")
+            .stdin(Stdio::null());
+        for var in SCRUBBED_ENV {
+            cmd.env_remove(var);
+        }
+        let args = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = cmd.output().map_err(|e| GitError::Io {
+            path: self.dir.clone(),
+            reason: format!("could not run `git {args}`: {e}"),
+        })?;
+        Ok(GitRun {
+            dir: self.dir.clone(),
+            args,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+
+    /// Runs the command and returns its standard output; a non-zero exit is an error.
+    pub(crate) fn run(&self) -> Result<String, GitError> {
+        self.output()?.checked()
+    }
+}
+
+impl GitRun {
+    /// True when git exited with status 0.
+    pub(crate) fn ok(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Git's exit code, when it exited normally.
+    pub(crate) fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The command's failure as an error.
+    pub(crate) fn into_error(self) -> GitError {
+        GitError::Command {
+            dir: self.dir,
+            args: self.args,
+            status: self.status.to_string(),
+            stderr: self.stderr,
+        }
+    }
+
+    /// Standard output, or the error when git failed.
+    pub(crate) fn checked(self) -> Result<String, GitError> {
+        if self.ok() {
+            Ok(self.stdout)
+        } else {
+            Err(self.into_error())
+        }
+    }
+
+    /// Standard error, trimmed.
+    pub(crate) fn stderr(&self) -> &str {
+        &self.stderr
+    }
+}
+
+/// The user's repository, found from any path inside it, and the lock that makes merges into it
+/// from this process happen one at a time (two attempts racing to move the same branch would
+/// otherwise each see the other's move as a conflict).
+#[derive(Debug)]
+pub struct Repo {
+    root: PathBuf,
+    merge_lock: Mutex<()>,
+}
+
+/// A worktree gaffer made for one attempt: its directory, its branch, and the commit it started
+/// from (what the diff is taken against).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worktree {
+    /// Directory of the worktree.
+    pub path: PathBuf,
+    /// Branch checked out in it.
+    pub branch: String,
+    /// Full id of the commit it started from.
+    pub base: String,
+}
+
+/// One entry of `git worktree list --porcelain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorktreeEntry {
+    pub(crate) path: PathBuf,
+    /// Short branch name, None when detached (or bare).
+    pub(crate) branch: Option<String>,
+    pub(crate) bare: bool,
+    /// Git knows the worktree but its directory is gone.
+    pub(crate) prunable: bool,
+}
+
+impl Repo {
+    /// Opens the repository that contains `path`. The root is the main worktree, also when `path`
+    /// lies inside a linked worktree. A bare repository or a path outside any repository is
+    /// `NotARepository`.
+    pub fn open(path: &Path) -> Result<Repo, GitError> {
+        if !path.is_dir() {
+            return Err(GitError::NotARepository {
+                path: path.to_path_buf(),
+                reason: "no such directory (or not a directory)".to_string(),
+            });
+        }
+        let run = Git::new(path)
+            .args(["rev-parse", "--show-toplevel"])
+            .output()?;
+        if !run.ok() {
+            return Err(GitError::NotARepository {
+                path: path.to_path_buf(),
+                reason: run.stderr().to_string(),
+            });
+        }
+        let toplevel = PathBuf::from(run.stdout.trim_end_matches('\n'));
+        let entries = list_worktrees(&toplevel)?;
+        let root = match entries.first() {
+            Some(main) if !main.bare => main.path.clone(),
+            _ => toplevel,
+        };
+        Ok(Repo {
+            root,
+            merge_lock: Mutex::new(()),
+        })
+    }
+
+    /// The root of the user's main worktree.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The full commit id `branch` points at; `NoSuchBranch` when there is no such branch.
+    pub fn branch_tip(&self, branch: &str) -> Result<String, GitError> {
+        let run = Git::new(&self.root)
+            .args(["rev-parse", "--quiet", "--verify"])
+            .arg(format!("refs/heads/{branch}^{{commit}}"))
+            .output()?;
+        if run.ok() {
+            Ok(run.stdout.trim().to_string())
+        } else {
+            Err(GitError::NoSuchBranch {
+                repo: self.root.clone(),
+                branch: branch.to_string(),
+            })
+        }
+    }
+
+    /// The branch the user's main worktree has checked out (None when detached).
+    pub fn checked_out_branch(&self) -> Result<Option<String>, GitError> {
+        let run = Git::new(&self.root)
+            .args(["symbolic-ref", "--quiet", "HEAD"])
+            .output()?;
+        match run.code() {
+            Some(0) => {
+                let full = run.stdout.trim();
+                Ok(Some(
+                    full.strip_prefix("refs/heads/").unwrap_or(full).to_string(),
+                ))
+            }
+            Some(1) => Ok(None),
+            _ => Err(run.into_error()),
+        }
+    }
+
+    /// Tracked files with uncommitted changes (staged or not) in the user's main worktree;
+    /// untracked files are not counted, since a merge never touches them.
+    pub fn uncommitted_changes(&self) -> Result<Vec<String>, GitError> {
+        uncommitted_in(&self.root)
+    }
+
+    /// Creates a worktree at `dir` on a new branch `branch` starting at `base` (a branch name or a
+    /// commit). A directory or branch of that name left by an earlier crashed try is removed
+    /// first, so a retried attempt starts clean.
+    pub fn add_worktree(&self, dir: &Path, branch: &str, base: &str) -> Result<Worktree, GitError> {
+        let base_commit = Git::new(&self.root)
+            .args(["rev-parse", "--quiet", "--verify"])
+            .arg(format!("{base}^{{commit}}"))
+            .output()?;
+        if !base_commit.ok() {
+            return Err(GitError::NoSuchBranch {
+                repo: self.root.clone(),
+                branch: base.to_string(),
+            });
+        }
+        let base_commit = base_commit.stdout.trim().to_string();
+
+        if dir.exists() || dir.is_symlink() {
+            if same_path(dir, &self.root) || self.root.starts_with(canonical(dir)) {
+                return Err(GitError::Io {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "refusing to replace the repository at {}",
+                        self.root.display()
+                    ),
+                });
+            }
+            let known = list_worktrees(&self.root)?
+                .into_iter()
+                .any(|w| same_path(&w.path, dir));
+            if known {
+                Git::new(&self.root)
+                    .args(["worktree", "remove", "--force", "--force"])
+                    .arg(dir)
+                    .run()?;
+            }
+            if dir.exists() || dir.is_symlink() {
+                remove_dir(dir)?;
+            }
+        }
+        Git::new(&self.root).args(["worktree", "prune"]).run()?;
+        if self.branch_tip(branch).is_ok() {
+            Git::new(&self.root)
+                .args(["branch", "-D", "--quiet", branch])
+                .run()?;
+        }
+        Git::new(&self.root)
+            .skip_hooks()
+            .args(["worktree", "add", "--quiet", "-b", branch])
+            .arg(dir)
+            .arg(&base_commit)
+            .run()?;
+        Ok(Worktree {
+            path: canonical(dir),
+            branch: branch.to_string(),
+            base: base_commit,
+        })
+    }
+
+    /// Removes the worktrees directly under `parent` whose directory name `keep` rejects
+    /// (force-removed, their branch deleted, then `git worktree prune`), and the leftover
+    /// directories under `parent` that git no longer knows and `keep` rejects. Returns the names
+    /// removed, sorted. The main worktree and directories holding a repository of their own
+    /// (a `.git` directory) are never removed.
+    pub fn remove_stale_worktrees(
+        &self,
+        parent: &Path,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, GitError> {
+        if !parent.is_dir() {
+            return Ok(Vec::new());
+        }
+        let parent = canonical(parent);
+        let mut removed = Vec::new();
+        let entries = list_worktrees(&self.root)?;
+        for (i, entry) in entries.iter().enumerate() {
+            if i == 0 || entry.bare || same_path(&entry.path, &self.root) {
+                continue;
+            }
+            let path = canonical(&entry.path);
+            if path.parent() != Some(parent.as_path()) {
+                continue;
+            }
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if keep(name) {
+                continue;
+            }
+            if entry.path.exists() {
+                Git::new(&self.root)
+                    .args(["worktree", "remove", "--force", "--force"])
+                    .arg(&entry.path)
+                    .run()?;
+            }
+            if let Some(branch) = &entry.branch
+                && self.branch_tip(branch).is_ok()
+            {
+                // A worktree whose directory is gone still "has" its branch until pruned.
+                Git::new(&self.root).args(["worktree", "prune"]).run()?;
+                Git::new(&self.root)
+                    .args(["branch", "-D", "--quiet", branch])
+                    .run()?;
+            }
+            removed.push(name.to_string());
+        }
+        Git::new(&self.root).args(["worktree", "prune"]).run()?;
+
+        let known: Vec<PathBuf> = list_worktrees(&self.root)?
+            .iter()
+            .map(|w| canonical(&w.path))
+            .collect();
+        let listing = std::fs::read_dir(&parent).map_err(|e| io_error(&parent, e))?;
+        for item in listing {
+            let item = item.map_err(|e| io_error(&parent, e))?;
+            let path = item.path();
+            let is_dir = item.file_type().map_err(|e| io_error(&path, e))?.is_dir();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if !is_dir
+                || keep(&name)
+                || known.iter().any(|k| k == &path || k.starts_with(&path))
+                || path.join(".git").is_dir()
+            {
+                continue;
+            }
+            remove_dir(&path)?;
+            removed.push(name);
+        }
+        removed.sort();
+        removed.dedup();
+        Ok(removed)
+    }
+}
+
+impl Worktree {
+    /// Everything changed in the worktree against `base`, parsed into the plugin contract's
+    /// [`Diff`](crate::plugin::types::Diff). Untracked files count (everything is staged with
+    /// `git add -A` first), so a file written by a shell command is judged like any other edit.
+    pub fn diff(&self) -> Result<crate::plugin::types::Diff, GitError> {
+        diff::parse(&self.diff_text()?)
+    }
+
+    /// The same change as unified diff text, for the model and the logs.
+    pub fn diff_text(&self) -> Result<String, GitError> {
+        Git::new(&self.path).args(["add", "-A"]).run()?;
+        Git::new(&self.path)
+            .args([
+                "diff",
+                "--cached",
+                "-M",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--unified=3",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+            ])
+            .arg(&self.base)
+            .arg("--")
+            .run()
+    }
+
+    /// Commits everything in the worktree, staged or not, untracked included (`git add -A`),
+    /// with `message`. Returns None when there is nothing to commit, else the new commit id.
+    pub fn commit(&self, message: &str) -> Result<Option<String>, GitError> {
+        Git::new(&self.path).args(["add", "-A"]).run()?;
+        let staged = Git::new(&self.path)
+            .args(["diff", "--cached", "--quiet"])
+            .output()?;
+        match staged.code() {
+            Some(0) => return Ok(None),
+            Some(1) => {}
+            _ => return Err(staged.into_error()),
+        }
+        Git::new(&self.path)
+            .skip_hooks()
+            .args(["commit", "--quiet", "--no-verify", "-m", message])
+            .run()?;
+        let head = Git::new(&self.path)
+            .args(["rev-parse", "--verify", "HEAD"])
+            .run()?;
+        Ok(Some(head.trim().to_string()))
+    }
+
+    /// Removes the worktree (whatever is in it) and deletes its branch.
+    pub fn remove(&self, repo: &Repo) -> Result<(), GitError> {
+        if self.path.exists() {
+            Git::new(repo.root())
+                .args(["worktree", "remove", "--force", "--force"])
+                .arg(&self.path)
+                .run()?;
+        }
+        Git::new(repo.root()).args(["worktree", "prune"]).run()?;
+        if repo.branch_tip(&self.branch).is_ok() {
+            Git::new(repo.root())
+                .args(["branch", "-D", "--quiet", &self.branch])
+                .run()?;
+        }
+        Ok(())
+    }
+}
+
+/// Tracked files with uncommitted changes in the worktree at `dir`.
+pub(crate) fn uncommitted_in(dir: &Path) -> Result<Vec<String>, GitError> {
+    let out = Git::new(dir)
+        .args([
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=no",
+            "--ignore-submodules=none",
+        ])
+        .run()?;
+    // Entries are `XY path\0`; a rename or copy is followed by its source path as `path\0`.
+    let mut files = Vec::new();
+    let mut fields = out.split('\0').filter(|f| !f.is_empty());
+    while let Some(entry) = fields.next() {
+        let (Some(code), Some(path)) = (entry.get(..2), entry.get(3..)) else {
+            return Err(GitError::Parse {
+                reason: format!("unexpected `git status` entry {entry:?}"),
+            });
+        };
+        files.push(path.to_string());
+        if code.contains('R') || code.contains('C') {
+            fields.next();
+        }
+    }
+    Ok(files)
+}
+
+/// The worktrees git knows, the main worktree first.
+pub(crate) fn list_worktrees(dir: &Path) -> Result<Vec<WorktreeEntry>, GitError> {
+    let out = Git::new(dir)
+        .args(["worktree", "list", "--porcelain"])
+        .run()?;
+    let mut entries = Vec::new();
+    let mut current: Option<WorktreeEntry> = None;
+    for line in out.lines() {
+        if let Some(path) = line.strip_prefix("worktree ") {
+            entries.extend(current.take());
+            current = Some(WorktreeEntry {
+                path: PathBuf::from(path),
+                branch: None,
+                bare: false,
+                prunable: false,
+            });
+        } else if let Some(entry) = current.as_mut() {
+            if let Some(branch) = line.strip_prefix("branch ") {
+                entry.branch = Some(
+                    branch
+                        .strip_prefix("refs/heads/")
+                        .unwrap_or(branch)
+                        .to_string(),
+                );
+            } else if line == "bare" {
+                entry.bare = true;
+            } else if line == "prunable" || line.starts_with("prunable ") {
+                entry.prunable = true;
+            }
+        }
+    }
+    entries.extend(current);
+    Ok(entries)
+}
+
+/// The path with symlinks resolved when it exists (git reports real paths), else as given.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    canonical(a) == canonical(b)
+}
+
+fn remove_dir(path: &Path) -> Result<(), GitError> {
+    let result = if path.is_symlink() || path.is_file() {
+        std::fs::remove_file(path)
+    } else {
+        std::fs::remove_dir_all(path)
+    };
+    result.map_err(|e| io_error(path, e))
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> GitError {
+    GitError::Io {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::plugin::types::{FileStatus, LineKind};
+    use tempfile::TempDir;
+
+    /// Runs git in `dir` and returns its trimmed output; panics on failure (tests only).
+    pub(crate) fn sh(dir: &Path, args: &[&str]) -> String {
+        Git::new(dir).args(args).run().unwrap().trim().to_string()
+    }
+
+    /// A temporary directory with a repository in `repo/` (on `main`, one commit holding `files`)
+    /// and room for worktrees in `wts/`.
+    pub(crate) fn init_repo(files: &[(&str, &str)]) -> (TempDir, Repo) {
+        let tmp = TempDir::new().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        sh(&root, &["init", "--quiet", "-b", "main"]);
+        for (name, text) in files {
+            write(&root.join(name), text);
+        }
+        sh(&root, &["add", "-A"]);
+        sh(&root, &["commit", "--quiet", "-m", "initial"]);
+        let repo = Repo::open(&root).unwrap();
+        (tmp, repo)
+    }
+
+    pub(crate) fn write(path: &Path, text: &str) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub(crate) fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn open_outside_a_repository_is_not_a_repository() {
+        let tmp = TempDir::new().unwrap();
+        let err = Repo::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, GitError::NotARepository { .. }), "{err:?}");
+        let err = Repo::open(&tmp.path().join("missing")).unwrap_err();
+        assert!(matches!(err, GitError::NotARepository { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn open_finds_the_main_worktree_from_a_subdirectory_and_a_linked_worktree() {
+        let (tmp, repo) = init_repo(&[("src/lib.rs", "fn f() {}\n")]);
+        let from_sub = Repo::open(&repo.root().join("src")).unwrap();
+        assert_eq!(from_sub.root(), repo.root());
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/a"), "gaffer/a", "main")
+            .unwrap();
+        assert_eq!(Repo::open(&wt.path).unwrap().root(), repo.root());
+    }
+
+    #[test]
+    fn branch_tip_of_a_missing_branch_is_no_such_branch() {
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let tip = repo.branch_tip("main").unwrap();
+        assert_eq!(tip, sh(repo.root(), &["rev-parse", "HEAD"]));
+        assert_eq!(tip.len(), 40);
+        match repo.branch_tip("nope").unwrap_err() {
+            GitError::NoSuchBranch { branch, repo: path } => {
+                assert_eq!(branch, "nope");
+                assert_eq!(path, repo.root());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn checked_out_branch_and_uncommitted_changes_of_the_main_worktree() {
+        let (_tmp, repo) = init_repo(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+        assert_eq!(repo.checked_out_branch().unwrap().as_deref(), Some("main"));
+        assert!(repo.uncommitted_changes().unwrap().is_empty());
+        write(&repo.root().join("a.txt"), "changed\n");
+        write(&repo.root().join("untracked.txt"), "new\n");
+        sh(repo.root(), &["mv", "b.txt", "b moved.txt"]);
+        let mut changes = repo.uncommitted_changes().unwrap();
+        changes.sort();
+        assert_eq!(changes, ["a.txt", "b moved.txt"]);
+        sh(repo.root(), &["checkout", "--quiet", "--detach"]);
+        assert_eq!(repo.checked_out_branch().unwrap(), None);
+    }
+
+    #[test]
+    fn diff_reports_every_kind_of_change_without_touching_the_main_worktree() {
+        let (tmp, repo) = init_repo(&[
+            ("README.md", "hello\n"),
+            ("keep.txt", "one\ntwo\nthree\nfour\nfive\n"),
+            ("gone.txt", "bye\nfor now\n"),
+            ("old name.txt", "alpha\nbeta\ngamma\ndelta\nepsilon\n"),
+            ("moved.txt", "l1\nl2\nl3\nl4\nl5\nl6\n"),
+        ]);
+        let head_before = repo.branch_tip("main").unwrap();
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-1-1"), "gaffer/T-1-1", "main")
+            .unwrap();
+        assert_eq!(wt.base, head_before);
+        let p = &wt.path;
+        write(&p.join("new file.txt"), "first\nsecond");
+        write(&p.join("keep.txt"), "one\n2\nthree\nfour\nfive\nsix\n");
+        std::fs::remove_file(p.join("gone.txt")).unwrap();
+        std::fs::create_dir_all(p.join("renamed dir")).unwrap();
+        std::fs::rename(p.join("old name.txt"), p.join("renamed dir/new name.txt")).unwrap();
+        std::fs::remove_file(p.join("moved.txt")).unwrap();
+        write(&p.join("moved2.txt"), "l1\nl2\nl3\nl4\nl5\nL6\n");
+        std::fs::write(p.join("image.bin"), [0u8, 1, 2, 255, 0, 10]).unwrap();
+
+        let diff = wt.diff().unwrap();
+        let mut files = diff.files.clone();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let summary: Vec<_> = files
+            .iter()
+            .map(|f| {
+                (
+                    f.path.as_str(),
+                    f.old_path.as_deref(),
+                    f.status,
+                    f.binary,
+                    f.added,
+                    f.removed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("gone.txt", None, FileStatus::Deleted, false, 0, 2),
+                ("image.bin", None, FileStatus::Added, true, 0, 0),
+                ("keep.txt", None, FileStatus::Modified, false, 2, 1),
+                (
+                    "moved2.txt",
+                    Some("moved.txt"),
+                    FileStatus::Renamed,
+                    false,
+                    1,
+                    1
+                ),
+                ("new file.txt", None, FileStatus::Added, false, 2, 0),
+                (
+                    "renamed dir/new name.txt",
+                    Some("old name.txt"),
+                    FileStatus::Renamed,
+                    false,
+                    0,
+                    0
+                ),
+            ]
+        );
+        let hunks = |path: &str| {
+            let file = files.iter().find(|f| f.path == path).unwrap();
+            file.hunks
+                .iter()
+                .map(|h| {
+                    let lines: Vec<_> = h
+                        .lines
+                        .iter()
+                        .map(|l| (l.kind, l.line, l.text.clone()))
+                        .collect();
+                    ((h.old_start, h.old_lines, h.new_start, h.new_lines), lines)
+                })
+                .collect::<Vec<_>>()
+        };
+        let s = |t: &str| t.to_string();
+        use LineKind::{Added, Context, Removed};
+        assert_eq!(
+            hunks("gone.txt"),
+            [(
+                (1, 2, 0, 0),
+                vec![(Removed, 1, s("bye")), (Removed, 2, s("for now"))]
+            )]
+        );
+        assert!(hunks("image.bin").is_empty());
+        assert!(hunks("renamed dir/new name.txt").is_empty());
+        assert_eq!(
+            hunks("keep.txt"),
+            [(
+                (1, 5, 1, 6),
+                vec![
+                    (Context, 1, s("one")),
+                    (Removed, 2, s("two")),
+                    (Added, 2, s("2")),
+                    (Context, 3, s("three")),
+                    (Context, 4, s("four")),
+                    (Context, 5, s("five")),
+                    (Added, 6, s("six")),
+                ]
+            )]
+        );
+        assert_eq!(
+            hunks("moved2.txt"),
+            [(
+                (3, 4, 3, 4),
+                vec![
+                    (Context, 3, s("l3")),
+                    (Context, 4, s("l4")),
+                    (Context, 5, s("l5")),
+                    (Removed, 6, s("l6")),
+                    (Added, 6, s("L6")),
+                ]
+            )]
+        );
+        assert_eq!(
+            hunks("new file.txt"),
+            [(
+                (0, 0, 1, 2),
+                vec![(Added, 1, s("first")), (Added, 2, s("second"))]
+            )]
+        );
+        assert_eq!(
+            (
+                diff.stats.files_changed,
+                diff.stats.lines_added,
+                diff.stats.lines_removed
+            ),
+            (6, 5, 4)
+        );
+
+        let text = wt.diff_text().unwrap();
+        assert!(
+            text.contains("rename from old name.txt\nrename to renamed dir/new name.txt\n"),
+            "{text}"
+        );
+
+        // The user's main worktree saw none of it.
+        assert_eq!(sh(repo.root(), &["status", "--porcelain"]), "");
+        assert_eq!(repo.branch_tip("main").unwrap(), head_before);
+        assert!(repo.root().join("gone.txt").exists());
+        assert!(!repo.root().join("new file.txt").exists());
+    }
+
+    #[test]
+    fn commit_returns_none_when_nothing_changed() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/x"), "gaffer/x", "main")
+            .unwrap();
+        assert_eq!(wt.commit("nothing").unwrap(), None);
+        write(&wt.path.join("new.txt"), "new\n");
+        let id = wt.commit("add new.txt").unwrap().unwrap();
+        assert_eq!(repo.branch_tip("gaffer/x").unwrap(), id);
+        assert_eq!(
+            sh(&wt.path, &["log", "-1", "--format=%an <%ae>|%cn <%ce>|%s"]),
+            "gaffer <gaffer@localhost>|gaffer <gaffer@localhost>|add new.txt"
+        );
+        assert_eq!(wt.commit("again").unwrap(), None);
+    }
+
+    #[test]
+    fn add_worktree_replaces_leftovers_of_a_crashed_try() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let dir = tmp.path().join("wts/T-9-1");
+        let first = repo.add_worktree(&dir, "gaffer/T-9-1", "main").unwrap();
+        write(&first.path.join("junk.txt"), "junk\n");
+        first.commit("junk").unwrap().unwrap();
+        let second = repo.add_worktree(&dir, "gaffer/T-9-1", "main").unwrap();
+        assert_eq!(second.base, repo.branch_tip("main").unwrap());
+        assert_eq!(repo.branch_tip("gaffer/T-9-1").unwrap(), second.base);
+        assert!(!second.path.join("junk.txt").exists());
+
+        // A plain directory git never knew is replaced too.
+        let other = tmp.path().join("wts/T-9-2");
+        write(&other.join("stray.txt"), "stray\n");
+        let third = repo.add_worktree(&other, "gaffer/T-9-2", "main").unwrap();
+        assert!(!third.path.join("stray.txt").exists());
+        assert!(third.path.join("README.md").exists());
+    }
+
+    #[test]
+    fn remove_stale_worktrees_removes_rejected_keeps_accepted_and_cleans_leftovers() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = tmp.path().join("wts");
+        let stale = repo
+            .add_worktree(&parent.join("T-1-1"), "gaffer/T-1-1", "main")
+            .unwrap();
+        let live = repo
+            .add_worktree(&parent.join("T-2-1"), "gaffer/T-2-1", "main")
+            .unwrap();
+        write(&parent.join("T-3-1/file.txt"), "left over\n");
+        let elsewhere = repo
+            .add_worktree(&tmp.path().join("other/T-4-1"), "gaffer/T-4-1", "main")
+            .unwrap();
+
+        let removed = repo
+            .remove_stale_worktrees(&parent, &|name| name == "T-2-1")
+            .unwrap();
+        assert_eq!(removed, ["T-1-1", "T-3-1"]);
+        assert!(!stale.path.exists());
+        assert!(matches!(
+            repo.branch_tip("gaffer/T-1-1"),
+            Err(GitError::NoSuchBranch { .. })
+        ));
+        assert!(!parent.join("T-3-1").exists());
+        assert!(live.path.join("README.md").exists());
+        assert!(repo.branch_tip("gaffer/T-2-1").is_ok());
+        assert!(elsewhere.path.exists());
+        let mut known: Vec<_> = list_worktrees(repo.root())
+            .unwrap()
+            .into_iter()
+            .map(|w| w.path)
+            .collect();
+        known.sort();
+        let mut expected = [
+            repo.root().to_path_buf(),
+            live.path.clone(),
+            elsewhere.path.clone(),
+        ];
+        expected.sort();
+        assert_eq!(known, expected);
+        assert!(repo.root().join("README.md").exists());
+    }
+
+    #[test]
+    fn worktree_remove_deletes_directory_and_branch() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-5-1"), "gaffer/T-5-1", "main")
+            .unwrap();
+        write(&wt.path.join("dirty.txt"), "uncommitted\n");
+        wt.remove(&repo).unwrap();
+        assert!(!wt.path.exists());
+        assert!(matches!(
+            repo.branch_tip("gaffer/T-5-1"),
+            Err(GitError::NoSuchBranch { .. })
+        ));
+        assert_eq!(list_worktrees(repo.root()).unwrap().len(), 1);
+    }
+}
