@@ -3,9 +3,13 @@
 //! Routers, verifiers and hooks are sandboxed WebAssembly components (see `wit/`); the host owns
 //! model calls, git and the ledger. This crate is the host: the library and the `gaffer` binary.
 
+pub mod agent;
 pub mod cli;
+pub mod demo;
 pub mod gateway;
+pub mod git;
 pub mod ledger;
 pub mod pipeline;
 pub mod plugin;
+pub mod report;
 pub mod store;
