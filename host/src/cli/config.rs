@@ -140,6 +140,12 @@ pub struct ConfigToml {
     pub models: BTreeMap<String, ModelToml>,
     #[serde(default)]
     pub prices: PriceFileToml,
+    #[serde(default)]
+    pub project: crate::pipeline::settings::ProjectToml,
+    #[serde(default)]
+    pub agent: crate::pipeline::settings::AgentToml,
+    #[serde(default)]
+    pub run: crate::pipeline::settings::RunToml,
 }
 
 /// Where a model's price comes from.
@@ -167,6 +173,9 @@ pub struct Resolved {
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ResolvedModel>,
     pub catalog_source: String,
+    pub project: crate::pipeline::settings::ProjectToml,
+    pub agent: crate::pipeline::settings::AgentToml,
+    pub run: crate::pipeline::settings::RunToml,
 }
 
 fn amount(
@@ -403,6 +412,9 @@ pub fn resolve(raw: &ConfigToml, base: &Path, file: &str) -> Result<Resolved, Co
         providers,
         models,
         catalog_source: catalog.source,
+        project: raw.project.clone(),
+        agent: raw.agent.clone(),
+        run: raw.run.clone(),
     })
 }
 

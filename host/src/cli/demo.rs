@@ -1,7 +1,9 @@
-//! `gaffer demo`: the reference plugins deciding on sample tasks, each call in a fresh sandbox
-//! with the shipped limits. Needs no API key and no repository.
+//! `gaffer demo`: the whole pipeline, offline, on a sample repository with a real backlog,
+//! against a scripted model provider served over local HTTP (a simulation: no API key, no
+//! network). Then the economics of what it did. `--plugins-only` shows the reference plugins
+//! deciding on sample inputs instead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -62,7 +64,167 @@ fn load(
     Ok(runtime.load(spec)?)
 }
 
-pub async fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
+/// `gaffer demo`.
+pub async fn run(
+    dir: Option<PathBuf>,
+    plugins: &Path,
+    plugins_only: bool,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    if plugins_only {
+        return show_plugins(plugins, format).await;
+    }
+    let dir = match dir {
+        Some(dir) => dir,
+        None => {
+            let base = std::env::temp_dir().join(format!("gaffer-demo-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&base);
+            base
+        }
+    };
+    let plugins = std::fs::canonicalize(plugins).with_context(|| {
+        format!(
+            "{}: the reference plugins are not built (scripts/build-plugins.sh)",
+            plugins.display()
+        )
+    })?;
+    let outcome = run_pipeline_demo(&dir, &plugins, format).await?;
+    if format == Format::Text {
+        println!("{}", crate::report::render_text(&outcome));
+        println!(
+            "The repository, its backlog (.gaffer/gaffer.db) and the merged history stay in {}: \
+             try `gaffer status` and `git log --oneline` there.",
+            dir.display()
+        );
+    } else {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's `gaffer.toml`: the scripted provider at `base_url`, two priced models, the
+/// reference router, verifier and hook from `plugins`.
+pub fn demo_config(base_url: &str, plugins: &Path) -> String {
+    let plugin = |file: &str| plugins.join(file).display().to_string();
+    format!(
+        r#"# gaffer demo: a SIMULATION. The models are scripted (solutions.json) and served on
+# 127.0.0.1; the gateway, ledger, agent, git worktrees and plugins are the real ones.
+
+[project]
+target_branch = "main"
+test_command = "{test}"
+test_timeout_secs = 120
+
+[agent]
+max_turns = 12
+max_attempts = 3
+command_timeout_secs = 60
+
+[budget]
+per_task = "0.50"
+per_run = "5.00"
+
+[providers.scripted]
+kind = "openai-compatible"
+base_url = "{base_url}"
+max_retries = 1
+
+[models.small]
+provider = "scripted"
+id = "{small}"
+tier = 1
+max_tokens = 1024
+context_window = 32000
+prices = {{ input = "0.25", output = "1.25", cache_read = "0.025", cache_write = "0.3125" }}
+
+[models.large]
+provider = "scripted"
+id = "{large}"
+tier = 3
+max_tokens = 2048
+context_window = 64000
+prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write = "3.75" }}
+
+[plugins.router]
+path = "{router}"
+fallback_model = "small"
+config = {{ expected_input_tokens = 20000, expected_output_tokens = 2000, attempt_budget = 250000 }}
+
+[plugins.verifier]
+path = "{verifier}"
+config = {{ require_tests = true }}
+
+[[plugins.hooks]]
+path = "{hook}"
+config = {{ globs = [".env", ".env.*", "**/migrations/**", ".git/**"] }}
+"#,
+        test = crate::demo::sample::TEST_COMMAND,
+        small = crate::demo::sample::SMALL,
+        large = crate::demo::sample::LARGE,
+        router = plugin("cost_tier.wasm"),
+        verifier = plugin("tests_and_limits.wasm"),
+        hook = plugin("protected_paths.wasm"),
+    )
+}
+
+/// Create the sample repository in `dir`, serve its solutions, run the pipeline over its
+/// backlog and return the economics.
+pub async fn run_pipeline_demo(
+    dir: &Path,
+    plugins: &Path,
+    format: Format,
+) -> anyhow::Result<crate::report::Economics> {
+    use crate::demo::{sample, scripted_provider};
+    use crate::store::BacklogStore;
+    sample::create(dir)
+        .with_context(|| format!("creating the sample repository in {}", dir.display()))?;
+    let solutions = std::fs::read_to_string(dir.join("solutions.json"))?;
+    let script: scripted_provider::Script = serde_json::from_str(&solutions)?;
+    let provider = scripted_provider::ScriptedProvider::start(script).await?;
+    std::fs::write(
+        dir.join("gaffer.toml"),
+        demo_config(&provider.base_url(), plugins),
+    )?;
+    let state = dir.join(super::task_cmd::STATE_DIR);
+    std::fs::create_dir_all(&state)?;
+    let store = super::task_cmd::open_store(dir)?;
+    store.add_tasks(&sample::tasks())?;
+    if format == Format::Text {
+        println!(
+            "gaffer demo — a SIMULATION: scripted models on {} play the solutions in {}/solutions.json;\n\
+             the gateway, ledger, agent, git worktrees, hooks, router and verifier are real.\n",
+            provider.base_url(),
+            dir.display()
+        );
+    }
+    let options = super::run_cmd::RunOptions {
+        config: PathBuf::from("gaffer.toml"),
+        ..Default::default()
+    };
+    let pipeline = super::run_cmd::build_pipeline(dir, &options, |workers, ledger, run_id| {
+        if format == Format::Json {
+            Arc::new(crate::pipeline::progress::LogLines)
+                as Arc<dyn crate::pipeline::progress::Progress>
+        } else {
+            crate::pipeline::progress::for_terminal(workers, ledger, run_id)
+        }
+    })?;
+    let summary = pipeline.run().await?;
+    if format == Format::Text {
+        super::run_cmd::print_summary(&summary, format)?;
+        println!();
+    }
+    let tasks = store.tasks()?;
+    let mut attempts = std::collections::BTreeMap::new();
+    for t in &tasks {
+        attempts.insert(t.id.clone(), store.attempts(&t.id)?);
+    }
+    let rows = crate::store::LedgerStore::rows(&store)?;
+    Ok(crate::report::economics(&tasks, &rows, &attempts))
+}
+
+/// The reference plugins deciding on sample inputs, each call in a fresh sandbox.
+async fn show_plugins(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let recorder = Arc::new(MemoryRecorder::default());
     let runtime = PluginRuntime::builder()
         .recorder(recorder)

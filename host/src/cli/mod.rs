@@ -1,9 +1,10 @@
 //! The `gaffer` command line. The only module that knows every room.
 
 pub mod config;
-mod demo;
+pub mod demo;
 mod models_cmd;
 mod plugin_cmd;
+pub mod run_cmd;
 mod task_cmd;
 
 use std::path::{Path, PathBuf};
@@ -48,11 +49,56 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Show the reference plugins deciding on sample tasks, through the real sandbox.
+    /// Run the whole pipeline offline on a sample repository against a scripted model provider
+    /// (a simulation; no API key), then show the reference plugins deciding.
     Demo {
+        /// Where to create the sample repository (default: a new temporary directory).
+        dir: Option<PathBuf>,
         /// Directory holding the built reference plugins (`cost_tier.wasm`, ...).
         #[arg(long, default_value = "target/guests/wasm32-wasip2/plugin")]
         plugins: PathBuf,
+        /// Only show the reference plugins deciding on sample inputs.
+        #[arg(long)]
+        plugins_only: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Work through the backlog: claim, route, implement, check, verify, merge.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "gaffer.toml")]
+        config: PathBuf,
+        /// Tasks worked on at once.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Stop after this many tasks.
+        #[arg(long)]
+        max_tasks: Option<u32>,
+        /// Keep polling for new tasks when the backlog is empty.
+        #[arg(long)]
+        watch: bool,
+        /// Start even when the target branch is checked out with uncommitted changes.
+        #[arg(long)]
+        allow_dirty: bool,
+        /// Override [budget] per_task (dollars).
+        #[arg(long)]
+        per_task: Option<String>,
+        /// Override [budget] per_run (dollars).
+        #[arg(long)]
+        per_run: Option<String>,
+        /// Override [budget] per_day (dollars).
+        #[arg(long)]
+        per_day: Option<String>,
+        /// Override [budget] per_month (dollars).
+        #[arg(long)]
+        per_month: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The backlog by state, spend against the caps, and what is running.
+    Status {
+        #[arg(long, default_value = "gaffer.toml")]
+        config: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -182,7 +228,42 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 config,
                 format,
             }) => plugin_cmd::bench(&file, calls, warmup, allocator.into(), &config, format).await,
-            Command::Demo { plugins, format } => demo::run(&plugins, format).await,
+            Command::Demo {
+                dir,
+                plugins,
+                plugins_only,
+                format,
+            } => demo::run(dir, &plugins, plugins_only, format).await,
+            Command::Run {
+                config,
+                workers,
+                max_tasks,
+                watch,
+                allow_dirty,
+                per_task,
+                per_run,
+                per_day,
+                per_month,
+                format,
+            } => {
+                run_cmd::run(
+                    Path::new("."),
+                    run_cmd::RunOptions {
+                        config,
+                        workers,
+                        max_tasks,
+                        watch,
+                        allow_dirty,
+                        per_task,
+                        per_run,
+                        per_day,
+                        per_month,
+                        format: Some(format),
+                    },
+                )
+                .await
+            }
+            Command::Status { config, format } => run_cmd::status(Path::new("."), &config, format),
             Command::Models { config, format } => models_cmd::run(&config, format),
             Command::Init { force } => task_cmd::init(Path::new("."), force),
             Command::Task(TaskCommand::Add {

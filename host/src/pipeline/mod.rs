@@ -1,9 +1,18 @@
-//! The pipeline: claim → route → implement → check → verify → merge. So far: the plugins'
-//! metered model access over the gateway, and their runs as ledger rows.
+//! The pipeline: claim → route → implement → check → verify → merge, with workers, leases,
+//! crash recovery and a clean stop; the plugins' metered model access and their runs as ledger
+//! rows; the backlog's import formats.
 
+pub mod history;
+pub mod hooks;
 pub mod import;
 pub mod plugin_models;
+pub mod progress;
 pub mod run_records;
+pub mod runner;
+pub mod settings;
+
+pub use runner::{AttemptSummary, Pipeline, RunError, RunSummary};
+pub use settings::PipelineSettings;
 
 use crate::plugin::World;
 

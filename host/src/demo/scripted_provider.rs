@@ -1,0 +1,253 @@
+//! A scripted model provider: an HTTP server on 127.0.0.1 that speaks OpenAI's Chat Completions
+//! wire format and answers from a script of tool calls (a "solutions file"). It is a
+//! simulation — the demo and the end-to-end tests run the real gateway, ledger, agent, git and
+//! plugins against it, without an API key and without the network.
+//!
+//! The script says, per task (found by a string in the conversation's first user message) and
+//! per model id, what the model does at each turn. Usage is counted from the bytes it received
+//! and sent (about four bytes a token) and logged with every call, so a test can check the
+//! ledger against what the provider reported.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// One tool call a scripted model makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScriptedCall {
+    pub name: String,
+    /// The tool's arguments (a JSON object).
+    pub arguments: Value,
+}
+
+/// One turn of a scripted model: text, tool calls, or both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Turn {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub calls: Vec<ScriptedCall>,
+    /// Wait this long before answering (a slow model).
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// What the models do on one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskScript {
+    /// A string of the task's first message (its title, say) that identifies it.
+    #[serde(rename = "match")]
+    pub matches: String,
+    /// Per model id, its turns in order.
+    pub models: HashMap<String, Vec<Turn>>,
+}
+
+/// The whole script (the demo repository's `solutions.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Script {
+    pub tasks: Vec<TaskScript>,
+}
+
+/// One call the provider answered, as it reported it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoggedCall {
+    pub model: String,
+    /// The task script that answered (`None`: no script matched).
+    pub task: Option<String>,
+    /// The turn of the conversation (assistant messages before this call).
+    pub turn: usize,
+    /// Usage as reported: `prompt_tokens` includes `cached_tokens`.
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    pub completion_tokens: u64,
+    /// The request as received.
+    pub request: Value,
+}
+
+struct Inner {
+    script: Script,
+    log: Mutex<Vec<LoggedCall>>,
+    /// Prompt tokens of the previous call of each conversation, for the cache count.
+    previous: Mutex<HashMap<String, u64>>,
+}
+
+/// A running scripted provider.
+pub struct ScriptedProvider {
+    address: SocketAddr,
+    inner: Arc<Inner>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScriptedProvider {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl ScriptedProvider {
+    /// Serve `script` on 127.0.0.1, on a port the system picks.
+    pub async fn start(script: Script) -> std::io::Result<ScriptedProvider> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            script,
+            log: Mutex::new(Vec::new()),
+            previous: Mutex::new(HashMap::new()),
+        });
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", axum::routing::post(complete))
+            .with_state(inner.clone());
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "the scripted provider stopped");
+            }
+        });
+        Ok(ScriptedProvider {
+            address,
+            inner,
+            server,
+        })
+    }
+
+    /// The base URL to configure (`.../v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.address)
+    }
+
+    /// Every call answered so far.
+    pub fn log(&self) -> Vec<LoggedCall> {
+        self.inner.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
+    )
+        .into_response()
+}
+
+/// Tokens of a text, as the simulation counts them: a token per four bytes, rounded up.
+fn tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+async fn complete(State(inner): State<Arc<Inner>>, body: String) -> Response {
+    let request: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let Some(model) = request["model"].as_str().map(str::to_string) else {
+        return error(StatusCode::BAD_REQUEST, "`model` is missing".into());
+    };
+    let Some(messages) = request["messages"].as_array() else {
+        return error(StatusCode::BAD_REQUEST, "`messages` is missing".into());
+    };
+    let first_user = messages
+        .iter()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let turn = messages.iter().filter(|m| m["role"] == "assistant").count();
+    let script = inner
+        .script
+        .tasks
+        .iter()
+        .find(|t| first_user.contains(&t.matches));
+    let step = script
+        .and_then(|t| t.models.get(&model))
+        .and_then(|turns| turns.get(turn))
+        .cloned();
+    let step = match (script, step) {
+        (_, Some(step)) => step,
+        // The script ran out, or has nothing for this model: the model gives up.
+        (Some(_), None) => Turn {
+            calls: vec![ScriptedCall {
+                name: "finish".into(),
+                arguments: json!({"summary": "I could not complete this task."}),
+            }],
+            ..Turn::default()
+        },
+        (None, None) => Turn {
+            text: Some("There is no scripted answer for this conversation.".into()),
+            ..Turn::default()
+        },
+    };
+    if step.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
+    }
+    let tool_calls: Vec<Value> = step
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "id": format!("call_{turn}_{i}"),
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments.to_string()},
+            })
+        })
+        .collect();
+    let mut message = json!({"role": "assistant", "content": step.text});
+    let finish_reason = if tool_calls.is_empty() {
+        "stop"
+    } else {
+        message["tool_calls"] = Value::Array(tool_calls);
+        "tool_calls"
+    };
+    let prompt_tokens = tokens(body.len());
+    let completion_tokens = tokens(message.to_string().len());
+    // The conversation's earlier prompt is its cached prefix (the prompt keeps a stable prefix).
+    let conversation = format!("{model}\u{0}{first_user}");
+    let cached_tokens = {
+        let mut previous = match inner.previous.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        let cached = if turn == 0 {
+            0
+        } else {
+            previous
+                .get(&conversation)
+                .copied()
+                .unwrap_or(0)
+                .min(prompt_tokens)
+        };
+        previous.insert(conversation, prompt_tokens);
+        cached
+    };
+    if let Ok(mut log) = inner.log.lock() {
+        log.push(LoggedCall {
+            model: model.clone(),
+            task: script.map(|s| s.matches.clone()),
+            turn,
+            prompt_tokens,
+            cached_tokens,
+            completion_tokens,
+            request: request.clone(),
+        });
+    }
+    Json(json!({
+        "id": format!("chatcmpl-scripted-{turn}"),
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        },
+    }))
+    .into_response()
+}
