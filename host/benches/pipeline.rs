@@ -1,0 +1,209 @@
+//! The host's own overhead per task: claim, route (router plugin), a worktree of a ~2,000-file
+//! repository, the agent's two model calls through the metered gateway (to the scripted
+//! provider on 127.0.0.1: its answer takes no thinking time), hooks, the verifier, commit,
+//! merge into the checked-out target branch, worktree removal — everything except model
+//! latency and the test command (none is configured here). Shipped configuration: plugins with
+//! fuel and deadlines on, the SQLite ledger, the reference router/verifier/hook.
+//!
+//! After the timed runs, 20 tasks on 4 workers; the process's peak resident memory is printed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gaffer::cli::demo::demo_config;
+use gaffer::cli::run_cmd::{RunOptions, build_pipeline};
+use gaffer::demo::sample;
+use gaffer::demo::scripted_provider::{Script, ScriptedCall, ScriptedProvider, TaskScript, Turn};
+use gaffer::pipeline::progress::{Progress, Recorded};
+use gaffer::store::{BacklogStore, NewTask, SqliteStore};
+use serde_json::json;
+
+const FILES: usize = 2_000;
+/// Task titles the script answers: enough for every timed iteration and the 4-worker batch.
+const TASKS: usize = 4_000;
+
+fn plugins_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/wasm32-wasip2/plugin")
+}
+
+fn title(i: usize) -> String {
+    format!("Bench note {i:05}")
+}
+
+fn script() -> Script {
+    let tasks = (0..TASKS)
+        .map(|i| TaskScript {
+            matches: title(i),
+            models: [(
+                sample::SMALL.to_string(),
+                vec![
+                    Turn {
+                        calls: vec![ScriptedCall {
+                            name: "write_file".into(),
+                            arguments: json!({"path": format!("notes/{i:05}.txt"), "content": "note\n"}),
+                        }],
+                        ..Turn::default()
+                    },
+                    Turn {
+                        calls: vec![ScriptedCall {
+                            name: "finish".into(),
+                            arguments: json!({"summary": "done"}),
+                        }],
+                        ..Turn::default()
+                    },
+                ],
+            )]
+            .into_iter()
+            .collect(),
+        })
+        .collect();
+    Script { tasks }
+}
+
+/// A sample repository grown to ~2,000 files in nested directories, committed.
+fn repository(root: &Path) {
+    sample::create(root).expect("sample repository");
+    for i in 0..FILES {
+        let file = root.join(format!(
+            "src/m{:02}/d{:02}/f{i:04}.py",
+            i / 100,
+            (i / 10) % 10
+        ));
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, format!("def f{i}():\n    return {i}\n")).expect("write");
+    }
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"])
+        .args(["add", "-A"])
+        .current_dir(root)
+        .status()
+        .expect("git add");
+    assert!(status.success());
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"])
+        .args(["commit", "-q", "-m", "2000 files"])
+        .current_dir(root)
+        .status()
+        .expect("git commit");
+    assert!(status.success());
+}
+
+fn peak_rss_kib() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_maxrss
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("repo");
+    repository(&root);
+    let provider = rt
+        .block_on(ScriptedProvider::start(script()))
+        .expect("provider");
+    let config = demo_config(&provider.base_url(), &plugins_dir())
+        .replace(sample::TEST_COMMAND, "")
+        .replace("require_tests = true", "require_tests = false")
+        .replace("per_run = \"5.00\"", "per_run = \"1000.00\"");
+    std::fs::write(root.join("gaffer.toml"), config).expect("config");
+    std::fs::create_dir_all(root.join(".gaffer")).expect("state dir");
+    let store = SqliteStore::open(root.join(".gaffer/gaffer.db")).expect("store");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let options = RunOptions {
+        config: PathBuf::from("gaffer.toml"),
+        ..RunOptions::default()
+    };
+    let quiet = |_: usize, _: Arc<gaffer::ledger::Ledger>, _: &str| -> Arc<dyn Progress> {
+        Arc::new(Recorded::default())
+    };
+
+    let mut group = c.benchmark_group("pipeline");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function("one task, host overhead (2000-file repo)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                store
+                    .add_tasks(&[NewTask {
+                        title: title(i),
+                        ..NewTask::default()
+                    }])
+                    .expect("task");
+                let pipeline = build_pipeline(&root, &options, quiet).expect("pipeline");
+                let start = Instant::now();
+                let summary = rt.block_on(pipeline.run()).expect("run");
+                total += start.elapsed();
+                assert_eq!(summary.attempts.len(), 1);
+                assert_eq!(
+                    summary.attempts[0].outcome, "approved",
+                    "{:?}",
+                    summary.attempts[0]
+                );
+            }
+            total
+        })
+    });
+    // Baseline: the bare git cost every attempt pays — a worktree of the same repository added
+    // and removed with the git command line.
+    let scratch = root.join(".gaffer/bench-worktree");
+    group.bench_function("baseline: git worktree add + remove (2000-file repo)", |b| {
+        b.iter(|| {
+            let git = |args: &[&str]| {
+                let status = std::process::Command::new("git")
+                    .args(args)
+                    .current_dir(&root)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .expect("git");
+                assert!(status.success(), "git {args:?}");
+            };
+            let dir = scratch.display().to_string();
+            git(&["worktree", "add", "-q", "--detach", &dir, "main"]);
+            git(&["worktree", "remove", "--force", &dir]);
+        })
+    });
+    group.finish();
+
+    // 20 tasks on 4 workers: peak memory of the whole process.
+    let first = next.load(std::sync::atomic::Ordering::SeqCst);
+    let batch: Vec<NewTask> = (first..first + 20)
+        .map(|i| NewTask {
+            title: title(i),
+            ..NewTask::default()
+        })
+        .collect();
+    store.add_tasks(&batch).expect("batch");
+    let four = RunOptions {
+        workers: Some(4),
+        ..options.clone()
+    };
+    let pipeline = build_pipeline(&root, &four, quiet).expect("pipeline");
+    let start = Instant::now();
+    let summary = rt.block_on(pipeline.run()).expect("run");
+    let merged = summary
+        .attempts
+        .iter()
+        .filter(|a| a.outcome == "approved")
+        .count();
+    println!(
+        "4 workers: {merged}/20 tasks merged in {:?}; peak RSS of the bench process {} KiB",
+        start.elapsed(),
+        peak_rss_kib()
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

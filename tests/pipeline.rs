@@ -1,0 +1,883 @@
+//! The pipeline end to end: the `gaffer` binary on real git repositories, with the real gateway,
+//! ledger, agent, plugins and worktrees, against the scripted provider on 127.0.0.1. Expected
+//! values come from the provider's log, the repository and hand computation.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gaffer::cli::demo::demo_config;
+use gaffer::demo::sample;
+use gaffer::demo::scripted_provider::{
+    LoggedCall, Script, ScriptedCall, ScriptedProvider, TaskScript, Turn,
+};
+use gaffer::store::{BacklogStore, LedgerRow, LedgerStore, NewTask, SqliteStore, TaskState};
+use serde_json::json;
+
+/// Demo prices, µ$ per million tokens: small 0.25 / 1.25 (cache read 0.025); large 3 / 15
+/// (cache read 0.30).
+fn prices(model: &str) -> (u64, u64, u64) {
+    match model {
+        "demo-small" => (250_000, 1_250_000, 25_000),
+        "demo-large" => (3_000_000, 15_000_000, 300_000),
+        other => panic!("no price for {other}"),
+    }
+}
+
+/// What a logged call costs, by hand: ceil(Σ tokens × price / 10⁶).
+fn expected_cost(call: &LoggedCall) -> u64 {
+    let (input, output, cache_read) = prices(&call.model);
+    let uncached = call.prompt_tokens - call.cached_tokens;
+    (uncached * input + call.cached_tokens * cache_read + call.completion_tokens * output)
+        .div_ceil(1_000_000)
+}
+
+fn turn(name: &str, arguments: serde_json::Value) -> Turn {
+    Turn {
+        calls: vec![ScriptedCall {
+            name: name.to_string(),
+            arguments,
+        }],
+        ..Turn::default()
+    }
+}
+
+fn finish() -> Turn {
+    turn("finish", json!({"summary": "done"}))
+}
+
+fn task(title: &str) -> NewTask {
+    NewTask {
+        title: title.to_string(),
+        body: format!("Do {title}."),
+        labels: vec!["bug".to_string()],
+        paths: vec![],
+        source: Some("test".to_string()),
+    }
+}
+
+/// Per model id, its turns.
+type ModelTurns<'a> = Vec<(&'a str, Vec<Turn>)>;
+
+fn script(entries: Vec<(&str, ModelTurns<'_>)>) -> Script {
+    Script {
+        tasks: entries
+            .into_iter()
+            .map(|(m, models)| TaskScript {
+                matches: m.to_string(),
+                models: models
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A sample repository with a backlog, a `gaffer.toml` pointing at a scripted provider, and the
+/// reference plugins.
+struct Project {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    provider: ScriptedProvider,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn git_ok(dir: &Path, args: &[&str]) -> String {
+    let out = git(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Project {
+    async fn new(script: Script, tasks: Vec<NewTask>, edit: impl Fn(String) -> String) -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        sample::create(&root).unwrap();
+        let provider = ScriptedProvider::start(script).await.unwrap();
+        let plugins = support::guest("cost-tier").parent().unwrap().to_path_buf();
+        support::guest("tests-and-limits");
+        support::guest("protected-paths");
+        std::fs::write(
+            root.join("gaffer.toml"),
+            edit(demo_config(&provider.base_url(), &plugins)),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join(".gaffer")).unwrap();
+        let store = SqliteStore::open(root.join(".gaffer/gaffer.db")).unwrap();
+        store.add_tasks(&tasks).unwrap();
+        Project {
+            _tmp: tmp,
+            root,
+            provider,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gaffer"));
+        cmd.args(args)
+            .current_dir(&self.root)
+            .env("GAFFER_PLUGIN_CACHE", support::test_cache_dir())
+            .env_remove("GAFFER_LOG");
+        cmd
+    }
+
+    /// `gaffer run ARGS` to the end.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        let out = self.command(&all).output().unwrap();
+        eprintln!(
+            "gaffer run: {}\n--- stdout\n{}--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(self.root.join(".gaffer/gaffer.db")).unwrap()
+    }
+
+    fn state(&self, id: &str) -> (TaskState, String) {
+        let t = self.store().task(id).unwrap().unwrap();
+        (t.state, t.reason.unwrap_or_default())
+    }
+
+    fn rows(&self) -> Vec<LedgerRow> {
+        self.store().rows().unwrap()
+    }
+
+    /// Model-call rows (plugin runs reserve nothing).
+    fn model_rows(&self) -> Vec<LedgerRow> {
+        self.rows()
+            .into_iter()
+            .filter(|r| r.reserved > 0 || r.charged > 0)
+            .collect()
+    }
+
+    fn main_tip(&self) -> String {
+        git_ok(&self.root, &["rev-parse", "main"])
+    }
+
+    /// Worktrees left: directories under .gaffer/worktrees and git's own list.
+    fn assert_no_worktrees(&self) {
+        let dir = self.root.join(".gaffer/worktrees");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "worktrees left: {left:?}");
+        let listed = git_ok(&self.root, &["worktree", "list", "--porcelain"]);
+        assert_eq!(listed.matches("worktree ").count(), 1, "{listed}");
+        let branches = git_ok(&self.root, &["branch", "--list", "gaffer/*/*"]);
+        assert!(branches.is_empty(), "attempt branches left: {branches}");
+    }
+
+    /// The tool results the model was shown in the last request of `model` on a task.
+    fn tool_results(&self, model: &str) -> Vec<String> {
+        let log = self.provider.log();
+        let last = log.iter().rev().find(|c| c.model == model).expect("a call");
+        last.request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+fn slugify_turns() -> Vec<Turn> {
+    sample::script()
+        .tasks
+        .into_iter()
+        .find(|t| t.matches == "Add slugify")
+        .unwrap()
+        .models
+        .remove(sample::SMALL)
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fix_that_makes_its_failing_test_pass_is_merged_and_the_ledger_matches_the_provider() {
+    let p = Project::new(
+        script(vec![(
+            "Add slugify",
+            vec![(sample::SMALL, slugify_turns())],
+        )]),
+        vec![sample::tasks().remove(0)],
+        |t| t,
+    )
+    .await;
+    let before = p.main_tip();
+    let out = p.run(&[]);
+    assert!(out.status.success());
+    assert_eq!(p.state("T-1").0, TaskState::Merged);
+    // The change is on main, in the user's checked-out tree too, and the test now runs there.
+    assert_ne!(p.main_tip(), before);
+    let strings = std::fs::read_to_string(p.root.join("textkit/strings.py")).unwrap();
+    assert!(strings.contains("re.findall"), "{strings}");
+    assert!(p.root.join("tests/test_slugify.py").is_file());
+    assert!(!p.root.join("tests/pending/test_slugify.py").exists());
+    let tests = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "tests"])
+        .current_dir(&p.root)
+        .output()
+        .unwrap();
+    assert!(tests.status.success(), "{}", stderr(&tests));
+    // Every call the provider answered is one settled row, charged what its usage costs.
+    let log = p.provider.log();
+    assert_eq!(log.len(), 4, "four scripted turns");
+    let rows = p.model_rows();
+    assert_eq!(rows.len(), log.len());
+    let expected: u64 = log.iter().map(expected_cost).sum();
+    let charged: u64 = rows.iter().map(|r| r.charged).sum();
+    assert_eq!(charged, expected);
+    for (row, call) in rows.iter().zip(&log) {
+        assert_eq!(row.state, "settled");
+        assert_eq!(row.tokens.output, call.completion_tokens);
+        assert_eq!(row.tokens.cache_read, call.cached_tokens);
+        assert_eq!(row.tokens.input, call.prompt_tokens - call.cached_tokens);
+        assert_eq!(row.scope.role, "agent");
+    }
+    // Phases: the first call reads the task, the last runs after the change.
+    assert_eq!(rows[0].scope.phase.as_deref(), Some("read-task"));
+    assert_eq!(rows[1].scope.phase.as_deref(), Some("explore"));
+    assert_eq!(rows[3].scope.phase.as_deref(), Some("implement"));
+    // Plugin runs are rows too: the router, the hook, the verifier.
+    let roles: Vec<String> = p
+        .rows()
+        .into_iter()
+        .filter(|r| r.reserved == 0 && r.charged == 0)
+        .map(|r| r.scope.role)
+        .collect();
+    for role in ["router", "hook", "verifier"] {
+        assert!(roles.iter().any(|r| r == role), "{roles:?}");
+    }
+    p.assert_no_worktrees();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_cheap_attempt_escalates_and_both_attempts_are_charged_to_the_task() {
+    let demo = sample::script();
+    let count = demo
+        .tasks
+        .into_iter()
+        .find(|t| t.matches == "Count words, not spaces")
+        .unwrap();
+    let p = Project::new(
+        Script { tasks: vec![count] },
+        vec![sample::tasks().remove(1)],
+        |t| t,
+    )
+    .await;
+    let out = p.run(&[]);
+    assert!(out.status.success());
+    assert_eq!(p.state("T-1").0, TaskState::Merged);
+    let attempts = p.store().attempts("T-1").unwrap();
+    let summary: Vec<(u32, &str, &str)> = attempts
+        .iter()
+        .map(|a| (a.number, a.model.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "small", "rejected"), (2, "large", "approved")]
+    );
+    assert!(
+        attempts[0].reasons.iter().any(|r| r.contains("test")),
+        "{:?}",
+        attempts[0].reasons
+    );
+    assert_eq!(attempts[0].tests_passed, Some(false));
+    // The ledger has both attempts' calls, each at its model's price, and they add up to the
+    // task's cost as the provider reported it.
+    let log = p.provider.log();
+    let rows = p.model_rows();
+    assert_eq!(rows.len(), log.len());
+    let by_attempt = |n: u32| -> Vec<&LedgerRow> {
+        rows.iter().filter(|r| r.scope.attempt == Some(n)).collect()
+    };
+    assert!(by_attempt(1).iter().all(|r| r.scope.model == "small"));
+    assert!(by_attempt(2).iter().all(|r| r.scope.model == "large"));
+    assert_eq!(
+        by_attempt(1).len(),
+        log.iter().filter(|c| c.model == "demo-small").count()
+    );
+    let expected: u64 = log.iter().map(expected_cost).sum();
+    let task_cost: u64 = p
+        .store()
+        .task_rows("T-1")
+        .unwrap()
+        .iter()
+        .map(|r| r.charged)
+        .sum();
+    assert_eq!(task_cost, expected);
+    // The second attempt was told why the first was rejected.
+    let second_prompt = log
+        .iter()
+        .find(|c| c.model == "demo-large")
+        .unwrap()
+        .request["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        second_prompt.contains("Earlier attempts"),
+        "{second_prompt}"
+    );
+    p.assert_no_worktrees();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protected_writes_are_denied_with_the_reason_and_shell_writes_are_caught_on_diff() {
+    let turns = vec![
+        turn("write_file", json!({"path": ".env", "content": "KEY=1\n"})),
+        turn(
+            "run_command",
+            json!({"command": "printf 'KEY=1\\n' > .env"}),
+        ),
+        finish(),
+    ];
+    let p = Project::new(
+        script(vec![("Protect", vec![(sample::SMALL, turns)])]),
+        vec![task("Protect the env")],
+        |t| t.replace("max_attempts = 3", "max_attempts = 1"),
+    )
+    .await;
+    let before = p.main_tip();
+    let out = p.run(&[]);
+    assert!(out.status.success());
+    // The model saw the denial as the result of its write_file call.
+    let results = p.tool_results("demo-small");
+    assert!(
+        results[0].contains("denied") && results[0].contains(".env"),
+        "{results:?}"
+    );
+    // The shell write got through the tool, and on-diff caught its effect.
+    let (state, reason) = p.state("T-1");
+    assert_eq!(state, TaskState::NeedsHuman, "{reason}");
+    assert!(
+        reason.contains("protected_paths") && reason.contains(".env"),
+        "{reason}"
+    );
+    let attempts = p.store().attempts("T-1").unwrap();
+    assert_eq!(attempts[0].outcome, "rejected");
+    // Nothing protected was merged; main did not move.
+    assert_eq!(p.main_tip(), before);
+    assert!(
+        !git(&p.root, &["cat-file", "-e", "main:.env"])
+            .status
+            .success()
+    );
+    assert!(!p.root.join(".env").exists());
+    p.assert_no_worktrees();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_that_lead_out_of_the_worktree_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "s3cret").unwrap();
+    let turns = vec![
+        turn("read_file", json!({"path": "../../secret.txt"})),
+        turn(
+            "read_file",
+            json!({"path": outside.path().join("secret.txt")}),
+        ),
+        turn("read_file", json!({"path": "escape/secret.txt"})),
+        turn(
+            "write_file",
+            json!({"path": "escape/planted.txt", "content": "x"}),
+        ),
+        turn(
+            "write_file",
+            json!({"path": "textkit/../../../planted.txt", "content": "x"}),
+        ),
+        finish(),
+    ];
+    let p = Project::new(
+        script(vec![("Escape", vec![(sample::SMALL, turns)])]),
+        vec![task("Escape the sandbox")],
+        |t| t.replace("max_attempts = 3", "max_attempts = 1"),
+    )
+    .await;
+    // A committed symlink that points outside the repository.
+    std::os::unix::fs::symlink(outside.path(), p.root.join("escape")).unwrap();
+    git_ok(&p.root, &["add", "escape"]);
+    git_ok(&p.root, &["commit", "-q", "-m", "a symlink out"]);
+    let out = p.run(&[]);
+    assert!(out.status.success());
+    let results = p.tool_results("demo-small");
+    assert_eq!(results.len(), 5, "{results:?}");
+    for (i, result) in results.iter().enumerate() {
+        assert!(
+            !result.contains("s3cret"),
+            "call {i} read outside: {result}"
+        );
+        assert!(
+            result.contains("outside") || result.contains("escape"),
+            "call {i} was not refused as an escape: {result}"
+        );
+    }
+    assert!(!outside.path().join("planted.txt").exists());
+    assert!(!p._tmp.path().join("planted.txt").exists());
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        1,
+        "only secret.txt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_run_without_the_provider_key_in_their_environment() {
+    let turns = vec![turn("run_command", json!({"command": "env"})), finish()];
+    let p = Project::new(
+        script(vec![("Env", vec![(sample::SMALL, turns)])]),
+        vec![task("Env check")],
+        |t| {
+            t.replace(
+                "max_retries = 1",
+                "max_retries = 1\napi_key_env = \"GAFFER_TEST_PROVIDER_KEY\"",
+            )
+            .replace("max_attempts = 3", "max_attempts = 1")
+        },
+    )
+    .await;
+    let out = p
+        .command(&["run"])
+        .env("GAFFER_TEST_PROVIDER_KEY", "sk-test-do-not-leak-4242")
+        .env("OPENAI_API_KEY", "sk-openai-do-not-leak")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = p.tool_results("demo-small");
+    let env = &results[0];
+    assert!(
+        env.contains("exit code 0") && env.contains("PATH="),
+        "{env}"
+    );
+    assert!(!env.contains("do-not-leak"), "{env}");
+    assert!(
+        !env.contains("GAFFER_TEST_PROVIDER_KEY") && !env.contains("OPENAI_API_KEY"),
+        "{env}"
+    );
+}
+
+/// Many cheap turns: reading files until the money runs out.
+fn reading_turns(n: usize) -> Vec<Turn> {
+    let mut turns: Vec<Turn> = (0..n)
+        .map(|_| turn("read_file", json!({"path": "textkit/strings.py"})))
+        .collect();
+    turns.push(turn(
+        "write_file",
+        json!({"path": "notes.txt", "content": "x\n"}),
+    ));
+    turns.push(finish());
+    turns
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_cap_reached_mid_attempt_ends_the_task_as_budget_exhausted() {
+    let p = Project::new(
+        script(vec![("Reader", vec![(sample::SMALL, reading_turns(30))])]),
+        vec![task("Reader task")],
+        |t| {
+            t.replace("per_task = \"0.50\"", "per_task = \"0.004\"")
+                .replace("max_turns = 12", "max_turns = 60")
+        },
+    )
+    .await;
+    let before = p.main_tip();
+    let out = p.run(&[]);
+    assert!(
+        out.status.success(),
+        "a task's cap ends the task, not the run"
+    );
+    let (state, reason) = p.state("T-1");
+    assert_eq!(state, TaskState::BudgetExhausted, "{reason}");
+    assert!(reason.contains("task cap of $0.004"), "{reason}");
+    assert_eq!(p.main_tip(), before, "nothing merged");
+    let log = p.provider.log();
+    assert!(
+        log.len() >= 2 && log.len() < 30,
+        "stopped mid-attempt after {} calls",
+        log.len()
+    );
+    let spent: u64 = p
+        .store()
+        .task_rows("T-1")
+        .unwrap()
+        .iter()
+        .map(|r| r.charged)
+        .sum();
+    assert!(spent <= 4_000, "spent {spent} µ$ of a 4000 µ$ cap");
+    assert_eq!(spent, log.iter().map(expected_cost).sum::<u64>());
+    p.assert_no_worktrees();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_cap_stops_the_run_cleanly_and_keeps_the_backlog() {
+    let p = Project::new(
+        script(vec![
+            ("Reader one", vec![(sample::SMALL, reading_turns(30))]),
+            ("Reader two", vec![(sample::SMALL, reading_turns(30))]),
+        ]),
+        vec![task("Reader one"), task("Reader two")],
+        |t| {
+            t.replace("per_run = \"5.00\"", "per_run = \"0.004\"")
+                .replace("max_turns = 12", "max_turns = 60")
+        },
+    )
+    .await;
+    let out = p.run(&[]);
+    assert_eq!(out.status.code(), Some(3), "a run cap stops the run");
+    let text = stdout(&out);
+    assert!(text.contains("run cap of $0.004"), "{text}");
+    // The interrupted task is back in the queue, the other never started; nothing is lost.
+    let (state, reason) = p.state("T-1");
+    assert_eq!(state, TaskState::Queued, "{reason}");
+    assert_eq!(p.state("T-2").0, TaskState::Queued);
+    assert!(p.store().attempts("T-1").unwrap().is_empty());
+    let charged: u64 = p.rows().iter().map(|r| r.charged).sum();
+    assert!(charged <= 4_000);
+    assert!(p.rows().iter().all(|r| r.state == "settled"));
+    p.assert_no_worktrees();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_run_resumes_without_charging_a_call_twice_or_leaving_a_worktree() {
+    let mut turns = slugify_turns();
+    // The third call is slow: the process is killed while it is in flight.
+    turns[2].delay_ms = 2_500;
+    let p = Project::new(
+        script(vec![("Add slugify", vec![(sample::SMALL, turns)])]),
+        vec![sample::tasks().remove(0)],
+        |t| t,
+    )
+    .await;
+    let mut child = p
+        .command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while p.provider.log().len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        p.root.join(".gaffer/worktrees").read_dir().unwrap().count() == 1,
+        "the killed run left its worktree"
+    );
+    let (state, _) = p.state("T-1");
+    assert_eq!(
+        state,
+        TaskState::Running,
+        "still leased to the dead process"
+    );
+    let answered_before_kill = p.provider.log().len();
+
+    let out = p.run(&[]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("T-1"));
+    assert_eq!(p.state("T-1").0, TaskState::Merged);
+    p.assert_no_worktrees();
+    // Every answered call is exactly one settled row with the provider's usage; the call in
+    // flight at the kill was answered by nobody and is charged once, at its reservation.
+    let log = p.provider.log();
+    assert!(log.len() > answered_before_kill);
+    let rows = p.model_rows();
+    let settled: Vec<&LedgerRow> = rows.iter().filter(|r| !r.recovered).collect();
+    let recovered: Vec<&LedgerRow> = rows.iter().filter(|r| r.recovered).collect();
+    assert_eq!(settled.len(), log.len());
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].charged, recovered[0].reserved);
+    let mut got: Vec<(u64, u64, u64)> = settled
+        .iter()
+        .map(|r| (r.tokens.input, r.tokens.cache_read, r.tokens.output))
+        .collect();
+    let mut want: Vec<(u64, u64, u64)> = log
+        .iter()
+        .map(|c| {
+            (
+                c.prompt_tokens - c.cached_tokens,
+                c.cached_tokens,
+                c.completion_tokens,
+            )
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // The killed attempt left no history; the one that merged is attempt 2.
+    let attempts = p.store().attempts("T-1").unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].number, attempts[0].outcome.as_str()),
+        (2, "approved")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_tasks_on_four_workers_merge_exactly_once_each() {
+    let mut entries = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 1..=20 {
+        let title = format!("Write note {i:02}");
+        entries.push(TaskScript {
+            matches: title.clone(),
+            models: [(
+                sample::SMALL.to_string(),
+                vec![
+                    turn(
+                        "write_file",
+                        json!({"path": format!("notes/note-{i:02}.txt"), "content": format!("note {i}\n")}),
+                    ),
+                    finish(),
+                ],
+            )]
+            .into_iter()
+            .collect(),
+        });
+        tasks.push(task(&title));
+    }
+    let p = Project::new(Script { tasks: entries }, tasks, |t| {
+        t.replace("require_tests = true", "require_tests = false")
+    })
+    .await;
+    let out = p.run(&["--workers", "4"]);
+    assert!(out.status.success());
+    let store = p.store();
+    let all = store.tasks().unwrap();
+    assert!(all.iter().all(|t| t.state == TaskState::Merged), "{all:?}");
+    // Each note is on main once, in a commit of its own task.
+    for i in 1..=20 {
+        let note = git_ok(&p.root, &["show", &format!("main:notes/note-{i:02}.txt")]);
+        assert_eq!(note, format!("note {i}"));
+        let commits = git_ok(
+            &p.root,
+            &[
+                "log",
+                "--oneline",
+                "--no-merges",
+                "--grep",
+                &format!("^T-{i}: "),
+                "main",
+            ],
+        );
+        assert_eq!(commits.lines().count(), 1, "T-{i}: {commits}");
+    }
+    // No ledger row lost: two answered calls per task, each one row.
+    let log = p.provider.log();
+    assert_eq!(log.len(), 40);
+    let rows = p.model_rows();
+    assert_eq!(rows.len(), 40);
+    let per_task: BTreeMap<String, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.scope.task_id.clone().unwrap()).or_default() += 1;
+        m
+    });
+    assert!(per_task.values().all(|&n| n == 2), "{per_task:?}");
+    assert_eq!(
+        rows.iter().map(|r| r.charged).sum::<u64>(),
+        log.iter().map(expected_cost).sum::<u64>()
+    );
+    p.assert_no_worktrees();
+}
+
+/// Nothing changed: tasks still queued, no ledger rows, main where it was, no worktrees.
+fn assert_untouched(p: &Project, main_before: &str) {
+    assert_eq!(p.state("T-1").0, TaskState::Queued);
+    assert!(p.rows().is_empty());
+    assert_eq!(p.main_tip(), main_before);
+    assert!(p.provider.log().is_empty());
+    assert!(
+        !p.root.join(".gaffer/worktrees").exists()
+            || p.root.join(".gaffer/worktrees").read_dir().unwrap().count() == 0
+    );
+}
+
+async fn bad_input(
+    edit: impl Fn(String) -> String,
+    prepare: impl Fn(&Path),
+) -> (Project, Output, String) {
+    let p = Project::new(
+        script(vec![(
+            "Add slugify",
+            vec![(sample::SMALL, slugify_turns())],
+        )]),
+        vec![sample::tasks().remove(0)],
+        edit,
+    )
+    .await;
+    prepare(&p.root);
+    let before = p.main_tip();
+    let out = p.run(&[]);
+    (p, out, before)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_config_is_named_and_changes_nothing() {
+    let (p, out, before) = bad_input(|t| t.replace("[agent]", "[agent\n"), |_| {}).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("gaffer.toml") && err.contains("line"), "{err}");
+    assert_untouched(&p, &before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_plugin_file_is_named_and_changes_nothing() {
+    let (p, out, before) = bad_input(
+        |t| t.replace("protected_paths.wasm", "no_such_plugin.wasm"),
+        |_| {},
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no_such_plugin.wasm"), "{err}");
+    assert_untouched(&p, &before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_command_that_does_not_exist_is_named_and_changes_nothing() {
+    let (p, out, before) = bad_input(
+        |t| t.replace(sample::TEST_COMMAND, "no-such-test-runner --all"),
+        |_| {},
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no-such-test-runner") && err.contains("not found"),
+        "{err}"
+    );
+    assert_untouched(&p, &before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dirty_target_branch_is_named_and_changes_nothing() {
+    let (p, out, before) = bad_input(
+        |t| t,
+        |root| std::fs::write(root.join("README.md"), "local edit\n").unwrap(),
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("uncommitted changes") && err.contains("README.md"),
+        "{err}"
+    );
+    assert_untouched(&p, &before);
+    assert_eq!(
+        std::fs::read_to_string(p.root.join("README.md")).unwrap(),
+        "local edit\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_target_branch_is_named_and_changes_nothing() {
+    let (p, out, before) = bad_input(
+        |t| t.replace("target_branch = \"main\"", "target_branch = \"release\""),
+        |_| {},
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("`release`") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_untouched(&p, &before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_the_backlog_by_state_and_spend_against_the_caps() {
+    let p = Project::new(
+        script(vec![(
+            "Add slugify",
+            vec![(sample::SMALL, slugify_turns())],
+        )]),
+        vec![sample::tasks().remove(0), task("Never scripted")],
+        |t| t.replace("per_run", "per_day = \"50.00\"\nper_run"),
+    )
+    .await;
+    let out = p.run(&["--max-tasks", "1"]);
+    assert!(out.status.success());
+    let status = p.command(&["status", "--format", "json"]).output().unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(value["tasks"]["merged"], 1);
+    assert_eq!(value["tasks"]["queued"], 1);
+    let spent: u64 = p.provider.log().iter().map(expected_cost).sum();
+    assert_eq!(value["spend"]["day"]["spent_micros"], spent);
+    assert_eq!(value["spend"]["day"]["cap_micros"], 50_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_parks_the_current_attempt_and_exits_cleanly() {
+    let mut turns = slugify_turns();
+    turns[2].delay_ms = 2_000;
+    let p = Project::new(
+        script(vec![("Add slugify", vec![(sample::SMALL, turns)])]),
+        vec![sample::tasks().remove(0), task("Never started")],
+        |t| t,
+    )
+    .await;
+    let before = p.main_tip();
+    let child = p
+        .command(&["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while p.provider.log().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGTERM while the third call is in flight: the call completes, the attempt parks.
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stopping"), "{}", stderr(&out));
+    // Both tasks are back in the queue, no lease held, nothing merged, nothing left behind.
+    for id in ["T-1", "T-2"] {
+        let t = p.store().task(id).unwrap().unwrap();
+        assert_eq!((t.state, t.lease_owner), (TaskState::Queued, None), "{id}");
+    }
+    assert_eq!(p.main_tip(), before);
+    p.assert_no_worktrees();
+    assert!(p.rows().iter().all(|r| r.state == "settled"));
+    assert_eq!(p.model_rows().len(), p.provider.log().len());
+}
