@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up, build gaffer and its reference plugins, and show them deciding on sample tasks
-# inside the sandbox. Needs no API key.
+# Set up, build gaffer and its reference plugins, and run the whole pipeline offline on a
+# sample repository against scripted models (a simulation; no API key). Arguments go to
+# `gaffer demo`: a directory for the sample repository, `--models gaffer.toml` to run it with
+# real models, `--plugins-only` to see the reference plugins decide on sample inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

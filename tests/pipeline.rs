@@ -108,7 +108,7 @@ impl Project {
     async fn new(script: Script, tasks: Vec<NewTask>, edit: impl Fn(String) -> String) -> Project {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("repo");
-        sample::create(&root).unwrap();
+        sample::create(&root, true).unwrap();
         let provider = ScriptedProvider::start(script).await.unwrap();
         let plugins = support::guest("cost-tier").parent().unwrap().to_path_buf();
         support::guest("tests-and-limits");
@@ -861,7 +861,10 @@ async fn a_signal_parks_the_current_attempt_and_exits_cleanly() {
         .unwrap();
     let start = Instant::now();
     while p.provider.log().len() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run never got going");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never got going"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // SIGTERM while the third call is in flight: the call completes, the attempt parks.
@@ -880,4 +883,66 @@ async fn a_signal_parks_the_current_attempt_and_exits_cleanly() {
     p.assert_no_worktrees();
     assert!(p.rows().iter().all(|r| r.state == "settled"));
     assert_eq!(p.model_rows().len(), p.provider.log().len());
+}
+
+#[test]
+fn the_demo_runs_the_whole_pipeline_offline_and_ends_with_the_economics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let plugins = support::guest("cost-tier").parent().unwrap().to_path_buf();
+    support::guest("tests-and-limits");
+    support::guest("protected-paths");
+    let out = Command::new(env!("CARGO_BIN_EXE_gaffer"))
+        .arg("demo")
+        .arg(&dir)
+        .arg("--plugins")
+        .arg(&plugins)
+        .env("GAFFER_PLUGIN_CACHE", support::test_cache_dir())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("SIMULATION"), "{text}");
+    assert!(text.contains("for 4 merged task(s)"), "{text}");
+    assert!(text.contains("where the tokens went"), "{text}");
+    // The sample repository holds the merged history: one commit per task on main.
+    let log = git_ok(&dir, &["log", "--format=%s", "main"]);
+    for id in ["T-1", "T-2", "T-3", "T-4"] {
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.starts_with(&format!("{id}: ")))
+                .count(),
+            1,
+            "{log}"
+        );
+    }
+    // Routing, rejection and escalation happened: the harder tasks needed the strong model.
+    let store = SqliteStore::open(dir.join(".gaffer/gaffer.db")).unwrap();
+    let models = |id: &str| -> Vec<(String, String)> {
+        store
+            .attempts(id)
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.model, a.outcome))
+            .collect()
+    };
+    let pair = |m: &str, o: &str| (m.to_string(), o.to_string());
+    assert_eq!(models("T-1"), [pair("small", "approved")]);
+    assert_eq!(
+        models("T-2"),
+        [pair("small", "rejected"), pair("large", "approved")]
+    );
+    assert_eq!(
+        models("T-3"),
+        [pair("small", "rejected"), pair("large", "approved")]
+    );
+    assert_eq!(models("T-4"), [pair("small", "approved")]);
+    let python = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "tests"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(python.status.success(), "{}", stderr(&python));
 }

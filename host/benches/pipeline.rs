@@ -64,7 +64,7 @@ fn script() -> Script {
 
 /// A sample repository grown to ~2,000 files in nested directories, committed.
 fn repository(root: &Path) {
-    sample::create(root).expect("sample repository");
+    sample::create(root, false).expect("sample repository");
     for i in 0..FILES {
         let file = root.join(format!(
             "src/m{:02}/d{:02}/f{i:04}.py",
@@ -158,23 +158,26 @@ fn bench(c: &mut Criterion) {
     // Baseline: the bare git cost every attempt pays — a worktree of the same repository added
     // and removed with the git command line.
     let scratch = root.join(".gaffer/bench-worktree");
-    group.bench_function("baseline: git worktree add + remove (2000-file repo)", |b| {
-        b.iter(|| {
-            let git = |args: &[&str]| {
-                let status = std::process::Command::new("git")
-                    .args(args)
-                    .current_dir(&root)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .expect("git");
-                assert!(status.success(), "git {args:?}");
-            };
-            let dir = scratch.display().to_string();
-            git(&["worktree", "add", "-q", "--detach", &dir, "main"]);
-            git(&["worktree", "remove", "--force", &dir]);
-        })
-    });
+    group.bench_function(
+        "baseline: git worktree add + remove (2000-file repo)",
+        |b| {
+            b.iter(|| {
+                let git = |args: &[&str]| {
+                    let status = std::process::Command::new("git")
+                        .args(args)
+                        .current_dir(&root)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .expect("git");
+                    assert!(status.success(), "git {args:?}");
+                };
+                let dir = scratch.display().to_string();
+                git(&["worktree", "add", "-q", "--detach", &dir, "main"]);
+                git(&["worktree", "remove", "--force", &dir]);
+            })
+        },
+    );
     group.finish();
 
     // 20 tasks on 4 workers: peak memory of the whole process.

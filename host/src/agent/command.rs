@@ -46,6 +46,9 @@ pub struct CommandLimits {
     pub env_set: Vec<(String, String)>,
     /// Confine writes to the worktree, `/tmp` and `/dev` with Landlock where the kernel has it.
     pub confine_writes: bool,
+    /// More directories confined commands may write beneath (a build tool's cache such as
+    /// `~/.cargo` or `~/.cache`); missing ones are skipped.
+    pub writable: Vec<PathBuf>,
 }
 
 impl Default for CommandLimits {
@@ -59,6 +62,7 @@ impl Default for CommandLimits {
                 .to_vec(),
             env_set: Vec::new(),
             confine_writes: true,
+            writable: Vec::new(),
         }
     }
 }
@@ -131,7 +135,7 @@ pub async fn run_command(
     let mut ruleset = None;
     if limits.confine_writes {
         if landlock_available() {
-            match write_ruleset(dir, &env) {
+            match write_ruleset(dir, &env, &limits.writable) {
                 Ok(created) => ruleset = Some(created),
                 Err(reason) => warn_unconfined(&reason),
             }
@@ -247,10 +251,15 @@ fn child_env(dir: &Path, limits: &CommandLimits) -> Vec<(OsString, OsString)> {
 
 /// Builds (in the parent: it opens path fds and allocates) a ruleset that leaves reads and
 /// execution alone and allows writes only beneath `dir`, `/tmp`, `/dev` and the child's `TMPDIR`.
-fn write_ruleset(dir: &Path, env: &[(OsString, OsString)]) -> Result<RulesetCreated, String> {
+fn write_ruleset(
+    dir: &Path,
+    env: &[(OsString, OsString)],
+    writable: &[PathBuf],
+) -> Result<RulesetCreated, String> {
     let access = AccessFs::from_write(LANDLOCK_ABI);
     let dir_fd = PathFd::new(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let mut others = vec![PathBuf::from("/tmp"), PathBuf::from("/dev")];
+    others.extend(writable.iter().cloned());
     if let Some((_, tmpdir)) = env.iter().find(|(n, _)| n == "TMPDIR") {
         others.push(PathBuf::from(tmpdir));
     }
@@ -716,6 +725,22 @@ mod tests {
         assert!(out.output.starts_with("ok\n"), "{}", out.output);
         assert_eq!(out.exit_code, Some(0), "{}", out.output); // /dev/null stays writable
         assert!(out.output.contains("ermission denied"), "{}", out.output);
+
+        // A directory named writable (a build tool's cache) is writable, confined.
+        let with_cache = CommandLimits {
+            writable: vec![outside.path().to_path_buf()],
+            ..limits()
+        };
+        let out = run_command(
+            dir.path(),
+            &format!("echo cache > '{}'", target.display()),
+            &with_cache,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.confinement, Confinement::Landlock);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "cache\n");
+        std::fs::remove_file(&target).unwrap();
 
         let unconfined = CommandLimits {
             confine_writes: false,

@@ -69,6 +69,7 @@ pub async fn run(
     dir: Option<PathBuf>,
     plugins: &Path,
     plugins_only: bool,
+    real: Option<PathBuf>,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     if plugins_only {
@@ -88,7 +89,7 @@ pub async fn run(
             plugins.display()
         )
     })?;
-    let outcome = run_pipeline_demo(&dir, &plugins, format).await?;
+    let outcome = run_pipeline_demo(&dir, &plugins, real.as_deref(), format).await?;
     if format == Format::Text {
         println!("{}", crate::report::render_text(&outcome));
         println!(
@@ -105,26 +106,8 @@ pub async fn run(
 /// The demo's `gaffer.toml`: the scripted provider at `base_url`, two priced models, the
 /// reference router, verifier and hook from `plugins`.
 pub fn demo_config(base_url: &str, plugins: &Path) -> String {
-    let plugin = |file: &str| plugins.join(file).display().to_string();
-    format!(
-        r#"# gaffer demo: a SIMULATION. The models are scripted (solutions.json) and served on
-# 127.0.0.1; the gateway, ledger, agent, git worktrees and plugins are the real ones.
-
-[project]
-target_branch = "main"
-test_command = "{test}"
-test_timeout_secs = 120
-
-[agent]
-max_turns = 12
-max_attempts = 3
-command_timeout_secs = 60
-
-[budget]
-per_task = "0.50"
-per_run = "5.00"
-
-[providers.scripted]
+    let models = format!(
+        r#"[providers.scripted]
 kind = "openai-compatible"
 base_url = "{base_url}"
 max_retries = 1
@@ -144,10 +127,40 @@ tier = 3
 max_tokens = 2048
 context_window = 64000
 prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write = "3.75" }}
+"#,
+        small = crate::demo::sample::SMALL,
+        large = crate::demo::sample::LARGE,
+    );
+    format!(
+        "# gaffer demo: a SIMULATION. The models are scripted (solutions.json) and served on\n\
+         # 127.0.0.1; the gateway, ledger, agent, git worktrees and plugins are the real ones.\n\n{}",
+        demo_config_with(&models, "small", plugins)
+    )
+}
 
+/// The demo's `gaffer.toml` around the given `[providers]` and `[models]` sections;
+/// `fallback` is the router's fallback model key.
+fn demo_config_with(models: &str, fallback: &str, plugins: &Path) -> String {
+    let plugin = |file: &str| plugins.join(file).display().to_string();
+    format!(
+        r#"[project]
+target_branch = "main"
+test_command = "{test}"
+test_timeout_secs = 120
+
+[agent]
+max_turns = 12
+max_attempts = 3
+command_timeout_secs = 60
+
+[budget]
+per_task = "0.50"
+per_run = "5.00"
+
+{models}
 [plugins.router]
 path = "{router}"
-fallback_model = "small"
+fallback_model = "{fallback}"
 config = {{ expected_input_tokens = 20000, expected_output_tokens = 2000, attempt_budget = 250000 }}
 
 [plugins.verifier]
@@ -159,12 +172,31 @@ path = "{hook}"
 config = {{ globs = [".env", ".env.*", "**/migrations/**", ".git/**"] }}
 "#,
         test = crate::demo::sample::TEST_COMMAND,
-        small = crate::demo::sample::SMALL,
-        large = crate::demo::sample::LARGE,
         router = plugin("cost_tier.wasm"),
         verifier = plugin("tests_and_limits.wasm"),
         hook = plugin("protected_paths.wasm"),
     )
+}
+
+/// The `[providers]` and `[models]` of a user's `gaffer.toml` (checked: every model priced),
+/// and its cheapest tier's model key, for a demo with real models.
+fn real_models(file: &Path) -> anyhow::Result<(String, String)> {
+    let resolved = super::config::load(file)?;
+    let fallback = resolved
+        .models
+        .iter()
+        .min_by_key(|m| m.tier)
+        .map(|m| m.entry.key.clone())
+        .with_context(|| format!("{}: no [models] configured", file.display()))?;
+    let text = std::fs::read_to_string(file)?;
+    let table: toml::Table = toml::from_str(&text)?;
+    let mut keep = toml::Table::new();
+    for section in ["providers", "models", "prices"] {
+        if let Some(value) = table.get(section) {
+            keep.insert(section.to_string(), value.clone());
+        }
+    }
+    Ok((toml::to_string(&keep)?, fallback))
 }
 
 /// Create the sample repository in `dir`, serve its solutions, run the pipeline over its
@@ -172,31 +204,50 @@ config = {{ globs = [".env", ".env.*", "**/migrations/**", ".git/**"] }}
 pub async fn run_pipeline_demo(
     dir: &Path,
     plugins: &Path,
+    real: Option<&Path>,
     format: Format,
 ) -> anyhow::Result<crate::report::Economics> {
     use crate::demo::{sample, scripted_provider};
     use crate::store::BacklogStore;
-    sample::create(dir)
+    sample::create(dir, real.is_none())
         .with_context(|| format!("creating the sample repository in {}", dir.display()))?;
-    let solutions = std::fs::read_to_string(dir.join("solutions.json"))?;
-    let script: scripted_provider::Script = serde_json::from_str(&solutions)?;
-    let provider = scripted_provider::ScriptedProvider::start(script).await?;
-    std::fs::write(
-        dir.join("gaffer.toml"),
-        demo_config(&provider.base_url(), plugins),
-    )?;
+    // Held until the run ends: the scripted provider serves from this process.
+    let mut provider = None;
+    let config = match real {
+        Some(file) => {
+            let (models, fallback) = real_models(file)?;
+            if format == Format::Text {
+                println!(
+                    "gaffer demo with the models of {}: real calls, charged to your keys (caps: \
+                     $0.50 a task, $5.00 the run).\n",
+                    file.display()
+                );
+            }
+            demo_config_with(&models, &fallback, plugins)
+        }
+        None => {
+            let solutions = std::fs::read_to_string(dir.join("solutions.json"))?;
+            let script: scripted_provider::Script = serde_json::from_str(&solutions)?;
+            let scripted = scripted_provider::ScriptedProvider::start(script).await?;
+            if format == Format::Text {
+                println!(
+                    "gaffer demo — a SIMULATION: scripted models on {} play the solutions in \
+                     {}/solutions.json;\nthe gateway, ledger, agent, git worktrees, hooks, router \
+                     and verifier are real.\n",
+                    scripted.base_url(),
+                    dir.display()
+                );
+            }
+            let text = demo_config(&scripted.base_url(), plugins);
+            provider = Some(scripted);
+            text
+        }
+    };
+    std::fs::write(dir.join("gaffer.toml"), config)?;
     let state = dir.join(super::task_cmd::STATE_DIR);
     std::fs::create_dir_all(&state)?;
     let store = super::task_cmd::open_store(dir)?;
     store.add_tasks(&sample::tasks())?;
-    if format == Format::Text {
-        println!(
-            "gaffer demo — a SIMULATION: scripted models on {} play the solutions in {}/solutions.json;\n\
-             the gateway, ledger, agent, git worktrees, hooks, router and verifier are real.\n",
-            provider.base_url(),
-            dir.display()
-        );
-    }
     let options = super::run_cmd::RunOptions {
         config: PathBuf::from("gaffer.toml"),
         ..Default::default()
@@ -210,6 +261,7 @@ pub async fn run_pipeline_demo(
         }
     })?;
     let summary = pipeline.run().await?;
+    drop(provider);
     if format == Format::Text {
         super::run_cmd::print_summary(&summary, format)?;
         println!();

@@ -60,6 +60,10 @@ enum Command {
         /// Only show the reference plugins deciding on sample inputs.
         #[arg(long)]
         plugins_only: bool,
+        /// Run for real with the [providers] and [models] of this gaffer.toml (API keys or a
+        /// local Ollama) instead of the scripted models.
+        #[arg(long, value_name = "GAFFER_TOML")]
+        models: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -232,8 +236,9 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 dir,
                 plugins,
                 plugins_only,
+                models,
                 format,
-            } => demo::run(dir, &plugins, plugins_only, format).await,
+            } => demo::run(dir, &plugins, plugins_only, models, format).await,
             Command::Run {
                 config,
                 workers,

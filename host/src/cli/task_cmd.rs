@@ -52,12 +52,29 @@ fn detect_branch(root: &Path) -> String {
 
 /// The commented `gaffer.toml` that `gaffer init` writes.
 pub fn config_template(target_branch: &str, test_command: &str) -> String {
+    // Build tools that write their caches outside the project.
+    let writable = match test_command.split_whitespace().next() {
+        Some("cargo") => "\"~/.cargo\"",
+        Some("npm") => "\"~/.npm\"",
+        Some("go") => "\"~/go\", \"~/.cache/go-build\"",
+        _ => "",
+    };
+    let writable_pad = " ".repeat(26usize.saturating_sub(writable.len()).max(1));
     format!(
         r#"# gaffer.toml: everything a run needs. Money is in dollars here and exact micro-dollars inside.
 
 [project]
 target_branch = "{target_branch}"   # approved work is merged here
 test_command = "{test_command}"     # run on every attempt before the verifier
+
+[agent]
+max_turns = 40                      # model calls per attempt
+max_attempts = 3                    # then the task goes to a person (needs-human)
+confine_commands = true             # commands may write only in the worktree (Landlock) ...
+writable = [{writable}]{writable_pad}# ... and here (build tools' caches; `~/` is home)
+
+[run]
+workers = 1
 
 [budget]                            # every level optional; a call that would pass one is refused
 per_call = 1.00

@@ -357,8 +357,9 @@ pub fn script() -> Script {
     Script { tasks }
 }
 
-/// Write the sample repository into `dir` (which must be empty or missing) and commit it.
-pub fn create(dir: &Path) -> std::io::Result<()> {
+/// Write the sample repository into `dir` (which must be empty or missing) and commit it; with
+/// `solutions`, the scripted models' `solutions.json` too (a real model must not see it).
+pub fn create(dir: &Path, solutions: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if std::fs::read_dir(dir)?.next().is_some() {
         return Err(std::io::Error::other(format!(
@@ -373,8 +374,10 @@ pub fn create(dir: &Path) -> std::io::Result<()> {
         }
         std::fs::write(file, text)?;
     }
-    let script = serde_json::to_string_pretty(&script()).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("solutions.json"), script + "\n")?;
+    if solutions {
+        let script = serde_json::to_string_pretty(&script()).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("solutions.json"), script + "\n")?;
+    }
     let git = |args: &[&str]| -> std::io::Result<()> {
         let out = std::process::Command::new("git")
             .args([

@@ -59,6 +59,9 @@ pub struct AgentToml {
     pub env_allow: Vec<String>,
     /// Confine commands' writes to the worktree with Landlock where the kernel has it.
     pub confine_commands: bool,
+    /// Directories confined commands may also write beneath (`~/` is the home directory): a
+    /// build tool's cache, e.g. `["~/.cargo", "~/.cache"]`.
+    pub writable: Vec<String>,
 }
 
 impl Default for AgentToml {
@@ -72,6 +75,7 @@ impl Default for AgentToml {
             command_timeout_secs: agent.command.timeout.as_secs(),
             env_allow: Vec::new(),
             confine_commands: true,
+            writable: Vec::new(),
         }
     }
 }
@@ -94,6 +98,14 @@ impl Default for RunToml {
             lease_secs: 120,
             poll_secs: 5,
         }
+    }
+}
+
+/// `~/x` as a path under the home directory; other paths as they are.
+fn expand_home(dir: &str) -> PathBuf {
+    match (dir.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(dir),
     }
 }
 
@@ -133,6 +145,7 @@ impl PipelineSettings {
             ..CommandLimits::default()
         };
         command.env_allow.extend(agent.env_allow.iter().cloned());
+        command.writable = agent.writable.iter().map(|d| expand_home(d)).collect();
         let test_limits = CommandLimits {
             timeout: Duration::from_secs(project.test_timeout_secs.max(1)),
             ..command.clone()
