@@ -136,9 +136,8 @@ pub fn build_pipeline(
             continue;
         }
         providers.push(
-            Provider::new(config.clone()).with_context(|| {
-                format!("{}: provider `{}`", config_path.display(), config.name)
-            })?,
+            // The error names the provider; say which file configures it.
+            Provider::new(config.clone()).with_context(|| config_path.display().to_string())?,
         );
     }
     let gateway = Arc::new(Gateway::new(
