@@ -20,6 +20,7 @@ pub const GUESTS: &[&str] = &[
     "layer-rules",
     "file-size",
     "model-review",
+    "cascade",
 ];
 
 /// Guests built in a cargo invocation of their own (see scripts/build-plugins.sh).
