@@ -4,6 +4,7 @@ pub mod config;
 pub mod demo;
 mod models_cmd;
 mod plugin_cmd;
+mod replay_cmd;
 pub mod run_cmd;
 mod task_cmd;
 
@@ -96,6 +97,43 @@ enum Command {
         /// Override [budget] per_month (dollars).
         #[arg(long)]
         per_month: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// What routing policies would have done on recorded outcomes: a router plugin, a fixed
+    /// cascade, every single model and the oracle, with recorded costs.
+    Replay {
+        /// JSON Lines of recorded outcomes (instance_id, repo, runs: {model: {resolved,
+        /// cost_usd, api_calls}}).
+        #[arg(long, default_value_os_t = replay_cmd::default_data())]
+        data: PathBuf,
+        /// A router plugin (`.wasm`, router world) to replay.
+        #[arg(long)]
+        router: Option<PathBuf>,
+        /// The router's config as JSON.
+        #[arg(long, default_value = "{}")]
+        router_config: String,
+        /// A fixed cascade of model keys, e.g. `cheap,strong`.
+        #[arg(long)]
+        cascade: Option<String>,
+        /// Tiers the router sees, `model=tier,...` (default: by total cost in the data, in
+        /// thirds).
+        #[arg(long)]
+        tiers: Option<String>,
+        /// Attempts per task for a router.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// Chance that the verifier accepts an unresolved attempt.
+        #[arg(long, default_value_t = 0.0)]
+        false_accept: f64,
+        /// Chance that the verifier rejects a resolved attempt.
+        #[arg(long, default_value_t = 0.0)]
+        false_reject: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write an SVG plot of cost against tasks solved.
+        #[arg(long)]
+        plot: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -266,6 +304,34 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                         format: Some(format),
                     },
                 )
+                .await
+            }
+            Command::Replay {
+                data,
+                router,
+                router_config,
+                cascade,
+                tiers,
+                max_attempts,
+                false_accept,
+                false_reject,
+                seed,
+                plot,
+                format,
+            } => {
+                replay_cmd::run(replay_cmd::ReplayOptions {
+                    data,
+                    router,
+                    router_config,
+                    cascade,
+                    tiers,
+                    max_attempts,
+                    false_accept,
+                    false_reject,
+                    seed,
+                    plot,
+                    format,
+                })
                 .await
             }
             Command::Status { config, format } => run_cmd::status(Path::new("."), &config, format),

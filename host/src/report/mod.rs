@@ -1,6 +1,8 @@
 //! Economics from the ledger: what each task cost end to end (failed attempts and verifier
 //! cycles included), where the tokens went by phase, and how much went on work that never
-//! merged.
+//! merged. `replay` runs routing policies over recorded outcomes.
+
+pub mod replay;
 
 use std::collections::BTreeMap;
 
