@@ -186,3 +186,103 @@ fn bad_data_and_unknown_models_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn search_finds_the_stated_cascade_on_the_frontier_and_chooses_it() {
+    let out = replay(&[
+        "--search",
+        "--candidates",
+        CASCADE,
+        "--max-length",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Two singles and two orders.
+    assert_eq!(v["searched"], 4);
+    let frontier = v["frontier"].as_array().unwrap();
+    // Cheapest first, each solving more than the one before.
+    for pair in frontier.windows(2) {
+        assert!(pair[0]["cost_usd"].as_f64() < pair[1]["cost_usd"].as_f64());
+        assert!(pair[0]["solved"].as_u64() < pair[1]["solved"].as_u64());
+    }
+    let stated = frontier
+        .iter()
+        .find(|p| {
+            p["models"] == serde_json::json!(["deepseek-v3.2-reasoner", "gemini-3-pro-preview"])
+        })
+        .expect("the stated cascade is on the frontier");
+    assert_eq!(figures(stated), (386, "130.364713".to_string(), 700));
+    // The best single of the two is gemini (371 solved); the cascade solves more for less.
+    assert_eq!(
+        v["best_single"]["models"],
+        serde_json::json!(["gemini-3-pro-preview"])
+    );
+    assert_eq!(v["chosen"]["models"], stated["models"]);
+}
+
+#[test]
+fn a_held_out_choice_is_reported_on_the_other_tasks_and_written_as_router_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    let candidates = "deepseek-v3.2-reasoner,gpt-5-mini-2025-08-07,gemini-3-pro-preview,claude-opus-4-5-20251101";
+    let args = [
+        "--search",
+        "--candidates",
+        candidates,
+        "--holdout",
+        "0.3",
+        "--seed",
+        "11",
+        "--write-config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let out = replay(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["tasks_chosen_on"].as_u64(), v["tasks_held_out"].as_u64()),
+        (Some(350), Some(150))
+    );
+    // The rule: on the training part, no dearer than the best single model.
+    assert!(v["chosen"]["cost_usd"].as_f64() <= v["best_single"]["cost_usd"].as_f64());
+    assert_eq!(v["held_out"]["chosen"]["tasks"], 150);
+    assert_eq!(v["held_out"]["best_single"]["tasks"], 150);
+    // Seeded: the same split and choice again.
+    let again: Value = serde_json::from_slice(&replay(&args).stdout).unwrap();
+    assert_eq!(v, again);
+    // The written configuration drives the cascade router to the same figures on all tasks.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    let models: Vec<String> = table["plugins"]["router"]["config"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(serde_json::json!(models), v["chosen"]["models"]);
+    let router_config = serde_json::json!({"models": models}).to_string();
+    let results = json(&[
+        "--router",
+        support::guest("cascade").to_str().unwrap(),
+        "--router-config",
+        &router_config,
+        "--max-attempts",
+        &models.len().to_string(),
+        "--cascade",
+        &models.join(","),
+    ]);
+    assert_eq!(figures(&results[0]), figures(&results[1]));
+}

@@ -134,6 +134,24 @@ enum Command {
         /// Write an SVG plot of cost against tasks solved.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Enumerate cascades and print the Pareto frontier of cost against tasks solved.
+        #[arg(long)]
+        search: bool,
+        /// Models the search builds cascades from (default: every model of the data).
+        #[arg(long, requires = "search")]
+        candidates: Option<String>,
+        /// Longest cascade searched.
+        #[arg(long, default_value_t = 3, requires = "search")]
+        max_length: usize,
+        /// Share of tasks held out: the policy is chosen on the rest and reported on these.
+        #[arg(long, requires = "search")]
+        holdout: Option<f64>,
+        /// The chosen policy may cost at most this times the best single model's cost.
+        #[arg(long, default_value_t = 1.0, requires = "search")]
+        budget_ratio: f64,
+        /// Write the chosen cascade as `[plugins.router]` configuration (the cascade router).
+        #[arg(long, requires = "search")]
+        write_config: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -317,9 +335,22 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 false_reject,
                 seed,
                 plot,
+                search,
+                candidates,
+                max_length,
+                holdout,
+                budget_ratio,
+                write_config,
                 format,
             } => {
                 replay_cmd::run(replay_cmd::ReplayOptions {
+                    search: search.then_some(replay_cmd::SearchOptions {
+                        candidates,
+                        max_length,
+                        holdout,
+                        budget_ratio,
+                        write_config,
+                    }),
                     data,
                     router,
                     router_config,

@@ -644,3 +644,226 @@ mod tests {
         assert_eq!(tiers["strong"], 2);
     }
 }
+
+/// Every ordered cascade of 1 to `max_len` distinct models from `models`.
+pub fn cascades(models: &[String], max_len: usize) -> Vec<Vec<String>> {
+    fn extend(
+        models: &[String],
+        max_len: usize,
+        current: &mut Vec<String>,
+        out: &mut Vec<Vec<String>>,
+    ) {
+        if !current.is_empty() {
+            out.push(current.clone());
+        }
+        if current.len() == max_len {
+            return;
+        }
+        for m in models {
+            if !current.contains(m) {
+                current.push(m.clone());
+                extend(models, max_len, current, out);
+                current.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    extend(models, max_len, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The name a cascade is shown under.
+pub fn cascade_name(models: &[String]) -> String {
+    format!("cascade {}", models.join(" → "))
+}
+
+/// A searched policy: its cascade and what it did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Searched {
+    pub models: Vec<String>,
+    #[serde(flatten)]
+    pub result: PolicyResult,
+}
+
+/// The policies no other beats on both cost and tasks solved, cheapest first.
+pub fn pareto(all: &[Searched]) -> Vec<Searched> {
+    let mut sorted: Vec<&Searched> = all.iter().collect();
+    // Cheapest first; among equal cost, most solved first.
+    sorted.sort_by(|a, b| {
+        a.result
+            .cost_usd
+            .cmp(&b.result.cost_usd)
+            .then(b.result.solved.cmp(&a.result.solved))
+    });
+    let mut frontier: Vec<Searched> = Vec::new();
+    for s in sorted {
+        let best_so_far = frontier.last().map(|f| f.result.solved);
+        if best_so_far.is_none_or(|b| s.result.solved > b) {
+            frontier.push(s.clone());
+        }
+    }
+    frontier
+}
+
+/// The choice rule: the most tasks solved among policies costing at most `budget_ratio` × the
+/// best single model's cost (the single model solving most, the cheaper on a tie); ties go to
+/// the cheaper. Returns the chosen policy and the best single model.
+pub fn choose(all: &[Searched], budget_ratio: f64) -> Option<(Searched, Searched)> {
+    let best_single = all
+        .iter()
+        .filter(|s| s.models.len() == 1)
+        .max_by(|a, b| {
+            a.result
+                .solved
+                .cmp(&b.result.solved)
+                .then(b.result.cost_usd.cmp(&a.result.cost_usd))
+        })?
+        .clone();
+    let limit = (best_single.result.cost_usd as f64 * budget_ratio).floor() as u64;
+    let chosen = all
+        .iter()
+        .filter(|s| s.result.cost_usd <= limit)
+        .max_by(|a, b| {
+            a.result
+                .solved
+                .cmp(&b.result.solved)
+                .then(b.result.cost_usd.cmp(&a.result.cost_usd))
+                // Fully tied: the shorter (then the alphabetically first) cascade, so the choice
+                // does not depend on enumeration order.
+                .then(b.models.len().cmp(&a.models.len()))
+                .then(b.models.cmp(&a.models))
+        })?
+        .clone();
+    Some((chosen, best_single))
+}
+
+impl Dataset {
+    /// Split the tasks at random (seeded): `fraction` of them held out for testing, the rest
+    /// for choosing. Returns (choose-on, test-on).
+    pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        let mut order: Vec<usize> = (0..self.tasks.len()).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Fisher–Yates.
+        for i in (1..order.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let held = ((self.tasks.len() as f64) * fraction).round() as usize;
+        let pick = |idx: &[usize]| {
+            let mut idx = idx.to_vec();
+            idx.sort();
+            Dataset {
+                tasks: idx.iter().map(|&i| self.tasks[i].clone()).collect(),
+                models: self.models.clone(),
+            }
+        };
+        (pick(&order[held..]), pick(&order[..held]))
+    }
+}
+
+impl Replayer<'_> {
+    /// Replay every cascade in `all`.
+    pub async fn search(&self, all: &[Vec<String>]) -> Result<Vec<Searched>, ReplayError> {
+        let mut out = Vec::with_capacity(all.len());
+        for models in all {
+            let result = self
+                .run(&cascade_name(models), &Policy::Cascade(models.clone()))
+                .await?;
+            out.push(Searched {
+                models: models.clone(),
+                result,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The chosen cascade as `gaffer.toml` configuration for the `cascade` router.
+pub fn cascade_config(models: &[String], plugin_path: &str) -> String {
+    let list = models
+        .iter()
+        .map(|m| format!("{m:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "# Chosen by `gaffer replay --search`; the model keys must match [models.*].\n\
+         [plugins.router]\n\
+         path = {plugin_path:?}\n\
+         fallback_model = {:?}\n\
+         config = {{ models = [{list}] }}\n",
+        models.first().cloned().unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+
+    fn searched(models: &[&str], solved: u32, cost: u64) -> Searched {
+        let mut result = PolicyResult::new("x");
+        result.solved = solved;
+        result.cost_usd = cost;
+        Searched {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            result,
+        }
+    }
+
+    #[test]
+    fn cascades_of_up_to_three_distinct_models_in_every_order() {
+        let models: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        // 4 + 4·3 + 4·3·2
+        assert_eq!(cascades(&models, 3).len(), 40);
+        assert!(cascades(&models, 2).contains(&vec!["b".to_string(), "a".to_string()]));
+    }
+
+    #[test]
+    fn the_frontier_keeps_only_undominated_policies_and_the_rule_respects_the_budget() {
+        let all = vec![
+            searched(&["s1"], 10, 100),
+            searched(&["s2"], 8, 20),
+            searched(&["s2", "s1"], 11, 90),
+            searched(&["s1", "s2"], 11, 120),
+            searched(&["s3"], 8, 50),
+        ];
+        let frontier: Vec<Vec<String>> = pareto(&all).into_iter().map(|s| s.models).collect();
+        assert_eq!(
+            frontier,
+            vec![
+                vec!["s2".to_string()],
+                vec!["s2".to_string(), "s1".to_string()]
+            ]
+        );
+        let (chosen, best) = choose(&all, 1.0).unwrap();
+        assert_eq!(best.models, ["s1"]);
+        assert_eq!(chosen.models, ["s2", "s1"]);
+        // Half the best single's cost: the cheap one.
+        let (chosen, _) = choose(&all, 0.5).unwrap();
+        assert_eq!(chosen.models, ["s2"]);
+    }
+
+    #[test]
+    fn a_split_is_seeded_and_partitions_the_tasks() {
+        let task = |i: usize| DataTask {
+            id: format!("t{i}"),
+            repo: String::new(),
+            runs: BTreeMap::new(),
+        };
+        let data = Dataset {
+            tasks: (0..10).map(task).collect(),
+            models: vec![],
+        };
+        let (train, test) = data.split(0.3, 5);
+        assert_eq!((train.tasks.len(), test.tasks.len()), (7, 3));
+        let mut ids: Vec<String> = train
+            .tasks
+            .iter()
+            .chain(&test.tasks)
+            .map(|t| t.id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 10);
+        assert_eq!(data.split(0.3, 5), (train, test));
+    }
+}
