@@ -286,3 +286,127 @@ fn a_held_out_choice_is_reported_on_the_other_tasks_and_written_as_router_config
     ]);
     assert_eq!(figures(&results[0]), figures(&results[1]));
 }
+
+/// Dollars of a JSON number's text as integer micro-dollars (the test's own parsing).
+fn micros(text: &str) -> u64 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let frac = format!("{frac:0<6}");
+    whole.parse::<u64>().unwrap() * 1_000_000 + frac[..6].parse::<u64>().unwrap()
+}
+
+#[test]
+fn single_model_figures_are_the_sums_over_the_data_rows() {
+    let text = std::fs::read_to_string(data()).unwrap();
+    let mut sums: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for line in text.lines() {
+        // Numbers kept as written: serde_json's float would round.
+        let v: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
+        for (model, run) in v["runs"].as_object().unwrap() {
+            let entry = sums.entry(model.clone()).or_default();
+            entry.0 += u64::from(run["resolved"].as_bool().unwrap());
+            entry.1 += micros(&run["cost_usd"].to_string());
+        }
+    }
+    let results = json(&[]);
+    assert_eq!(sums.len(), 24);
+    for (model, (solved, cost)) in sums {
+        let r = policy(&results, &model);
+        assert_eq!(r["solved"].as_u64(), Some(solved), "{model}");
+        assert_eq!(micros(&r["cost_usd"].to_string()), cost, "{model}");
+        assert_eq!(r["attempts"].as_u64(), Some(500), "{model}");
+    }
+}
+
+#[test]
+fn false_rejects_cost_more_and_false_accepts_solve_fewer() {
+    let name = "cascade deepseek-v3.2-reasoner → gemini-3-pro-preview";
+    let run = |extra: &[&str]| {
+        let mut a = vec!["--cascade", CASCADE, "--seed", "3"];
+        a.extend_from_slice(extra);
+        policy(&json(&a), name).clone()
+    };
+    let perfect = run(&[]);
+    let rejecting = run(&["--false-reject", "0.3"]);
+    let accepting = run(&["--false-accept", "0.3"]);
+    assert!(rejecting["cost_usd"].as_f64() > perfect["cost_usd"].as_f64());
+    assert!(rejecting["attempts"].as_u64() > perfect["attempts"].as_u64());
+    assert!(accepting["solved"].as_u64() < perfect["solved"].as_u64());
+}
+
+#[test]
+fn the_frontiers_cheapest_point_is_deepseek_alone() {
+    let out = replay(&["--search", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 24 + 24·23 + 24·23·22 cascades.
+    assert_eq!(v["searched"], 12_720);
+    let cheapest = &v["frontier"][0];
+    assert_eq!(
+        cheapest["models"],
+        serde_json::json!(["deepseek-v3.2-reasoner"])
+    );
+    assert_eq!(figures(cheapest), (300, "14.038155".to_string(), 500));
+}
+
+#[test]
+fn the_held_out_outcomes_do_not_change_the_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let candidates = "deepseek-v3.2-reasoner,gpt-5-mini-2025-08-07,gemini-3-pro-preview";
+    let search = |file: &std::path::Path| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_gaffer"))
+            .args(["replay", "--data", file.to_str().unwrap()])
+            .args([
+                "--search",
+                "--candidates",
+                candidates,
+                "--holdout",
+                "0.4",
+                "--seed",
+                "5",
+            ])
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = search(&data());
+    let held: Vec<String> = first["held_out_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(held.len(), 200);
+    // Flip every outcome of the held-out tasks.
+    let flipped: String = std::fs::read_to_string(data())
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let id = line.split('"').nth(3).unwrap();
+            if held.iter().any(|h| h == id) {
+                line.replace("\"resolved\": true", "\"resolved\": X")
+                    .replace("\"resolved\": false", "\"resolved\": true")
+                    .replace("\"resolved\": X", "\"resolved\": false")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = dir.path().join("flipped.jsonl");
+    std::fs::write(&file, flipped).unwrap();
+    let second = search(&file);
+    assert_eq!(second["held_out_tasks"], first["held_out_tasks"]);
+    assert_eq!(second["chosen"], first["chosen"]);
+    // ... while the held-out figures did change.
+    assert_ne!(second["held_out"], first["held_out"]);
+}

@@ -229,6 +229,7 @@ async fn run_search(
                 "searched": on_train.len(),
                 "tasks_chosen_on": train.tasks.len(),
                 "tasks_held_out": test.as_ref().map(|t| t.tasks.len()),
+                "held_out_tasks": test.as_ref().map(|t| t.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>()),
                 "frontier": frontier,
                 "chosen": chosen.as_ref().map(|c| &c.0),
                 "best_single": chosen.as_ref().map(|c| &c.1),
