@@ -946,3 +946,99 @@ fn the_demo_runs_the_whole_pipeline_offline_and_ends_with_the_economics() {
         .unwrap();
     assert!(python.status.success(), "{}", stderr(&python));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_over_a_pipeline_ledger_adds_up_in_every_format() {
+    let demo = sample::script();
+    let p = Project::new(demo, sample::tasks(), |t| {
+        t + "\n[economics]\nhourly_rate = 90\nhours_per_task = 1.5\n"
+    })
+    .await;
+    assert!(p.run(&[]).status.success());
+    let report = |format: &str| -> String {
+        let out = p.command(&["report", "--format", format]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    let store = p.store();
+    let tasks = json["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    let mut total = 0;
+    for t in tasks {
+        let id = t["id"].as_str().unwrap();
+        // Per-task totals are the sums of their ledger rows.
+        let rows: u64 = store.task_rows(id).unwrap().iter().map(|r| r.charged).sum();
+        assert_eq!(t["cost_micros"].as_u64(), Some(rows), "{id}");
+        let attempts: u64 = t["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["cost_micros"].as_u64().unwrap())
+            .sum();
+        assert_eq!(attempts, rows, "{id}: attempts add up to the task");
+        total += rows;
+    }
+    assert_eq!(json["total_micros"].as_u64(), Some(total));
+    assert_eq!(total, p.rows().iter().map(|r| r.charged).sum::<u64>());
+    // Unmerged spend: exactly the rejected attempts of T-2 and T-3.
+    let rejected: u64 = ["T-2", "T-3"]
+        .iter()
+        .flat_map(|id| store.task_rows(id).unwrap())
+        .filter(|r| r.scope.attempt == Some(1))
+        .map(|r| r.charged)
+        .sum();
+    assert_eq!(json["unmerged_micros"].as_u64(), Some(rejected));
+    // A person at $90/h for 1.5 h on each of 4 merged tasks: $540.
+    assert_eq!(
+        json["human"]["merged_tasks_micros"].as_u64(),
+        Some(540_000_000)
+    );
+    // CSV: one row per attempt, and its dollars add up to the JSON's.
+    let csv = report("csv");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    for t in tasks {
+        let id = t["id"].as_str().unwrap();
+        let csv_micros: u64 = rows
+            .iter()
+            .filter(|r| &r[col("task")] == id)
+            .map(|r| {
+                let (whole, frac) = r[col("cost_usd")].split_once('.').unwrap();
+                whole.parse::<u64>().unwrap() * 1_000_000 + frac.parse::<u64>().unwrap()
+            })
+            .sum();
+        assert_eq!(Some(csv_micros), t["cost_micros"].as_u64(), "{id}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| &r[col("title")] == "Count words, not spaces")
+    );
+    // The text table shows the same dollars.
+    let text = report("text");
+    for t in tasks {
+        let micros = t["cost_micros"].as_u64().unwrap();
+        let dollars = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+        let shown = dollars.trim_end_matches('0');
+        assert!(
+            text.contains(&format!("${shown}")),
+            "{shown} not in\n{text}"
+        );
+    }
+    // HTML: one file, the same figures in its data attributes.
+    let out = p
+        .command(&["report", "--format", "html", "--out", "r.html"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let html = std::fs::read_to_string(p.root.join("r.html")).unwrap();
+    assert!(html.contains(&format!("id=\"total\" data-micros=\"{total}\"")));
+    assert_eq!(html.matches("<figure>").count(), 4);
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
+}

@@ -39,26 +39,7 @@ pub enum ConfigError {
     },
 }
 
-/// A dollar amount as written in TOML: a string (`"2.00"`, exact) or a number. A TOML number
-/// arrives as a float; its shortest round-trip text is the decimal the user typed (for any
-/// amount of up to 15 significant digits), which is then parsed exactly.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Dollars {
-    Text(String),
-    Integer(i64),
-    Float(f64),
-}
-
-impl Dollars {
-    fn text(&self) -> String {
-        match self {
-            Dollars::Text(t) => t.clone(),
-            Dollars::Integer(i) => i.to_string(),
-            Dollars::Float(f) => format!("{f}"),
-        }
-    }
-}
+pub use crate::ledger::money::Dollars;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +127,8 @@ pub struct ConfigToml {
     pub agent: crate::pipeline::settings::AgentToml,
     #[serde(default)]
     pub run: crate::pipeline::settings::RunToml,
+    #[serde(default)]
+    pub economics: crate::report::ledger_report::EconomicsToml,
 }
 
 /// Where a model's price comes from.
@@ -176,6 +159,7 @@ pub struct Resolved {
     pub project: crate::pipeline::settings::ProjectToml,
     pub agent: crate::pipeline::settings::AgentToml,
     pub run: crate::pipeline::settings::RunToml,
+    pub economics: crate::report::ledger_report::EconomicsToml,
 }
 
 fn amount(
@@ -415,6 +399,7 @@ pub fn resolve(raw: &ConfigToml, base: &Path, file: &str) -> Result<Resolved, Co
         project: raw.project.clone(),
         agent: raw.agent.clone(),
         run: raw.run.clone(),
+        economics: raw.economics.clone(),
     })
 }
 

@@ -92,6 +92,12 @@ pub async fn run(
     let outcome = run_pipeline_demo(&dir, &plugins, real.as_deref(), format).await?;
     if format == Format::Text {
         println!("{}", crate::report::render_text(&outcome));
+        let html = dir.join("gaffer-report.html");
+        std::fs::write(
+            &html,
+            crate::report::html::render(&outcome, Default::default(), "gaffer demo (simulation)"),
+        )?;
+        println!("The report with its charts: {}", html.display());
         println!(
             "The repository, its backlog (.gaffer/gaffer.db) and the merged history stay in {}: \
              try `gaffer status` and `git log --oneline` there.",
@@ -206,7 +212,7 @@ pub async fn run_pipeline_demo(
     plugins: &Path,
     real: Option<&Path>,
     format: Format,
-) -> anyhow::Result<crate::report::Economics> {
+) -> anyhow::Result<crate::report::Report> {
     use crate::demo::{sample, scripted_provider};
     use crate::store::BacklogStore;
     sample::create(dir, real.is_none())
@@ -272,7 +278,12 @@ pub async fn run_pipeline_demo(
         attempts.insert(t.id.clone(), store.attempts(&t.id)?);
     }
     let rows = crate::store::LedgerStore::rows(&store)?;
-    Ok(crate::report::economics(&tasks, &rows, &attempts))
+    Ok(crate::report::build(
+        &tasks,
+        &attempts,
+        &rows,
+        &crate::report::Options::default(),
+    ))
 }
 
 /// The reference plugins deciding on sample inputs, each call in a fresh sandbox.

@@ -5,6 +5,7 @@ pub mod demo;
 mod models_cmd;
 mod plugin_cmd;
 mod replay_cmd;
+pub mod report_cmd;
 pub mod run_cmd;
 mod task_cmd;
 
@@ -99,6 +100,38 @@ enum Command {
         per_month: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// The economics of the ledger: each task end to end, per model and label, spend on work
+    /// that never merged, where agents fail, the month ahead, a person's cost.
+    Report {
+        #[arg(long, default_value = "gaffer.toml")]
+        config: PathBuf,
+        /// Only this run's rows.
+        #[arg(long)]
+        run: Option<String>,
+        /// First day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Last day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Project the month at this volume instead of the observed pace.
+        #[arg(long)]
+        tasks_per_month: Option<f64>,
+        /// A person's hourly rate in dollars (overrides [economics] hourly_rate).
+        #[arg(long)]
+        hourly_rate: Option<String>,
+        /// Hours a person takes for a task (overrides [economics] hours_per_task).
+        #[arg(long)]
+        hours_per_task: Option<f64>,
+        /// Seed of the projection's spread.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = report_cmd::ReportFormat::Text)]
+        format: report_cmd::ReportFormat,
+        /// Where `--format html` writes (default gaffer-report.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// What routing policies would have done on recorded outcomes: a router plugin, a fixed
     /// cascade, every single model and the oracle, with recorded costs.
@@ -324,6 +357,32 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 )
                 .await
             }
+            Command::Report {
+                config,
+                run,
+                since,
+                until,
+                tasks_per_month,
+                hourly_rate,
+                hours_per_task,
+                seed,
+                format,
+                out,
+            } => report_cmd::run(
+                Path::new("."),
+                report_cmd::ReportOptions {
+                    config,
+                    run,
+                    since,
+                    until,
+                    tasks_per_month,
+                    hourly_rate,
+                    hours_per_task,
+                    seed,
+                    format,
+                    out,
+                },
+            ),
             Command::Replay {
                 data,
                 router,

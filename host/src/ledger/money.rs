@@ -150,6 +150,28 @@ pub fn format_dollars(amount: MicroUsd) -> String {
     format!("${whole}.{digits}")
 }
 
+/// A dollar amount as written in TOML: a string (`"2.00"`, exact) or a number. A TOML number
+/// arrives as a float; its shortest round-trip text is the decimal the user typed (for any
+/// amount of up to 15 significant digits), which is then parsed exactly.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Dollars {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+}
+
+impl Dollars {
+    /// The amount as decimal text, for exact parsing.
+    pub fn text(&self) -> String {
+        match self {
+            Dollars::Text(t) => t.clone(),
+            Dollars::Integer(i) => i.to_string(),
+            Dollars::Float(f) => format!("{f}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
