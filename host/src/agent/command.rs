@@ -488,11 +488,31 @@ mod tests {
         CommandLimits::default()
     }
 
-    /// A scratch directory outside `/tmp` (which confined commands may write to): under the
-    /// build's target directory.
+    /// A scratch directory outside `/tmp` and `$TMPDIR` (which confined commands may write to):
+    /// the build's target directory when the checkout is not itself under `/tmp` (CI may clone
+    /// there), else `/var/tmp`, else the home directory.
     fn scratch_outside_tmp() -> tempfile::TempDir {
+        let writable_anyway: Vec<PathBuf> = ["/tmp".into()]
+            .into_iter()
+            .chain(std::env::var_os("TMPDIR").map(PathBuf::from))
+            .filter_map(|p: PathBuf| p.canonicalize().ok())
+            .collect();
         let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-        tempfile::tempdir_in(target).unwrap()
+        let candidates = [
+            Some(target),
+            Some(PathBuf::from("/var/tmp")),
+            std::env::var_os("HOME").map(PathBuf::from),
+        ];
+        for dir in candidates.into_iter().flatten() {
+            let Ok(dir) = dir.canonicalize() else { continue };
+            if writable_anyway.iter().any(|w| dir.starts_with(w)) {
+                continue;
+            }
+            if let Ok(scratch) = tempfile::tempdir_in(&dir) {
+                return scratch;
+            }
+        }
+        panic!("no scratch directory outside /tmp and $TMPDIR");
     }
 
     /// Whether `pid` is gone (or a zombie waiting for its reaper), polling up to two seconds.

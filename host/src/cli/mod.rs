@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod demo;
+mod estimate_cmd;
 mod models_cmd;
 mod plugin_cmd;
 mod replay_cmd;
@@ -132,6 +133,46 @@ enum Command {
         /// Where `--format html` writes (default gaffer-report.html).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// A backlog's expected cost and tasks solved before any pipeline exists (seeded Monte
+    /// Carlo over per-label cascade profiles), with every assumption printed.
+    Estimate {
+        /// Hand-written profiles (TOML: [[profile]] label, models, success, cost_per_attempt).
+        #[arg(long, conflicts_with = "cascade")]
+        profiles: Option<PathBuf>,
+        /// Outcome data to measure profiles on (with --cascade).
+        #[arg(long, default_value_os_t = replay_cmd::default_data())]
+        data: PathBuf,
+        /// The cascade to measure on the data, e.g. `cheap,strong`.
+        #[arg(long)]
+        cascade: Option<String>,
+        /// The backlog: label=count,... (default with --cascade: the data's own mix).
+        #[arg(long)]
+        mix: Option<String>,
+        /// Scale the mix to this many tasks.
+        #[arg(long)]
+        tasks: Option<u32>,
+        /// Tasks a month (default: the backlog's size).
+        #[arg(long)]
+        tasks_per_month: Option<f64>,
+        /// The verifier's own cost per attempt, in dollars.
+        #[arg(long)]
+        verifier_cost: Option<String>,
+        #[arg(long, default_value_t = 0.0)]
+        false_accept: f64,
+        #[arg(long, default_value_t = 0.0)]
+        false_reject: f64,
+        #[arg(long, default_value_t = 2000)]
+        simulations: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A person's hourly rate in dollars, for the baseline.
+        #[arg(long)]
+        hourly_rate: Option<String>,
+        #[arg(long, default_value_t = 2.0)]
+        hours_per_task: f64,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// What routing policies would have done on recorded outcomes: a router plugin, a fixed
     /// cascade, every single model and the oracle, with recorded costs.
@@ -383,6 +424,37 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                     out,
                 },
             ),
+            Command::Estimate {
+                profiles,
+                data,
+                cascade,
+                mix,
+                tasks,
+                tasks_per_month,
+                verifier_cost,
+                false_accept,
+                false_reject,
+                simulations,
+                seed,
+                hourly_rate,
+                hours_per_task,
+                format,
+            } => estimate_cmd::run(estimate_cmd::EstimateOptions {
+                profiles,
+                data,
+                cascade,
+                mix,
+                tasks,
+                tasks_per_month,
+                verifier_cost,
+                false_accept,
+                false_reject,
+                simulations,
+                seed,
+                hourly_rate,
+                hours_per_task,
+                format,
+            }),
             Command::Replay {
                 data,
                 router,

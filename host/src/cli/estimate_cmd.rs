@@ -1,0 +1,246 @@
+//! `gaffer estimate`: a backlog's expected cost and tasks solved before any pipeline exists,
+//! from per-label cascade profiles (hand-written, or measured on an outcome data set).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::Format;
+use crate::ledger::{MicroUsd, format_dollars, parse_dollars};
+use crate::report::estimate::{LabelProfile, ProfilesFile, Scenario, profiles_from_data, simulate};
+use crate::report::replay::{Dataset, VerifierErrors};
+
+/// What `gaffer estimate` was asked.
+#[derive(Debug, Clone)]
+pub struct EstimateOptions {
+    pub profiles: Option<PathBuf>,
+    pub data: PathBuf,
+    pub cascade: Option<String>,
+    pub mix: Option<String>,
+    pub tasks: Option<u32>,
+    pub tasks_per_month: Option<f64>,
+    pub verifier_cost: Option<String>,
+    pub false_accept: f64,
+    pub false_reject: f64,
+    pub simulations: u32,
+    pub seed: u64,
+    pub hourly_rate: Option<String>,
+    pub hours_per_task: f64,
+    pub format: Format,
+}
+
+fn parse_mix(text: &str) -> anyhow::Result<BTreeMap<String, u32>> {
+    let mut mix = BTreeMap::new();
+    for pair in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (label, n) = pair
+            .rsplit_once('=')
+            .with_context(|| format!("--mix: `{pair}` is not label=count"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .with_context(|| format!("--mix: the count of `{label}` is not a whole number"))?;
+        mix.insert(label.trim().to_string(), n);
+    }
+    anyhow::ensure!(!mix.is_empty(), "--mix names no label");
+    Ok(mix)
+}
+
+/// Scale a mix to `total` tasks, keeping its proportions (largest remainders).
+fn scale(mix: &BTreeMap<String, u32>, total: u32) -> BTreeMap<String, u32> {
+    let sum: u32 = mix.values().sum();
+    if sum == 0 {
+        return mix.clone();
+    }
+    let mut out: Vec<(String, u32, f64)> = mix
+        .iter()
+        .map(|(l, n)| {
+            let exact = f64::from(*n) * f64::from(total) / f64::from(sum);
+            (l.clone(), exact.floor() as u32, exact - exact.floor())
+        })
+        .collect();
+    let mut left = total - out.iter().map(|(_, n, _)| n).sum::<u32>();
+    out.sort_by(|a, b| b.2.total_cmp(&a.2));
+    for entry in out.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        entry.1 += 1;
+        left -= 1;
+    }
+    out.into_iter().map(|(l, n, _)| (l, n)).collect()
+}
+
+fn dollars(flag: &str, text: &Option<String>) -> anyhow::Result<Option<MicroUsd>> {
+    text.as_ref()
+        .map(|t| parse_dollars(t).map_err(|e| anyhow::anyhow!("{flag} {t}: {e}")))
+        .transpose()
+}
+
+/// `gaffer estimate`.
+pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
+    let (profiles, default_mix, source): (
+        BTreeMap<String, LabelProfile>,
+        Option<BTreeMap<String, u32>>,
+        String,
+    ) = match (&options.profiles, &options.cascade) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let parsed: ProfilesFile =
+                toml::from_str(&text).with_context(|| file.display().to_string())?;
+            let profiles = parsed
+                .profiles()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            (profiles, None, format!("profiles from {}", file.display()))
+        }
+        (None, Some(list)) => {
+            let data = Dataset::load(&options.data)?;
+            let cascade: Vec<String> = list
+                .split(',')
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .collect();
+            anyhow::ensure!(!cascade.is_empty(), "--cascade names no model");
+            let profiles = profiles_from_data(&data, &cascade)?;
+            let mut mix = BTreeMap::new();
+            for t in &data.tasks {
+                *mix.entry(t.repo.clone()).or_insert(0u32) += 1;
+            }
+            (
+                profiles,
+                Some(mix),
+                format!(
+                    "profiles measured on {} for the cascade {}",
+                    options.data.display(),
+                    cascade.join(" → ")
+                ),
+            )
+        }
+        (None, None) => anyhow::bail!(
+            "give --profiles FILE.toml, or --cascade A,B (profiles measured on --data)"
+        ),
+    };
+    let mut mix = match (&options.mix, default_mix) {
+        (Some(text), _) => parse_mix(text)?,
+        (None, Some(mix)) => mix,
+        (None, None) => anyhow::bail!("give the backlog's mix: --mix label=count,..."),
+    };
+    if let Some(n) = options.tasks {
+        mix = scale(&mix, n);
+    }
+    let total: u32 = mix.values().sum();
+    let hourly = dollars("--hourly-rate", &options.hourly_rate)?;
+    let scenario = Scenario {
+        mix: mix.clone(),
+        errors: VerifierErrors {
+            false_accept: options.false_accept,
+            false_reject: options.false_reject,
+        },
+        verifier_cost: dollars("--verifier-cost", &options.verifier_cost)?.unwrap_or(0),
+        tasks_per_month: options.tasks_per_month.unwrap_or(f64::from(total)),
+        simulations: options.simulations,
+        seed: options.seed,
+        human_per_task: hourly.map(|h| (h as f64 * options.hours_per_task).round() as MicroUsd),
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&options.false_accept) && (0.0..=1.0).contains(&options.false_reject),
+        "--false-accept and --false-reject are rates between 0 and 1"
+    );
+    let estimate = simulate(&profiles, &scenario).map_err(anyhow::Error::msg)?;
+    let used: Vec<&LabelProfile> = mix.keys().filter_map(|l| profiles.get(l)).collect();
+    match options.format {
+        Format::Json => {
+            let value = serde_json::json!({
+                "estimate": estimate,
+                "assumptions": {
+                    "source": source,
+                    "mix": mix,
+                    "profiles": used,
+                    "verifier_cost_micros": scenario.verifier_cost,
+                    "false_accept": options.false_accept,
+                    "false_reject": options.false_reject,
+                    "tasks_per_month": scenario.tasks_per_month,
+                    "human_per_task_micros": scenario.human_per_task,
+                    "simulations": estimate.simulations,
+                    "seed": estimate.seed,
+                },
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Format::Text => {
+            let usd = |v: f64| format_dollars(v.max(0.0).round() as MicroUsd);
+            println!(
+                "estimate for {total} tasks ({} simulations, seed {})",
+                estimate.simulations, estimate.seed
+            );
+            let c = &estimate.cost_per_task_micros;
+            println!(
+                "  cost per task    {} (p5 {} – p95 {})",
+                usd(c.mean),
+                usd(c.p5),
+                usd(c.p95)
+            );
+            let m = &estimate.cost_per_month_micros;
+            println!(
+                "  cost per month   {} (p5 {} – p95 {}) at {} tasks a month",
+                usd(m.mean),
+                usd(m.p5),
+                usd(m.p95),
+                scenario.tasks_per_month
+            );
+            let s = &estimate.tasks_solved;
+            println!(
+                "  tasks solved     {:.1} (p5 {:.0} – p95 {:.0}) of {total}",
+                s.mean, s.p5, s.p95
+            );
+            let a = &estimate.attempts_per_task;
+            println!(
+                "  attempts a task  {:.2} (p5 {:.2} – p95 {:.2})",
+                a.mean, a.p5, a.p95
+            );
+            if let Some(h) = estimate.human_per_month_micros {
+                println!(
+                    "  a person         {} a month ({} h a task)",
+                    usd(h),
+                    options.hours_per_task
+                );
+            }
+            println!("\nassumptions: {source}");
+            println!(
+                "  verifier: {} an attempt, {:.1}% false accepts, {:.1}% false rejects",
+                format_dollars(scenario.verifier_cost),
+                options.false_accept * 100.0,
+                options.false_reject * 100.0
+            );
+            println!(
+                "  {:<28} {:>6}  steps: model, P(success | earlier failed), mean cost, calls, observed",
+                "label", "tasks"
+            );
+            for p in used {
+                let steps: Vec<String> = p
+                    .steps
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {:.3} {} {:.0} n={}",
+                            s.model,
+                            s.success,
+                            format_dollars(s.mean_cost),
+                            s.calls_per_attempt,
+                            s.observed
+                        )
+                    })
+                    .collect();
+                println!(
+                    "  {:<28} {:>6}  {}",
+                    p.label,
+                    mix[&p.label],
+                    steps.join(" | ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
