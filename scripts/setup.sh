@@ -19,3 +19,14 @@ for component in rustfmt clippy; do
         rustup component add --toolchain "${toolchain}" "${component}"
     fi
 done
+
+# Headless Chromium for the dashboard's browser test (Debian's package; nothing else uses it).
+if ! command -v chromium >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -q chromium >/dev/null 2>&1 \
+        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
+fi

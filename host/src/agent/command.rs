@@ -504,7 +504,9 @@ mod tests {
             std::env::var_os("HOME").map(PathBuf::from),
         ];
         for dir in candidates.into_iter().flatten() {
-            let Ok(dir) = dir.canonicalize() else { continue };
+            let Ok(dir) = dir.canonicalize() else {
+                continue;
+            };
             if writable_anyway.iter().any(|w| dir.starts_with(w)) {
                 continue;
             }

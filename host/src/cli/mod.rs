@@ -229,6 +229,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// A local web dashboard: the live backlog, what is running, spend against the caps, and
+    /// the report's charts. Loopback only unless --bind says otherwise.
+    Serve {
+        #[arg(long, default_value = "gaffer.toml")]
+        config: PathBuf,
+        /// Address to listen on (port 0: any free port; the URL is printed).
+        #[arg(long, default_value = "127.0.0.1:7420")]
+        bind: std::net::SocketAddr,
+    },
     /// The backlog by state, spend against the caps, and what is running.
     Status {
         #[arg(long, default_value = "gaffer.toml")]
@@ -496,6 +505,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 })
                 .await
             }
+            Command::Serve { config, bind } => run_cmd::serve(Path::new("."), &config, bind).await,
             Command::Status { config, format } => run_cmd::status(Path::new("."), &config, format),
             Command::Models { config, format } => models_cmd::run(&config, format),
             Command::Init { force } => task_cmd::init(Path::new("."), force),

@@ -367,3 +367,37 @@ pub fn status(root: &Path, config: &Path, format: Format) -> anyhow::Result<Exit
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `gaffer serve`: the dashboard over the project's store until interrupted.
+pub async fn serve(
+    root: &Path,
+    config: &Path,
+    bind: std::net::SocketAddr,
+) -> anyhow::Result<ExitCode> {
+    use crate::report::dashboard::{self, Dashboard};
+    let store = Arc::new(open_store(root)?);
+    let caps = match config::load(&root.join(config)) {
+        Ok(resolved) => resolved.caps,
+        Err(error) => {
+            eprintln!("gaffer: {error}; the dashboard shows no caps");
+            Caps::default()
+        }
+    };
+    let listener = dashboard::bind(bind)
+        .await
+        .with_context(|| format!("listening on {bind}"))?;
+    let address = listener.local_addr()?;
+    println!("gaffer dashboard on http://{address}/ (Ctrl-C stops it)");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let dashboard = Dashboard {
+        store,
+        caps,
+        title: format!("gaffer · {}", std::fs::canonicalize(root)?.display()),
+    };
+    tokio::select! {
+        served = dashboard::serve(dashboard, listener) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}

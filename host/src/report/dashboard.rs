@@ -1,0 +1,239 @@
+//! `gaffer serve`: a local dashboard over the project's store — the live backlog, what is
+//! running, spend against every cap, and the report's charts. One page, no external resource;
+//! a small script polls `/api/status` and updates the live figures.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use super::html::{CapLines, charts};
+use super::ledger_report::{Options, build};
+use crate::ledger::{Caps, MicroUsd, format_dollars};
+use crate::store::{AttemptRecord, BacklogStore, CapLevel, LedgerStore, RowScope, TaskState};
+
+/// What the dashboard reads.
+pub trait DashboardStore: BacklogStore + LedgerStore {}
+impl<T: BacklogStore + LedgerStore> DashboardStore for T {}
+
+/// The dashboard's state: the store and the caps to show spend against.
+pub struct Dashboard {
+    pub store: Arc<dyn DashboardStore>,
+    pub caps: Caps,
+    pub title: String,
+}
+
+/// One cap and what has been spent against it now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CapSpend {
+    pub level: String,
+    pub spent_micros: MicroUsd,
+    pub cap_micros: Option<MicroUsd>,
+}
+
+impl Dashboard {
+    /// The live figures: tasks by state, the running tasks, spend against the day, month and
+    /// per-task caps, the total ever spent.
+    pub fn status(&self) -> Result<serde_json::Value, String> {
+        let tasks = self.store.tasks().map_err(|e| e.to_string())?;
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for state in [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::RejectedRequeued,
+            TaskState::Merged,
+            TaskState::NeedsHuman,
+            TaskState::BudgetExhausted,
+            TaskState::Failed,
+        ] {
+            counts.insert(
+                state.name(),
+                tasks.iter().filter(|t| t.state == state).count(),
+            );
+        }
+        let scope = RowScope::default();
+        let spent = |level| self.store.spent(level, &scope).unwrap_or(0);
+        let caps = vec![
+            CapSpend {
+                level: "day".into(),
+                spent_micros: spent(CapLevel::Day),
+                cap_micros: self.caps.per_day,
+            },
+            CapSpend {
+                level: "month".into(),
+                spent_micros: spent(CapLevel::Month),
+                cap_micros: self.caps.per_month,
+            },
+        ];
+        let total: MicroUsd = self
+            .store
+            .rows()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|r| r.charged)
+            .sum();
+        let running: Vec<serde_json::Value> = tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Running)
+            .map(|t| {
+                json!({"id": t.id, "title": t.title, "stage": t.stage, "attempt": t.attempts,
+                       "worker": t.lease_owner})
+            })
+            .collect();
+        Ok(json!({
+            "tasks": counts,
+            "running": running,
+            "caps": caps,
+            "per_task_cap_micros": self.caps.per_task,
+            "per_run_cap_micros": self.caps.per_run,
+            "total_micros": total,
+        }))
+    }
+
+    fn report(&self) -> Result<super::ledger_report::Report, String> {
+        let tasks = self.store.tasks().map_err(|e| e.to_string())?;
+        let mut attempts: BTreeMap<String, Vec<AttemptRecord>> = BTreeMap::new();
+        for t in &tasks {
+            attempts.insert(
+                t.id.clone(),
+                self.store.attempts(&t.id).map_err(|e| e.to_string())?,
+            );
+        }
+        let rows = self.store.rows().map_err(|e| e.to_string())?;
+        Ok(build(&tasks, &attempts, &rows, &Options::default()))
+    }
+
+    /// The page: live figures (filled by the script, and already in the HTML), then the charts.
+    pub fn page(&self) -> Result<String, String> {
+        let status = self.status()?;
+        let report = self.report()?;
+        let caps = CapLines {
+            per_day: self.caps.per_day,
+            per_month: self.caps.per_month,
+        };
+        let count = |state: &str| status["tasks"][state].as_u64().unwrap_or(0);
+        let mut states = String::new();
+        for state in [
+            "queued",
+            "running",
+            "rejected-requeued",
+            "merged",
+            "needs-human",
+            "budget-exhausted",
+            "failed",
+        ] {
+            states.push_str(&format!(
+                "<tr><td>{state}</td><td class=\"num\" data-state=\"{state}\">{}</td></tr>",
+                count(state)
+            ));
+        }
+        let mut spend = String::new();
+        for cap in status["caps"].as_array().into_iter().flatten() {
+            let level = cap["level"].as_str().unwrap_or("");
+            let spent = cap["spent_micros"].as_u64().unwrap_or(0);
+            let limit = cap["cap_micros"]
+                .as_u64()
+                .map(format_dollars)
+                .unwrap_or_else(|| "no cap".into());
+            spend.push_str(&format!(
+                "<tr><td>{level}</td><td class=\"num\" data-spent=\"{level}\">{}</td><td class=\"num\">{limit}</td></tr>",
+                format_dollars(spent)
+            ));
+        }
+        let total = status["total_micros"].as_u64().unwrap_or(0);
+        Ok(format!(
+            r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin:.5rem 2rem .5rem 0;display:inline-table;vertical-align:top}}
+td,th{{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left}}.num{{text-align:right}}figure{{display:inline-block;margin:1rem}}figcaption{{font-weight:600}}</style></head>
+<body><h1>{title}</h1>
+<p>Spent in all: <b id="total" data-micros="{total}">{total_usd}</b> · updated <span id="updated">at load</span></p>
+<table id="backlog"><tr><th>backlog</th><th>tasks</th></tr>{states}</table>
+<table id="spend"><tr><th>spend</th><th>spent</th><th>cap</th></tr>{spend}</table>
+<table id="running"><tr><th>running</th><th>stage</th><th>attempt</th></tr></table>
+<h2>Charts</h2>
+{charts}
+<script>
+function usd(m){{var w=Math.floor(m/1e6),f=String(m%1e6).padStart(6,'0').replace(/0+$/,'');while(f.length<2)f+='0';return '$'+w+'.'+f;}}
+async function refresh(){{
+  try{{
+    const s=await (await fetch('/api/status')).json();
+    for(const [state,n] of Object.entries(s.tasks)){{const c=document.querySelector('[data-state="'+state+'"]');if(c)c.textContent=n;}}
+    for(const cap of s.caps){{const c=document.querySelector('[data-spent="'+cap.level+'"]');if(c)c.textContent=usd(cap.spent_micros);}}
+    const t=document.getElementById('total');t.textContent=usd(s.total_micros);t.dataset.micros=s.total_micros;
+    const r=document.getElementById('running');while(r.rows.length>1)r.deleteRow(1);
+    for(const task of s.running){{const row=r.insertRow();row.dataset.task=task.id;row.insertCell().textContent=task.id+' '+task.title;row.insertCell().textContent=task.stage||'';row.insertCell().textContent=task.attempt;}}
+    document.getElementById('updated').textContent=new Date().toISOString();
+    document.body.dataset.live='yes';
+  }}catch(e){{document.getElementById('updated').textContent='(the server is not answering)';}}
+}}
+refresh();setInterval(refresh,2000);
+</script>
+</body></html>
+"#,
+            title = self.title,
+            total_usd = format_dollars(total),
+            charts = charts(&report, caps),
+        ))
+    }
+}
+
+fn failure(message: String) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
+}
+
+async fn page(State(d): State<Arc<Dashboard>>) -> Response {
+    match d.page() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+async fn status(State(d): State<Arc<Dashboard>>) -> Response {
+    match d.status() {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+async fn report(State(d): State<Arc<Dashboard>>) -> Response {
+    match d.report() {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+async fn report_csv(State(d): State<Arc<Dashboard>>) -> Response {
+    match d.report() {
+        Ok(r) => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            super::ledger_report::render_csv(&r),
+        )
+            .into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+/// Serve the dashboard on `listener` until the process ends.
+pub async fn serve(dashboard: Dashboard, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(page))
+        .route("/api/status", axum::routing::get(status))
+        .route("/api/report", axum::routing::get(report))
+        .route("/api/report.csv", axum::routing::get(report_csv))
+        .with_state(Arc::new(dashboard));
+    axum::serve(listener, app).await
+}
+
+/// Bind `address`; say so when it is not loopback (the dashboard has no authentication).
+pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    if !address.ip().is_loopback() {
+        tracing::warn!(%address, "the dashboard has no authentication and listens beyond this machine");
+    }
+    tokio::net::TcpListener::bind(address).await
+}
