@@ -1,5 +1,6 @@
 //! The `gaffer` command line. The only module that knows every room.
 
+pub mod claude_code;
 pub mod config;
 pub mod demo;
 mod estimate_cmd;
@@ -238,6 +239,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7420")]
         bind: std::net::SocketAddr,
     },
+    /// Bridges to other agents' hook systems.
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// The backlog by state, spend against the caps, and what is running.
     Status {
         #[arg(long, default_value = "gaffer.toml")]
@@ -278,6 +282,17 @@ enum PluginCommand {
         config: String,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HookCommand {
+    /// A Claude Code command hook: the event JSON on stdin, the configured WebAssembly hooks
+    /// decide, the answer as Claude Code expects it. Fails closed.
+    ClaudeCode {
+        /// The configuration (default: the nearest gaffer.toml from the event's cwd).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -506,6 +521,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 .await
             }
             Command::Serve { config, bind } => run_cmd::serve(Path::new("."), &config, bind).await,
+            Command::Hook(HookCommand::ClaudeCode { config }) => claude_code::run(config).await,
             Command::Status { config, format } => run_cmd::status(Path::new("."), &config, format),
             Command::Models { config, format } => models_cmd::run(&config, format),
             Command::Init { force } => task_cmd::init(Path::new("."), force),

@@ -80,6 +80,7 @@ pub(crate) struct Git {
     dir: PathBuf,
     args: Vec<OsString>,
     skip_hooks: bool,
+    index: Option<PathBuf>,
 }
 
 /// What a finished git command printed.
@@ -98,7 +99,14 @@ impl Git {
             dir: dir.to_path_buf(),
             args: Vec::new(),
             skip_hooks: false,
+            index: None,
         }
+    }
+
+    /// Uses `index` as the index file instead of the repository's own.
+    pub(crate) fn with_index(mut self, index: &Path) -> Git {
+        self.index = Some(index.to_path_buf());
+        self
     }
 
     /// Appends one argument.
@@ -144,6 +152,9 @@ impl Git {
             .stdin(Stdio::null());
         for var in SCRUBBED_ENV {
             cmd.env_remove(var);
+        }
+        if let Some(index) = &self.index {
+            cmd.env("GIT_INDEX_FILE", index);
         }
         let args = self
             .args
@@ -453,6 +464,57 @@ impl Repo {
     }
 }
 
+/// git's empty tree: what a repository without commits is compared against.
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// The working tree at `dir` against `HEAD` — tracked changes and new untracked files (ignored
+/// ones excluded), so a file a shell command wrote counts — parsed like an attempt's diff. The
+/// user's index is not touched: a temporary index in the git directory is filled from `HEAD`
+/// and the tree, then removed.
+pub fn working_tree_diff(dir: &Path) -> Result<crate::plugin::types::Diff, GitError> {
+    let git_dir = Git::new(dir)
+        .args(["rev-parse", "--absolute-git-dir"])
+        .run()
+        .map_err(|e| match e {
+            GitError::Command { stderr, .. } => GitError::NotARepository {
+                path: dir.to_path_buf(),
+                reason: stderr,
+            },
+            other => other,
+        })?;
+    let index = PathBuf::from(git_dir.trim()).join(format!("gaffer-index-{}", std::process::id()));
+    let base = if Git::new(dir)
+        .args(["rev-parse", "--verify", "--quiet", "HEAD"])
+        .output()?
+        .ok()
+    {
+        "HEAD"
+    } else {
+        EMPTY_TREE
+    };
+    let text = (|| {
+        Git::new(dir)
+            .with_index(&index)
+            .args(["read-tree", base])
+            .run()?;
+        Git::new(dir).with_index(&index).args(["add", "-A"]).run()?;
+        Git::new(dir)
+            .with_index(&index)
+            .args([
+                "diff",
+                "--cached",
+                "-M",
+                "--no-color",
+                "--no-ext-diff",
+                "--unified=3",
+                base,
+            ])
+            .run()
+    })();
+    let _ = std::fs::remove_file(&index);
+    diff::parse(&text?)
+}
+
 impl Worktree {
     /// Everything changed in the worktree against `base`, parsed into the plugin contract's
     /// [`Diff`](crate::plugin::types::Diff). Untracked files count (everything is staged with
@@ -618,6 +680,45 @@ pub(crate) mod tests {
     /// Runs git in `dir` and returns its trimmed output; panics on failure (tests only).
     pub(crate) fn sh(dir: &Path, args: &[&str]) -> String {
         Git::new(dir).args(args).run().unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn the_working_tree_diff_counts_new_files_and_leaves_the_index_alone() {
+        let (_tmp, repo) = init_repo(&[(".gitignore", "*.log\n"), ("a.txt", "one\n")]);
+        let root = repo.root().to_path_buf();
+        write(&root.join("a.txt"), "one\ntwo\n");
+        write(&root.join("new.sh"), "echo hi\n");
+        write(&root.join("noise.log"), "ignored\n");
+        let status_before = sh(&root, &["status", "--porcelain"]);
+        let diff = working_tree_diff(&root).unwrap();
+        let files: Vec<(&str, FileStatus)> = diff
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.status))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("a.txt", FileStatus::Modified),
+                ("new.sh", FileStatus::Added)
+            ]
+        );
+        assert_eq!((diff.stats.lines_added, diff.stats.lines_removed), (2, 0));
+        // The user's index and status are as they were; no temporary index is left.
+        assert_eq!(sh(&root, &["status", "--porcelain"]), status_before);
+        assert_eq!(sh(&root, &["diff", "--cached", "--name-only"]), "");
+        let git_dir = root.join(".git");
+        assert!(std::fs::read_dir(&git_dir).unwrap().all(|e| {
+            !e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("gaffer-index")
+        }));
+        // A repository without commits compares against the empty tree.
+        let fresh = TempDir::new().unwrap();
+        sh(fresh.path(), &["init", "--quiet"]);
+        write(&fresh.path().join("x.txt"), "x\n");
+        assert_eq!(working_tree_diff(fresh.path()).unwrap().files.len(), 1);
     }
 
     /// A temporary directory with a repository in `repo/` (on `main`, one commit holding `files`)

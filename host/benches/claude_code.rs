@@ -1,0 +1,93 @@
+//! `gaffer hook claude-code` as Claude Code runs it: a new process per event, reading the event
+//! on stdin, loading the configured hooks (compiled code from the disk cache) and answering.
+//! Whole-process time is what a person waits for at every tool call. Baseline in the same run:
+//! a Python command hook making the same protected-path decision (one `python3` per event).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn plugins_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/wasm32-wasip2/plugin")
+}
+
+const PYTHON_HOOK: &str = r#"
+import fnmatch, json, os, sys
+event = json.load(sys.stdin)
+path = event.get("tool_input", {}).get("file_path", "")
+rel = os.path.relpath(path, event.get("cwd", "."))
+if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(os.path.basename(rel), g) for g in [".env", ".env.*", "**/migrations/**"]):
+    print(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": f"{rel} is protected"}}))
+"#;
+
+fn run(program: &str, args: &[&str], dir: &Path, input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn bench(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    std::fs::write(
+        root.join("gaffer.toml"),
+        format!(
+            "[[plugins.hooks]]\npath = {:?}\nconfig = {{ globs = [\".env\", \".env.*\", \"**/migrations/**\"] }}\n",
+            plugins_dir().join("protected_paths.wasm").display().to_string()
+        ),
+    )
+    .expect("config");
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(root)
+        .status()
+        .expect("git");
+    assert!(status.success());
+    let event = serde_json::json!({
+        "session_id": "bench", "transcript_path": root.join("t.jsonl"), "cwd": root,
+        "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Write",
+        "tool_input": {"file_path": root.join(".env"), "content": "K=1\n"}, "tool_use_id": "toolu_1",
+    })
+    .to_string();
+    let gaffer = env!("CARGO_BIN_EXE_gaffer");
+    // Warm the compile cache, and check both deny.
+    let answer = run(gaffer, &["hook", "claude-code"], root, event.as_bytes());
+    assert!(String::from_utf8_lossy(&answer).contains("\"deny\""));
+    let script = root.join("hook.py");
+    std::fs::write(&script, PYTHON_HOOK).expect("script");
+    let script = script.display().to_string();
+    let answer = run("python3", &[&script], root, event.as_bytes());
+    assert!(String::from_utf8_lossy(&answer).contains("\"deny\""));
+
+    let mut group = c.benchmark_group("claude-code hook, one process per event");
+    group.sample_size(50);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function(
+        "gaffer hook claude-code (Rust protected-paths, cached)",
+        |b| b.iter(|| run(gaffer, &["hook", "claude-code"], root, event.as_bytes())),
+    );
+    group.bench_function("baseline: python3 command hook, same rule", |b| {
+        b.iter(|| run("python3", &[&script], root, event.as_bytes()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
