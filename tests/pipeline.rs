@@ -1042,3 +1042,47 @@ async fn the_report_over_a_pipeline_ledger_adds_up_in_every_format() {
         "self-contained"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_on_the_ledger_reproduces_the_run_that_wrote_it() {
+    let p = Project::new(sample::script(), sample::tasks(), |t| t).await;
+    assert!(p.run(&[]).status.success());
+    let out = p
+        .command(&[
+            "replay",
+            "--from-ledger",
+            "--cascade",
+            "small,large",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| results.iter().find(|r| r["name"] == n).unwrap().clone();
+    // The cascade the router followed costs what the run cost, attempt for attempt.
+    let total: u64 = p.rows().iter().map(|r| r.charged).sum();
+    let cascade = by_name("cascade small → large");
+    let micros = |v: &serde_json::Value| {
+        let text = v.to_string();
+        let (w, f) = text.split_once('.').unwrap();
+        w.parse::<u64>().unwrap() * 1_000_000 + format!("{f:0<6}").parse::<u64>().unwrap()
+    };
+    assert_eq!(micros(&cascade["cost_usd"]), total);
+    assert_eq!(
+        (cascade["solved"].as_u64(), cascade["attempts"].as_u64()),
+        (Some(4), Some(6))
+    );
+    // The cheap model alone: the two tasks it solved; the strong one was tried on two only.
+    let small = by_name("small");
+    assert_eq!(
+        (small["solved"].as_u64(), small["attempts"].as_u64()),
+        (Some(2), Some(4))
+    );
+    let large = by_name("large");
+    assert_eq!(
+        (large["solved"].as_u64(), large["untried"].as_u64()),
+        (Some(2), Some(2))
+    );
+}

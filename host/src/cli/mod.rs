@@ -182,6 +182,9 @@ enum Command {
         /// cost_usd, api_calls}}).
         #[arg(long, default_value_os_t = replay_cmd::default_data())]
         data: PathBuf,
+        /// Replay on the outcomes this project's ledger recorded (the models it tried).
+        #[arg(long)]
+        from_ledger: bool,
         /// A router plugin (`.wasm`, router world) to replay.
         #[arg(long)]
         router: Option<PathBuf>,
@@ -481,6 +484,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             }),
             Command::Replay {
                 data,
+                from_ledger,
                 router,
                 router_config,
                 cascade,
@@ -499,6 +503,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 format,
             } => {
                 replay_cmd::run(replay_cmd::ReplayOptions {
+                    from_ledger,
                     search: search.then_some(replay_cmd::SearchOptions {
                         candidates,
                         max_length,

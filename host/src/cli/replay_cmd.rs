@@ -18,6 +18,8 @@ use crate::report::replay::{
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
     pub data: PathBuf,
+    /// Replay on this project's ledger instead of `data`.
+    pub from_ledger: bool,
     pub router: Option<PathBuf>,
     pub router_config: String,
     pub cascade: Option<String>,
@@ -72,7 +74,11 @@ fn rate(name: &str, value: f64) -> anyhow::Result<f64> {
 
 /// `gaffer replay`.
 pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
-    let data = Dataset::load(&options.data)?;
+    let data = if options.from_ledger {
+        ledger_data()?
+    } else {
+        Dataset::load(&options.data)?
+    };
     let replayer = Replayer {
         data: &data,
         errors: VerifierErrors {
@@ -128,18 +134,40 @@ pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
             println!(
                 "replay of {} tasks from {} (recorded costs and outcomes; verifier: {:.1}% false accepts, {:.1}% false rejects, seed {})\n",
                 data.tasks.len(),
-                options.data.display(),
+                if options.from_ledger {
+                    "this project's ledger".to_string()
+                } else {
+                    options.data.display().to_string()
+                },
                 options.false_accept * 100.0,
                 options.false_reject * 100.0,
                 options.seed
             );
             print!("{}", render_text(&results));
+            let untried: u32 = results.iter().map(|r| r.untried).sum();
+            if untried > 0 {
+                println!(
+                    "\n{untried} task replays reached a model the data never tried there; they end unsolved"
+                );
+            }
             if let Some(plot) = &options.plot {
                 println!("\nplot: {}", plot.display());
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The outcomes recorded in the ledger of the repository in the working directory.
+fn ledger_data() -> anyhow::Result<Dataset> {
+    use crate::store::{BacklogStore, LedgerStore};
+    let store = super::task_cmd::open_store(Path::new("."))?;
+    let tasks = store.tasks()?;
+    let mut attempts = BTreeMap::new();
+    for t in &tasks {
+        attempts.insert(t.id.clone(), store.attempts(&t.id)?);
+    }
+    Ok(Dataset::from_ledger(&tasks, &attempts, &store.rows()?)?)
 }
 
 /// The data set shipped as an example, relative to a checkout.

@@ -34,8 +34,6 @@ pub enum ReplayError {
     },
     #[error("model `{model}` is not in the data (known: {known})")]
     UnknownModel { model: String, known: String },
-    #[error("task `{task}`: the data has no run of model `{model}`")]
-    MissingRun { task: String, model: String },
     #[error("router `{plugin}` on task `{task}`: {reason}")]
     Router {
         plugin: String,
@@ -147,6 +145,55 @@ impl Dataset {
         Dataset::parse(&file, &text)
     }
 
+    /// The outcomes a ledger recorded: per task, each model tried, resolved when one of its
+    /// attempts was approved, at the cost of its first attempt (every row of it, all roles);
+    /// the label is the task's first label.
+    pub fn from_ledger(
+        tasks: &[crate::store::TaskRecord],
+        attempts: &BTreeMap<String, Vec<crate::store::AttemptRecord>>,
+        rows: &[crate::store::LedgerRow],
+    ) -> Result<Dataset, ReplayError> {
+        let mut out = Vec::new();
+        let mut models = std::collections::BTreeSet::new();
+        for task in tasks {
+            let Some(history) = attempts.get(&task.id).filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let mut runs: BTreeMap<String, RunOutcome> = BTreeMap::new();
+            for a in history {
+                let cost: MicroUsd = rows
+                    .iter()
+                    .filter(|r| {
+                        r.scope.task_id.as_deref() == Some(task.id.as_str())
+                            && r.scope.attempt == Some(a.number)
+                    })
+                    .map(|r| r.charged)
+                    .sum();
+                let entry = runs.entry(a.model.clone()).or_insert(RunOutcome {
+                    resolved: false,
+                    cost,
+                    api_calls: a.turns,
+                });
+                entry.resolved |= a.outcome == "approved";
+                models.insert(a.model.clone());
+            }
+            out.push(DataTask {
+                id: task.id.clone(),
+                repo: task.labels.first().cloned().unwrap_or_default(),
+                runs,
+            });
+        }
+        if out.is_empty() {
+            return Err(ReplayError::Invalid(
+                "the ledger has no finished attempts to replay".to_string(),
+            ));
+        }
+        Ok(Dataset {
+            tasks: out,
+            models: models.into_iter().collect(),
+        })
+    }
+
     /// What a model cost over every task.
     pub fn total_cost(&self, model: &str) -> MicroUsd {
         self.tasks
@@ -239,6 +286,9 @@ pub struct PolicyResult {
     pub unsolved_spend_share: f64,
     pub false_accepts: u32,
     pub false_rejects: u32,
+    /// Tasks where the policy reached a model the data has no run of (a ledger's data): they
+    /// end there, unsolved.
+    pub untried: u32,
 }
 
 /// µ$ as a JSON number with six decimals, written from integers (no float on the way).
@@ -270,6 +320,7 @@ impl PolicyResult {
             unsolved_spend_share: 0.0,
             false_accepts: 0,
             false_rejects: 0,
+            untried: 0,
         }
     }
 
@@ -336,13 +387,12 @@ impl Replayer<'_> {
                         route(plugin, models, task, &history, number).await?
                     }
                 };
-                let run = *task
-                    .runs
-                    .get(&model)
-                    .ok_or_else(|| ReplayError::MissingRun {
-                        task: task.id.clone(),
-                        model: model.clone(),
-                    })?;
+                // A ledger has only the models that were tried: a policy that reaches another
+                // one on this task cannot be replayed further; the task ends unsolved, counted.
+                let Some(run) = task.runs.get(&model).copied() else {
+                    result.untried += 1;
+                    break;
+                };
                 result.attempts += 1;
                 spent += run.cost;
                 let accepted = if run.resolved {
