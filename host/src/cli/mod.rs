@@ -371,9 +371,16 @@ impl From<AllocatorArg> for crate::plugin::AllocatorChoice {
 pub fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // A Claude Code hook is one short process per tool call: no worker threads to start.
+    let runtime = if matches!(cli.command, Command::Hook(_)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(async move {
         match cli.command {
             Command::Plugin(PluginCommand::Check {
