@@ -571,7 +571,7 @@ async fn a_run_cap_stops_the_run_cleanly_and_keeps_the_backlog() {
 async fn a_killed_run_resumes_without_charging_a_call_twice_or_leaving_a_worktree() {
     let mut turns = slugify_turns();
     // The third call is slow: the process is killed while it is in flight.
-    turns[2].delay_ms = 2_500;
+    turns[2].delay_ms = 3_000;
     let p = Project::new(
         script(vec![("Add slugify", vec![(sample::SMALL, turns)])]),
         vec![sample::tasks().remove(0)],
@@ -592,7 +592,18 @@ async fn a_killed_run_resumes_without_charging_a_call_twice_or_leaving_a_worktre
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Kill while the third call is in flight: its ledger row (the third model-call row) is
+    // marked sent, not yet settled; the first two are settled.
+    let third_in_flight = |rows: &[LedgerRow]| {
+        rows.len() == 3 && rows[..2].iter().all(|r| r.state == "settled") && rows[2].state == "sent"
+    };
+    while !third_in_flight(&p.model_rows()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the third call never left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
