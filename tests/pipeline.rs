@@ -916,8 +916,14 @@ fn the_demo_runs_the_whole_pipeline_offline_and_ends_with_the_economics() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("SIMULATION"), "{text}");
-    assert!(text.contains("for 4 merged task(s)"), "{text}");
-    assert!(text.contains("where the tokens went"), "{text}");
+    // It ends with the economics: the report's tables and totals, and its HTML beside the repo.
+    assert!(text.contains(" · 4 merged · "), "{text}");
+    assert!(
+        text.contains("read-task $") && text.contains("\nmodels\n"),
+        "{text}"
+    );
+    assert!(text.contains("on attempts that did not merge"), "{text}");
+    assert!(dir.join("gaffer-report.html").is_file());
     // The sample repository holds the merged history: one commit per task on main.
     let log = git_ok(&dir, &["log", "--format=%s", "main"]);
     for id in ["T-1", "T-2", "T-3", "T-4"] {
