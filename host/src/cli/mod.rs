@@ -6,6 +6,7 @@ pub mod demo;
 mod estimate_cmd;
 mod models_cmd;
 mod plugin_cmd;
+mod plugin_test;
 mod replay_cmd;
 pub mod report_cmd;
 pub mod run_cmd;
@@ -267,6 +268,16 @@ enum PluginCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run a plugin on declared inputs and check its decisions (for the plugin's own CI).
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The cases (TOML: `config`, then `[[case]]` with one input and `expect`).
+        #[arg(long)]
+        cases: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Time calls with a fresh sandbox each, limits on (as shipped).
     Bench {
         /// The component (`.wasm`).
@@ -388,6 +399,11 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 config,
                 format,
             }) => plugin_cmd::check(&file, &config, format).await,
+            Command::Plugin(PluginCommand::Test {
+                file,
+                cases,
+                format,
+            }) => plugin_test::run(&file, &cases, format).await,
             Command::Plugin(PluginCommand::Bench {
                 file,
                 calls,
