@@ -197,11 +197,15 @@ impl ToolOutcome {
 impl Agent<'_> {
     /// Work on `task` until the model finishes or a limit ends the run.
     pub async fn run(&self, prompt: String) -> AgentReport {
-        let context_window = self
-            .gateway
-            .models()
-            .find(|m| m.key == self.model)
-            .map_or(u64::MAX, |m| m.context_window);
+        // Fixed for the whole attempt: looked up and built once.
+        let model = self.gateway.models().find(|m| m.key == self.model);
+        let context_window = model.map_or(u64::MAX, |m| m.context_window);
+        let output_room = u64::from(if self.settings.max_tokens == 0 {
+            model.map_or(0, |m| m.max_tokens)
+        } else {
+            self.settings.max_tokens
+        });
+        let tool_specs = tools::specs();
         let mut messages = vec![Message::user(prompt)];
         let mut report = AgentReport {
             end: AgentEnd::TurnLimit,
@@ -231,23 +235,16 @@ impl Agent<'_> {
             let mut request = ChatRequest {
                 model: String::new(),
                 system: Some(SYSTEM_PROMPT.to_string()),
-                messages: messages.clone(),
-                tools: tools::specs(),
+                messages: std::mem::take(&mut messages),
+                tools: tool_specs.clone(),
                 max_tokens: self.settings.max_tokens,
             };
-            let output_room = u64::from(if self.settings.max_tokens == 0 {
-                self.gateway
-                    .models()
-                    .find(|m| m.key == self.model)
-                    .map_or(0, |m| m.max_tokens)
-            } else {
-                self.settings.max_tokens
-            });
             if !fit_context(&mut request, context_window.saturating_sub(output_room)) {
                 report.end = AgentEnd::ContextFull;
                 return report;
             }
-            // Keep what was cut: the next request then has the same (cut) prefix.
+            // Keep what was cut: the next request then has the same (cut) prefix. The request
+            // goes to the gateway by value, so the conversation is copied once here.
             messages.clone_from(&request.messages);
             let mut tag = self.tag.clone();
             tag.scope.phase = Some(phase.name().to_string());

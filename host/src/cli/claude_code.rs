@@ -215,6 +215,10 @@ pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
         Ok(specs) => specs,
         Err(e) => return refuse(e.to_string()),
     };
+    if specs.hooks.is_empty() {
+        // Nothing to judge with: no engine to start.
+        return Answer::Proceed;
+    }
     // One event per process: instances on demand (no pool to reserve), compiled code from the
     // disk cache.
     let runtime = PluginRuntime::builder()

@@ -272,18 +272,7 @@ pub async fn run_pipeline_demo(
         super::run_cmd::print_summary(&summary, format)?;
         println!();
     }
-    let tasks = store.tasks()?;
-    let mut attempts = std::collections::BTreeMap::new();
-    for t in &tasks {
-        attempts.insert(t.id.clone(), store.attempts(&t.id)?);
-    }
-    let rows = crate::store::LedgerStore::rows(&store)?;
-    Ok(crate::report::build(
-        &tasks,
-        &attempts,
-        &rows,
-        &crate::report::Options::default(),
-    ))
+    Ok(crate::report::History::read(&store)?.report(&crate::report::Options::default()))
 }
 
 /// The reference plugins deciding on sample inputs, each call in a fresh sandbox.

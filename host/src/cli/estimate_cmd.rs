@@ -97,12 +97,7 @@ pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
         }
         (None, Some(list)) => {
             let data = Dataset::load(&options.data)?;
-            let cascade: Vec<String> = list
-                .split(',')
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty())
-                .collect();
-            anyhow::ensure!(!cascade.is_empty(), "--cascade names no model");
+            let cascade = super::replay_cmd::model_list("--cascade", list)?;
             let profiles = profiles_from_data(&data, &cascade)?;
             let mut mix = BTreeMap::new();
             for t in &data.tasks {
@@ -135,8 +130,8 @@ pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
     let scenario = Scenario {
         mix: mix.clone(),
         errors: VerifierErrors {
-            false_accept: options.false_accept,
-            false_reject: options.false_reject,
+            false_accept: super::replay_cmd::rate("--false-accept", options.false_accept)?,
+            false_reject: super::replay_cmd::rate("--false-reject", options.false_reject)?,
         },
         verifier_cost: dollars("--verifier-cost", &options.verifier_cost)?.unwrap_or(0),
         tasks_per_month: options.tasks_per_month.unwrap_or(f64::from(total)),
@@ -144,10 +139,6 @@ pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
         seed: options.seed,
         human_per_task: hourly.map(|h| (h as f64 * options.hours_per_task).round() as MicroUsd),
     };
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&options.false_accept) && (0.0..=1.0).contains(&options.false_reject),
-        "--false-accept and --false-reject are rates between 0 and 1"
-    );
     let estimate = simulate(&profiles, &scenario).map_err(anyhow::Error::msg)?;
     let used: Vec<&LabelProfile> = mix.keys().filter_map(|l| profiles.get(l)).collect();
     match options.format {

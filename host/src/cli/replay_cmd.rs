@@ -64,7 +64,19 @@ fn parse_tiers(text: &str, data: &Dataset) -> anyhow::Result<BTreeMap<String, u8
     Ok(tiers)
 }
 
-fn rate(name: &str, value: f64) -> anyhow::Result<f64> {
+/// Model keys written `a,b,c`, in order; at least one.
+pub(super) fn model_list(flag: &str, text: &str) -> anyhow::Result<Vec<String>> {
+    let models: Vec<String> = text
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    anyhow::ensure!(!models.is_empty(), "{flag} names no model");
+    Ok(models)
+}
+
+/// A probability given on the command line.
+pub(super) fn rate(name: &str, value: f64) -> anyhow::Result<f64> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&value),
         "{name} {value}: a rate is between 0 and 1"
@@ -111,12 +123,7 @@ pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
         results.push(replayer.run(&name, &policy).await?);
     }
     if let Some(list) = &options.cascade {
-        let models: Vec<String> = list
-            .split(',')
-            .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty())
-            .collect();
-        anyhow::ensure!(!models.is_empty(), "--cascade names no model");
+        let models = model_list("--cascade", list)?;
         let name = format!("cascade {}", models.join(" → "));
         results.push(replayer.run(&name, &Policy::Cascade(models)).await?);
     }
@@ -160,14 +167,10 @@ pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
 
 /// The outcomes recorded in the ledger of the repository in the working directory.
 fn ledger_data() -> anyhow::Result<Dataset> {
-    use crate::store::{BacklogStore, LedgerStore};
     let store = super::task_cmd::open_store(Path::new("."))?;
-    let tasks = store.tasks()?;
-    let mut attempts = BTreeMap::new();
-    for t in &tasks {
-        attempts.insert(t.id.clone(), store.attempts(&t.id)?);
-    }
-    Ok(Dataset::from_ledger(&tasks, &attempts, &store.rows()?)?)
+    Ok(Dataset::from_ledger(&crate::report::History::read(
+        &store,
+    )?)?)
 }
 
 /// The data set shipped as an example, relative to a checkout.
@@ -184,11 +187,7 @@ async fn run_search(
 ) -> anyhow::Result<ExitCode> {
     let models: Vec<String> = match &search.candidates {
         Some(list) => {
-            let models: Vec<String> = list
-                .split(',')
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty())
-                .collect();
+            let models = model_list("--candidates", list)?;
             for m in &models {
                 data.check_model(m)?;
             }

@@ -1,7 +1,6 @@
 //! `gaffer report`: the economics of the project's ledger, as tables, JSON, CSV or one HTML
 //! file.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,8 +11,8 @@ use super::config;
 use super::task_cmd::open_store;
 use crate::ledger::parse_dollars;
 use crate::report::html::{self, CapLines};
-use crate::report::{Filter, HumanRates, Options, Report, build, render_csv, render_text};
-use crate::store::{BacklogStore, LedgerStore, SqliteStore};
+use crate::report::{Filter, History, HumanRates, Options, Report, render_csv, render_text};
+use crate::store::SqliteStore;
 
 /// Formats of `gaffer report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,27 +93,16 @@ pub fn report_for(
             .unwrap_or(2.0),
         hours_per_label: economics.hours_per_label.clone(),
     });
-    let tasks = store.tasks()?;
-    let mut attempts = BTreeMap::new();
-    for t in &tasks {
-        attempts.insert(t.id.clone(), store.attempts(&t.id)?);
-    }
-    let rows = store.rows()?;
-    let report = build(
-        &tasks,
-        &attempts,
-        &rows,
-        &Options {
-            filter: Filter {
-                run: options.run.clone(),
-                since: options.since.clone(),
-                until: options.until.clone(),
-            },
-            tasks_per_month: options.tasks_per_month,
-            human,
-            seed: options.seed,
+    let report = History::read(&store)?.report(&Options {
+        filter: Filter {
+            run: options.run.clone(),
+            since: options.since.clone(),
+            until: options.until.clone(),
         },
-    );
+        tasks_per_month: options.tasks_per_month,
+        human,
+        seed: options.seed,
+    });
     Ok((report, caps, store))
 }
 

@@ -20,7 +20,7 @@ use crate::pipeline::run_records::LedgerRecorder;
 use crate::pipeline::{Pipeline, PipelineSettings, RunSummary};
 use crate::plugin::types::{ModelInfo, Prices as WitPrices};
 use crate::plugin::{PluginRuntime, PluginSet};
-use crate::store::{BacklogStore, CapLevel, LedgerStore, RowScope, SqliteStore, TaskState};
+use crate::store::{BacklogStore, LedgerStore, SqliteStore};
 
 /// What `gaffer run` was asked on the command line.
 #[derive(Debug, Clone, Default)]
@@ -287,79 +287,45 @@ pub fn status(root: &Path, config: &Path, format: Format) -> anyhow::Result<Exit
             Caps::default()
         }
     };
-    let tasks = store.tasks()?;
-    let states = [
-        TaskState::Queued,
-        TaskState::Running,
-        TaskState::RejectedRequeued,
-        TaskState::Merged,
-        TaskState::NeedsHuman,
-        TaskState::BudgetExhausted,
-        TaskState::Failed,
-    ];
-    let counts: Vec<(TaskState, usize)> = states
-        .iter()
-        .map(|s| (*s, tasks.iter().filter(|t| t.state == *s).count()))
-        .collect();
-    let scope = RowScope::default();
-    let spend = |level: CapLevel| store.spent(level, &scope).unwrap_or(0);
-    let money = [
-        ("day", spend(CapLevel::Day), caps.per_day),
-        ("month", spend(CapLevel::Month), caps.per_month),
-    ];
-    let all_time: MicroUsd = store
-        .rows()?
-        .iter()
-        .map(|r| r.charged)
-        .fold(0u64, u64::saturating_add);
-    let running: Vec<_> = tasks
-        .iter()
-        .filter(|t| t.state == TaskState::Running)
-        .collect();
+    let status = crate::report::dashboard::Status::read(&store, &caps)?;
     match format {
-        Format::Json => {
-            let value = serde_json::json!({
-                "tasks": counts.iter().map(|(s, n)| (s.name().to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
-                "spend": money.iter().map(|(name, spent, cap)| (name.to_string(), serde_json::json!({"spent_micros": spent, "cap_micros": cap}))).collect::<serde_json::Map<_, _>>(),
-                "spent_all_time_micros": all_time,
-                "per_task_cap_micros": caps.per_task,
-                "running": running.iter().map(|t| serde_json::json!({"id": t.id, "title": t.title, "stage": t.stage, "attempt": t.attempts, "worker": t.lease_owner})).collect::<Vec<_>>(),
-            });
-            println!("{}", serde_json::to_string_pretty(&value)?);
-        }
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
         Format::Text => {
-            println!("backlog ({} tasks)", tasks.len());
-            for (state, n) in &counts {
-                println!("  {:<18} {n}", state.to_string());
+            let total: usize = status.tasks.values().sum();
+            println!("backlog ({total} tasks)");
+            for state in crate::report::dashboard::STATES {
+                let n = status.tasks.get(state.name()).copied().unwrap_or(0);
+                println!("  {:<18} {n}", state.name());
             }
             println!("spend");
-            for (name, spent, cap) in &money {
-                match cap {
-                    Some(cap) => println!(
+            for (name, cap) in &status.spend {
+                let spent = cap.spent_micros;
+                match cap.cap_micros {
+                    Some(limit) => println!(
                         "  {name:<6} {} of {} ({} left)",
-                        format_dollars(*spent),
-                        format_dollars(*cap),
-                        format_dollars(cap.saturating_sub(*spent))
+                        format_dollars(spent),
+                        format_dollars(limit),
+                        format_dollars(limit.saturating_sub(spent))
                     ),
-                    None => println!("  {name:<6} {} (no cap)", format_dollars(*spent)),
+                    None => println!("  {name:<6} {} (no cap)", format_dollars(spent)),
                 }
             }
-            println!("  all    {}", format_dollars(all_time));
-            if let Some(cap) = caps.per_task {
+            println!("  all    {}", format_dollars(status.spent_all_time_micros));
+            if let Some(cap) = status.per_task_cap_micros {
                 println!("  per task cap {}", format_dollars(cap));
             }
-            if running.is_empty() {
+            if status.running.is_empty() {
                 println!("nothing running");
             } else {
                 println!("running");
-                for t in running {
+                for t in &status.running {
                     println!(
                         "  {:<6} attempt {} {:<10} {}  ({})",
                         t.id,
-                        t.attempts,
+                        t.attempt,
                         t.stage.as_deref().unwrap_or("-"),
                         t.title,
-                        t.lease_owner.as_deref().unwrap_or("-")
+                        t.worker.as_deref().unwrap_or("-")
                     );
                 }
             }

@@ -8,4 +8,4 @@ pub mod money;
 
 pub use budget::{BudgetExhausted, Caps, Ledger, LedgerError, Reservation, WorstCase};
 pub use cost::{Electricity, Prices, Usage};
-pub use money::{AmountError, MicroUsd, format_dollars, parse_dollars};
+pub use money::{AmountError, MicroUsd, decimal_dollars, format_dollars, parse_dollars};

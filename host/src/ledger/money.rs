@@ -139,6 +139,15 @@ pub fn parse_price_per_token(text: &str) -> Result<MicroUsd, AmountError> {
     parse_scaled(text, 12, Rounding::Up, "a micro-dollar per million tokens")
 }
 
+/// `1.234567`: dollars with all six decimals, for machine-readable output (CSV, JSON).
+pub fn decimal_dollars(amount: MicroUsd) -> String {
+    format!(
+        "{}.{:06}",
+        amount / MICROS_PER_DOLLAR,
+        amount % MICROS_PER_DOLLAR
+    )
+}
+
 /// `$1.234567`, trimmed to at least two decimals (`$2.00`, `$0.000150`).
 pub fn format_dollars(amount: MicroUsd) -> String {
     let whole = amount / MICROS_PER_DOLLAR;

@@ -10,12 +10,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::json;
 
 use super::html::{CapLines, charts};
-use super::ledger_report::{Options, build};
+use super::ledger_report::{History, Options};
 use crate::ledger::{Caps, MicroUsd, format_dollars};
-use crate::store::{AttemptRecord, BacklogStore, CapLevel, LedgerStore, RowScope, TaskState};
+use crate::store::{BacklogStore, CapLevel, LedgerStore, RowScope, StoreError, TaskState};
 
 /// What the dashboard reads.
 pub trait DashboardStore: BacklogStore + LedgerStore {}
@@ -28,84 +27,101 @@ pub struct Dashboard {
     pub title: String,
 }
 
-/// One cap and what has been spent against it now.
+/// Spent now against one cap.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CapSpend {
-    pub level: String,
     pub spent_micros: MicroUsd,
     pub cap_micros: Option<MicroUsd>,
 }
 
-impl Dashboard {
-    /// The live figures: tasks by state, the running tasks, spend against the day, month and
-    /// per-task caps, the total ever spent.
-    pub fn status(&self) -> Result<serde_json::Value, String> {
-        let tasks = self.store.tasks().map_err(|e| e.to_string())?;
-        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for state in [
-            TaskState::Queued,
-            TaskState::Running,
-            TaskState::RejectedRequeued,
-            TaskState::Merged,
-            TaskState::NeedsHuman,
-            TaskState::BudgetExhausted,
-            TaskState::Failed,
+/// A running task.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunningTask {
+    pub id: String,
+    pub title: String,
+    pub stage: Option<String>,
+    pub attempt: u32,
+    pub worker: Option<String>,
+}
+
+/// The live figures `gaffer status` prints and the dashboard shows: tasks by state, spend
+/// against the day and month caps, what is running.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Every state, in the order tasks move through them, with its count.
+    pub tasks: BTreeMap<&'static str, usize>,
+    /// `day` and `month`.
+    pub spend: BTreeMap<&'static str, CapSpend>,
+    pub spent_all_time_micros: MicroUsd,
+    pub per_task_cap_micros: Option<MicroUsd>,
+    pub running: Vec<RunningTask>,
+}
+
+/// The states in the order tasks move through them.
+pub const STATES: [TaskState; 7] = [
+    TaskState::Queued,
+    TaskState::Running,
+    TaskState::RejectedRequeued,
+    TaskState::Merged,
+    TaskState::NeedsHuman,
+    TaskState::BudgetExhausted,
+    TaskState::Failed,
+];
+
+impl Status {
+    /// Read the figures from the store.
+    pub fn read(store: &dyn DashboardStore, caps: &Caps) -> Result<Status, StoreError> {
+        let tasks = store.tasks()?;
+        let scope = RowScope::default();
+        let mut spend = BTreeMap::new();
+        for (name, level, cap) in [
+            ("day", CapLevel::Day, caps.per_day),
+            ("month", CapLevel::Month, caps.per_month),
         ] {
-            counts.insert(
-                state.name(),
-                tasks.iter().filter(|t| t.state == state).count(),
+            spend.insert(
+                name,
+                CapSpend {
+                    spent_micros: store.spent(level, &scope)?,
+                    cap_micros: cap,
+                },
             );
         }
-        let scope = RowScope::default();
-        let spent = |level| self.store.spent(level, &scope).unwrap_or(0);
-        let caps = vec![
-            CapSpend {
-                level: "day".into(),
-                spent_micros: spent(CapLevel::Day),
-                cap_micros: self.caps.per_day,
-            },
-            CapSpend {
-                level: "month".into(),
-                spent_micros: spent(CapLevel::Month),
-                cap_micros: self.caps.per_month,
-            },
-        ];
-        let total: MicroUsd = self
-            .store
-            .rows()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|r| r.charged)
-            .sum();
-        let running: Vec<serde_json::Value> = tasks
-            .iter()
-            .filter(|t| t.state == TaskState::Running)
-            .map(|t| {
-                json!({"id": t.id, "title": t.title, "stage": t.stage, "attempt": t.attempts,
-                       "worker": t.lease_owner})
-            })
-            .collect();
-        Ok(json!({
-            "tasks": counts,
-            "running": running,
-            "caps": caps,
-            "per_task_cap_micros": self.caps.per_task,
-            "per_run_cap_micros": self.caps.per_run,
-            "total_micros": total,
-        }))
+        Ok(Status {
+            tasks: STATES
+                .iter()
+                .map(|s| (s.name(), tasks.iter().filter(|t| t.state == *s).count()))
+                .collect(),
+            spend,
+            spent_all_time_micros: store
+                .rows()?
+                .iter()
+                .map(|r| r.charged)
+                .fold(0, u64::saturating_add),
+            per_task_cap_micros: caps.per_task,
+            running: tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Running)
+                .map(|t| RunningTask {
+                    id: t.id.clone(),
+                    title: t.title.clone(),
+                    stage: t.stage.clone(),
+                    attempt: t.attempts,
+                    worker: t.lease_owner.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Dashboard {
+    /// The live figures.
+    pub fn status(&self) -> Result<Status, String> {
+        Status::read(self.store.as_ref(), &self.caps).map_err(|e| e.to_string())
     }
 
     fn report(&self) -> Result<super::ledger_report::Report, String> {
-        let tasks = self.store.tasks().map_err(|e| e.to_string())?;
-        let mut attempts: BTreeMap<String, Vec<AttemptRecord>> = BTreeMap::new();
-        for t in &tasks {
-            attempts.insert(
-                t.id.clone(),
-                self.store.attempts(&t.id).map_err(|e| e.to_string())?,
-            );
-        }
-        let rows = self.store.rows().map_err(|e| e.to_string())?;
-        Ok(build(&tasks, &attempts, &rows, &Options::default()))
+        let history = History::read(self.store.as_ref()).map_err(|e| e.to_string())?;
+        Ok(history.report(&Options::default()))
     }
 
     /// The page: live figures (filled by the script, and already in the HTML), then the charts.
@@ -116,36 +132,26 @@ impl Dashboard {
             per_day: self.caps.per_day,
             per_month: self.caps.per_month,
         };
-        let count = |state: &str| status["tasks"][state].as_u64().unwrap_or(0);
         let mut states = String::new();
-        for state in [
-            "queued",
-            "running",
-            "rejected-requeued",
-            "merged",
-            "needs-human",
-            "budget-exhausted",
-            "failed",
-        ] {
+        for state in STATES {
+            let name = state.name();
             states.push_str(&format!(
-                "<tr><td>{state}</td><td class=\"num\" data-state=\"{state}\">{}</td></tr>",
-                count(state)
+                "<tr><td>{name}</td><td class=\"num\" data-state=\"{name}\">{}</td></tr>",
+                status.tasks.get(name).copied().unwrap_or(0)
             ));
         }
         let mut spend = String::new();
-        for cap in status["caps"].as_array().into_iter().flatten() {
-            let level = cap["level"].as_str().unwrap_or("");
-            let spent = cap["spent_micros"].as_u64().unwrap_or(0);
-            let limit = cap["cap_micros"]
-                .as_u64()
+        for (level, cap) in &status.spend {
+            let limit = cap
+                .cap_micros
                 .map(format_dollars)
                 .unwrap_or_else(|| "no cap".into());
             spend.push_str(&format!(
                 "<tr><td>{level}</td><td class=\"num\" data-spent=\"{level}\">{}</td><td class=\"num\">{limit}</td></tr>",
-                format_dollars(spent)
+                format_dollars(cap.spent_micros)
             ));
         }
-        let total = status["total_micros"].as_u64().unwrap_or(0);
+        let total = status.spent_all_time_micros;
         Ok(format!(
             r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -164,8 +170,8 @@ async function refresh(){{
   try{{
     const s=await (await fetch('/api/status')).json();
     for(const [state,n] of Object.entries(s.tasks)){{const c=document.querySelector('[data-state="'+state+'"]');if(c)c.textContent=n;}}
-    for(const cap of s.caps){{const c=document.querySelector('[data-spent="'+cap.level+'"]');if(c)c.textContent=usd(cap.spent_micros);}}
-    const t=document.getElementById('total');t.textContent=usd(s.total_micros);t.dataset.micros=s.total_micros;
+    for(const [level,cap] of Object.entries(s.spend)){{const c=document.querySelector('[data-spent="'+level+'"]');if(c)c.textContent=usd(cap.spent_micros);}}
+    const t=document.getElementById('total');t.textContent=usd(s.spent_all_time_micros);t.dataset.micros=s.spent_all_time_micros;
     const r=document.getElementById('running');while(r.rows.length>1)r.deleteRow(1);
     for(const task of s.running){{const row=r.insertRow();row.dataset.task=task.id;row.insertCell().textContent=task.id+' '+task.title;row.insertCell().textContent=task.stage||'';row.insertCell().textContent=task.attempt;}}
     document.getElementById('updated').textContent=new Date().toISOString();

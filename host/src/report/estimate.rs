@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
-use super::replay::{Dataset, ReplayError, VerifierErrors};
+use super::replay::{Dataset, ReplayError, VerifierErrors, draw};
 use crate::ledger::MicroUsd;
 
 /// One step of a label's cascade.
@@ -168,10 +168,6 @@ pub struct Estimate {
     pub seed: u64,
 }
 
-fn uniform(rng: &mut ChaCha8Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// Simulate the backlog `scenario.simulations` times.
 pub fn simulate(
     profiles: &BTreeMap<String, LabelProfile>,
@@ -205,13 +201,13 @@ pub fn simulate(
                             0 => step.mean_cost,
                             len => step.costs[(rng.next_u64() % len as u64) as usize],
                         };
-                    let resolved = uniform(&mut rng) < step.success;
+                    let resolved = draw(&mut rng) < step.success;
                     let accepted = if resolved {
                         !(scenario.errors.false_reject > 0.0
-                            && uniform(&mut rng) < scenario.errors.false_reject)
+                            && draw(&mut rng) < scenario.errors.false_reject)
                     } else {
                         scenario.errors.false_accept > 0.0
-                            && uniform(&mut rng) < scenario.errors.false_accept
+                            && draw(&mut rng) < scenario.errors.false_accept
                     };
                     if accepted {
                         ok += u32::from(resolved);

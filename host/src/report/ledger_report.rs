@@ -7,8 +7,39 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
-use crate::ledger::{MicroUsd, format_dollars};
-use crate::store::{AttemptRecord, LedgerRow, TaskRecord, TaskState};
+use crate::ledger::{MicroUsd, decimal_dollars, format_dollars};
+use crate::store::{
+    AttemptRecord, BacklogStore, LedgerRow, LedgerStore, StoreError, TaskRecord, TaskState,
+};
+
+/// What reports and replays read from a store: every task, its finished attempts, the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub tasks: Vec<TaskRecord>,
+    pub attempts: BTreeMap<String, Vec<AttemptRecord>>,
+    pub rows: Vec<LedgerRow>,
+}
+
+impl History {
+    /// Read it all.
+    pub fn read<S: BacklogStore + LedgerStore + ?Sized>(store: &S) -> Result<History, StoreError> {
+        let tasks = store.tasks()?;
+        let mut attempts = BTreeMap::new();
+        for t in &tasks {
+            attempts.insert(t.id.clone(), store.attempts(&t.id)?);
+        }
+        Ok(History {
+            tasks,
+            attempts,
+            rows: store.rows()?,
+        })
+    }
+
+    /// The report over it.
+    pub fn report(&self, options: &Options) -> Report {
+        build(&self.tasks, &self.attempts, &self.rows, options)
+    }
+}
 
 /// Which rows a report covers.
 #[derive(Debug, Clone, Default)]
@@ -545,11 +576,6 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// µ$ as dollars with six decimals, for CSV.
-fn usd(micros: MicroUsd) -> String {
-    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
-}
-
 /// One CSV row per attempt, with its phases' costs as columns.
 pub fn render_csv(r: &Report) -> String {
     let phases = [
@@ -586,7 +612,7 @@ pub fn render_csv(r: &Report) -> String {
                 a.number,
                 csv_field(&a.model),
                 a.outcome,
-                usd(a.cost_micros),
+                decimal_dollars(a.cost_micros),
                 tokens.input,
                 tokens.output,
                 tokens.cache_read,
@@ -599,7 +625,7 @@ pub fn render_csv(r: &Report) -> String {
             for p in phases {
                 s.push_str(&format!(
                     ",{}",
-                    usd(a.phases.get(p).map_or(0, |sp| sp.cost_micros))
+                    decimal_dollars(a.phases.get(p).map_or(0, |sp| sp.cost_micros))
                 ));
             }
             s.push('\n');

@@ -8,4 +8,6 @@ pub mod html;
 pub mod ledger_report;
 pub mod replay;
 
-pub use ledger_report::{Filter, HumanRates, Options, Report, build, render_csv, render_text};
+pub use ledger_report::{
+    Filter, History, HumanRates, Options, Report, build, render_csv, render_text,
+};

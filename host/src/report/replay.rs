@@ -148,11 +148,8 @@ impl Dataset {
     /// The outcomes a ledger recorded: per task, each model tried, resolved when one of its
     /// attempts was approved, at the cost of its first attempt (every row of it, all roles);
     /// the label is the task's first label.
-    pub fn from_ledger(
-        tasks: &[crate::store::TaskRecord],
-        attempts: &BTreeMap<String, Vec<crate::store::AttemptRecord>>,
-        rows: &[crate::store::LedgerRow],
-    ) -> Result<Dataset, ReplayError> {
+    pub fn from_ledger(history: &super::ledger_report::History) -> Result<Dataset, ReplayError> {
+        let (tasks, attempts, rows) = (&history.tasks, &history.attempts, &history.rows);
         let mut out = Vec::new();
         let mut models = std::collections::BTreeSet::new();
         for task in tasks {
@@ -294,8 +291,7 @@ pub struct PolicyResult {
 /// µ$ as a JSON number with six decimals, written from integers (no float on the way).
 fn dollars<S: serde::Serializer>(micros: &MicroUsd, s: S) -> Result<S::Ok, S::Error> {
     use serde::Serialize;
-    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-    RawValue::from_string(text)
+    RawValue::from_string(crate::ledger::decimal_dollars(*micros))
         .map_err(serde::ser::Error::custom)?
         .serialize(s)
 }
@@ -355,8 +351,8 @@ pub struct Replayer<'a> {
     pub seed: u64,
 }
 
-/// A number in [0, 1) from the generator.
-fn draw(rng: &mut ChaCha8Rng) -> f64 {
+/// A number in [0, 1) from the generator (53 random bits).
+pub(crate) fn draw(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
