@@ -30,3 +30,23 @@ if ! command -v chromium >/dev/null 2>&1; then
     $sudo apt-get install -y -q chromium >/dev/null 2>&1 \
         || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
 fi
+
+# Python plugins: componentize-py (PyPI), pinned, in a virtual environment of the project's own
+# (.tools/python, ignored by git) so that nothing is installed into the machine's Python.
+componentize_py_version="0.25.1"
+python_tools=".tools/python"
+if ! "${python_tools}/bin/componentize-py" --version 2>/dev/null | grep -qx "componentize-py ${componentize_py_version}"; then
+    python3 -m venv "${python_tools}"
+    "${python_tools}/bin/pip" install --quiet --disable-pip-version-check \
+        "componentize-py==${componentize_py_version}"
+fi
+
+# JavaScript plugins: jco (npm), which builds components with its QuickJS backend
+# (componentize-qjs). Versions are pinned by plugins/js/package-lock.json; `npm ci` runs again
+# only when the lock file changed since the last install.
+js_stamp="plugins/js/node_modules/.gaffer-lock-sha256"
+js_lock_sum="$(sha256sum plugins/js/package-lock.json | cut -d' ' -f1)"
+if [ ! -x plugins/js/node_modules/.bin/jco ] || [ "$(cat "${js_stamp}" 2>/dev/null)" != "${js_lock_sum}" ]; then
+    (cd plugins/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "${js_lock_sum}" > "${js_stamp}"
+fi

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use gaffer::plugin::bindings::host_api::{Completion, CompletionRequest, HostError};
 use gaffer::plugin::types::TokenUsage;
-use gaffer::plugin::{BoxFuture, MemoryRecorder, ModelAccess, PluginCaller, PluginRuntime};
+use gaffer::plugin::{
+    BoxFuture, MemoryRecorder, ModelAccess, PluginCaller, PluginRuntime, PluginSpec, World,
+};
 
 /// Every guest the tests use, by package name.
 pub const GUESTS: &[&str] = &[
@@ -157,4 +159,58 @@ impl ModelAccess for FakeModels {
             })
         })
     }
+}
+
+/// The languages of the reference plugins built by scripts/build-polyglot-plugins.sh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Python,
+    Js,
+}
+
+static POLYGLOT_BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Build the Python and JavaScript reference plugins once per test process (a no-op when they
+/// are up to date) and return the path of `name`'s component: `cost_tier` in Python is
+/// `cost-tier` in JavaScript; pass the Rust package name (`cost-tier`).
+pub fn polyglot_guest(lang: Lang, name: &str) -> PathBuf {
+    let dir = POLYGLOT_BUILT
+        .get_or_init(|| {
+            let script = workspace_root().join("scripts/build-polyglot-plugins.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "building the Python and JavaScript plugins failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let dir = guest_target_dir().join("polyglot");
+            // Compile each component into the shared cache once, here, rather than in every
+            // test that loads it at the same moment (a Python component takes seconds).
+            let (runtime, _) = runtime();
+            for (path, world) in [
+                ("python/cost_tier.wasm", World::Router),
+                ("python/protected_paths.wasm", World::Hook),
+                ("js/cost-tier.wasm", World::Router),
+                ("js/protected-paths.wasm", World::Hook),
+            ] {
+                runtime
+                    .load(PluginSpec::new(world, dir.join(path)))
+                    .map_err(|e| format!("{path} does not load: {e}"))?;
+            }
+            Ok(dir)
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = match lang {
+        Lang::Python => dir
+            .join("python")
+            .join(format!("{}.wasm", name.replace('-', "_"))),
+        Lang::Js => dir.join("js").join(format!("{name}.wasm")),
+    };
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
 }
