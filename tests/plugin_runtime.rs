@@ -129,6 +129,13 @@ async fn unbounded_memory_growth_hits_the_memory_cap() {
         }
         ref other => panic!("expected memory limit, got {other:?}"),
     }
+    // The run reports the memory the instance held: under the cap, and (growing by doubling)
+    // more than half of it by the time a growth was refused.
+    let held = called.run.memory_bytes;
+    assert!(
+        held <= 32 * 1024 * 1024 && held > 16 * 1024 * 1024,
+        "memory held {held}"
+    );
     serves_next_call(&runtime).await;
 }
 

@@ -40,6 +40,7 @@ struct SampleCall {
     decision: String,
     fuel_used: u64,
     wall_us: u64,
+    memory_bytes: u64,
     fault: Option<String>,
 }
 
@@ -49,6 +50,7 @@ fn sample(run: &PluginRun, decision: String, fault: Option<String>) -> SampleCal
         decision,
         fuel_used: run.fuel_used,
         wall_us: u64::try_from(run.wall.as_micros()).unwrap_or(u64::MAX),
+        memory_bytes: run.memory_bytes,
         fault,
     }
 }
@@ -201,11 +203,12 @@ fn print_check(report: &serde_json::Value, format: Format) -> anyhow::Result<Exi
                         continue;
                     }
                     println!(
-                        "sample:    {} -> {}  [fuel {}, {} µs]",
+                        "sample:    {} -> {}  [fuel {}, {} µs, {} KiB memory]",
                         call["function"].as_str().unwrap_or_default(),
                         call["decision"].as_str().unwrap_or_default(),
                         call["fuel_used"],
-                        call["wall_us"]
+                        call["wall_us"],
+                        call["memory_bytes"].as_u64().unwrap_or_default() / 1024
                     );
                     if let Some(fault) = call["fault"].as_str() {
                         println!("           fault: {fault}");
@@ -239,10 +242,12 @@ struct BenchReport {
     min_ns: u64,
     max_ns: u64,
     fuel_per_call: u64,
+    /// Linear memory of one instance at the end of a call.
+    memory_bytes: u64,
 }
 
-/// One call with a fresh sandbox; the fuel it used.
-async fn one_call(plugin: &Plugin) -> anyhow::Result<u64> {
+/// One call with a fresh sandbox; its run record (fuel, memory).
+async fn one_call(plugin: &Plugin) -> anyhow::Result<PluginRun> {
     let ctx = CallContext::new("bench", 1);
     let task = samples::task();
     let (run, fault) = match plugin.spec().world {
@@ -262,7 +267,7 @@ async fn one_call(plugin: &Plugin) -> anyhow::Result<u64> {
     if let Some(fault) = fault {
         anyhow::bail!("the plugin faulted, so there is nothing meaningful to time: {fault}");
     }
-    Ok(run.fuel_used)
+    Ok(run)
 }
 
 /// `gaffer plugin bench FILE`.
@@ -295,11 +300,12 @@ pub async fn bench(
         one_call(&plugin).await?;
     }
     let mut times: Vec<Duration> = Vec::with_capacity(calls as usize);
-    let mut fuel = 0;
+    let (mut fuel, mut memory) = (0, 0);
     for _ in 0..calls {
         let started = Instant::now();
-        fuel = one_call(&plugin).await?;
+        let run = one_call(&plugin).await?;
         times.push(started.elapsed());
+        (fuel, memory) = (run.fuel_used, run.memory_bytes);
     }
     times.sort();
     let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -321,6 +327,7 @@ pub async fn bench(
         min_ns: ns(times[0]),
         max_ns: ns(times[n - 1]),
         fuel_per_call: fuel,
+        memory_bytes: memory,
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -330,14 +337,15 @@ pub async fn bench(
                 report.file, report.world, report.function, report.allocator
             );
             println!(
-                "calls {}  median {:.1} µs  p90 {:.1} µs  mean {:.1} µs  min {:.1} µs  max {:.1} µs  fuel/call {}",
+                "calls {}  median {:.1} µs  p90 {:.1} µs  mean {:.1} µs  min {:.1} µs  max {:.1} µs  fuel/call {}  memory {} KiB",
                 report.calls,
                 report.median_ns as f64 / 1e3,
                 report.p90_ns as f64 / 1e3,
                 report.mean_ns as f64 / 1e3,
                 report.min_ns as f64 / 1e3,
                 report.max_ns as f64 / 1e3,
-                report.fuel_per_call
+                report.fuel_per_call,
+                report.memory_bytes / 1024
             );
         }
     }

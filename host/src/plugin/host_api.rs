@@ -77,11 +77,18 @@ pub struct MemoryLimiter {
     cap: u64,
     /// The size a refused `memory.grow` asked for.
     pub refused: Option<u64>,
+    /// Bytes of linear memory the instance holds, all its memories together (they never
+    /// shrink, so this is also its peak).
+    pub in_use: u64,
 }
 
 impl MemoryLimiter {
     pub fn new(cap: u64) -> MemoryLimiter {
-        MemoryLimiter { cap, refused: None }
+        MemoryLimiter {
+            cap,
+            refused: None,
+            in_use: 0,
+        }
     }
 
     /// The cap in bytes.
@@ -96,7 +103,7 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -105,6 +112,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.refused = Some(desired);
             return Ok(false);
         }
+        // Creating a memory is a growth from 0 to its initial size, so this sums every memory.
+        self.in_use = self
+            .in_use
+            .saturating_add(desired.saturating_sub(current as u64));
         Ok(true)
     }
 

@@ -24,6 +24,8 @@ pub struct PluginRun {
     pub fuel_allowance: u64,
     #[serde(serialize_with = "serialize_micros")]
     pub wall: Duration,
+    /// Linear memory the instance held at the end of the call, all memories, in bytes.
+    pub memory_bytes: u64,
     /// `ok`, or the fault's kind (`out-of-fuel`, `trap`, `deadline`, ...).
     pub outcome: &'static str,
     /// The fault's message, when there was one.

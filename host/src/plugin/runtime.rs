@@ -349,6 +349,7 @@ struct RawRun<T> {
     fuel_used: u64,
     fuel_allowance: u64,
     wall: Duration,
+    memory_bytes: u64,
     component: String,
     /// The call ran out of the task's fuel rather than its own per-call allowance.
     task_fuel_ran_out: bool,
@@ -489,6 +490,7 @@ fn narrow<T>(
         fuel_used: raw.fuel_used,
         fuel_allowance: raw.fuel_allowance,
         wall: raw.wall,
+        memory_bytes: raw.memory_bytes,
         component: raw.component,
         task_fuel_ran_out: raw.task_fuel_ran_out,
     }
@@ -733,6 +735,7 @@ impl Plugin {
             fuel_used,
             fuel_allowance: allowance,
             wall,
+            memory_bytes: store.data().limiter.in_use,
             component: loaded.content_hash.clone(),
             task_fuel_ran_out,
         })
@@ -744,6 +747,7 @@ impl Plugin {
             fuel_used: 0,
             fuel_allowance: allowance,
             wall: Duration::ZERO,
+            memory_bytes: 0,
             component: loaded.content_hash.clone(),
             task_fuel_ran_out: false,
         }
@@ -775,6 +779,7 @@ impl Plugin {
             fuel_used: raw.fuel_used,
             fuel_allowance: raw.fuel_allowance,
             wall: raw.wall,
+            memory_bytes: raw.memory_bytes,
             outcome: "ok",
             fault: None,
             policy: None,
