@@ -6,6 +6,7 @@ pub mod demo;
 mod estimate_cmd;
 mod models_cmd;
 mod plugin_cmd;
+mod plugin_new;
 mod plugin_test;
 mod replay_cmd;
 pub mod report_cmd;
@@ -278,6 +279,18 @@ enum PluginCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write a new plugin project into DIR (created, or empty): an example policy, the WIT,
+    /// build.sh, cases.toml for `plugin test`, and a README saying how to use it.
+    New {
+        /// The world the plugin implements.
+        #[arg(value_enum)]
+        world: plugin_new::NewWorld,
+        /// The language it is written in.
+        #[arg(long, value_enum)]
+        lang: plugin_new::Lang,
+        /// The project directory (created if missing; refused if not empty).
+        dir: PathBuf,
+    },
     /// Time calls with a fresh sandbox each, limits on (as shipped).
     Bench {
         /// The component (`.wasm`).
@@ -404,6 +417,9 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 cases,
                 format,
             }) => plugin_test::run(&file, &cases, format).await,
+            Command::Plugin(PluginCommand::New { world, lang, dir }) => {
+                plugin_new::run(world, lang, &dir)
+            }
             Command::Plugin(PluginCommand::Bench {
                 file,
                 calls,

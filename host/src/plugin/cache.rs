@@ -52,11 +52,15 @@ impl CompileCache {
         CompileCache { dir, engine_key }
     }
 
-    /// The default cache directory: `$GAFFER_CACHE_DIR`, else `$XDG_CACHE_HOME/gaffer/wasm`,
-    /// else `$HOME/.cache/gaffer/wasm`.
+    /// The default cache directory of commands that work outside a repository (`plugin check`,
+    /// `test`, `bench`): `$GAFFER_PLUGIN_CACHE` (the variable `gaffer run` honours too), else
+    /// `$GAFFER_CACHE_DIR`, else `$XDG_CACHE_HOME/gaffer/wasm`, else `$HOME/.cache/gaffer/wasm`.
     pub fn default_dir() -> Option<PathBuf> {
-        if let Some(dir) = std::env::var_os("GAFFER_CACHE_DIR") {
-            return Some(PathBuf::from(dir));
+        for variable in ["GAFFER_PLUGIN_CACHE", "GAFFER_CACHE_DIR"] {
+            match std::env::var_os(variable) {
+                Some(dir) if !dir.is_empty() => return Some(PathBuf::from(dir)),
+                _ => {}
+            }
         }
         if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
             return Some(PathBuf::from(dir).join("gaffer").join("wasm"));
