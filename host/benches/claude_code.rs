@@ -1,7 +1,8 @@
 //! `gaffer hook claude-code` as Claude Code runs it: a new process per event, reading the event
 //! on stdin, loading the configured hooks (compiled code from the disk cache) and answering.
-//! Whole-process time is what a person waits for at every tool call. Baseline in the same run:
-//! a Python command hook making the same protected-path decision (one `python3` per event).
+//! Whole-process time is what a person waits for at every tool call. The same protected-paths
+//! hook written in Rust, Python (componentize-py) and JavaScript (jco, QuickJS). Baseline in the
+//! same run: a Python command hook making the same decision (one `python3` per event).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,23 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/wasm32-wasip2/plugin")
+/// The protected-paths hook in each language, as scripts/build-plugins.sh builds it.
+fn hooks() -> [(&'static str, PathBuf); 3] {
+    let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
+    [
+        (
+            "Rust",
+            guests.join("wasm32-wasip2/plugin/protected_paths.wasm"),
+        ),
+        (
+            "Python",
+            guests.join("polyglot/python/protected_paths.wasm"),
+        ),
+        (
+            "JavaScript",
+            guests.join("polyglot/js/protected-paths.wasm"),
+        ),
+    ]
 }
 
 const PYTHON_HOOK: &str = r#"
@@ -43,14 +59,16 @@ fn run(program: &str, args: &[&str], dir: &Path, input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
-fn bench(c: &mut Criterion) {
+/// A git repository whose gaffer.toml configures one hook, and a PreToolUse event for a write
+/// to its `.env`.
+fn project(hook: &Path) -> (tempfile::TempDir, String) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
     std::fs::write(
         root.join("gaffer.toml"),
         format!(
             "[[plugins.hooks]]\npath = {:?}\nconfig = {{ globs = [\".env\", \".env.*\", \"**/migrations/**\"] }}\n",
-            plugins_dir().join("protected_paths.wasm").display().to_string()
+            hook.display().to_string()
         ),
     )
     .expect("config");
@@ -66,10 +84,32 @@ fn bench(c: &mut Criterion) {
         "tool_input": {"file_path": root.join(".env"), "content": "K=1\n"}, "tool_use_id": "toolu_1",
     })
     .to_string();
+    (tmp, event)
+}
+
+fn bench(c: &mut Criterion) {
     let gaffer = env!("CARGO_BIN_EXE_gaffer");
-    // Warm the compile cache, and check both deny.
-    let answer = run(gaffer, &["hook", "claude-code"], root, event.as_bytes());
-    assert!(String::from_utf8_lossy(&answer).contains("\"deny\""));
+    let projects: Vec<(&str, tempfile::TempDir, String)> = hooks()
+        .into_iter()
+        .map(|(lang, hook)| {
+            assert!(hook.is_file(), "{} is not built", hook.display());
+            let (dir, event) = project(&hook);
+            // Warm the compile cache, and check the hook denies.
+            let answer = run(
+                gaffer,
+                &["hook", "claude-code"],
+                dir.path(),
+                event.as_bytes(),
+            );
+            assert!(
+                String::from_utf8_lossy(&answer).contains("\"deny\""),
+                "{lang}"
+            );
+            (lang, dir, event)
+        })
+        .collect();
+    let (_, root, event) = &projects[0];
+    let root = root.path();
     let script = root.join("hook.py");
     std::fs::write(&script, PYTHON_HOOK).expect("script");
     let script = script.display().to_string();
@@ -86,10 +126,21 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("claude-code hook, one process per event");
     group.sample_size(50);
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function(
-        "gaffer hook claude-code (Rust protected-paths, cached)",
-        |b| b.iter(|| run(gaffer, &["hook", "claude-code"], root, event.as_bytes())),
-    );
+    for (lang, dir, event) in &projects {
+        group.bench_function(
+            format!("gaffer hook claude-code ({lang} protected-paths, cached)"),
+            |b| {
+                b.iter(|| {
+                    run(
+                        gaffer,
+                        &["hook", "claude-code"],
+                        dir.path(),
+                        event.as_bytes(),
+                    )
+                })
+            },
+        );
+    }
     group.bench_function("baseline: python3 command hook, same rule", |b| {
         b.iter(|| run(python, &[&script], root, event.as_bytes()))
     });

@@ -7,6 +7,10 @@
 //!   loop) and a call-heavy one (recursive Fibonacci).
 //! - `hook`: a protected-paths decision through the runtime against the same rule as a command
 //!   hook that starts a Python process per event (`/usr/bin/python3`, JSON on stdin).
+//! - `language/*`: the same two plugins (cost-tier, protected-paths) written in Rust, Python
+//!   (componentize-py) and JavaScript (jco, QuickJS): a call with a fresh sandbox, a load from
+//!   the compile cache, and a cold compile; Rust is the baseline. The memory each instance
+//!   holds is printed (it is a count of bytes, not a time).
 //!
 //! Guests are built from source by the shared test support. Run with `RUST_BACKTRACE=0`: a
 //! backtrace captured per trap distorts timings (scripts/bench.sh sets it).
@@ -276,5 +280,127 @@ fn bench_hook(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_route, bench_metering, bench_hook);
+/// The three builds of each reference plugin, Rust first (the baseline).
+fn by_language(rust_name: &str) -> [(&'static str, std::path::PathBuf); 3] {
+    [
+        ("rust", support::guest(rust_name)),
+        (
+            "python",
+            support::polyglot_guest(support::Lang::Python, rust_name),
+        ),
+        ("js", support::polyglot_guest(support::Lang::Js, rust_name)),
+    ]
+}
+
+fn bench_languages(c: &mut Criterion) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rt = runtime(AllocatorChoice::Auto, Metering::SHIPPED);
+    let request = samples::route_request();
+    let task = samples::task();
+    let call = types::ToolCall {
+        name: "write_file".to_string(),
+        arguments: r#"{"path":"config/.env","content":"SECRET=1"}"#.to_string(),
+    };
+    let router_spec = |path: std::path::PathBuf| {
+        let mut spec = PluginSpec::new(World::Router, path);
+        spec.fallback_model = Some("cheap".to_string());
+        spec
+    };
+
+    let mut route = c.benchmark_group("language/route");
+    for (lang, path) in by_language("cost-tier") {
+        let plugin = rt.load(router_spec(path)).expect("router loads");
+        let check = tokio
+            .block_on(plugin.route(&CallContext::new("bench", 1), &request))
+            .unwrap();
+        assert!(check.fault.is_none(), "{lang}: {:?}", check.fault);
+        eprintln!(
+            "language/route/{lang}: instance memory {} KiB, fuel {} per call",
+            check.run.memory_bytes / 1024,
+            check.run.fuel_used
+        );
+        route.bench_function(lang, |b| {
+            b.iter(|| {
+                tokio
+                    .block_on(plugin.route(&CallContext::new("bench", 1), &request))
+                    .unwrap()
+            })
+        });
+    }
+    route.finish();
+
+    let mut hook = c.benchmark_group("language/pre-tool");
+    for (lang, path) in by_language("protected-paths") {
+        let plugin = rt
+            .load(PluginSpec::new(World::Hook, path))
+            .expect("hook loads");
+        let check = tokio
+            .block_on(plugin.pre_tool(&CallContext::new("bench", 1), &task, &call))
+            .unwrap();
+        assert!(
+            matches!(check.decision, types::HookDecision::Deny(_)),
+            "{lang}: {:?}",
+            check.decision
+        );
+        eprintln!(
+            "language/pre-tool/{lang}: instance memory {} KiB, fuel {} per call",
+            check.run.memory_bytes / 1024,
+            check.run.fuel_used
+        );
+        hook.bench_function(lang, |b| {
+            b.iter(|| {
+                tokio
+                    .block_on(plugin.pre_tool(&CallContext::new("bench", 1), &task, &call))
+                    .unwrap()
+            })
+        });
+    }
+    hook.finish();
+
+    // What a process pays to get a plugin ready when the compiled artifact is on disk: read
+    // and hash the component, read and deserialize the artifact, check the world.
+    let mut load = c.benchmark_group("language/load-cached");
+    load.sample_size(10);
+    for (lang, path) in by_language("cost-tier") {
+        rt.load(router_spec(path.clone())).expect("warm the cache");
+        load.bench_function(lang, |b| {
+            b.iter(|| rt.load(router_spec(path.clone())).expect("loads"))
+        });
+    }
+    load.finish();
+
+    // The first load of a component: compile it with Cranelift (into a cache that is emptied
+    // before every iteration).
+    let mut compile = c.benchmark_group("language/compile-cold");
+    compile.sample_size(10);
+    for (lang, path) in by_language("cost-tier") {
+        let cache = tempfile::tempdir().expect("temp dir");
+        let cold = PluginRuntime::builder()
+            .cache_dir(Some(cache.path().to_path_buf()))
+            .build()
+            .expect("runtime");
+        compile.bench_function(lang, |b| {
+            b.iter(|| {
+                for entry in std::fs::read_dir(cache.path()).expect("cache dir") {
+                    let entry = entry.expect("entry");
+                    let _ = std::fs::remove_file(entry.path());
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+                cold.load(router_spec(path.clone())).expect("compiles")
+            })
+        });
+    }
+    compile.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_route,
+    bench_metering,
+    bench_hook,
+    bench_languages
+);
 criterion_main!(benches);
