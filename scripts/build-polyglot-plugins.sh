@@ -17,11 +17,11 @@ for tool in "${componentize_py}" "${jco}"; do
 done
 mkdir -p "${out}/python" "${out}/js"
 
-# up_to_date OUTPUT SOURCE: the output exists and is newer than the source and every WIT file.
+# up_to_date OUTPUT DIR EXT: the output exists and is newer than every source of its language
+# (a plugin may import the shared modules beside it) and every WIT file.
 up_to_date() {
     [ -f "$1" ] || return 1
-    [ "$1" -nt "$2" ] || return 1
-    for f in "${wit}"/*.wit; do
+    for f in "$2"/*."$3" "${wit}"/*.wit; do
         [ "$1" -nt "${f}" ] || return 1
     done
 }
@@ -31,7 +31,7 @@ for plugin in cost_tier:router protected_paths:hook; do
     module="${plugin%%:*}"
     world="${plugin##*:}"
     target="${out}/python/${module}.wasm"
-    if ! up_to_date "${target}" "plugins/python/${module}.py"; then
+    if ! up_to_date "${target}" plugins/python py; then
         "${componentize_py}" -d "${wit}" -w "${world}" componentize "${module}" \
             -p plugins/python -o "${target}.tmp" >/dev/null
         mv "${target}.tmp" "${target}"
@@ -43,7 +43,7 @@ for plugin in cost-tier:router protected-paths:hook; do
     name="${plugin%%:*}"
     world="${plugin##*:}"
     target="${out}/js/${name}.wasm"
-    if ! up_to_date "${target}" "plugins/js/${name}.js"; then
+    if ! up_to_date "${target}" plugins/js js; then
         (cd plugins/js && "${jco}" componentize "${name}.js" -w ../../wit/0.1.0 -n "${world}" \
             --backend quickjs --backend-qjs-disable-async -o "${target}.tmp" >/dev/null)
         mv "${target}.tmp" "${target}"

@@ -18,6 +18,7 @@
 //       --backend-qjs-disable-async -o cost-tier.wasm
 
 import { config as hostConfig } from 'gaffer:plugin/host@0.1.0';
+import { givenFields } from './plugin-config.js';
 
 const U8_MAX = 255;
 
@@ -46,19 +47,8 @@ export function route(request) {
 
 /** The config with defaults filled in; an unknown key or a bad value is an error. */
 function parseConfig(text) {
-  const trimmed = text.trim();
   const config = { ...DEFAULTS };
-  if (trimmed === '' || trimmed === 'null') return config;
-  let given;
-  try {
-    given = JSON.parse(trimmed);
-  } catch (e) {
-    throw new Error(`invalid config: ${e.message}`);
-  }
-  if (given === null || typeof given !== 'object' || Array.isArray(given)) {
-    throw new Error(`invalid config: expected a JSON object, got \`${trimmed.slice(0, 40)}\``);
-  }
-  for (const [key, value] of Object.entries(given)) {
+  for (const [key, value] of Object.entries(givenFields(text))) {
     if (key === 'label_tiers') {
       const ok = value !== null && typeof value === 'object' && !Array.isArray(value)
         && Object.values(value).every((t) => Number.isInteger(t) && t >= 0 && t <= U8_MAX);

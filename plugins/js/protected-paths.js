@@ -19,6 +19,7 @@
 //       --backend-qjs-disable-async -o protected-paths.wasm
 
 import { config as hostConfig } from 'gaffer:plugin/host@0.1.0';
+import { givenFields } from './plugin-config.js';
 
 const DEFAULTS = {
   globs: ['.env', '.env.*', '**/migrations/**', '.git/**'],
@@ -42,19 +43,8 @@ export function onDiff(task, diff) {
 
 /** The config with defaults filled in; an unknown key or a bad value is an error. */
 function parseConfig(text) {
-  const trimmed = text.trim();
   const config = { ...DEFAULTS };
-  if (trimmed === '' || trimmed === 'null') return config;
-  let given;
-  try {
-    given = JSON.parse(trimmed);
-  } catch (e) {
-    throw new Error(`invalid config: ${e.message}`);
-  }
-  if (given === null || typeof given !== 'object' || Array.isArray(given)) {
-    throw new Error(`invalid config: expected a JSON object, got \`${trimmed.slice(0, 40)}\``);
-  }
-  for (const [key, value] of Object.entries(given)) {
+  for (const [key, value] of Object.entries(givenFields(text))) {
     if (!(key in DEFAULTS)) {
       throw new Error(`invalid config: unknown field \`${key}\`, expected \`globs\` or \`write_tools\``);
     }

@@ -17,10 +17,9 @@ Config (every field optional), as in the Rust plugin: ``start_tier`` (1), ``labe
 Build: componentize-py -d wit/0.1.0 -w router componentize cost_tier -p plugins/python -o cost_tier.wasm
 """
 
-import json
-
 import wit_world
 from componentize_py_types import Err
+from plugin_config import given_fields
 from wit_world.imports import host, types
 
 U8_MAX = 255
@@ -54,17 +53,8 @@ class WitWorld(wit_world.WitWorld):
 
 def parse_config(text: str) -> dict:
     """The config with defaults filled in; an unknown key or a bad value is an error."""
-    text = text.strip()
     config = dict(DEFAULTS)
-    if text in ("", "null"):
-        return config
-    try:
-        given = json.loads(text)
-    except ValueError as e:
-        raise Err(f"invalid config: {e}")
-    if not isinstance(given, dict):
-        raise Err(f"invalid config: expected a JSON object, got `{text[:40]}`")
-    for key, value in given.items():
+    for key, value in given_fields(text).items():
         if key == "label_tiers":
             if not isinstance(value, dict) or not all(
                 is_int(t) and 0 <= t <= U8_MAX for t in value.values()

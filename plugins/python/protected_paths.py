@@ -22,6 +22,7 @@ import re
 
 import wit_world
 from componentize_py_types import Err
+from plugin_config import given_fields
 from wit_world.imports import host, types
 
 DEFAULTS = {
@@ -46,17 +47,8 @@ class WitWorld(wit_world.WitWorld):
 
 def parse_config(text: str) -> dict:
     """The config with defaults filled in; an unknown key or a bad value is an error."""
-    text = text.strip()
     config = dict(DEFAULTS)
-    if text in ("", "null"):
-        return config
-    try:
-        given = json.loads(text)
-    except ValueError as e:
-        raise Err(f"invalid config: {e}")
-    if not isinstance(given, dict):
-        raise Err(f"invalid config: expected a JSON object, got `{text[:40]}`")
-    for key, value in given.items():
+    for key, value in given_fields(text).items():
         if key not in DEFAULTS:
             raise Err(f"invalid config: unknown field `{key}`, expected `globs` or `write_tools`")
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
