@@ -57,8 +57,24 @@ fn project_with(protected: &Path, size: Option<&Path>) -> tempfile::TempDir {
 }
 
 fn hook(root: &Path, input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gaffer"))
-        .args(["hook", "claude-code"])
+    run_bridge(
+        Command::new(env!("CARGO_BIN_EXE_gaffer")).args(["hook", "claude-code"]),
+        root,
+        input,
+    )
+}
+
+/// The same bridge through the small `gaffer-hook` binary.
+fn small_hook(root: &Path, input: &str) -> Output {
+    run_bridge(
+        Command::new(env!("CARGO_BIN_EXE_gaffer-hook")).arg("claude-code"),
+        root,
+        input,
+    )
+}
+
+fn run_bridge(command: &mut Command, root: &Path, input: &str) -> Output {
+    let mut child = command
         .current_dir(root)
         .env("GAFFER_PLUGIN_CACHE", support::test_cache_dir())
         .stdin(Stdio::piped())
@@ -66,12 +82,11 @@ fn hook(root: &Path, input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // A bridge that refuses its arguments exits without reading: a broken pipe is its answer.
+    let written = child.stdin.take().unwrap().write_all(input.as_bytes());
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -280,4 +295,65 @@ fn python_and_javascript_hooks_judge_like_the_rust_one() {
             "{lang:?}: {a}"
         );
     }
+}
+
+#[test]
+fn the_small_gaffer_hook_binary_answers_exactly_as_gaffer_hook_claude_code() {
+    let dir = project();
+    let root = dir.path();
+    std::fs::write(root.join("big.py"), "x = 1\n".repeat(9)).unwrap();
+    let events = [
+        // allowed: no answer
+        event(
+            root,
+            "PreToolUse",
+            "Write",
+            json!({"file_path": root.join("notes.md"), "content": "x"}),
+        ),
+        // denied by pre-tool
+        event(
+            root,
+            "PreToolUse",
+            "Write",
+            json!({"file_path": root.join(".env"), "content": "K=1"}),
+        ),
+        // denied by on-edit (the file would be 9 lines)
+        event(
+            root,
+            "PreToolUse",
+            "Edit",
+            json!({"file_path": root.join("big.py"), "old_string": "x = 1", "new_string": "x = 2"}),
+        ),
+        // blocked after the fact by on-diff (big.py is new and too long)
+        event(
+            root,
+            "PostToolUse",
+            "Bash",
+            json!({"command": "true", "description": "nothing"}),
+        ),
+        // unreadable input: exit status 2, the reason on stderr
+        "{not json".to_string(),
+    ];
+    for input in &events {
+        let full = hook(root, input);
+        let small = small_hook(root, input);
+        assert_eq!(small.status.code(), full.status.code(), "{input}");
+        assert_eq!(
+            String::from_utf8_lossy(&small.stdout),
+            String::from_utf8_lossy(&full.stdout),
+            "{input}"
+        );
+    }
+    // The answers are the real ones, not two empty outputs.
+    let denied = small_hook(root, &events[1]);
+    assert!(String::from_utf8_lossy(&denied.stdout).contains("\"deny\""));
+    assert_eq!(small_hook(root, &events[4]).status.code(), Some(2));
+    // Arguments it does not know are refused (exit status 2, which blocks in Claude Code).
+    let out = run_bridge(
+        Command::new(env!("CARGO_BIN_EXE_gaffer-hook")).arg("--frobnicate"),
+        root,
+        &events[0],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--frobnicate"));
 }

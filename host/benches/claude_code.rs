@@ -141,6 +141,19 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
+    // The small binary that links only the bridge and the runtime.
+    let small = env!("CARGO_BIN_EXE_gaffer-hook");
+    for (lang, dir, event) in &projects {
+        let answer = run(small, &["claude-code"], dir.path(), event.as_bytes());
+        assert!(
+            String::from_utf8_lossy(&answer).contains("\"deny\""),
+            "{lang}"
+        );
+        group.bench_function(
+            format!("gaffer-hook claude-code ({lang} protected-paths, cached)"),
+            |b| b.iter(|| run(small, &["claude-code"], dir.path(), event.as_bytes())),
+        );
+    }
     group.bench_function("baseline: python3 command hook, same rule", |b| {
         b.iter(|| run(python, &[&script], root, event.as_bytes()))
     });

@@ -143,8 +143,9 @@ pub struct PluginSpecToml {
 pub struct Limits {
     /// Fuel (instructions) allowed to one call.
     pub fuel_per_call: u64,
-    /// Cumulative fuel of this plugin's calls within one task (the task's budget is shared by
-    /// all plugins; this is the amount a task starts with when this plugin is the first to run).
+    /// Cumulative fuel of this plugin's calls within one task. Each plugin has an account of
+    /// its own per task ([`super::TaskFuel`] counts per plugin), so one costly hook cannot use
+    /// up the router's fuel; the router's `fuel-left-task` is what its own account has left.
     pub fuel_per_task: u64,
     /// Wall-clock deadline of one call, host calls included.
     pub deadline: Duration,

@@ -1,0 +1,51 @@
+//! `gaffer-hook`: `gaffer hook claude-code` as a binary of its own, for Claude Code's
+//! `settings.json`. Claude Code starts one process per tool call, so start-up is what a person
+//! waits for: this binary links only the bridge and the plugin runtime (no command-line parser,
+//! model gateway, SQLite or dashboard), which the kernel maps and relocates faster than the full
+//! `gaffer` binary. It behaves exactly as `gaffer hook claude-code`.
+//!
+//! Usage: `gaffer-hook [claude-code] [--config FILE]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut config: Option<PathBuf> = None;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("claude-code") => {}
+            Some("--config") => match args.next() {
+                Some(path) => config = Some(PathBuf::from(path)),
+                None => return usage("--config needs a file"),
+            },
+            Some("-h" | "--help") => {
+                println!("usage: gaffer-hook [claude-code] [--config FILE]");
+                return ExitCode::SUCCESS;
+            }
+            _ => return usage(&format!("unexpected argument {arg:?}")),
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return usage(&format!("cannot start: {e}")),
+    };
+    match runtime.block_on(gaffer::cli::claude_code::run(config)) {
+        Ok(code) => code,
+        Err(e) => {
+            // The bridge answers every failure itself (fail closed); this is the last resort,
+            // and exit status 2 makes Claude Code block the call with this text.
+            eprintln!("gaffer-hook: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A usage error: exit status 2, which Claude Code treats as a blocking error.
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("gaffer-hook: {problem}\nusage: gaffer-hook [claude-code] [--config FILE]");
+    ExitCode::from(2)
+}
