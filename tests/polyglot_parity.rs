@@ -4,9 +4,10 @@
 
 mod support;
 
+use gaffer::plugin::samples::model;
 use gaffer::plugin::types::{
     Attempt, AttemptOutcome, BudgetLevel, Diff, DiffStats, FileDiff, FileEdit, FileStatus,
-    HookDecision, ModelInfo, MoneyLeft, Prices, RouteRequest, ToolCall,
+    HookDecision, ModelInfo, MoneyLeft, RouteRequest, ToolCall,
 };
 use gaffer::plugin::{CallContext, Plugin, PluginSpec, World, samples};
 use serde_json::{Value, json};
@@ -41,22 +42,6 @@ fn ctx() -> CallContext {
 }
 
 // ---------------------------------------------------------------- cost-tier (router)
-
-fn model(id: &str, tier: u8, input: u64, output: u64) -> ModelInfo {
-    ModelInfo {
-        id: id.to_string(),
-        provider: "sample".to_string(),
-        tier,
-        prices: Prices {
-            input,
-            output,
-            cache_read: input / 10,
-            cache_write: input,
-        },
-        context_window: 200_000,
-        tags: vec![],
-    }
-}
 
 fn money(level: BudgetLevel, cap: u64, left: u64) -> MoneyLeft {
     MoneyLeft {

@@ -10,7 +10,17 @@ use super::bindings::types::{
 /// Three models at three tiers. Prices are placeholders in µ$ per million tokens for the
 /// samples only; real prices come from the gateway's catalog.
 pub fn models() -> Vec<ModelInfo> {
-    let model = |id: &str, tier: u8, input: u64, output: u64| ModelInfo {
+    vec![
+        model("cheap", 1, 1_000_000, 5_000_000),
+        model("mid", 2, 3_000_000, 15_000_000),
+        model("strong", 3, 15_000_000, 75_000_000),
+    ]
+}
+
+/// A sample model with input and output prices in µ$ per million tokens (cache reads at a
+/// tenth of input, cache writes at 1.25×, as the providers price them).
+pub fn model(id: &str, tier: u8, input: u64, output: u64) -> ModelInfo {
+    ModelInfo {
         id: id.to_string(),
         provider: "sample".to_string(),
         tier,
@@ -22,12 +32,7 @@ pub fn models() -> Vec<ModelInfo> {
         },
         context_window: 200_000,
         tags: vec![],
-    };
-    vec![
-        model("cheap", 1, 1_000_000, 5_000_000),
-        model("mid", 2, 3_000_000, 15_000_000),
-        model("strong", 3, 15_000_000, 75_000_000),
-    ]
+    }
 }
 
 /// A small bug-fix task.
