@@ -13,9 +13,10 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::run_cmd::plugin_cache_dir;
-use crate::plugin::types::{FileEdit, HookDecision, RuleDecision, Task, ToolCall};
+use crate::pipeline::hooks::{diff_denials, edit_denials, pre_tool_chain};
+use crate::plugin::types::{FileEdit, HookDecision, Task, ToolCall};
 use crate::plugin::{
-    AllocatorChoice, CallContext, EngineOptions, Plugin, PluginRuntime, read_plugin_specs,
+    AllocatorChoice, CallContext, EngineOptions, PluginRuntime, read_plugin_specs,
 };
 
 /// The most stdin a hook event may take (Write events carry whole files).
@@ -165,15 +166,6 @@ pub fn file_edit(root: &Path, tool: &str, input: &Value) -> Option<FileEdit> {
     })
 }
 
-fn findings(hook: &Plugin, decision: RuleDecision) -> Option<String> {
-    match decision {
-        RuleDecision::Allow => None,
-        RuleDecision::Deny(findings) => {
-            Some(crate::pipeline::hooks::describe(hook.name(), &findings).join("; "))
-        }
-    }
-}
-
 /// Decide one event. Every failure is a denial (or a block, after the tool ran).
 pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
     let name = event["hook_event_name"].as_str().unwrap_or("");
@@ -258,13 +250,10 @@ pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
         if diff.files.is_empty() {
             return Answer::Proceed;
         }
-        let mut denials = Vec::new();
-        for hook in &hooks {
-            match hook.on_diff(&ctx, &task, &diff).await {
-                Ok(called) => denials.extend(findings(hook, called.decision)),
-                Err(e) => return refuse(e.to_string()),
-            }
-        }
+        let denials = match diff_denials(&hooks, &ctx, &task, &diff).await {
+            Ok(denials) => denials,
+            Err(e) => return refuse(e.to_string()),
+        };
         return if denials.is_empty() {
             Answer::Proceed
         } else {
@@ -274,37 +263,22 @@ pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
             ))
         };
     }
-    let mut call = tool_call(&root, tool, input);
-    let mut rewritten = false;
-    for hook in &hooks {
-        match hook.pre_tool(&ctx, &task, &call).await {
-            Ok(called) => match called.decision {
-                HookDecision::Allow => {}
-                HookDecision::Deny(reason) => {
-                    return Answer::Deny(format!("{}: {reason}", hook.name()));
-                }
-                HookDecision::Rewrite(arguments) => {
-                    call.arguments = arguments;
-                    rewritten = true;
-                }
-            },
+    let call = tool_call(&root, tool, input);
+    let rewrite = match pre_tool_chain(&hooks, &ctx, &task, &call).await {
+        Ok(HookDecision::Allow) => None,
+        Ok(HookDecision::Deny(reason)) => return Answer::Deny(reason),
+        Ok(HookDecision::Rewrite(arguments)) => Some(arguments),
+        Err(e) => return refuse(e.to_string()),
+    };
+    if let Some(edit) = file_edit(&root, tool, input) {
+        match edit_denials(&hooks, &ctx, &task, &edit).await {
+            Ok(denials) if denials.is_empty() => {}
+            Ok(denials) => return Answer::Deny(denials.join("; ")),
             Err(e) => return refuse(e.to_string()),
         }
     }
-    if let Some(edit) = file_edit(&root, tool, input) {
-        let mut denials = Vec::new();
-        for hook in &hooks {
-            match hook.on_edit(&ctx, &task, &edit).await {
-                Ok(called) => denials.extend(findings(hook, called.decision)),
-                Err(e) => return refuse(e.to_string()),
-            }
-        }
-        if !denials.is_empty() {
-            return Answer::Deny(denials.join("; "));
-        }
-    }
-    if rewritten {
-        return match rewritten_input(&root, tool, input, &call.arguments) {
+    if let Some(arguments) = rewrite {
+        return match rewritten_input(&root, tool, input, &arguments) {
             Some(new) => Answer::Rewrite(new),
             None => refuse(format!(
                 "a hook rewrote the {tool} call, and gaffer cannot hand that rewrite back to Claude Code"

@@ -1,7 +1,9 @@
 //! The hook plugins as the agent's rules: every configured hook is asked in order; the first
 //! denial wins, a rewrite feeds the next hook. A hook whose policy is `stop` (or that passed its
-//! fault limit) stops the run.
+//! fault limit) stops the run. The chains themselves ([`pre_tool_chain`], [`edit_denials`],
+//! [`diff_denials`]) also serve `gaffer hook claude-code`.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,19 +36,75 @@ impl PluginHooks {
     /// Ask every hook about the whole change; the findings of all that deny, each named by its
     /// hook. `Err` when a hook stops the run.
     pub async fn on_diff(&self, diff: &Diff) -> Result<Vec<String>, String> {
-        let mut denials = Vec::new();
-        for hook in &self.hooks {
-            match hook.on_diff(&self.ctx, &self.task, diff).await {
-                Ok(called) => {
-                    if let RuleDecision::Deny(findings) = called.decision {
-                        denials.extend(describe(hook.name(), &findings));
-                    }
-                }
-                Err(error) => return Err(self.halt(&error)),
+        diff_denials(&self.hooks, &self.ctx, &self.task, diff)
+            .await
+            .map_err(|error| self.halt(&error))
+    }
+}
+
+/// Ask each hook in order about a tool call: the first denial wins (named by its hook), a
+/// rewrite is what the next hook sees. `Rewrite` carries the final arguments when any hook
+/// rewrote them. `Err` is a fault the fail policy did not answer.
+pub async fn pre_tool_chain<H: Borrow<Plugin>>(
+    hooks: &[H],
+    ctx: &CallContext,
+    task: &Task,
+    call: &ToolCall,
+) -> Result<HookDecision, CallError> {
+    let mut current = call.clone();
+    let mut rewritten = false;
+    for hook in hooks {
+        let hook = hook.borrow();
+        match hook.pre_tool(ctx, task, &current).await?.decision {
+            HookDecision::Allow => {}
+            HookDecision::Deny(reason) => {
+                return Ok(HookDecision::Deny(format!("{}: {reason}", hook.name())));
+            }
+            HookDecision::Rewrite(arguments) => {
+                current.arguments = arguments;
+                rewritten = true;
             }
         }
-        Ok(denials)
     }
+    Ok(if rewritten {
+        HookDecision::Rewrite(current.arguments)
+    } else {
+        HookDecision::Allow
+    })
+}
+
+/// Ask every hook about a file edit: the findings of all that deny, each named by its hook.
+pub async fn edit_denials<H: Borrow<Plugin>>(
+    hooks: &[H],
+    ctx: &CallContext,
+    task: &Task,
+    edit: &FileEdit,
+) -> Result<Vec<String>, CallError> {
+    let mut denials = Vec::new();
+    for hook in hooks {
+        let hook = hook.borrow();
+        if let RuleDecision::Deny(findings) = hook.on_edit(ctx, task, edit).await?.decision {
+            denials.extend(describe(hook.name(), &findings));
+        }
+    }
+    Ok(denials)
+}
+
+/// Ask every hook about a whole change: the findings of all that deny, each named by its hook.
+pub async fn diff_denials<H: Borrow<Plugin>>(
+    hooks: &[H],
+    ctx: &CallContext,
+    task: &Task,
+    diff: &Diff,
+) -> Result<Vec<String>, CallError> {
+    let mut denials = Vec::new();
+    for hook in hooks {
+        let hook = hook.borrow();
+        if let RuleDecision::Deny(findings) = hook.on_diff(ctx, task, diff).await?.decision {
+            denials.extend(describe(hook.name(), &findings));
+        }
+    }
+    Ok(denials)
 }
 
 /// Findings as sentences naming the hook, the file and the line.
@@ -64,48 +122,21 @@ pub fn describe(hook: &str, findings: &[Finding]) -> Vec<String> {
 impl Hooks for PluginHooks {
     fn pre_tool<'a>(&'a self, call: &'a ToolCall) -> BoxFuture<'a, ToolVerdict> {
         Box::pin(async move {
-            let mut current = call.clone();
-            let mut rewritten = false;
-            for hook in &self.hooks {
-                match hook.pre_tool(&self.ctx, &self.task, &current).await {
-                    Ok(called) => match called.decision {
-                        HookDecision::Allow => {}
-                        HookDecision::Deny(reason) => {
-                            return ToolVerdict::Deny(format!("{}: {reason}", hook.name()));
-                        }
-                        HookDecision::Rewrite(arguments) => {
-                            current.arguments = arguments;
-                            rewritten = true;
-                        }
-                    },
-                    Err(error) => return ToolVerdict::Deny(self.halt(&error)),
-                }
-            }
-            if rewritten {
-                ToolVerdict::Rewrite(current.arguments)
-            } else {
-                ToolVerdict::Allow
+            match pre_tool_chain(&self.hooks, &self.ctx, &self.task, call).await {
+                Ok(HookDecision::Allow) => ToolVerdict::Allow,
+                Ok(HookDecision::Deny(reason)) => ToolVerdict::Deny(reason),
+                Ok(HookDecision::Rewrite(arguments)) => ToolVerdict::Rewrite(arguments),
+                Err(error) => ToolVerdict::Deny(self.halt(&error)),
             }
         })
     }
 
     fn on_edit<'a>(&'a self, edit: &'a FileEdit) -> BoxFuture<'a, Result<(), Vec<String>>> {
         Box::pin(async move {
-            let mut denials = Vec::new();
-            for hook in &self.hooks {
-                match hook.on_edit(&self.ctx, &self.task, edit).await {
-                    Ok(called) => {
-                        if let RuleDecision::Deny(findings) = called.decision {
-                            denials.extend(describe(hook.name(), &findings));
-                        }
-                    }
-                    Err(error) => return Err(vec![self.halt(&error)]),
-                }
-            }
-            if denials.is_empty() {
-                Ok(())
-            } else {
-                Err(denials)
+            match edit_denials(&self.hooks, &self.ctx, &self.task, edit).await {
+                Ok(denials) if denials.is_empty() => Ok(()),
+                Ok(denials) => Err(denials),
+                Err(error) => Err(vec![self.halt(&error)]),
             }
         })
     }
