@@ -467,6 +467,20 @@ impl Repo {
 /// git's empty tree: what a repository without commits is compared against.
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
+/// `git diff` of the staged change against a base, in the one shape [`diff::parse`] reads,
+/// whatever the user's git configuration says (external diff drivers, textconv, prefixes, colour).
+const STAGED_DIFF: [&str; 9] = [
+    "diff",
+    "--cached",
+    "-M",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--unified=3",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+];
+
 /// The working tree at `dir` against `HEAD` — tracked changes and new untracked files (ignored
 /// ones excluded), so a file a shell command wrote counts — parsed like an attempt's diff. The
 /// user's index is not touched: a temporary index in the git directory is filled from `HEAD`
@@ -500,15 +514,9 @@ pub fn working_tree_diff(dir: &Path) -> Result<crate::plugin::types::Diff, GitEr
         Git::new(dir).with_index(&index).args(["add", "-A"]).run()?;
         Git::new(dir)
             .with_index(&index)
-            .args([
-                "diff",
-                "--cached",
-                "-M",
-                "--no-color",
-                "--no-ext-diff",
-                "--unified=3",
-                base,
-            ])
+            .args(STAGED_DIFF)
+            .arg(base)
+            .arg("--")
             .run()
     })();
     let _ = std::fs::remove_file(&index);
@@ -527,17 +535,7 @@ impl Worktree {
     pub fn diff_text(&self) -> Result<String, GitError> {
         Git::new(&self.path).args(["add", "-A"]).run()?;
         Git::new(&self.path)
-            .args([
-                "diff",
-                "--cached",
-                "-M",
-                "--no-color",
-                "--no-ext-diff",
-                "--no-textconv",
-                "--unified=3",
-                "--src-prefix=a/",
-                "--dst-prefix=b/",
-            ])
+            .args(STAGED_DIFF)
             .arg(&self.base)
             .arg("--")
             .run()
