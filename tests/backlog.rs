@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use gaffer::store::{BacklogStore, NewTask, SqliteStore, StoreError, TaskState};
+use gaffer::store::{BacklogStore, NewTask, SqliteStore, Stage, StoreError, TaskState};
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -52,13 +52,8 @@ fn claims_take_the_oldest_and_a_rejection_comes_back_for_another_attempt() {
     store.add_tasks(&[task("one"), task("two")]).unwrap();
     let first = store.claim("host:1", MINUTE).unwrap().unwrap();
     assert_eq!(
-        (
-            first.id.as_str(),
-            first.state,
-            first.stage.as_deref(),
-            first.attempts
-        ),
-        ("T-1", TaskState::Running, Some("route"), 1)
+        (first.id.as_str(), first.state, first.stage, first.attempts),
+        ("T-1", TaskState::Running, Some(Stage::Route), 1)
     );
     assert_eq!(first.lease_owner.as_deref(), Some("host:1"));
     let second = store.claim("host:1", MINUTE).unwrap().unwrap();
@@ -68,10 +63,10 @@ fn claims_take_the_oldest_and_a_rejection_comes_back_for_another_attempt() {
         "nothing left to claim"
     );
 
-    store.set_stage("T-1", "host:1", "verify").unwrap();
+    store.set_stage("T-1", "host:1", Stage::Verify).unwrap();
     assert_eq!(
-        store.task("T-1").unwrap().unwrap().stage.as_deref(),
-        Some("verify")
+        store.task("T-1").unwrap().unwrap().stage,
+        Some(Stage::Verify)
     );
     store
         .finish("T-1", "host:1", TaskState::RejectedRequeued, "tests failed")
@@ -130,7 +125,7 @@ fn an_expired_lease_lets_another_worker_take_the_task() {
     ));
     store.heartbeat("T-1", "host:2", MINUTE).unwrap();
     assert!(matches!(
-        store.set_stage("T-404", "host:2", "x"),
+        store.set_stage("T-404", "host:2", Stage::Check),
         Err(StoreError::NoSuchTask(_))
     ));
 }

@@ -94,7 +94,7 @@ fn the_dashboard_shows_the_ledgers_figures_in_a_real_browser() {
         .iter()
         .filter(|t| t.state == TaskState::Merged)
         .count();
-    let total: u64 = store.rows().unwrap().iter().map(|r| r.charged).sum();
+    let total: u64 = store.rows().unwrap().iter().map(|r| r.charged.get()).sum();
     assert!(merged == 4 && total > 0);
 
     let profile = tmp.path().join("chromium-profile");

@@ -13,16 +13,16 @@ use fake_provider::{FakeProvider, Reply};
 use gaffer::gateway::chat::{Block, ChatRequest, Message, StopReason, ToolSpec};
 use gaffer::gateway::metered::{CallTag, Gateway, GatewayError, ModelEntry, Pricing};
 use gaffer::gateway::provider::{Provider, ProviderConfig, ProviderError, ProviderKind};
-use gaffer::ledger::{Caps, Electricity, Ledger, Prices};
-use gaffer::store::{LedgerRow, LedgerStore, RowScope, SqliteStore};
+use gaffer::ledger::{Caps, Electricity, Ledger, MicroUsd, Prices};
+use gaffer::store::{LedgerRow, LedgerStore, Phase, Role, RowScope, RowState, SqliteStore, Stage};
 use serde_json::{Value, json};
 
 // µ$ per Mtok: $1 in, $5 out, $0.10 cache read, $1.25 cache write.
 const PRICES: Prices = Prices {
-    input: 1_000_000,
-    output: 5_000_000,
-    cache_read: 100_000,
-    cache_write: 1_250_000,
+    input: MicroUsd(1_000_000),
+    output: MicroUsd(5_000_000),
+    cache_read: MicroUsd(100_000),
+    cache_write: MicroUsd(1_250_000),
 };
 
 struct Setup {
@@ -77,13 +77,8 @@ async fn setup(
 fn tag() -> CallTag {
     CallTag {
         scope: RowScope {
-            run_id: "run-1".into(),
-            task_id: Some("T-1".into()),
-            attempt: Some(1),
-            stage: "implement".into(),
-            phase: Some("explore".into()),
-            role: "agent".into(),
-            model: String::new(),
+            phase: Some(Phase::Explore),
+            ..RowScope::attempt("run-1", "T-1", 1, Stage::Implement, Role::Agent)
         },
         attempt_cap: None,
     }
@@ -164,15 +159,18 @@ async fn an_openai_answer_is_booked_at_what_its_usage_says() {
     let expected = openai_charge(&sent.reply_json().unwrap()["usage"]);
     // (200 × 1 + 1 000 × 0.1 + 80 × 5) = 700 µ$.
     assert_eq!(expected, 700);
-    assert_eq!(done.charged, expected);
+    assert_eq!(done.charged, MicroUsd(expected));
     let row = only_row(&setup);
-    assert_eq!((row.state.as_str(), row.charged), ("settled", expected));
+    assert_eq!(
+        (row.state, row.charged),
+        (RowState::Settled, MicroUsd(expected))
+    );
     assert_eq!(
         (row.tokens.input, row.tokens.cache_read, row.tokens.output),
         (200, 1_000, 80)
     );
     assert_eq!(row.scope.model, "cheap");
-    assert_eq!(row.reserved, reservation_for(&request()));
+    assert_eq!(row.reserved, MicroUsd(reservation_for(&request())));
     assert!(!row.usage_missing && !row.overrun);
 }
 
@@ -225,7 +223,7 @@ async fn an_anthropic_tool_call_with_cache_usage_is_booked_exactly() {
         + usage["output_tokens"].as_u64().unwrap() as u128 * 5_000_000)
         .div_ceil(1_000_000) as u64;
     assert_eq!(by_hand, 2_330);
-    assert_eq!(done.charged, by_hand);
+    assert_eq!(done.charged, MicroUsd(by_hand));
     let row = only_row(&setup);
     assert_eq!(
         (row.tokens.cache_write, row.tokens.cache_read),
@@ -265,7 +263,7 @@ async fn a_429_waits_as_long_as_retry_after_says() {
     );
     assert_eq!(
         done.charged,
-        openai_charge(&received[1].reply_json().unwrap()["usage"])
+        MicroUsd(openai_charge(&received[1].reply_json().unwrap()["usage"]))
     );
     assert_eq!(only_row(&setup).charged, done.charged);
 }
@@ -296,7 +294,7 @@ async fn server_errors_are_retried_then_reported_and_cost_nothing() {
             charged,
         } => {
             assert_eq!(*attempts, 3, "the first try and max_retries = 2");
-            assert_eq!(*charged, 0, "an error status is not billed");
+            assert_eq!(*charged, MicroUsd(0), "an error status is not billed");
             assert!(
                 last.to_string()
                     .contains("HTTP 500: server_error: upstream exploded"),
@@ -307,7 +305,7 @@ async fn server_errors_are_retried_then_reported_and_cost_nothing() {
     }
     assert_eq!(setup.fake.received().len(), 3);
     let row = only_row(&setup);
-    assert_eq!((row.state.as_str(), row.charged), ("settled", 0));
+    assert_eq!((row.state, row.charged), (RowState::Settled, MicroUsd(0)));
     assert!(row.outcome.unwrap().contains("upstream exploded"));
 }
 
@@ -361,7 +359,7 @@ async fn a_slow_answer_past_the_timeout_is_charged_its_reservation() {
             charged,
         } => {
             // The provider may have done (and billed) the work: never free.
-            assert_eq!(*charged, reservation_for(&request()));
+            assert_eq!(*charged, MicroUsd(reservation_for(&request())));
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -386,7 +384,7 @@ async fn garbage_is_a_typed_error_charged_its_reservation() {
     assert!(text.contains("not the JSON expected"), "{text}");
     assert!(text.contains("<html>Bad gateway</html>"), "{text}");
     let row = only_row(&setup);
-    assert_eq!(row.charged, reservation_for(&request()));
+    assert_eq!(row.charged, MicroUsd(reservation_for(&request())));
     assert!(row.usage_missing);
 }
 
@@ -415,7 +413,10 @@ async fn a_truncated_body_is_an_error_charged_its_reservation() {
         ),
         "{err}"
     );
-    assert_eq!(only_row(&setup).charged, reservation_for(&request()));
+    assert_eq!(
+        only_row(&setup).charged,
+        MicroUsd(reservation_for(&request()))
+    );
 }
 
 #[tokio::test]
@@ -437,14 +438,14 @@ async fn missing_usage_is_never_free() {
         .await
         .unwrap();
     assert!(done.usage_missing);
-    assert_eq!(done.charged, reservation_for(&request()));
+    assert_eq!(done.charged, MicroUsd(reservation_for(&request())));
     assert!(only_row(&setup).usage_missing);
 }
 
 #[tokio::test]
 async fn a_call_over_budget_never_reaches_the_provider() {
     let caps = Caps {
-        per_task: Some(1_000),
+        per_task: Some(MicroUsd(1_000)),
         ..Caps::default()
     };
     let setup = setup(
@@ -488,7 +489,7 @@ async fn a_local_model_is_charged_for_its_power() {
         id: "qwen".into(),
         pricing: Pricing::Electricity(Electricity {
             watts: 350,
-            micro_usd_per_kwh: 300_000,
+            micro_usd_per_kwh: MicroUsd(300_000),
         }),
         max_tokens: 1_000,
         context_window: 32_000,
@@ -499,11 +500,11 @@ async fn a_local_model_is_charged_for_its_power() {
     let row = only_row(&setup);
     // 350 W × wall × $0.30/kWh, rounded up: at least 1 µ$, and exactly what the formula gives.
     let by_hand = (350u128 * row.wall_ms as u128 * 300_000).div_ceil(3_600_000_000) as u64;
-    assert_eq!(done.charged, by_hand);
-    assert_eq!(row.charged, by_hand);
+    assert_eq!(done.charged, MicroUsd(by_hand));
+    assert_eq!(row.charged, MicroUsd(by_hand));
     assert_eq!(row.tokens.output, 10);
     // The reservation was the power for the provider's whole time bound (900 s): 26 250 µ$.
-    assert_eq!(row.reserved, 26_250);
+    assert_eq!(row.reserved, MicroUsd(26_250));
 }
 
 #[tokio::test]
@@ -608,7 +609,13 @@ async fn ledger_totals_equal_the_sum_of_usage_times_price_for_every_mix() {
                 }
             })
             .sum();
-        let booked: u64 = setup.store.rows().unwrap().iter().map(|r| r.charged).sum();
+        let booked: u64 = setup
+            .store
+            .rows()
+            .unwrap()
+            .iter()
+            .map(|r| r.charged.get())
+            .sum();
         assert_eq!(booked, expected, "{kind:?}");
         assert_eq!(setup.store.rows().unwrap().len(), CALLS);
     }
@@ -682,20 +689,20 @@ async fn a_failing_provider_falls_back_to_the_same_class_elsewhere() {
     assert_eq!(rows.len(), 2, "each try is booked on its own");
     assert_eq!(
         (rows[0].scope.model.as_str(), rows[0].charged),
-        ("cheap", 0)
+        ("cheap", MicroUsd(0))
     );
     assert!(rows[0].outcome.as_deref().unwrap().contains("overloaded"));
     let expected = openai_charge(&secondary.received()[0].reply_json().unwrap()["usage"]);
     assert_eq!(
         (rows[1].scope.model.as_str(), rows[1].charged),
-        ("cheap-elsewhere", expected)
+        ("cheap-elsewhere", MicroUsd(expected))
     );
 }
 
 #[tokio::test]
 async fn a_budget_refusal_does_not_fall_back() {
     let caps = Caps {
-        per_task: Some(10),
+        per_task: Some(MicroUsd(10)),
         ..Caps::default()
     };
     let (primary, secondary, gateway, _store, _dir) =

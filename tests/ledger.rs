@@ -7,19 +7,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use gaffer::ledger::{Caps, Ledger, LedgerError, Prices, Usage, WorstCase};
-use gaffer::store::sqlite::owner_is_alive;
-use gaffer::store::{CapLevel, CapLimit, LedgerStore, RowScope, SqliteStore, StoreError};
+use gaffer::ledger::{Caps, Ledger, LedgerError, MicroUsd, Prices, TokenCounts, WorstCase};
+use gaffer::store::{
+    CapLevel, CapLimit, LedgerStore, Phase, Role, RowScope, RowState, SqliteStore, Stage,
+    StoreError, owner_is_alive,
+};
 
 fn scope(task: &str, attempt: u32) -> RowScope {
     RowScope {
-        run_id: "run-1".to_string(),
-        task_id: Some(task.to_string()),
-        attempt: Some(attempt),
-        stage: "implement".to_string(),
-        phase: Some("explore".to_string()),
-        role: "agent".to_string(),
+        phase: Some(Phase::Explore),
         model: "cheap".to_string(),
+        ..RowScope::attempt("run-1", task, attempt, Stage::Implement, Role::Agent)
     }
 }
 
@@ -31,19 +29,19 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
 
 // $3 / $15 / $0.30 / $3.75 per Mtok.
 const PRICES: Prices = Prices {
-    input: 3_000_000,
-    output: 15_000_000,
-    cache_read: 300_000,
-    cache_write: 3_750_000,
+    input: MicroUsd(3_000_000),
+    output: MicroUsd(15_000_000),
+    cache_read: MicroUsd(300_000),
+    cache_write: MicroUsd(3_750_000),
 };
 
-#[test]
-fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
+#[tokio::test]
+async fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
     let (_dir, store) = store();
     let ledger = Ledger::new(
         store.clone(),
         Caps {
-            per_task: Some(2_000_000),
+            per_task: Some(MicroUsd(2_000_000)),
             ..Caps::default()
         },
     );
@@ -53,15 +51,15 @@ fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
         max_output_tokens: 8_192,
     };
     // 100 000 × 3.75 $/Mtok + 8 192 × 15 $/Mtok = 0.375 + 0.12288 = $0.49788 = 497 880 µ$.
-    let reservation = ledger.reserve(&scope("T-1", 1), worst, None).unwrap();
-    assert_eq!(reservation.amount, 497_880);
+    let reservation = ledger.reserve(&scope("T-1", 1), worst, None).await.unwrap();
+    assert_eq!(reservation.amount, MicroUsd(497_880));
     assert_eq!(
         store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
-        497_880
+        MicroUsd(497_880)
     );
 
-    ledger.mark_sent(&reservation).unwrap();
-    let usage = Usage {
+    ledger.mark_sent(&reservation).await.unwrap();
+    let usage = TokenCounts {
         input: 2_000,
         cache_read: 40_000,
         cache_write: 0,
@@ -70,20 +68,21 @@ fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
     // 2 000 × 3 + 40 000 × 0.3 + 1 000 × 15 = 6 000 + 12 000 + 15 000 = 33 000 µ$·Mtok/1e6 → 33 000 µ$.
     let settled = ledger
         .settle(&reservation, Some(usage), Duration::from_millis(900), "ok")
+        .await
         .unwrap();
-    assert_eq!(settled.charged, 33_000);
+    assert_eq!(settled.charged, MicroUsd(33_000));
     assert!(!settled.overrun && !settled.usage_missing);
     assert_eq!(
         store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
-        33_000
+        MicroUsd(33_000)
     );
 
     let rows = store.rows().unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     assert_eq!(
-        (row.state.as_str(), row.reserved, row.charged),
-        ("settled", 497_880, 33_000)
+        (row.state, row.reserved, row.charged),
+        (RowState::Settled, MicroUsd(497_880), MicroUsd(33_000))
     );
     assert_eq!(
         (row.tokens.input, row.tokens.cache_read, row.tokens.output),
@@ -91,41 +90,44 @@ fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
     );
     assert_eq!(
         (row.prices.input, row.prices.output),
-        (3_000_000, 15_000_000)
+        (MicroUsd(3_000_000), MicroUsd(15_000_000))
     );
     assert_eq!(
-        (
-            row.scope.stage.as_str(),
-            row.scope.phase.as_deref(),
-            row.scope.role.as_str()
-        ),
-        ("implement", Some("explore"), "agent")
+        (row.scope.stage, row.scope.phase, row.scope.role),
+        (Stage::Implement, Some(Phase::Explore), Role::Agent)
     );
     assert_eq!(row.wall_ms, 900);
 }
 
-#[test]
-fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
+#[tokio::test]
+async fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
     let (_dir, store) = store();
     let ledger = Ledger::new(
         store.clone(),
         Caps {
-            per_task: Some(1_000_000),
-            per_run: Some(10_000_000),
+            per_task: Some(MicroUsd(1_000_000)),
+            per_run: Some(MicroUsd(10_000_000)),
             ..Caps::default()
         },
     );
     let first = ledger
-        .reserve(&scope("T-1", 1), WorstCase::Amount(700_000), None)
+        .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(700_000)), None)
+        .await
         .unwrap();
     let error = ledger
-        .reserve(&scope("T-1", 1), WorstCase::Amount(400_000), None)
+        .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(400_000)), None)
+        .await
         .unwrap_err();
     match &error {
         LedgerError::Exhausted(e) => {
             assert_eq!(
                 (e.level, e.limit, e.spent, e.needed),
-                (CapLevel::Task, 1_000_000, 700_000, 400_000)
+                (
+                    CapLevel::Task,
+                    MicroUsd(1_000_000),
+                    MicroUsd(700_000),
+                    MicroUsd(400_000)
+                )
             );
         }
         other => panic!("expected exhaustion, got {other:?}"),
@@ -139,32 +141,39 @@ fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
     // Another task is not affected; the router's attempt cap is.
     assert!(
         ledger
-            .reserve(&scope("T-2", 1), WorstCase::Amount(400_000), None)
+            .reserve(&scope("T-2", 1), WorstCase::Amount(MicroUsd(400_000)), None)
+            .await
             .is_ok()
     );
     let error = ledger
-        .reserve(&scope("T-3", 1), WorstCase::Amount(400_000), Some(300_000))
+        .reserve(
+            &scope("T-3", 1),
+            WorstCase::Amount(MicroUsd(400_000)),
+            Some(MicroUsd(300_000)),
+        )
+        .await
         .unwrap_err();
     assert!(
         matches!(error, LedgerError::Exhausted(ref e) if e.level == CapLevel::Attempt),
         "{error}"
     );
     // Releasing gives the money back.
-    ledger.release(&first).unwrap();
+    ledger.release(&first).await.unwrap();
     assert!(
         ledger
-            .reserve(&scope("T-1", 2), WorstCase::Amount(900_000), None)
+            .reserve(&scope("T-1", 2), WorstCase::Amount(MicroUsd(900_000)), None)
+            .await
             .is_ok()
     );
 }
 
-#[test]
-fn an_overrun_is_booked_in_full_and_closes_the_cap() {
+#[tokio::test]
+async fn an_overrun_is_booked_in_full_and_closes_the_cap() {
     let (_dir, store) = store();
     let ledger = Ledger::new(
         store.clone(),
         Caps {
-            per_task: Some(100_000),
+            per_task: Some(MicroUsd(100_000)),
             ..Caps::default()
         },
     );
@@ -178,56 +187,63 @@ fn an_overrun_is_booked_in_full_and_closes_the_cap() {
             },
             None,
         )
+        .await
         .unwrap();
     // 1 000 × 3.75 + 1 000 × 15 = 18 750 µ$ reserved.
-    assert_eq!(r.amount, 18_750);
-    ledger.mark_sent(&r).unwrap();
+    assert_eq!(r.amount, MicroUsd(18_750));
+    ledger.mark_sent(&r).await.unwrap();
     // The provider billed past its own limit: 7 000 output tokens = 105 000 µ$.
     let settled = ledger
         .settle(
             &r,
-            Some(Usage {
+            Some(TokenCounts {
                 output: 7_000,
-                ..Usage::default()
+                ..TokenCounts::default()
             }),
             Duration::ZERO,
             "ok",
         )
+        .await
         .unwrap();
-    assert_eq!(settled.charged, 105_000);
+    assert_eq!(settled.charged, MicroUsd(105_000));
     assert!(settled.overrun);
     assert!(store.rows().unwrap()[0].overrun);
     // The task cap (100 000) is crossed: even the smallest call is now refused.
     assert!(matches!(
-        ledger.reserve(&scope("T-1", 1), WorstCase::Amount(1), None),
+        ledger
+            .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(1)), None)
+            .await,
         Err(LedgerError::Exhausted(_))
     ));
 }
 
-#[test]
-fn missing_usage_charges_the_reservation_and_says_so() {
+#[tokio::test]
+async fn missing_usage_charges_the_reservation_and_says_so() {
     let (_dir, store) = store();
     let ledger = Ledger::new(store.clone(), Caps::default());
     let r = ledger
-        .reserve(&scope("T-1", 1), WorstCase::Amount(12_345), None)
+        .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(12_345)), None)
+        .await
         .unwrap();
-    ledger.mark_sent(&r).unwrap();
-    let settled = ledger.settle(&r, None, Duration::ZERO, "ok").unwrap();
-    assert_eq!(settled.charged, 12_345);
+    ledger.mark_sent(&r).await.unwrap();
+    let settled = ledger.settle(&r, None, Duration::ZERO, "ok").await.unwrap();
+    assert_eq!(settled.charged, MicroUsd(12_345));
     assert!(settled.usage_missing);
     let row = &store.rows().unwrap()[0];
     assert!(row.usage_missing);
-    assert_eq!(row.charged, 12_345);
+    assert_eq!(row.charged, MicroUsd(12_345));
 }
 
 #[test]
 fn the_protocol_refuses_out_of_order_steps() {
     let (_dir, store) = store();
-    let id = store.try_reserve(&scope("T-1", 1), 10, &[]).unwrap();
+    let id = store
+        .try_reserve(&scope("T-1", 1), MicroUsd(10), &[])
+        .unwrap();
     let settle = gaffer::store::Settlement {
         tokens: Default::default(),
         prices: Default::default(),
-        cost: Some(1),
+        cost: Some(MicroUsd(1)),
         wall_ms: 0,
         outcome: "ok".into(),
     };
@@ -266,16 +282,16 @@ fn concurrent_callers_never_exceed_a_cap() {
     let path = dir.path().join("gaffer.db");
     SqliteStore::open(&path).unwrap();
     const CALLERS: usize = 32;
-    const CALL: u64 = 100_000;
+    const CALL: MicroUsd = MicroUsd(100_000);
     // The task cap admits 10 reservations of 100 000; the run cap 15 (two tasks).
     let caps = [
         CapLimit {
             level: CapLevel::Task,
-            limit: 1_000_000,
+            limit: MicroUsd(1_000_000),
         },
         CapLimit {
             level: CapLevel::Run,
-            limit: 1_500_000,
+            limit: MicroUsd(1_500_000),
         },
     ];
     let barrier = Arc::new(Barrier::new(CALLERS));
@@ -317,17 +333,17 @@ fn concurrent_callers_never_exceed_a_cap() {
     let rows = store.rows().unwrap();
     // Every refused call was refused before anything was reserved or sent: one row per admission.
     assert_eq!(rows.len(), admitted);
-    assert!(rows.iter().all(|r| r.state == "settled"));
-    let run_total: u64 = rows.iter().map(|r| r.charged).sum();
+    assert!(rows.iter().all(|r| r.state == RowState::Settled));
+    let run_total: u64 = rows.iter().map(|r| r.charged.get()).sum();
     let even: u64 = rows
         .iter()
         .filter(|r| r.scope.task_id.as_deref() == Some("T-even"))
-        .map(|r| r.charged)
+        .map(|r| r.charged.get())
         .sum();
     let odd: u64 = rows
         .iter()
         .filter(|r| r.scope.task_id.as_deref() == Some("T-odd"))
-        .map(|r| r.charged)
+        .map(|r| r.charged.get())
         .sum();
     assert!(run_total <= 1_500_000, "run cap exceeded: {run_total}");
     assert!(
@@ -346,9 +362,13 @@ fn concurrent_callers_never_exceed_a_cap() {
 fn a_killed_process_is_recovered() {
     if let Ok(path) = std::env::var("GAFFER_CRASH_DB") {
         let store = SqliteStore::open(&path).unwrap();
-        let sent = store.try_reserve(&scope("T-1", 1), 40_000, &[]).unwrap();
+        let sent = store
+            .try_reserve(&scope("T-1", 1), MicroUsd(40_000), &[])
+            .unwrap();
         store.mark_sent(sent).unwrap();
-        store.try_reserve(&scope("T-1", 1), 7_000, &[]).unwrap();
+        store
+            .try_reserve(&scope("T-1", 1), MicroUsd(7_000), &[])
+            .unwrap();
         println!("READY");
         std::thread::sleep(Duration::from_secs(120));
         return;
@@ -378,28 +398,31 @@ fn a_killed_process_is_recovered() {
     let store = SqliteStore::open(&path).unwrap();
     let before = store.rows().unwrap();
     assert_eq!(
-        before.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(),
-        ["sent", "reserved"]
+        before.iter().map(|r| r.state).collect::<Vec<_>>(),
+        [RowState::Sent, RowState::Reserved]
     );
     // Rows of live processes (this one) are left alone.
     let recovery = store.recover(&owner_is_alive).unwrap();
     assert_eq!(
         (recovery.released, recovery.charged, recovery.charged_micros),
-        (1, 1, 40_000)
+        (1, 1, MicroUsd(40_000))
     );
     let rows = store.rows().unwrap();
     assert_eq!(
-        (rows[0].state.as_str(), rows[0].charged),
-        ("settled", 40_000)
+        (rows[0].state, rows[0].charged),
+        (RowState::Settled, MicroUsd(40_000))
     );
     assert!(
         rows[0].usage_missing && rows[0].recovered,
         "the charge is flagged"
     );
-    assert_eq!((rows[1].state.as_str(), rows[1].charged), ("released", 0));
+    assert_eq!(
+        (rows[1].state, rows[1].charged),
+        (RowState::Released, MicroUsd(0))
+    );
     assert_eq!(
         store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
-        40_000
+        MicroUsd(40_000)
     );
     // Recovering again changes nothing.
     assert_eq!(store.recover(&owner_is_alive).unwrap(), Default::default());
@@ -408,27 +431,29 @@ fn a_killed_process_is_recovered() {
 #[test]
 fn recovery_leaves_live_owners_alone() {
     let (_dir, store) = store();
-    let id = store.try_reserve(&scope("T-1", 1), 5, &[]).unwrap();
+    let id = store
+        .try_reserve(&scope("T-1", 1), MicroUsd(5), &[])
+        .unwrap();
     store.mark_sent(id).unwrap();
     assert_eq!(store.recover(&owner_is_alive).unwrap(), Default::default());
-    assert_eq!(store.rows().unwrap()[0].state, "sent");
+    assert_eq!(store.rows().unwrap()[0].state, RowState::Sent);
 }
 
 #[test]
 fn plugin_runs_are_rows_with_fuel_and_no_money() {
     let (_dir, store) = store();
     let mut s = scope("T-1", 1);
-    s.stage = "route".into();
-    s.role = "router".into();
+    s.stage = Stage::Route;
+    s.role = Role::Router;
     s.model = "cost-tier".into();
     s.phase = None;
     store.record_plugin_run(&s, 29_919, 0, "ok").unwrap();
     let row = &store.rows().unwrap()[0];
     assert_eq!(
-        (row.fuel, row.charged, row.reserved, row.state.as_str()),
-        (29_919, 0, 0, "settled")
+        (row.fuel, row.charged, row.reserved, row.state),
+        (29_919, MicroUsd(0), MicroUsd(0), RowState::Settled)
     );
-    assert_eq!(row.scope.role, "router");
+    assert_eq!(row.scope.role, Role::Router);
 }
 
 #[test]
@@ -459,21 +484,29 @@ fn rusqlite_free_bump(path: &std::path::Path) -> bool {
 #[test]
 fn cap_totals_always_equal_what_the_rows_say() {
     let (_dir, store) = store();
-    let settle = |cost: Option<u64>| gaffer::store::Settlement {
+    let settle = |cost: Option<MicroUsd>| gaffer::store::Settlement {
         tokens: Default::default(),
         prices: Default::default(),
         cost,
         wall_ms: 0,
         outcome: "ok".into(),
     };
-    let a = store.try_reserve(&scope("T-1", 1), 1_000, &[]).unwrap();
-    let b = store.try_reserve(&scope("T-1", 2), 2_000, &[]).unwrap();
-    let c = store.try_reserve(&scope("T-2", 1), 3_000, &[]).unwrap();
-    let d = store.try_reserve(&scope("T-2", 1), 4_000, &[]).unwrap();
+    let a = store
+        .try_reserve(&scope("T-1", 1), MicroUsd(1_000), &[])
+        .unwrap();
+    let b = store
+        .try_reserve(&scope("T-1", 2), MicroUsd(2_000), &[])
+        .unwrap();
+    let c = store
+        .try_reserve(&scope("T-2", 1), MicroUsd(3_000), &[])
+        .unwrap();
+    let d = store
+        .try_reserve(&scope("T-2", 1), MicroUsd(4_000), &[])
+        .unwrap();
     store.mark_sent(a).unwrap();
-    store.settle(a, &settle(Some(250))).unwrap(); // under its reservation
+    store.settle(a, &settle(Some(MicroUsd(250)))).unwrap(); // under its reservation
     store.mark_sent(b).unwrap();
-    store.settle(b, &settle(Some(9_000))).unwrap(); // an overrun
+    store.settle(b, &settle(Some(MicroUsd(9_000)))).unwrap(); // an overrun
     store.release(c).unwrap();
     store.mark_sent(d).unwrap(); // left open
     let rows = store.rows().unwrap();
@@ -482,54 +515,54 @@ fn cap_totals_always_equal_what_the_rows_say() {
             .map(|r| LedgerRowLite {
                 task: r.scope.task_id.clone(),
                 attempt: r.scope.attempt,
-                state: r.state.clone(),
-                reserved: r.reserved,
-                charged: r.charged,
+                state: r.state,
+                reserved: r.reserved.get(),
+                charged: r.charged.get(),
             })
             .filter(|r| keep(r))
-            .map(|r| match r.state.as_str() {
-                "settled" => r.charged,
-                "reserved" | "sent" => r.reserved,
-                _ => 0,
+            .map(|r| match r.state {
+                RowState::Settled => r.charged,
+                RowState::Reserved | RowState::Sent => r.reserved,
+                RowState::Released => 0,
             })
             .sum()
     };
     // By hand: T-1 = 250 + 9 000; T-2 = 0 (released) + 4 000 (open); the run = 13 250.
     assert_eq!(
         store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
-        9_250
+        MicroUsd(9_250)
     );
     assert_eq!(
         store.spent(CapLevel::Task, &scope("T-2", 1)).unwrap(),
-        4_000
+        MicroUsd(4_000)
     );
     assert_eq!(
         store.spent(CapLevel::Attempt, &scope("T-1", 2)).unwrap(),
-        9_000
+        MicroUsd(9_000)
     );
     assert_eq!(
         store.spent(CapLevel::Run, &scope("T-1", 1)).unwrap(),
-        13_250
+        MicroUsd(13_250)
     );
     assert_eq!(
-        store.spent(CapLevel::Run, &scope("T-1", 1)).unwrap(),
+        store.spent(CapLevel::Run, &scope("T-1", 1)).unwrap().get(),
         by_rows(&|_| true)
     );
     assert_eq!(
         store.spent(CapLevel::Day, &scope("T-1", 1)).unwrap(),
-        13_250
+        MicroUsd(13_250)
     );
     assert_eq!(
         store.spent(CapLevel::Month, &scope("T-1", 1)).unwrap(),
-        13_250
+        MicroUsd(13_250)
     );
     assert_eq!(
         store.spent(CapLevel::Model, &scope("T-9", 1)).unwrap(),
-        13_250,
+        MicroUsd(13_250),
         "all calls used `cheap`"
     );
     assert_eq!(
-        store.spent(CapLevel::Task, &scope("T-2", 1)).unwrap(),
+        store.spent(CapLevel::Task, &scope("T-2", 1)).unwrap().get(),
         by_rows(&|r| r.task.as_deref() == Some("T-2"))
     );
     // Recovery of the open one (its owner "dies") leaves its total where it is: charged as reserved.
@@ -537,7 +570,7 @@ fn cap_totals_always_equal_what_the_rows_say() {
     assert_eq!(recovered.charged, 1);
     assert_eq!(
         store.spent(CapLevel::Task, &scope("T-2", 1)).unwrap(),
-        4_000
+        MicroUsd(4_000)
     );
 }
 
@@ -545,7 +578,7 @@ struct LedgerRowLite {
     task: Option<String>,
     #[allow(dead_code)]
     attempt: Option<u32>,
-    state: String,
+    state: RowState,
     reserved: u64,
     charged: u64,
 }

@@ -6,23 +6,55 @@
 mod fake_provider;
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fake_provider::{FakeProvider, Reply};
 use gaffer::gateway::metered::{Gateway, ModelEntry, Pricing};
 use gaffer::gateway::provider::{Provider, ProviderConfig, ProviderKind};
-use gaffer::ledger::{Caps, Ledger, Prices};
+use gaffer::ledger::{Caps, Ledger, MicroUsd, Prices};
 use gaffer::pipeline::plugin_models::GatewayModels;
-use gaffer::plugin::types::{BudgetLevel, MoneyLeft, Verdict};
-use gaffer::plugin::{CallContext, Plugin, PluginSpec, World, samples};
-use gaffer::store::{LedgerStore, SqliteStore};
+use gaffer::plugin::types::{
+    CapLevel, Completion, CompletionRequest, HostError, MoneyLeft, TokenCounts, Verdict,
+};
+use gaffer::plugin::{
+    BoxFuture, CallContext, ModelAccess, Plugin, PluginCaller, PluginSpec, World, samples,
+};
+use gaffer::store::{LedgerStore, Role, SqliteStore, Stage};
 use serde_json::json;
 use support::{guest, runtime_with};
+
+/// The gateway's model access, keeping every answer it hands to the plugin: what the plugin's
+/// `complete` received.
+struct Answers {
+    inner: GatewayModels,
+    given: Mutex<Vec<Result<Completion, HostError>>>,
+}
+
+impl Answers {
+    fn given(&self) -> Vec<Result<Completion, HostError>> {
+        self.given.lock().unwrap().clone()
+    }
+}
+
+impl ModelAccess for Answers {
+    fn complete<'a>(
+        &'a self,
+        caller: &'a PluginCaller,
+        request: CompletionRequest,
+    ) -> BoxFuture<'a, Result<Completion, HostError>> {
+        Box::pin(async move {
+            let answer = self.inner.complete(caller, request).await;
+            self.given.lock().unwrap().push(answer.clone());
+            answer
+        })
+    }
+}
 
 struct Setup {
     fake: FakeProvider,
     store: Arc<SqliteStore>,
     plugin: Plugin,
+    answers: Arc<Answers>,
     _dir: tempfile::TempDir,
 }
 
@@ -55,10 +87,10 @@ async fn setup(world: World, name: &str, answers: &[&str], caps: Caps) -> Setup 
         provider: "fake".into(),
         id: "fake-cheap".into(),
         pricing: Pricing::Tokens(Prices {
-            input: 1_000_000,
-            output: 5_000_000,
-            cache_read: 100_000,
-            cache_write: 1_250_000,
+            input: MicroUsd(1_000_000),
+            output: MicroUsd(5_000_000),
+            cache_read: MicroUsd(100_000),
+            cache_write: MicroUsd(1_250_000),
         }),
         max_tokens: 2_000,
         context_window: 200_000,
@@ -69,7 +101,11 @@ async fn setup(world: World, name: &str, answers: &[&str], caps: Caps) -> Setup 
         [model],
         ledger,
     ));
-    let (runtime, _) = runtime_with(Arc::new(GatewayModels::new(gateway, "run-1")));
+    let answers = Arc::new(Answers {
+        inner: GatewayModels::new(gateway, "run-1"),
+        given: Mutex::new(Vec::new()),
+    });
+    let (runtime, _) = runtime_with(answers.clone());
     let mut spec = PluginSpec::new(world, guest(name));
     spec.grants.complete = vec!["cheap".into()];
     if world == World::Router {
@@ -79,12 +115,13 @@ async fn setup(world: World, name: &str, answers: &[&str], caps: Caps) -> Setup 
         plugin: runtime.load(spec).unwrap(),
         fake,
         store,
+        answers,
         _dir: dir,
     }
 }
 
 /// 900 prompt tokens × $1/Mtok + 12 completion tokens × $5/Mtok = 900 + 60 = 960 µ$.
-const ONE_ANSWER: u64 = 960;
+const ONE_ANSWER: MicroUsd = MicroUsd(960);
 
 #[tokio::test]
 async fn model_review_approves_on_the_models_word_and_books_it_as_verifier_cost() {
@@ -112,14 +149,32 @@ async fn model_review_approves_on_the_models_word_and_books_it_as_verifier_cost(
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     assert_eq!(
-        (row.scope.role.as_str(), row.scope.stage.as_str()),
-        ("verifier", "verify")
+        (row.scope.role, row.scope.stage),
+        (Role::Verifier, Stage::Verify)
     );
     assert_eq!(
         (row.scope.task_id.as_deref(), row.scope.attempt),
         (Some("T-1"), Some(2))
     );
     assert_eq!(row.charged, ONE_ANSWER);
+    // What the plugin's `complete` received from the gateway: the fake provider's OpenAI
+    // `finish_reason: "stop"` in the contract's name, its usage and the charge.
+    let given = s.answers.given();
+    assert_eq!(given.len(), 1);
+    let answer = given[0].as_ref().expect("the gateway answered");
+    assert_eq!(answer.stop_reason, "end_turn");
+    assert_eq!(answer.text, "{\"verdict\": \"approve\"}");
+    assert_eq!(answer.model, "fake-cheap");
+    assert_eq!(
+        answer.usage,
+        TokenCounts {
+            input: 900,
+            output: 12,
+            cache_read: 0,
+            cache_write: 0,
+        }
+    );
+    assert_eq!(answer.cost, ONE_ANSWER);
 }
 
 #[tokio::test]
@@ -170,7 +225,7 @@ async fn model_review_fails_closed_on_an_answer_it_cannot_parse() {
 #[tokio::test]
 async fn model_review_hands_over_when_the_budget_refuses() {
     let caps = Caps {
-        per_task: Some(100),
+        per_task: Some(MicroUsd(100)),
         ..Caps::default()
     };
     let s = setup(
@@ -200,10 +255,10 @@ async fn triage_routes_by_the_models_class() {
     let s = setup(World::Router, "triage", &["architectural"], Caps::default()).await;
     let mut request = samples::route_request();
     request.budget.money = vec![MoneyLeft {
-        level: BudgetLevel::Task,
-        cap: 20_000_000,
-        spent: 0,
-        left: 20_000_000,
+        level: CapLevel::Task,
+        cap: MicroUsd(20_000_000),
+        spent: MicroUsd(0),
+        left: MicroUsd(20_000_000),
     }];
     let called = s
         .plugin
@@ -226,19 +281,22 @@ async fn triage_routes_by_the_models_class() {
     );
     let row = &s.store.rows().unwrap()[0];
     assert_eq!(
-        (
-            row.scope.role.as_str(),
-            row.scope.stage.as_str(),
-            row.charged
-        ),
-        ("router", "route", ONE_ANSWER)
+        (row.scope.role, row.scope.stage, row.charged),
+        (Role::Router, Stage::Route, ONE_ANSWER)
+    );
+    let given = s.answers.given();
+    assert_eq!(given.len(), 1);
+    let answer = given[0].as_ref().expect("the gateway answered");
+    assert_eq!(
+        (answer.text.as_str(), answer.stop_reason.as_str()),
+        ("architectural", "end_turn")
     );
 }
 
 #[tokio::test]
 async fn triage_falls_back_to_the_rules_when_the_budget_refuses() {
     let caps = Caps {
-        per_task: Some(100),
+        per_task: Some(MicroUsd(100)),
         ..Caps::default()
     };
     let s = setup(World::Router, "triage", &["architectural"], caps).await;
@@ -294,7 +352,10 @@ async fn every_plugin_run_is_a_ledger_row_with_its_fuel() {
     let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
     let runtime = gaffer::plugin::PluginRuntime::builder()
         .cache_dir(Some(support::test_cache_dir()))
-        .recorder(Arc::new(LedgerRecorder::new(store.clone(), "run-7")))
+        .recorder(Arc::new(LedgerRecorder::new(
+            Arc::new(Ledger::new(store.clone(), Caps::default())),
+            "run-7",
+        )))
         .build()
         .unwrap();
     let hook = runtime
@@ -312,8 +373,8 @@ async fn every_plugin_run_is_a_ledger_row_with_its_fuel() {
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     assert_eq!(
-        (row.scope.role.as_str(), row.scope.stage.as_str()),
-        ("hook", "check")
+        (row.scope.role, row.scope.stage),
+        (Role::Hook, Stage::Check)
     );
     assert_eq!(
         (
@@ -328,6 +389,6 @@ async fn every_plugin_run_is_a_ledger_row_with_its_fuel() {
     assert!(row.fuel > 0);
     assert_eq!(
         (row.charged, row.tokens.input, row.outcome.as_deref()),
-        (0, 0, Some("ok"))
+        (MicroUsd(0), 0, Some("ok"))
     );
 }

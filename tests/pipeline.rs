@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use gaffer::cli::demo::demo_config;
+use gaffer::demo::pipeline::demo_config;
 use gaffer::demo::sample;
 use gaffer::demo::scripted_provider::{
     LoggedCall, Script, ScriptedCall, ScriptedProvider, TaskScript, Turn,
 };
-use gaffer::store::{BacklogStore, LedgerRow, LedgerStore, NewTask, SqliteStore, TaskState};
+use gaffer::store::{
+    AttemptOutcome, BacklogStore, LedgerRow, LedgerStore, MicroUsd, NewTask, Phase, Role, RowState,
+    SqliteStore, TaskState,
+};
 use serde_json::json;
 
 /// Demo prices, µ$ per million tokens: small 0.25 / 1.25 (cache read 0.025); large 3 / 15
@@ -168,7 +171,7 @@ impl Project {
     fn model_rows(&self) -> Vec<LedgerRow> {
         self.rows()
             .into_iter()
-            .filter(|r| r.reserved > 0 || r.charged > 0)
+            .filter(|r| r.reserved > MicroUsd::ZERO || r.charged > MicroUsd::ZERO)
             .collect()
     }
 
@@ -255,28 +258,28 @@ async fn a_fix_that_makes_its_failing_test_pass_is_merged_and_the_ledger_matches
     let rows = p.model_rows();
     assert_eq!(rows.len(), log.len());
     let expected: u64 = log.iter().map(expected_cost).sum();
-    let charged: u64 = rows.iter().map(|r| r.charged).sum();
+    let charged: u64 = rows.iter().map(|r| r.charged.get()).sum();
     assert_eq!(charged, expected);
     for (row, call) in rows.iter().zip(&log) {
-        assert_eq!(row.state, "settled");
+        assert_eq!(row.state, RowState::Settled);
         assert_eq!(row.tokens.output, call.completion_tokens);
         assert_eq!(row.tokens.cache_read, call.cached_tokens);
         assert_eq!(row.tokens.input, call.prompt_tokens - call.cached_tokens);
-        assert_eq!(row.scope.role, "agent");
+        assert_eq!(row.scope.role, Role::Agent);
     }
     // Phases: the first call reads the task, the last runs after the change.
-    assert_eq!(rows[0].scope.phase.as_deref(), Some("read-task"));
-    assert_eq!(rows[1].scope.phase.as_deref(), Some("explore"));
-    assert_eq!(rows[3].scope.phase.as_deref(), Some("implement"));
+    assert_eq!(rows[0].scope.phase, Some(Phase::ReadTask));
+    assert_eq!(rows[1].scope.phase, Some(Phase::Explore));
+    assert_eq!(rows[3].scope.phase, Some(Phase::Implement));
     // Plugin runs are rows too: the router, the hook, the verifier.
-    let roles: Vec<String> = p
+    let roles: Vec<Role> = p
         .rows()
         .into_iter()
-        .filter(|r| r.reserved == 0 && r.charged == 0)
+        .filter(|r| r.reserved == MicroUsd::ZERO && r.charged == MicroUsd::ZERO)
         .map(|r| r.scope.role)
         .collect();
-    for role in ["router", "hook", "verifier"] {
-        assert!(roles.iter().any(|r| r == role), "{roles:?}");
+    for role in [Role::Router, Role::Hook, Role::Verifier] {
+        assert!(roles.contains(&role), "{roles:?}");
     }
     p.assert_no_worktrees();
 }
@@ -299,13 +302,16 @@ async fn a_rejected_cheap_attempt_escalates_and_both_attempts_are_charged_to_the
     assert!(out.status.success());
     assert_eq!(p.state("T-1").0, TaskState::Merged);
     let attempts = p.store().attempts("T-1").unwrap();
-    let summary: Vec<(u32, &str, &str)> = attempts
+    let summary: Vec<(u32, &str, AttemptOutcome)> = attempts
         .iter()
-        .map(|a| (a.number, a.model.as_str(), a.outcome.as_str()))
+        .map(|a| (a.number, a.model.as_str(), a.outcome))
         .collect();
     assert_eq!(
         summary,
-        [(1, "small", "rejected"), (2, "large", "approved")]
+        [
+            (1, "small", AttemptOutcome::Rejected),
+            (2, "large", AttemptOutcome::Approved)
+        ]
     );
     assert!(
         attempts[0].reasons.iter().any(|r| r.contains("test")),
@@ -333,7 +339,7 @@ async fn a_rejected_cheap_attempt_escalates_and_both_attempts_are_charged_to_the
         .task_rows("T-1")
         .unwrap()
         .iter()
-        .map(|r| r.charged)
+        .map(|r| r.charged.get())
         .sum();
     assert_eq!(task_cost, expected);
     // The second attempt was told why the first was rejected.
@@ -385,7 +391,7 @@ async fn protected_writes_are_denied_with_the_reason_and_shell_writes_are_caught
         "{reason}"
     );
     let attempts = p.store().attempts("T-1").unwrap();
-    assert_eq!(attempts[0].outcome, "rejected");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Rejected);
     // Nothing protected was merged; main did not move.
     assert_eq!(p.main_tip(), before);
     assert!(
@@ -531,7 +537,7 @@ async fn a_task_cap_reached_mid_attempt_ends_the_task_as_budget_exhausted() {
         .task_rows("T-1")
         .unwrap()
         .iter()
-        .map(|r| r.charged)
+        .map(|r| r.charged.get())
         .sum();
     assert!(spent <= 4_000, "spent {spent} µ$ of a 4000 µ$ cap");
     assert_eq!(spent, log.iter().map(expected_cost).sum::<u64>());
@@ -561,9 +567,9 @@ async fn a_run_cap_stops_the_run_cleanly_and_keeps_the_backlog() {
     assert_eq!(state, TaskState::Queued, "{reason}");
     assert_eq!(p.state("T-2").0, TaskState::Queued);
     assert!(p.store().attempts("T-1").unwrap().is_empty());
-    let charged: u64 = p.rows().iter().map(|r| r.charged).sum();
+    let charged: u64 = p.rows().iter().map(|r| r.charged.get()).sum();
     assert!(charged <= 4_000);
-    assert!(p.rows().iter().all(|r| r.state == "settled"));
+    assert!(p.rows().iter().all(|r| r.state == RowState::Settled));
     p.assert_no_worktrees();
 }
 
@@ -595,7 +601,9 @@ async fn a_killed_run_resumes_without_charging_a_call_twice_or_leaving_a_worktre
     // Kill while the third call is in flight: its ledger row (the third model-call row) is
     // marked sent, not yet settled; the first two are settled.
     let third_in_flight = |rows: &[LedgerRow]| {
-        rows.len() == 3 && rows[..2].iter().all(|r| r.state == "settled") && rows[2].state == "sent"
+        rows.len() == 3
+            && rows[..2].iter().all(|r| r.state == RowState::Settled)
+            && rows[2].state == RowState::Sent
     };
     while !third_in_flight(&p.model_rows()) {
         assert!(
@@ -654,8 +662,8 @@ async fn a_killed_run_resumes_without_charging_a_call_twice_or_leaving_a_worktre
     let attempts = p.store().attempts("T-1").unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(
-        (attempts[0].number, attempts[0].outcome.as_str()),
-        (2, "approved")
+        (attempts[0].number, attempts[0].outcome),
+        (2, AttemptOutcome::Approved)
     );
 }
 
@@ -719,7 +727,7 @@ async fn twenty_tasks_on_four_workers_merge_exactly_once_each() {
     });
     assert!(per_task.values().all(|&n| n == 2), "{per_task:?}");
     assert_eq!(
-        rows.iter().map(|r| r.charged).sum::<u64>(),
+        rows.iter().map(|r| r.charged.get()).sum::<u64>(),
         log.iter().map(expected_cost).sum::<u64>()
     );
     p.assert_no_worktrees();
@@ -761,7 +769,14 @@ async fn a_malformed_config_is_named_and_changes_nothing() {
     let (p, out, before) = bad_input(|t| t.replace("[agent]", "[agent\n"), |_| {}).await;
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("gaffer.toml") && err.contains("line"), "{err}");
+    // Errors in the file read `FILE:LINE: reason`: the line of the broken table header.
+    let config = std::fs::read_to_string(p.root.join("gaffer.toml")).unwrap();
+    let line = config
+        .lines()
+        .position(|l| l == "[agent")
+        .expect("the broken header")
+        + 1;
+    assert!(err.contains(&format!("gaffer.toml:{line}:")), "{err}");
     assert_untouched(&p, &before);
 }
 
@@ -892,7 +907,7 @@ async fn a_signal_parks_the_current_attempt_and_exits_cleanly() {
     }
     assert_eq!(p.main_tip(), before);
     p.assert_no_worktrees();
-    assert!(p.rows().iter().all(|r| r.state == "settled"));
+    assert!(p.rows().iter().all(|r| r.state == RowState::Settled));
     assert_eq!(p.model_rows().len(), p.provider.log().len());
 }
 
@@ -937,7 +952,7 @@ fn the_demo_runs_the_whole_pipeline_offline_and_ends_with_the_economics() {
     }
     // Routing, rejection and escalation happened: the harder tasks needed the strong model.
     let store = SqliteStore::open(dir.join(".gaffer/gaffer.db")).unwrap();
-    let models = |id: &str| -> Vec<(String, String)> {
+    let models = |id: &str| -> Vec<(String, AttemptOutcome)> {
         store
             .attempts(id)
             .unwrap()
@@ -945,17 +960,18 @@ fn the_demo_runs_the_whole_pipeline_offline_and_ends_with_the_economics() {
             .map(|a| (a.model, a.outcome))
             .collect()
     };
-    let pair = |m: &str, o: &str| (m.to_string(), o.to_string());
-    assert_eq!(models("T-1"), [pair("small", "approved")]);
+    let pair = |m: &str, o: AttemptOutcome| (m.to_string(), o);
+    use AttemptOutcome::{Approved, Rejected};
+    assert_eq!(models("T-1"), [pair("small", Approved)]);
     assert_eq!(
         models("T-2"),
-        [pair("small", "rejected"), pair("large", "approved")]
+        [pair("small", Rejected), pair("large", Approved)]
     );
     assert_eq!(
         models("T-3"),
-        [pair("small", "rejected"), pair("large", "approved")]
+        [pair("small", Rejected), pair("large", Approved)]
     );
-    assert_eq!(models("T-4"), [pair("small", "approved")]);
+    assert_eq!(models("T-4"), [pair("small", Approved)]);
     let python = Command::new("python3")
         .args(["-m", "unittest", "discover", "-s", "tests"])
         .current_dir(&dir)
@@ -985,7 +1001,12 @@ async fn the_report_over_a_pipeline_ledger_adds_up_in_every_format() {
     for t in tasks {
         let id = t["id"].as_str().unwrap();
         // Per-task totals are the sums of their ledger rows.
-        let rows: u64 = store.task_rows(id).unwrap().iter().map(|r| r.charged).sum();
+        let rows: u64 = store
+            .task_rows(id)
+            .unwrap()
+            .iter()
+            .map(|r| r.charged.get())
+            .sum();
         assert_eq!(t["cost_micros"].as_u64(), Some(rows), "{id}");
         let attempts: u64 = t["attempts"]
             .as_array()
@@ -997,13 +1018,13 @@ async fn the_report_over_a_pipeline_ledger_adds_up_in_every_format() {
         total += rows;
     }
     assert_eq!(json["total_micros"].as_u64(), Some(total));
-    assert_eq!(total, p.rows().iter().map(|r| r.charged).sum::<u64>());
+    assert_eq!(total, p.rows().iter().map(|r| r.charged.get()).sum::<u64>());
     // Unmerged spend: exactly the rejected attempts of T-2 and T-3.
     let rejected: u64 = ["T-2", "T-3"]
         .iter()
         .flat_map(|id| store.task_rows(id).unwrap())
         .filter(|r| r.scope.attempt == Some(1))
-        .map(|r| r.charged)
+        .map(|r| r.charged.get())
         .sum();
     assert_eq!(json["unmerged_micros"].as_u64(), Some(rejected));
     // A person at $90/h for 1.5 h on each of 4 merged tasks: $540.
@@ -1079,14 +1100,9 @@ async fn replay_on_the_ledger_reproduces_the_run_that_wrote_it() {
     let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let by_name = |n: &str| results.iter().find(|r| r["name"] == n).unwrap().clone();
     // The cascade the router followed costs what the run cost, attempt for attempt.
-    let total: u64 = p.rows().iter().map(|r| r.charged).sum();
+    let total: u64 = p.rows().iter().map(|r| r.charged.get()).sum();
     let cascade = by_name("cascade small → large");
-    let micros = |v: &serde_json::Value| {
-        let text = v.to_string();
-        let (w, f) = text.split_once('.').unwrap();
-        w.parse::<u64>().unwrap() * 1_000_000 + format!("{f:0<6}").parse::<u64>().unwrap()
-    };
-    assert_eq!(micros(&cascade["cost_usd"]), total);
+    assert_eq!(cascade["cost_micros"].as_u64(), Some(total));
     assert_eq!(
         (cascade["solved"].as_u64(), cascade["attempts"].as_u64()),
         (Some(4), Some(6))

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use gaffer::config::{ConfigError, ConfigFile};
+use gaffer::pipeline::assemble::plugin_specs;
 use gaffer::plugin::types::{RouteDecision, RouteRequest};
 use gaffer::plugin::{
     CallContext, CallError, Called, OnFailure, Plugin, PluginError, PluginRuntime, PluginSpec,
-    World, samples,
+    PluginSpecs, World, samples,
 };
 use serde_json::json;
 use support::{FakeModels, guest, runtime, runtime_with};
@@ -515,7 +517,7 @@ fn replace_file(path: &std::path::Path, from: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn a_replaced_wasm_serves_the_next_call_and_a_broken_one_keeps_the_old() {
+async fn a_replaced_wasm_serves_only_after_a_reload_and_a_broken_one_keeps_the_old() {
     let (runtime, _) = runtime();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("router.wasm");
@@ -530,40 +532,66 @@ async fn a_replaced_wasm_serves_the_next_call_and_a_broken_one_keeps_the_old() {
     assert!(first.fault.is_none(), "{:?}", first.fault);
     assert_ne!(first.decision.reason, "ok for T-1");
     let cost_tier_hash = plugin.content_hash();
+    assert_eq!(
+        cost_tier_hash,
+        sha256_hex(&std::fs::read(guest("cost-tier")).unwrap())
+    );
+    // Nothing changed on disk: a reload has nothing to do.
+    assert!(!plugin.reload().unwrap());
 
-    // Swap in another router: the very next call uses it.
+    // Swap in another router: the calls keep the component in force until a reload is asked.
     replace_file(&path, &guest("hostile-guest"));
+    let unasked = plugin.route(&ctx, &request).await.unwrap();
+    assert_eq!(
+        unasked.decision.reason, first.decision.reason,
+        "a changed file must not serve before a reload"
+    );
+    assert_eq!(plugin.content_hash(), cost_tier_hash);
+    assert!(plugin.reload().unwrap(), "the new component now serves");
     let second = plugin.route(&ctx, &request).await.unwrap();
     assert_eq!(second.decision.reason, "ok for T-1");
-    assert_ne!(plugin.content_hash(), cost_tier_hash);
     let hostile_hash = plugin.content_hash();
+    assert_eq!(
+        hostile_hash,
+        sha256_hex(&std::fs::read(guest("hostile-guest")).unwrap())
+    );
+    assert!(!plugin.reload().unwrap(), "the file is the one loaded");
 
-    // A broken replacement: the previous one keeps serving, and the reason is kept.
+    // A broken replacement: the reload says why, and the previous one keeps serving.
     std::fs::write(dir.path().join("router.new"), b"\0asm garbage").unwrap();
     std::fs::rename(dir.path().join("router.new"), &path).unwrap();
+    let error = plugin.reload().unwrap_err();
+    assert!(matches!(error, PluginError::Compile { .. }), "{error}");
     let third = plugin.route(&ctx, &request).await.unwrap();
     assert_eq!(third.decision.reason, "ok for T-1");
     assert_eq!(plugin.content_hash(), hostile_hash);
-    assert!(matches!(
-        plugin.last_reload_error(),
-        Some(PluginError::Compile { .. })
-    ));
 
     // A replacement for the wrong world is refused the same way.
     replace_file(&path, &guest("protected-paths"));
+    let error = plugin.reload().unwrap_err();
+    assert!(matches!(error, PluginError::Incompatible { .. }), "{error}");
     let fourth = plugin.route(&ctx, &request).await.unwrap();
     assert_eq!(fourth.decision.reason, "ok for T-1");
-    assert!(matches!(
-        plugin.last_reload_error(),
-        Some(PluginError::Incompatible { .. })
-    ));
+    assert_eq!(plugin.content_hash(), hostile_hash);
 
-    // And a good one after that is picked up again.
+    // A file gone: the same.
+    std::fs::remove_file(&path).unwrap();
+    let error = plugin.reload().unwrap_err();
+    assert!(matches!(error, PluginError::Read { .. }), "{error}");
+    assert_eq!(
+        plugin.route(&ctx, &request).await.unwrap().decision.reason,
+        "ok for T-1"
+    );
+
+    // And a good one after that serves once reloaded, not before.
     replace_file(&path, &guest("cost-tier"));
+    let unasked = plugin.route(&ctx, &request).await.unwrap();
+    assert_eq!(unasked.decision.reason, "ok for T-1");
+    assert_eq!(plugin.content_hash(), hostile_hash);
+    assert!(plugin.reload().unwrap());
     let fifth = plugin.route(&ctx, &request).await.unwrap();
     assert_eq!(plugin.content_hash(), cost_tier_hash);
     assert_eq!(fifth.decision.reason, first.decision.reason);
-    assert!(plugin.last_reload_error().is_none());
 }
 
 #[tokio::test]
@@ -633,8 +661,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// The plugins `gaffer.toml` names, read by the one config parser (as a reload reads them).
+fn specs_of(config: &std::path::Path) -> Result<PluginSpecs, ConfigError> {
+    plugin_specs(&ConfigFile::load(config)?)
+}
+
 #[tokio::test]
-async fn a_changed_gaffer_toml_takes_effect_on_the_next_call() {
+async fn a_changed_gaffer_toml_takes_effect_only_after_a_reload() {
     use gaffer::plugin::PluginSet;
     let (runtime, _) = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -656,7 +689,7 @@ async fn a_changed_gaffer_toml_takes_effect_on_the_next_call() {
         .unwrap();
     };
     write("ok", "");
-    let set = PluginSet::open(runtime, &config).unwrap();
+    let set = PluginSet::load(runtime, &specs_of(&config).unwrap()).unwrap();
     let route_now = || async {
         let active = set.current();
         let router = active.router.as_ref().expect("a router is configured");
@@ -665,8 +698,15 @@ async fn a_changed_gaffer_toml_takes_effect_on_the_next_call() {
     let first = route_now().await;
     assert_eq!(first.decision.reason, "ok for T-1");
 
-    // A new plugin config: the very next call sees it.
+    // A new plugin config: the calls keep the one in force until a reload is asked.
     write("return-error", "");
+    let unasked = route_now().await;
+    assert!(unasked.fault.is_none(), "{:?}", unasked.fault);
+    assert_eq!(
+        unasked.decision.reason, "ok for T-1",
+        "a changed gaffer.toml must not serve before a reload"
+    );
+    set.reload(&specs_of(&config).unwrap()).unwrap();
     let second = route_now().await;
     assert!(
         matches!(second.fault, Some(PluginError::Returned { .. })),
@@ -674,34 +714,46 @@ async fn a_changed_gaffer_toml_takes_effect_on_the_next_call() {
         second.fault
     );
 
-    // A broken file: the previous plugins keep serving; the error names the file and line.
+    // A broken file: the parser refuses it naming the file and line, there is nothing to
+    // reload, and the plugins in force keep serving.
     std::fs::write(&config, "[plugins.router\npath = 3\n").unwrap();
+    let error = specs_of(&config).unwrap_err().to_string();
+    assert!(error.contains("gaffer.toml:1:"), "{error}");
     let third = route_now().await;
     assert!(matches!(third.fault, Some(PluginError::Returned { .. })));
-    let error = set
-        .last_error()
-        .expect("the broken config is reported")
-        .to_string();
-    assert!(error.contains("gaffer.toml"), "{error}");
-    assert!(error.contains("line 1"), "{error}");
 
-    // A valid file naming a plugin that does not exist: the same.
+    // A valid file naming a plugin that does not exist: the reload is refused, saying why,
+    // and the plugins in force keep serving.
     write("ok", "fuel_per_call = 5\n");
     std::fs::remove_file(dir.path().join("plugins/router.wasm")).unwrap();
+    let error = set.reload(&specs_of(&config).unwrap()).unwrap_err();
+    assert!(matches!(error, PluginError::Read { .. }), "{error}");
     let fourth = route_now().await;
     assert!(matches!(fourth.fault, Some(PluginError::Returned { .. })));
-    assert!(matches!(set.last_error(), Some(PluginError::Read { .. })));
 
-    // Fixed: picked up again.
+    // Fixed: in force once reloaded, not before.
     std::fs::copy(
         guest("hostile-guest"),
         dir.path().join("plugins/router.wasm"),
     )
     .unwrap();
     write("ok", "fuel_per_call = 50000000\n");
+    let unasked = route_now().await;
+    assert!(matches!(unasked.fault, Some(PluginError::Returned { .. })));
+    set.reload(&specs_of(&config).unwrap()).unwrap();
     let fifth = route_now().await;
+    assert!(fifth.fault.is_none(), "{:?}", fifth.fault);
     assert_eq!(fifth.decision.reason, "ok for T-1");
-    assert!(set.last_error().is_none());
+    assert_eq!(
+        set.current()
+            .router
+            .as_ref()
+            .expect("a router is configured")
+            .spec()
+            .limits
+            .fuel_per_call,
+        50_000_000
+    );
 }
 
 #[tokio::test]
@@ -711,13 +763,14 @@ async fn a_broken_gaffer_toml_at_start_is_an_error_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gaffer.toml");
     std::fs::write(&config, "[plugins.router]\npath = \"r.wasm\"\nfuel = 3\n").unwrap();
-    let error = PluginSet::open(runtime.clone(), &config)
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("gaffer.toml"), "{error}");
-    assert!(error.contains("unknown field `fuel`"), "{error}");
+    let error = specs_of(&config).unwrap_err().to_string();
+    assert!(error.contains("gaffer.toml:3:"), "{error}");
+    assert!(
+        error.contains("unknown key `plugins.router.fuel`"),
+        "{error}"
+    );
     std::fs::write(&config, "[[plugins.hooks]]\npath = \"missing.wasm\"\n").unwrap();
-    let error = PluginSet::open(runtime, &config).unwrap_err();
+    let error = PluginSet::load(runtime, &specs_of(&config).unwrap()).unwrap_err();
     assert!(matches!(error, PluginError::Read { .. }), "{error}");
 }
 

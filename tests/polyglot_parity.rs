@@ -6,8 +6,8 @@ mod support;
 
 use gaffer::plugin::samples::model;
 use gaffer::plugin::types::{
-    Attempt, AttemptOutcome, BudgetLevel, Diff, DiffStats, FileDiff, FileEdit, FileStatus,
-    HookDecision, ModelInfo, MoneyLeft, RouteRequest, ToolCall,
+    Attempt, AttemptOutcome, CapLevel, Diff, DiffStats, FileDiff, FileEdit, FileStatus,
+    HookDecision, MicroUsd, ModelInfo, MoneyLeft, RouteRequest, ToolCall,
 };
 use gaffer::plugin::{CallContext, Plugin, PluginSpec, World, samples};
 use serde_json::{Value, json};
@@ -43,12 +43,12 @@ fn ctx() -> CallContext {
 
 // ---------------------------------------------------------------- cost-tier (router)
 
-fn money(level: BudgetLevel, cap: u64, left: u64) -> MoneyLeft {
+fn money(level: CapLevel, cap: u64, left: u64) -> MoneyLeft {
     MoneyLeft {
         level,
-        cap,
-        spent: cap - left,
-        left,
+        cap: MicroUsd(cap),
+        spent: MicroUsd(cap - left),
+        left: MicroUsd(left),
     }
 }
 
@@ -96,16 +96,16 @@ fn route_requests() -> Vec<RouteRequest> {
         samples::budget().money,
         vec![],
         vec![
-            money(BudgetLevel::Call, 50_000, 10_000),
-            money(BudgetLevel::Task, 2_000_000, 100_000),
+            money(CapLevel::Call, 50_000, 10_000),
+            money(CapLevel::Task, 2_000_000, 100_000),
         ],
         vec![
-            money(BudgetLevel::Day, 100_000_000, 60_000_000),
-            money(BudgetLevel::Month, 900_000_000, 800_000_000),
+            money(CapLevel::Day, 100_000_000, 60_000_000),
+            money(CapLevel::Month, 900_000_000, 800_000_000),
         ],
         vec![
-            money(BudgetLevel::Task, 2_000_000, 950_000),
-            money(BudgetLevel::Run, 3_000_000, 950_000),
+            money(CapLevel::Task, 2_000_000, 950_000),
+            money(CapLevel::Run, 3_000_000, 950_000),
         ],
     ];
     let model_sets: [Vec<ModelInfo>; 4] = [

@@ -5,8 +5,8 @@
 mod support;
 
 use gaffer::plugin::types::{
-    AttemptOutcome, BudgetLevel, Diff, DiffLine, DiffStats, FileDiff, FileEdit, FileStatus,
-    Finding, HookDecision, Hunk, LineKind, MoneyLeft, RuleDecision, TestResult, ToolCall, Verdict,
+    AttemptOutcome, CapLevel, Diff, DiffLine, DiffStats, FileDiff, FileEdit, FileStatus, Finding,
+    HookDecision, Hunk, LineKind, MicroUsd, MoneyLeft, RuleDecision, TestResult, ToolCall, Verdict,
 };
 use gaffer::plugin::{CallContext, OnFailure, Plugin, PluginError, PluginSpec, World, samples};
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ async fn cost_tier_starts_cheap_and_bounds_the_attempt_by_the_money_left() {
         .unwrap();
     assert!(called.fault.is_none(), "{:?}", called.fault);
     assert_eq!(called.decision.model, "cheap");
-    assert_eq!(called.decision.attempt_budget, 1_650_000);
+    assert_eq!(called.decision.attempt_budget, MicroUsd(1_650_000));
     assert!(
         called.decision.reason.starts_with("tier 1 = start 1"),
         "{}",
@@ -81,15 +81,16 @@ async fn cost_tier_escalates_one_tier_per_rejection() {
 
     // With money enough, the second rejection gets the strong model.
     request.budget.money = vec![MoneyLeft {
-        level: BudgetLevel::Task,
-        cap: 20_000_000,
-        spent: 1_000_000,
-        left: 19_000_000,
+        level: CapLevel::Task,
+        cap: MicroUsd(20_000_000),
+        spent: MicroUsd(1_000_000),
+        left: MicroUsd(19_000_000),
     }];
     let rich = router.route(&ctx(), &request).await.unwrap();
     assert_eq!(rich.decision.model, "strong", "{}", rich.decision.reason);
     assert_eq!(
-        rich.decision.attempt_budget, 5_000_000,
+        rich.decision.attempt_budget,
+        MicroUsd(5_000_000),
         "the default $5 attempt cap"
     );
     // Approved attempts are not rejections.
@@ -131,15 +132,15 @@ async fn cost_tier_says_when_nothing_fits_the_budget() {
     let router = load("cost-tier", World::Router, json!({}));
     let mut request = samples::route_request();
     request.budget.money = vec![MoneyLeft {
-        level: BudgetLevel::Task,
-        cap: 2_000_000,
-        spent: 1_900_000,
-        left: 100_000,
+        level: CapLevel::Task,
+        cap: MicroUsd(2_000_000),
+        spent: MicroUsd(1_900_000),
+        left: MicroUsd(100_000),
     }];
     let called = router.route(&ctx(), &request).await.unwrap();
     assert!(called.fault.is_none());
     assert_eq!(called.decision.model, "cheap");
-    assert_eq!(called.decision.attempt_budget, 100_000);
+    assert_eq!(called.decision.attempt_budget, MicroUsd(100_000));
     assert!(
         called.decision.reason.contains("$0.100"),
         "{}",

@@ -43,11 +43,11 @@ fn policy<'a>(results: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no policy {name}"))
 }
 
-/// (solved, cost as the JSON text, attempts)
-fn figures(v: &Value) -> (u64, String, u64) {
+/// (solved, cost in micro-dollars, attempts)
+fn figures(v: &Value) -> (u64, u64, u64) {
     (
         v["solved"].as_u64().unwrap(),
-        v["cost_usd"].to_string(),
+        v["cost_micros"].as_u64().unwrap(),
         v["attempts"].as_u64().unwrap(),
     )
 }
@@ -62,22 +62,19 @@ fn the_data_sets_cascade_single_models_and_oracle_match_the_stated_figures() {
             &results,
             "cascade deepseek-v3.2-reasoner → gemini-3-pro-preview"
         )),
-        (386, "130.364713".to_string(), 700)
+        (386, 130_364_713, 700)
     );
     assert_eq!(
         figures(policy(&results, "claude-opus-4-5-20251101")),
-        (372, "360.622493".to_string(), 500)
+        (372, 360_622_493, 500)
     );
-    assert_eq!(
-        figures(policy(&results, "oracle")),
-        (436, "37.038287".to_string(), 436)
-    );
+    assert_eq!(figures(policy(&results, "oracle")), (436, 37_038_287, 436));
     // The best single model is listed first among the single models; 24 models, all listed.
     assert_eq!(results[1]["name"], "claude-opus-4-5-20251101");
     assert_eq!(results.len(), 1 + 24 + 1);
     // Unsolved spend: 500 - 386 tasks went through both models and failed.
     let cascade = &results[0];
-    assert!(cascade["unsolved_spend_usd"].as_f64().unwrap() > 0.0);
+    assert!(cascade["unsolved_spend_micros"].as_u64().unwrap() > 0);
 }
 
 #[test]
@@ -112,11 +109,11 @@ fn a_cascade_router_plugin_agrees_with_the_built_in_cascade() {
     assert_eq!(plugin["name"], "router cascade.wasm");
     for field in [
         "solved",
-        "cost_usd",
+        "cost_micros",
         "attempts",
         "false_accepts",
         "false_rejects",
-        "unsolved_spend_usd",
+        "unsolved_spend_micros",
     ] {
         assert_eq!(plugin[field], built_in[field], "{field}");
     }
@@ -209,7 +206,7 @@ fn search_finds_the_stated_cascade_on_the_frontier_and_chooses_it() {
     let frontier = v["frontier"].as_array().unwrap();
     // Cheapest first, each solving more than the one before.
     for pair in frontier.windows(2) {
-        assert!(pair[0]["cost_usd"].as_f64() < pair[1]["cost_usd"].as_f64());
+        assert!(pair[0]["cost_micros"].as_u64() < pair[1]["cost_micros"].as_u64());
         assert!(pair[0]["solved"].as_u64() < pair[1]["solved"].as_u64());
     }
     let stated = frontier
@@ -218,7 +215,7 @@ fn search_finds_the_stated_cascade_on_the_frontier_and_chooses_it() {
             p["models"] == serde_json::json!(["deepseek-v3.2-reasoner", "gemini-3-pro-preview"])
         })
         .expect("the stated cascade is on the frontier");
-    assert_eq!(figures(stated), (386, "130.364713".to_string(), 700));
+    assert_eq!(figures(stated), (386, 130_364_713, 700));
     // The best single of the two is gemini (371 solved); the cascade solves more for less.
     assert_eq!(
         v["best_single"]["models"],
@@ -257,7 +254,7 @@ fn a_held_out_choice_is_reported_on_the_other_tasks_and_written_as_router_config
         (Some(350), Some(150))
     );
     // The rule: on the training part, no dearer than the best single model.
-    assert!(v["chosen"]["cost_usd"].as_f64() <= v["best_single"]["cost_usd"].as_f64());
+    assert!(v["chosen"]["cost_micros"].as_u64() <= v["best_single"]["cost_micros"].as_u64());
     assert_eq!(v["held_out"]["chosen"]["tasks"], 150);
     assert_eq!(v["held_out"]["best_single"]["tasks"], 150);
     // Seeded: the same split and choice again.
@@ -312,7 +309,7 @@ fn single_model_figures_are_the_sums_over_the_data_rows() {
     for (model, (solved, cost)) in sums {
         let r = policy(&results, &model);
         assert_eq!(r["solved"].as_u64(), Some(solved), "{model}");
-        assert_eq!(micros(&r["cost_usd"].to_string()), cost, "{model}");
+        assert_eq!(r["cost_micros"].as_u64(), Some(cost), "{model}");
         assert_eq!(r["attempts"].as_u64(), Some(500), "{model}");
     }
 }
@@ -328,7 +325,7 @@ fn false_rejects_cost_more_and_false_accepts_solve_fewer() {
     let perfect = run(&[]);
     let rejecting = run(&["--false-reject", "0.3"]);
     let accepting = run(&["--false-accept", "0.3"]);
-    assert!(rejecting["cost_usd"].as_f64() > perfect["cost_usd"].as_f64());
+    assert!(rejecting["cost_micros"].as_u64() > perfect["cost_micros"].as_u64());
     assert!(rejecting["attempts"].as_u64() > perfect["attempts"].as_u64());
     assert!(accepting["solved"].as_u64() < perfect["solved"].as_u64());
 }
@@ -349,7 +346,7 @@ fn the_frontiers_cheapest_point_is_deepseek_alone() {
         cheapest["models"],
         serde_json::json!(["deepseek-v3.2-reasoner"])
     );
-    assert_eq!(figures(cheapest), (300, "14.038155".to_string(), 500));
+    assert_eq!(figures(cheapest), (300, 14_038_155, 500));
 }
 
 #[test]

@@ -13,8 +13,8 @@ use fake_provider::{FakeProvider, Reply};
 use gaffer::gateway::chat::{ChatRequest, Message};
 use gaffer::gateway::metered::{CallTag, Gateway, ModelEntry, Pricing};
 use gaffer::gateway::provider::{Provider, ProviderConfig, ProviderKind};
-use gaffer::ledger::{Caps, Ledger, Prices};
-use gaffer::store::{RowScope, SqliteStore};
+use gaffer::ledger::{Caps, Ledger, MicroUsd, Prices};
+use gaffer::store::{Phase, Role, RowScope, SqliteStore, Stage};
 use serde_json::json;
 
 fn bench_gateway(c: &mut Criterion) {
@@ -34,12 +34,12 @@ fn bench_gateway(c: &mut Criterion) {
     let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
     // Caps at every level, as a real configuration has them: each is checked per call.
     let caps = Caps {
-        per_call: Some(1_000_000_000),
-        per_attempt: Some(1_000_000_000),
-        per_task: Some(u64::MAX / 4),
-        per_run: Some(u64::MAX / 4),
-        per_day: Some(u64::MAX / 4),
-        per_month: Some(u64::MAX / 4),
+        per_call: Some(MicroUsd(1_000_000_000)),
+        per_attempt: Some(MicroUsd(1_000_000_000)),
+        per_task: Some(MicroUsd(u64::MAX / 4)),
+        per_run: Some(MicroUsd(u64::MAX / 4)),
+        per_day: Some(MicroUsd(u64::MAX / 4)),
+        per_month: Some(MicroUsd(u64::MAX / 4)),
         ..Caps::default()
     };
     let ledger = Arc::new(Ledger::new(store, caps));
@@ -54,10 +54,10 @@ fn bench_gateway(c: &mut Criterion) {
         provider: "fake".into(),
         id: "m".into(),
         pricing: Pricing::Tokens(Prices {
-            input: 1_000_000,
-            output: 5_000_000,
-            cache_read: 100_000,
-            cache_write: 1_250_000,
+            input: MicroUsd(1_000_000),
+            output: MicroUsd(5_000_000),
+            cache_read: MicroUsd(100_000),
+            cache_write: MicroUsd(1_250_000),
         }),
         max_tokens: 1_000,
         context_window: 200_000,
@@ -66,13 +66,8 @@ fn bench_gateway(c: &mut Criterion) {
     let gateway = Gateway::new([provider], [model], ledger);
     let tag = CallTag {
         scope: RowScope {
-            run_id: "bench".into(),
-            task_id: Some("T-1".into()),
-            attempt: Some(1),
-            stage: "implement".into(),
-            phase: Some("implement".into()),
-            role: "agent".into(),
-            model: String::new(),
+            phase: Some(Phase::Implement),
+            ..RowScope::attempt("bench", "T-1", 1, Stage::Implement, Role::Agent)
         },
         attempt_cap: None,
     };

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gaffer::cli::demo::demo_config;
-use gaffer::cli::run_cmd::{RunOptions, build_pipeline};
+use gaffer::demo::pipeline::demo_config;
 use gaffer::demo::sample;
 use gaffer::demo::scripted_provider::{Script, ScriptedCall, ScriptedProvider, TaskScript, Turn};
 use gaffer::pipeline::progress::{Progress, Recorded};
-use gaffer::store::{BacklogStore, NewTask, SqliteStore};
+use gaffer::pipeline::{RunOptions, assemble};
+use gaffer::project::{CONFIG_FILE, Project};
+use gaffer::store::{AttemptOutcome, BacklogStore, NewTask, SqliteStore};
 use serde_json::json;
 
 const FILES: usize = 2_000;
@@ -119,10 +120,8 @@ fn bench(c: &mut Criterion) {
     std::fs::create_dir_all(root.join(".gaffer")).expect("state dir");
     let store = SqliteStore::open(root.join(".gaffer/gaffer.db")).expect("store");
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let options = RunOptions {
-        config: PathBuf::from("gaffer.toml"),
-        ..RunOptions::default()
-    };
+    let project = Project::at(&root, Path::new(CONFIG_FILE));
+    let options = RunOptions::default();
     let quiet = |_: usize, _: Arc<gaffer::ledger::Ledger>, _: &str| -> Arc<dyn Progress> {
         Arc::new(Recorded::default())
     };
@@ -141,13 +140,14 @@ fn bench(c: &mut Criterion) {
                         ..NewTask::default()
                     }])
                     .expect("task");
-                let pipeline = build_pipeline(&root, &options, quiet).expect("pipeline");
+                let pipeline = assemble(&project, &options, quiet).expect("pipeline");
                 let start = Instant::now();
                 let summary = rt.block_on(pipeline.run()).expect("run");
                 total += start.elapsed();
                 assert_eq!(summary.attempts.len(), 1);
                 assert_eq!(
-                    summary.attempts[0].outcome, "approved",
+                    summary.attempts[0].outcome,
+                    Some(AttemptOutcome::Approved),
                     "{:?}",
                     summary.attempts[0]
                 );
@@ -193,13 +193,13 @@ fn bench(c: &mut Criterion) {
         workers: Some(4),
         ..options.clone()
     };
-    let pipeline = build_pipeline(&root, &four, quiet).expect("pipeline");
+    let pipeline = assemble(&project, &four, quiet).expect("pipeline");
     let start = Instant::now();
     let summary = rt.block_on(pipeline.run()).expect("run");
     let merged = summary
         .attempts
         .iter()
-        .filter(|a| a.outcome == "approved")
+        .filter(|a| a.outcome == Some(AttemptOutcome::Approved))
         .count();
     println!(
         "4 workers: {merged}/20 tasks merged in {:?}; peak RSS of the bench process {} KiB",

@@ -71,10 +71,10 @@ fn sdk_request(r: &types::RouteRequest) -> gaffer_sdk::types::RouteRequest {
                 provider: m.provider.clone(),
                 tier: m.tier,
                 prices: s::Prices {
-                    input: m.prices.input,
-                    output: m.prices.output,
-                    cache_read: m.prices.cache_read,
-                    cache_write: m.prices.cache_write,
+                    input: m.prices.input.get(),
+                    output: m.prices.output.get(),
+                    cache_read: m.prices.cache_read.get(),
+                    cache_write: m.prices.cache_write.get(),
                 },
                 context_window: m.context_window,
                 tags: m.tags.clone(),
@@ -85,18 +85,23 @@ fn sdk_request(r: &types::RouteRequest) -> gaffer_sdk::types::RouteRequest {
                 .budget
                 .money
                 .iter()
-                .map(|m| s::MoneyLeft {
-                    level: match m.level {
-                        types::BudgetLevel::Call => s::BudgetLevel::Call,
-                        types::BudgetLevel::Attempt => s::BudgetLevel::Attempt,
-                        types::BudgetLevel::Task => s::BudgetLevel::Task,
-                        types::BudgetLevel::Run => s::BudgetLevel::Run,
-                        types::BudgetLevel::Day => s::BudgetLevel::Day,
-                        types::BudgetLevel::Month => s::BudgetLevel::Month,
-                    },
-                    cap: m.cap,
-                    spent: m.spent,
-                    left: m.left,
+                // As the host hands the budget to a plugin: a per-model cap has no level in
+                // the contract and is left out.
+                .filter_map(|m| {
+                    Some(s::MoneyLeft {
+                        level: match m.level {
+                            types::CapLevel::Call => s::BudgetLevel::Call,
+                            types::CapLevel::Attempt => s::BudgetLevel::Attempt,
+                            types::CapLevel::Task => s::BudgetLevel::Task,
+                            types::CapLevel::Run => s::BudgetLevel::Run,
+                            types::CapLevel::Day => s::BudgetLevel::Day,
+                            types::CapLevel::Month => s::BudgetLevel::Month,
+                            types::CapLevel::Model => return None,
+                        },
+                        cap: m.cap.get(),
+                        spent: m.spent.get(),
+                        left: m.left.get(),
+                    })
                 })
                 .collect(),
             fuel_left_task: r.budget.fuel_left_task,

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gaffer::plugin::bindings::host_api::{Completion, CompletionRequest, HostError};
-use gaffer::plugin::types::TokenUsage;
+use gaffer::plugin::types::{Completion, CompletionRequest, HostError, MicroUsd, TokenCounts};
 use gaffer::plugin::{
     BoxFuture, MemoryRecorder, ModelAccess, PluginCaller, PluginRuntime, PluginSpec, World,
 };
@@ -148,13 +147,13 @@ impl ModelAccess for FakeModels {
             Ok(Completion {
                 text: "use mid".to_string(),
                 model: request.model,
-                usage: TokenUsage {
+                usage: TokenCounts {
                     input: 12,
                     output: 3,
                     cache_read: 0,
                     cache_write: 0,
                 },
-                cost: 27,
+                cost: MicroUsd(27),
                 stop_reason: "end_turn".to_string(),
             })
         })

@@ -2,18 +2,19 @@
 //! in the attempt's worktree. Every tool call is put to the hooks first (`pre-tool`), every
 //! file change too (`on-edit`); each model call is tagged with the phase of the work.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::command::{CommandLimits, Confinement, run_command};
+use tokio_util::sync::CancellationToken;
+
 use super::tools::{self, ToolArgs};
 use super::workspace::Workspace;
 use crate::gateway::chat::{Block, ChatRequest, Message, Role, StopReason};
 use crate::gateway::metered::{CallTag, Gateway, GatewayError};
-use crate::ledger::{BudgetExhausted, MicroUsd};
+use crate::ledger::BudgetExhausted;
 use crate::plugin::BoxFuture;
 use crate::plugin::types::{FileEdit, Task, ToolCall};
+use crate::sandbox::{CommandLimits, Confinement, run_command};
+use crate::store::{MicroUsd, Phase};
 
 /// What the hooks answer about a tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,26 +105,6 @@ pub struct AgentReport {
     pub confinement: Option<Confinement>,
 }
 
-/// The work phase of a model call, for the economics (where the tokens went).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    ReadTask,
-    Explore,
-    Implement,
-    Iterate,
-}
-
-impl Phase {
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::ReadTask => "read-task",
-            Phase::Explore => "explore",
-            Phase::Implement => "implement",
-            Phase::Iterate => "iterate",
-        }
-    }
-}
-
 /// The fixed system prompt: identical for every task, so providers cache it with the tools.
 pub const SYSTEM_PROMPT: &str = "You are a careful software engineer working in a git worktree of \
 the project. Implement the task you are given with the tools: explore the code, make the change, \
@@ -163,8 +144,8 @@ pub struct Agent<'a> {
     pub tag: CallTag,
     /// The model key the router chose.
     pub model: String,
-    /// Set when the run is stopping: the agent ends before its next call.
-    pub stop: Arc<AtomicBool>,
+    /// Cancelled when the run is stopping: the agent ends before its next call.
+    pub stop: CancellationToken,
 }
 
 /// What the model sees after its tool call, and what the loop learns from it.
@@ -210,7 +191,7 @@ impl Agent<'_> {
         let mut report = AgentReport {
             end: AgentEnd::TurnLimit,
             turns: 0,
-            charged: 0,
+            charged: MicroUsd::ZERO,
             tool_calls: 0,
             denials: Vec::new(),
             failed_commands: 0,
@@ -219,7 +200,7 @@ impl Agent<'_> {
         let mut changed = false;
         let mut failing = false;
         while report.turns < self.settings.max_turns {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.is_cancelled() {
                 report.end = AgentEnd::Stopped;
                 return report;
             }
@@ -247,7 +228,7 @@ impl Agent<'_> {
             // goes to the gateway by value, so the conversation is copied once here.
             messages.clone_from(&request.messages);
             let mut tag = self.tag.clone();
-            tag.scope.phase = Some(phase.name().to_string());
+            tag.scope.phase = Some(phase);
             report.turns += 1;
             let done = match self.gateway.complete(&tag, &self.model, request).await {
                 Ok(done) => done,
@@ -256,7 +237,7 @@ impl Agent<'_> {
                     return report;
                 }
                 Err(GatewayError::Provider { error, charged }) => {
-                    report.charged += charged;
+                    report.charged = report.charged.saturating_add(charged);
                     report.end = AgentEnd::Provider(error.to_string());
                     return report;
                 }
@@ -265,7 +246,7 @@ impl Agent<'_> {
                     return report;
                 }
             };
-            report.charged += done.charged;
+            report.charged = report.charged.saturating_add(done.charged);
             let response = done.response;
             let calls: Vec<(String, String, String)> = response
                 .tool_calls()

@@ -33,15 +33,8 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return usage(&format!("cannot start: {e}")),
     };
-    match runtime.block_on(gaffer::cli::claude_code::run(config)) {
-        Ok(code) => code,
-        Err(e) => {
-            // The bridge answers every failure itself (fail closed); this is the last resort,
-            // and exit status 2 makes Claude Code block the call with this text.
-            eprintln!("gaffer-hook: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    // The bridge answers every failure itself (fail closed).
+    runtime.block_on(gaffer::bridge::claude_code::run(config))
 }
 
 /// A usage error: exit status 2, which Claude Code treats as a blocking error.

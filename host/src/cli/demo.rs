@@ -1,81 +1,39 @@
-//! `gaffer demo`: the whole pipeline, offline, on a sample repository with a real backlog,
-//! against a scripted model provider served over local HTTP (a simulation: no API key, no
-//! network). Then the economics of what it did. `--plugins-only` shows the reference plugins
-//! deciding on sample inputs instead.
+//! `gaffer demo`: the whole pipeline, offline, on a sample repository, then the economics of
+//! what it did; `--plugins-only` shows the reference plugins deciding instead.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use serde_json::json;
+use clap::Args;
 
 use super::Format;
-use crate::plugin::output::{
-    describe_hook_decision, describe_route, describe_rule_decision, describe_verdict,
-};
-use crate::plugin::types::{
-    AttemptOutcome, BudgetLevel, Diff, DiffLine, FileEdit, LineKind, MoneyLeft, RouteRequest,
-    TestResult, ToolCall, VerifyRequest,
-};
-use crate::plugin::{
-    CallContext, MemoryRecorder, Plugin, PluginRun, PluginRuntime, PluginSpec, World, samples,
-};
+use super::run_cmd::print_summary;
+use crate::demo::pipeline::{run_pipeline_demo, show_plugins};
+use crate::plugin::reference::write_all;
 
-/// One demo step, printed as a row.
-#[derive(serde::Serialize)]
-struct Step {
-    plugin: String,
-    function: &'static str,
-    scenario: String,
-    decision: String,
-    fuel: u64,
-    wall_us: u64,
-}
-
-fn step(scenario: &str, decision: String, run: &PluginRun) -> Step {
-    Step {
-        plugin: run.plugin.clone(),
-        function: run.function,
-        scenario: scenario.to_string(),
-        decision,
-        fuel: run.fuel_used,
-        wall_us: u64::try_from(run.wall.as_micros()).unwrap_or(u64::MAX),
-    }
-}
-
-fn load(
-    runtime: &PluginRuntime,
-    dir: &Path,
-    file: &str,
-    world: World,
-    config: serde_json::Value,
-) -> anyhow::Result<Plugin> {
-    let path = dir.join(file);
-    anyhow::ensure!(
-        path.is_file(),
-        "{} is missing: build the reference plugins first (scripts/build-plugins.sh)",
-        path.display()
-    );
-    let mut spec = PluginSpec::new(world, path).with_config(config);
-    if world == World::Router {
-        spec.fallback_model = Some("cheap".to_string());
-    }
-    Ok(runtime.load(spec)?)
-}
-
-/// `gaffer demo`.
-pub async fn run(
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to create the sample repository (default: a new temporary directory).
     dir: Option<PathBuf>,
-    plugins: &Path,
+    /// Directory holding the reference plugins (`cost_tier.wasm`, ...); default: the ones
+    /// this binary carries.
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Only show the reference plugins deciding on sample inputs.
+    #[arg(long)]
     plugins_only: bool,
-    real: Option<PathBuf>,
+    /// Run for real with the [providers] and [models] of this gaffer.toml (API keys or a
+    /// local Ollama) instead of the scripted models.
+    #[arg(long, value_name = "GAFFER_TOML")]
+    models: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-) -> anyhow::Result<ExitCode> {
-    if plugins_only {
-        return show_plugins(plugins, format).await;
-    }
-    let dir = match dir {
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let json = args.format == Format::Json;
+    let dir = match args.dir {
         Some(dir) => dir,
         None => {
             let base = std::env::temp_dir().join(format!("gaffer-demo-{}", std::process::id()));
@@ -83,378 +41,42 @@ pub async fn run(
             base
         }
     };
-    let plugins = std::fs::canonicalize(plugins).with_context(|| {
-        format!(
-            "{}: the reference plugins are not built (scripts/build-plugins.sh)",
-            plugins.display()
-        )
-    })?;
-    let outcome = run_pipeline_demo(&dir, &plugins, real.as_deref(), format).await?;
-    if format == Format::Text {
-        println!("{}", crate::report::render_text(&outcome));
-        let html = dir.join("gaffer-report.html");
-        std::fs::write(
-            &html,
-            crate::report::html::render(&outcome, Default::default(), "gaffer demo (simulation)"),
-        )?;
-        println!("The report with its charts: {}", html.display());
-        println!(
-            "The repository, its backlog (.gaffer/gaffer.db) and the merged history stay in {}: \
-             try `gaffer status` and `git log --oneline` there.",
-            dir.display()
-        );
-    } else {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The demo's `gaffer.toml`: the scripted provider at `base_url`, two priced models, the
-/// reference router, verifier and hook from `plugins`.
-pub fn demo_config(base_url: &str, plugins: &Path) -> String {
-    let models = format!(
-        r#"[providers.scripted]
-kind = "openai-compatible"
-base_url = "{base_url}"
-max_retries = 1
-
-[models.small]
-provider = "scripted"
-id = "{small}"
-tier = 1
-max_tokens = 1024
-context_window = 32000
-prices = {{ input = "0.25", output = "1.25", cache_read = "0.025", cache_write = "0.3125" }}
-
-[models.large]
-provider = "scripted"
-id = "{large}"
-tier = 3
-max_tokens = 2048
-context_window = 64000
-prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write = "3.75" }}
-"#,
-        small = crate::demo::sample::SMALL,
-        large = crate::demo::sample::LARGE,
-    );
-    format!(
-        "# gaffer demo: a SIMULATION. The models are scripted (solutions.json) and served on\n\
-         # 127.0.0.1; the gateway, ledger, agent, git worktrees and plugins are the real ones.\n\n{}",
-        demo_config_with(&models, "small", plugins)
-    )
-}
-
-/// The demo's `gaffer.toml` around the given `[providers]` and `[models]` sections;
-/// `fallback` is the router's fallback model key.
-fn demo_config_with(models: &str, fallback: &str, plugins: &Path) -> String {
-    let plugin = |file: &str| plugins.join(file).display().to_string();
-    format!(
-        r#"[project]
-target_branch = "main"
-test_command = "{test}"
-test_timeout_secs = 120
-
-[agent]
-max_turns = 12
-max_attempts = 3
-command_timeout_secs = 60
-
-[budget]
-per_task = "0.50"
-per_run = "5.00"
-
-{models}
-[plugins.router]
-path = "{router}"
-fallback_model = "{fallback}"
-config = {{ expected_input_tokens = 20000, expected_output_tokens = 2000, attempt_budget = 250000 }}
-
-[plugins.verifier]
-path = "{verifier}"
-config = {{ require_tests = true }}
-
-[[plugins.hooks]]
-path = "{hook}"
-config = {{ globs = [".env", ".env.*", "**/migrations/**", ".git/**"] }}
-"#,
-        test = crate::demo::sample::TEST_COMMAND,
-        router = plugin("cost_tier.wasm"),
-        verifier = plugin("tests_and_limits.wasm"),
-        hook = plugin("protected_paths.wasm"),
-    )
-}
-
-/// The `[providers]` and `[models]` of a user's `gaffer.toml` (checked: every model priced),
-/// and its cheapest tier's model key, for a demo with real models.
-fn real_models(file: &Path) -> anyhow::Result<(String, String)> {
-    let resolved = super::config::load(file)?;
-    let fallback = resolved
-        .models
-        .iter()
-        .min_by_key(|m| m.tier)
-        .map(|m| m.entry.key.clone())
-        .with_context(|| format!("{}: no [models] configured", file.display()))?;
-    let text = std::fs::read_to_string(file)?;
-    let table: toml::Table = toml::from_str(&text)?;
-    let mut keep = toml::Table::new();
-    for section in ["providers", "models", "prices"] {
-        if let Some(value) = table.get(section) {
-            keep.insert(section.to_string(), value.clone());
-        }
-    }
-    Ok((toml::to_string(&keep)?, fallback))
-}
-
-/// Create the sample repository in `dir`, serve its solutions, run the pipeline over its
-/// backlog and return the economics.
-pub async fn run_pipeline_demo(
-    dir: &Path,
-    plugins: &Path,
-    real: Option<&Path>,
-    format: Format,
-) -> anyhow::Result<crate::report::Report> {
-    use crate::demo::{sample, scripted_provider};
-    use crate::store::BacklogStore;
-    sample::create(dir, real.is_none())
-        .with_context(|| format!("creating the sample repository in {}", dir.display()))?;
-    // Held until the run ends: the scripted provider serves from this process.
-    let mut provider = None;
-    let config = match real {
-        Some(file) => {
-            let (models, fallback) = real_models(file)?;
-            if format == Format::Text {
-                println!(
-                    "gaffer demo with the models of {}: real calls, charged to your keys (caps: \
-                     $0.50 a task, $5.00 the run).\n",
-                    file.display()
-                );
-            }
-            demo_config_with(&models, &fallback, plugins)
-        }
+    let plugins = match &args.plugins {
+        Some(given) => std::fs::canonicalize(given).with_context(|| {
+            format!(
+                "{}: no such directory of plugins (scripts/build-plugins.sh builds them)",
+                given.display()
+            )
+        })?,
+        // The plugins this binary carries, written where the demo's state goes.
         None => {
-            let solutions = std::fs::read_to_string(dir.join("solutions.json"))?;
-            let script: scripted_provider::Script = serde_json::from_str(&solutions)?;
-            let scripted = scripted_provider::ScriptedProvider::start(script).await?;
-            if format == Format::Text {
-                println!(
-                    "gaffer demo — a SIMULATION: scripted models on {} play the solutions in \
-                     {}/solutions.json;\nthe gateway, ledger, agent, git worktrees, hooks, router \
-                     and verifier are real.\n",
-                    scripted.base_url(),
-                    dir.display()
-                );
-            }
-            let text = demo_config(&scripted.base_url(), plugins);
-            provider = Some(scripted);
-            text
+            let into = std::path::absolute(dir.join(".gaffer").join("plugins"))?;
+            write_all(&into, true)?;
+            into
         }
     };
-    std::fs::write(dir.join("gaffer.toml"), config)?;
-    let state = dir.join(super::task_cmd::STATE_DIR);
-    std::fs::create_dir_all(&state)?;
-    let store = super::task_cmd::open_store(dir)?;
-    store.add_tasks(&sample::tasks())?;
-    let options = super::run_cmd::RunOptions {
-        config: PathBuf::from("gaffer.toml"),
-        ..Default::default()
-    };
-    let pipeline = super::run_cmd::build_pipeline(dir, &options, |workers, ledger, run_id| {
-        if format == Format::Json {
-            Arc::new(crate::pipeline::progress::LogLines)
-                as Arc<dyn crate::pipeline::progress::Progress>
-        } else {
-            crate::pipeline::progress::for_terminal(workers, ledger, run_id)
-        }
-    })?;
-    let summary = pipeline.run().await?;
-    drop(provider);
-    if format == Format::Text {
-        super::run_cmd::print_summary(&summary, format)?;
-        println!();
+    if args.plugins_only {
+        show_plugins(&plugins, json).await?;
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(crate::report::History::read(&store)?.report(&crate::report::Options::default()))
-}
-
-/// The reference plugins deciding on sample inputs, each call in a fresh sandbox.
-async fn show_plugins(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
-    let recorder = Arc::new(MemoryRecorder::default());
-    let runtime = PluginRuntime::builder()
-        .recorder(recorder)
-        .build()
-        .context("starting the plugin runtime")?;
-    let mut steps = Vec::new();
-    let ctx = CallContext::new("demo", 1);
-
-    // Router: start cheap, follow labels and size, escalate on rejection, respect the budget.
-    let router = load(&runtime, dir, "cost_tier.wasm", World::Router, json!({}))?;
-    let base = samples::route_request();
-    let mut architecture = base.clone();
-    architecture.task.labels = vec!["architecture".to_string()];
-    architecture.task.title = "Split the billing module into a service".to_string();
-    let mut rejected_once = base.clone();
-    rejected_once.history = vec![samples::rejected_attempt()];
-    let mut tight = base.clone();
-    tight.task.labels = vec!["architecture".to_string()];
-    tight.budget.money = vec![MoneyLeft {
-        level: BudgetLevel::Task,
-        cap: 2_000_000,
-        spent: 1_900_000,
-        left: 100_000,
-    }];
-    let scenarios: [(&str, &RouteRequest); 4] = [
-        ("small bug fix, first attempt", &base),
-        ("label `architecture`", &architecture),
-        ("after one rejected attempt", &rejected_once),
-        ("architecture, but only $0.10 left for the task", &tight),
-    ];
-    for (scenario, request) in scenarios {
-        let called = router.route(&ctx, request).await?;
-        steps.push(step(
-            scenario,
-            describe_route(&called.decision),
-            &called.run,
-        ));
+    let demo = run_pipeline_demo(&dir, &plugins, args.models.as_deref(), !json).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&demo.report)?);
+        return Ok(ExitCode::SUCCESS);
     }
-    debug_assert!(matches!(
-        samples::rejected_attempt().outcome,
-        AttemptOutcome::Rejected
-    ));
-
-    // Verifier: tests, size limits, forbidden markers.
-    let verifier = load(
-        &runtime,
-        dir,
-        "tests_and_limits.wasm",
-        World::Verifier,
-        json!({}),
+    print_summary(&demo.summary, Format::Text)?;
+    println!();
+    println!("{}", crate::report::render_text(&demo.report));
+    let html = dir.join("gaffer-report.html");
+    std::fs::write(
+        &html,
+        crate::report::html::render(&demo.report, Default::default(), "gaffer demo (simulation)"),
     )?;
-    let passing = samples::verify_request();
-    let mut failing = passing.clone();
-    failing.tests = TestResult {
-        passed: false,
-        exit_code: Some(101),
-        output_tail: "test users::last_page ... FAILED\ntest result: FAILED. 11 passed; 1 failed"
-            .to_string(),
-        ..samples::tests_passed()
-    };
-    let mut marker = passing.clone();
-    marker.diff = with_added_line(samples::diff(), 12, "    // TODO: handle empty pages");
-    let verifications: [(&str, &VerifyRequest); 3] = [
-        ("tests pass, small diff", &passing),
-        ("tests fail", &failing),
-        ("adds a TODO", &marker),
-    ];
-    for (scenario, request) in verifications {
-        let called = verifier.verify(&ctx, request).await?;
-        steps.push(step(
-            scenario,
-            describe_verdict(&called.decision),
-            &called.run,
-        ));
-    }
-
-    // Hooks: the team's rules.
-    let task = samples::task();
-    let protected = load(
-        &runtime,
-        dir,
-        "protected_paths.wasm",
-        World::Hook,
-        json!({}),
-    )?;
-    let write_env = ToolCall {
-        name: "write_file".to_string(),
-        arguments: r#"{"path":"config/.env","content":"API_KEY=..."}"#.to_string(),
-    };
-    let called = protected.pre_tool(&ctx, &task, &write_env).await?;
-    steps.push(step(
-        "write config/.env",
-        describe_hook_decision(&called.decision),
-        &called.run,
-    ));
-    let called = protected
-        .pre_tool(&ctx, &task, &samples::tool_call())
-        .await?;
-    steps.push(step(
-        "write src/api/users.rs",
-        describe_hook_decision(&called.decision),
-        &called.run,
-    ));
-
-    let layers = load(
-        &runtime,
-        dir,
-        "layer_rules.wasm",
-        World::Hook,
-        json!({
-            "layers": [
-                {"name": "domain", "paths": ["src/domain/**"]},
-                {"name": "infrastructure", "paths": ["src/infrastructure/**"]}
-            ],
-            "forbid": [{"from": "domain", "to": "infrastructure"}]
-        }),
-    )?;
-    let edit = FileEdit {
-        path: "src/domain/user.rs".to_string(),
-        before: Some("pub struct User;\n".to_string()),
-        after: Some("use crate::infrastructure::db::Pool;\n\npub struct User;\n".to_string()),
-    };
-    let called = layers.on_edit(&ctx, &task, &edit).await?;
-    steps.push(step(
-        "domain imports infrastructure",
-        describe_rule_decision(&called.decision),
-        &called.run,
-    ));
-
-    let size = load(
-        &runtime,
-        dir,
-        "file_size.wasm",
-        World::Hook,
-        json!({"max_lines": 400}),
-    )?;
-    let big = FileEdit {
-        path: "src/api/users.rs".to_string(),
-        before: None,
-        after: Some("// line\n".repeat(520)),
-    };
-    let called = size.on_edit(&ctx, &task, &big).await?;
-    steps.push(step(
-        "a 520-line file",
-        describe_rule_decision(&called.decision),
-        &called.run,
-    ));
-
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&steps)?),
-        Format::Text => {
-            println!(
-                "gaffer demo: reference plugins in a fresh sandbox per call ({:?} allocator, fuel and deadline on)\n",
-                runtime.allocator()
-            );
-            for s in &steps {
-                println!("{} `{}` — {}", s.plugin, s.function, s.scenario);
-                println!("    {}", s.decision);
-                println!("    fuel {} instructions, {} µs", s.fuel, s.wall_us);
-            }
-        }
-    }
+    println!("The report with its charts: {}", html.display());
+    println!(
+        "The repository, its backlog (.gaffer/gaffer.db) and the merged history stay in {}: \
+         try `gaffer status` and `git log --oneline` there.",
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Add one line to the first hunk of a diff, keeping its counts right.
-fn with_added_line(mut diff: Diff, line: u32, text: &str) -> Diff {
-    if let Some(file) = diff.files.first_mut() {
-        if let Some(hunk) = file.hunks.first_mut() {
-            hunk.lines.push(DiffLine {
-                kind: LineKind::Added,
-                line,
-                text: text.to_string(),
-            });
-            hunk.new_lines += 1;
-        }
-        file.added += 1;
-    }
-    diff.stats.lines_added += 1;
-    diff
 }

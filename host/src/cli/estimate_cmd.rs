@@ -6,29 +6,56 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 
 use super::Format;
-use crate::ledger::{MicroUsd, format_dollars, parse_dollars};
+use super::args::{dollars, positive, rate};
+use super::replay_cmd::{default_data, model_list};
+use crate::ledger::format_dollars;
 use crate::report::estimate::{LabelProfile, ProfilesFile, Scenario, profiles_from_data, simulate};
 use crate::report::replay::{Dataset, VerifierErrors};
+use crate::store::MicroUsd;
 
-/// What `gaffer estimate` was asked.
-#[derive(Debug, Clone)]
-pub struct EstimateOptions {
-    pub profiles: Option<PathBuf>,
-    pub data: PathBuf,
-    pub cascade: Option<String>,
-    pub mix: Option<String>,
-    pub tasks: Option<u32>,
-    pub tasks_per_month: Option<f64>,
-    pub verifier_cost: Option<String>,
-    pub false_accept: f64,
-    pub false_reject: f64,
-    pub simulations: u32,
-    pub seed: u64,
-    pub hourly_rate: Option<String>,
-    pub hours_per_task: f64,
-    pub format: Format,
+#[derive(Debug, Args)]
+pub struct EstimateArgs {
+    /// Hand-written profiles (TOML: [[profile]] label, models, success, cost_per_attempt).
+    #[arg(long, conflicts_with = "cascade")]
+    profiles: Option<PathBuf>,
+    /// Outcome data to measure profiles on (with --cascade).
+    #[arg(long, default_value_os_t = default_data())]
+    data: PathBuf,
+    /// The cascade to measure on the data, e.g. `cheap,strong`.
+    #[arg(long)]
+    cascade: Option<String>,
+    /// The backlog: label=count,... (default with --cascade: the data's own mix).
+    #[arg(long)]
+    mix: Option<String>,
+    /// Scale the mix to this many tasks.
+    #[arg(long)]
+    tasks: Option<u32>,
+    /// Tasks a month (default: the backlog's size).
+    #[arg(long, value_parser = positive)]
+    tasks_per_month: Option<f64>,
+    /// The verifier's own cost per attempt, in dollars.
+    #[arg(long, value_parser = dollars)]
+    verifier_cost: Option<MicroUsd>,
+    /// Chance that the verifier accepts an unresolved attempt.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    false_accept: f64,
+    /// Chance that the verifier rejects a resolved attempt.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    false_reject: f64,
+    #[arg(long, default_value_t = 2000)]
+    simulations: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A person's hourly rate in dollars, for the baseline.
+    #[arg(long, value_parser = dollars)]
+    hourly_rate: Option<MicroUsd>,
+    #[arg(long, default_value_t = 2.0, value_parser = positive)]
+    hours_per_task: f64,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 fn parse_mix(text: &str) -> anyhow::Result<BTreeMap<String, u32>> {
@@ -72,14 +99,8 @@ fn scale(mix: &BTreeMap<String, u32>, total: u32) -> BTreeMap<String, u32> {
     out.into_iter().map(|(l, n, _)| (l, n)).collect()
 }
 
-fn dollars(flag: &str, text: &Option<String>) -> anyhow::Result<Option<MicroUsd>> {
-    text.as_ref()
-        .map(|t| parse_dollars(t).map_err(|e| anyhow::anyhow!("{flag} {t}: {e}")))
-        .transpose()
-}
-
 /// `gaffer estimate`.
-pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
+pub fn run(options: EstimateArgs) -> anyhow::Result<ExitCode> {
     let (profiles, default_mix, source): (
         BTreeMap<String, LabelProfile>,
         Option<BTreeMap<String, u32>>,
@@ -97,7 +118,7 @@ pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
         }
         (None, Some(list)) => {
             let data = Dataset::load(&options.data)?;
-            let cascade = super::replay_cmd::model_list("--cascade", list)?;
+            let cascade = model_list("--cascade", list)?;
             let profiles = profiles_from_data(&data, &cascade)?;
             let mut mix = BTreeMap::new();
             for t in &data.tasks {
@@ -126,18 +147,19 @@ pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
         mix = scale(&mix, n);
     }
     let total: u32 = mix.values().sum();
-    let hourly = dollars("--hourly-rate", &options.hourly_rate)?;
+    let hourly = options.hourly_rate;
     let scenario = Scenario {
         mix: mix.clone(),
         errors: VerifierErrors {
-            false_accept: super::replay_cmd::rate("--false-accept", options.false_accept)?,
-            false_reject: super::replay_cmd::rate("--false-reject", options.false_reject)?,
+            false_accept: options.false_accept,
+            false_reject: options.false_reject,
         },
-        verifier_cost: dollars("--verifier-cost", &options.verifier_cost)?.unwrap_or(0),
+        verifier_cost: options.verifier_cost.unwrap_or_default(),
         tasks_per_month: options.tasks_per_month.unwrap_or(f64::from(total)),
         simulations: options.simulations,
         seed: options.seed,
-        human_per_task: hourly.map(|h| (h as f64 * options.hours_per_task).round() as MicroUsd),
+        human_per_task: hourly
+            .map(|h| MicroUsd((h.get() as f64 * options.hours_per_task).round() as u64)),
     };
     let estimate = simulate(&profiles, &scenario).map_err(anyhow::Error::msg)?;
     let used: Vec<&LabelProfile> = mix.keys().filter_map(|l| profiles.get(l)).collect();
@@ -161,7 +183,7 @@ pub fn run(options: EstimateOptions) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         Format::Text => {
-            let usd = |v: f64| format_dollars(v.max(0.0).round() as MicroUsd);
+            let usd = |v: f64| format_dollars(MicroUsd(v.max(0.0).round() as u64));
             println!(
                 "estimate for {total} tasks ({} simulations, seed {})",
                 estimate.simulations, estimate.seed

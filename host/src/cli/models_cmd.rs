@@ -1,15 +1,29 @@
 //! `gaffer models`: the configured models with their prices and where the prices come from.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use super::Format;
-use super::config::{PriceSource, load};
+use clap::Args;
+
+use super::{Format, ProjectArgs};
 use crate::gateway::metered::Pricing;
+use crate::gateway::settings::{GatewaySettings, PriceSource};
 use crate::ledger::format_dollars;
 
-pub fn run(config: &Path, format: Format) -> anyhow::Result<ExitCode> {
-    let resolved = load(config)?;
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
+    let format = args.format;
+    let resolved = args
+        .project
+        .project()
+        .config()?
+        .resolve(GatewaySettings::from_config)?;
     let rows: Vec<serde_json::Value> = resolved
         .models
         .iter()

@@ -1,14 +1,16 @@
-//! `gaffer plugin check` and `gaffer plugin bench`.
+//! `gaffer plugin check|test|new|bench`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::Format;
+use super::plugin_new::{Lang, NewWorld};
 use crate::plugin::output::{
     describe_hook_decision, describe_route, describe_rule_decision, describe_verdict,
 };
@@ -16,6 +18,104 @@ use crate::plugin::{
     AllocatorChoice, CallContext, CallError, Called, EngineOptions, MemoryRecorder, Plugin,
     PluginRun, PluginRuntime, PluginSpec, World, samples,
 };
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Say which world a component implements, what it imports, whether this host accepts it,
+    /// and make one sample call. Exits 0 only when accepted.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The plugin's config as JSON (its `config` table in gaffer.toml).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Run a plugin on declared inputs and check its decisions (for the plugin's own CI).
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The cases (TOML: `config`, then `[[case]]` with one input and `expect`).
+        #[arg(long)]
+        cases: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Write a new plugin project into DIR (created, or empty): an example policy, the WIT,
+    /// build.sh, cases.toml for `plugin test`, and a README saying how to use it.
+    New {
+        /// The world the plugin implements.
+        #[arg(value_enum)]
+        world: NewWorld,
+        /// The language it is written in.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The project directory (created if missing; refused if not empty).
+        dir: PathBuf,
+    },
+    /// Time calls with a fresh sandbox each, limits on (as shipped).
+    Bench {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Number of timed calls.
+        #[arg(long, default_value_t = 2000)]
+        calls: u32,
+        /// Untimed calls first.
+        #[arg(long, default_value_t = 100)]
+        warmup: u32,
+        /// Instance allocator.
+        #[arg(long, value_enum, default_value_t = AllocatorArg::Auto)]
+        allocator: AllocatorArg,
+        /// The plugin's config as JSON.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// `--allocator` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AllocatorArg {
+    Auto,
+    Pooling,
+    OnDemand,
+}
+
+impl From<AllocatorArg> for AllocatorChoice {
+    fn from(value: AllocatorArg) -> Self {
+        match value {
+            AllocatorArg::Auto => AllocatorChoice::Auto,
+            AllocatorArg::Pooling => AllocatorChoice::Pooling,
+            AllocatorArg::OnDemand => AllocatorChoice::OnDemand,
+        }
+    }
+}
+
+pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Check {
+            file,
+            config,
+            format,
+        } => check(&file, &config, format).await,
+        PluginCommand::Test {
+            file,
+            cases,
+            format,
+        } => super::plugin_test::run(&file, &cases, format).await,
+        PluginCommand::New { world, lang, dir } => super::plugin_new::run(world, lang, &dir),
+        PluginCommand::Bench {
+            file,
+            calls,
+            warmup,
+            allocator,
+            config,
+            format,
+        } => bench(&file, calls, warmup, allocator.into(), &config, format).await,
+    }
+}
 
 fn parse_config(config: &str) -> anyhow::Result<serde_json::Value> {
     let value: serde_json::Value =
@@ -100,7 +200,7 @@ async fn sample_calls(plugin: &Plugin) -> Vec<Result<SampleCall, CallError>> {
 }
 
 /// `gaffer plugin check FILE`.
-pub async fn check(file: &Path, config: &str, format: Format) -> anyhow::Result<ExitCode> {
+async fn check(file: &Path, config: &str, format: Format) -> anyhow::Result<ExitCode> {
     let config = parse_config(config)?;
     let recorder = Arc::new(MemoryRecorder::default());
     let runtime = PluginRuntime::builder().recorder(recorder).build()?;
@@ -271,7 +371,7 @@ async fn one_call(plugin: &Plugin) -> anyhow::Result<PluginRun> {
 }
 
 /// `gaffer plugin bench FILE`.
-pub async fn bench(
+async fn bench(
     file: &Path,
     calls: u32,
     warmup: u32,

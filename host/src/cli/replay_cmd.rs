@@ -6,44 +6,81 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 
-use super::Format;
+use super::args::{positive, rate};
+use super::{Format, ProjectArgs};
 use crate::plugin::{PluginRuntime, PluginSpec, World};
 use crate::report::replay::{
     Dataset, Policy, PolicyResult, Replayer, Searched, VerifierErrors, cascade_config, cascades,
     choose, pareto, render_svg, render_text,
 };
 
-/// What `gaffer replay` was asked.
-#[derive(Debug, Clone)]
-pub struct ReplayOptions {
-    pub data: PathBuf,
-    /// Replay on this project's ledger instead of `data`.
-    pub from_ledger: bool,
-    pub router: Option<PathBuf>,
-    pub router_config: String,
-    pub cascade: Option<String>,
-    pub tiers: Option<String>,
-    pub max_attempts: u32,
-    pub false_accept: f64,
-    pub false_reject: f64,
-    pub seed: u64,
-    pub plot: Option<PathBuf>,
-    pub format: Format,
-    pub search: Option<SearchOptions>,
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// JSON Lines of recorded outcomes (instance_id, repo, runs: {model: {resolved,
+    /// cost_usd, api_calls}}).
+    #[arg(long, default_value_os_t = default_data())]
+    data: PathBuf,
+    /// Replay on the outcomes this project's ledger recorded (the models it tried).
+    #[arg(long)]
+    from_ledger: bool,
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// A router plugin (`.wasm`, router world) to replay.
+    #[arg(long)]
+    router: Option<PathBuf>,
+    /// The router's config as JSON.
+    #[arg(long, default_value = "{}")]
+    router_config: String,
+    /// A fixed cascade of model keys, e.g. `cheap,strong`.
+    #[arg(long)]
+    cascade: Option<String>,
+    /// Tiers the router sees, `model=tier,...` (default: by total cost in the data, in
+    /// thirds).
+    #[arg(long)]
+    tiers: Option<String>,
+    /// Attempts per task for a router.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// Chance that the verifier accepts an unresolved attempt.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    false_accept: f64,
+    /// Chance that the verifier rejects a resolved attempt.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    false_reject: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write an SVG plot of cost against tasks solved.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    #[command(flatten)]
+    search: SearchArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 /// `--search` and its companions.
-#[derive(Debug, Clone)]
-pub struct SearchOptions {
-    /// Models to build cascades from (default: every model of the data).
-    pub candidates: Option<String>,
-    pub max_length: usize,
-    /// Share of tasks held out to test the chosen policy.
-    pub holdout: Option<f64>,
-    pub budget_ratio: f64,
-    /// Write the chosen cascade as `[plugins.router]` configuration here.
-    pub write_config: Option<PathBuf>,
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Enumerate cascades and print the Pareto frontier of cost against tasks solved.
+    #[arg(long)]
+    search: bool,
+    /// Models the search builds cascades from (default: every model of the data).
+    #[arg(long, requires = "search")]
+    candidates: Option<String>,
+    /// Longest cascade searched.
+    #[arg(long, default_value_t = 3, requires = "search", value_parser = clap::value_parser!(u8).range(1..=4))]
+    max_length: u8,
+    /// Share of tasks held out: the policy is chosen on the rest and reported on these.
+    #[arg(long, requires = "search")]
+    holdout: Option<f64>,
+    /// The chosen policy may cost at most this times the best single model's cost.
+    #[arg(long, default_value_t = 1.0, requires = "search", value_parser = positive)]
+    budget_ratio: f64,
+    /// Write the chosen cascade as `[plugins.router]` configuration (the cascade router).
+    #[arg(long, requires = "search")]
+    write_config: Option<PathBuf>,
 }
 
 /// `model=tier,...` as a map; every model must be in the data.
@@ -65,7 +102,7 @@ fn parse_tiers(text: &str, data: &Dataset) -> anyhow::Result<BTreeMap<String, u8
 }
 
 /// Model keys written `a,b,c`, in order; at least one.
-pub(super) fn model_list(flag: &str, text: &str) -> anyhow::Result<Vec<String>> {
+pub fn model_list(flag: &str, text: &str) -> anyhow::Result<Vec<String>> {
     let models: Vec<String> = text
         .split(',')
         .map(|m| m.trim().to_string())
@@ -75,32 +112,24 @@ pub(super) fn model_list(flag: &str, text: &str) -> anyhow::Result<Vec<String>> 
     Ok(models)
 }
 
-/// A probability given on the command line.
-pub(super) fn rate(name: &str, value: f64) -> anyhow::Result<f64> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&value),
-        "{name} {value}: a rate is between 0 and 1"
-    );
-    Ok(value)
-}
-
 /// `gaffer replay`.
-pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
+pub async fn run(options: ReplayArgs) -> anyhow::Result<ExitCode> {
     let data = if options.from_ledger {
-        ledger_data()?
+        let store = options.project.project().open_store()?;
+        Dataset::from_ledger(&crate::report::History::read(&store)?)?
     } else {
         Dataset::load(&options.data)?
     };
     let replayer = Replayer {
         data: &data,
         errors: VerifierErrors {
-            false_accept: rate("--false-accept", options.false_accept)?,
-            false_reject: rate("--false-reject", options.false_reject)?,
+            false_accept: options.false_accept,
+            false_reject: options.false_reject,
         },
         seed: options.seed,
     };
-    if let Some(search) = &options.search {
-        return run_search(&options, search, &data).await;
+    if options.search.search {
+        return run_search(&options, &options.search, &data).await;
     }
     let mut results: Vec<PolicyResult> = Vec::new();
     if let Some(path) = &options.router {
@@ -118,7 +147,7 @@ pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
         let policy = Policy::Router {
             plugin: &plugin,
             models: data.model_infos(&tiers),
-            max_attempts: options.max_attempts.max(1),
+            max_attempts: options.max_attempts,
         };
         results.push(replayer.run(&name, &policy).await?);
     }
@@ -128,7 +157,11 @@ pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
         results.push(replayer.run(&name, &Policy::Cascade(models)).await?);
     }
     let mut singles = replayer.single_models().await?;
-    singles.sort_by(|a, b| b.solved.cmp(&a.solved).then(a.cost_usd.cmp(&b.cost_usd)));
+    singles.sort_by(|a, b| {
+        b.solved
+            .cmp(&a.solved)
+            .then(a.cost_micros.cmp(&b.cost_micros))
+    });
     results.extend(singles);
     results.push(replayer.oracle());
     if let Some(plot) = &options.plot {
@@ -165,14 +198,6 @@ pub async fn run(options: ReplayOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The outcomes recorded in the ledger of the repository in the working directory.
-fn ledger_data() -> anyhow::Result<Dataset> {
-    let store = super::task_cmd::open_store(Path::new("."))?;
-    Ok(Dataset::from_ledger(&crate::report::History::read(
-        &store,
-    )?)?)
-}
-
 /// The data set shipped as an example, relative to a checkout.
 pub fn default_data() -> PathBuf {
     Path::new("examples/data/swebench-verified-outcomes.jsonl").to_path_buf()
@@ -181,8 +206,8 @@ pub fn default_data() -> PathBuf {
 /// `gaffer replay --search`: the Pareto frontier of cascades, and with `--holdout` the policy
 /// chosen on one part of the tasks, tested on the other.
 async fn run_search(
-    options: &ReplayOptions,
-    search: &SearchOptions,
+    options: &ReplayArgs,
+    search: &SearchArgs,
     data: &Dataset,
 ) -> anyhow::Result<ExitCode> {
     let models: Vec<String> = match &search.candidates {
@@ -195,20 +220,10 @@ async fn run_search(
         }
         None => data.models.clone(),
     };
-    anyhow::ensure!(
-        (1..=4).contains(&search.max_length),
-        "--max-length {}: between 1 and 4",
-        search.max_length
-    );
-    anyhow::ensure!(
-        search.budget_ratio > 0.0,
-        "--budget-ratio {}: must be above 0",
-        search.budget_ratio
-    );
-    let all = cascades(&models, search.max_length);
+    let all = cascades(&models, usize::from(search.max_length));
     let errors = VerifierErrors {
-        false_accept: rate("--false-accept", options.false_accept)?,
-        false_reject: rate("--false-reject", options.false_reject)?,
+        false_accept: options.false_accept,
+        false_reject: options.false_reject,
     };
     let (train, test) = match search.holdout {
         Some(f) => {

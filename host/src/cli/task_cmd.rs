@@ -1,161 +1,99 @@
-//! `gaffer init` and `gaffer task add|import|list|show`: the backlog from the command line.
+//! `gaffer task add|import|list|show`: the backlog from the command line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
 
-use super::Format;
+use super::{Format, ProjectArgs};
 use crate::pipeline::import::{ImportFormat, parse};
-use crate::store::{BacklogStore, NewTask, SqliteStore, TaskRecord};
+use crate::store::{BacklogStore, NewTask, TaskRecord};
 
-/// gaffer's own directory in a repository.
-pub const STATE_DIR: &str = ".gaffer";
-const DB_FILE: &str = "gaffer.db";
-
-/// Open the project's store, or say how to create it.
-pub fn open_store(root: &Path) -> anyhow::Result<SqliteStore> {
-    let dir = root.join(STATE_DIR);
-    anyhow::ensure!(
-        dir.is_dir(),
-        "no {STATE_DIR}/ in {}: run `gaffer init` first",
-        root.display()
-    );
-    Ok(SqliteStore::open(dir.join(DB_FILE))?)
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Add one task.
+    Add {
+        title: String,
+        #[arg(long)]
+        body: Option<String>,
+        #[arg(long, conflicts_with = "body")]
+        body_file: Option<PathBuf>,
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Import tasks from a Markdown checklist, JSON Lines, or `gh issue list --json
+    /// number,title,body,labels` output. All or nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: Option<ImportFormatArg>,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// List the tasks.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Show one task.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
 }
 
-fn detect_test_command(root: &Path) -> &'static str {
-    if root.join("Cargo.toml").is_file() {
-        "cargo test"
-    } else if root.join("package.json").is_file() {
-        "npm test"
-    } else if root.join("pyproject.toml").is_file() || root.join("setup.py").is_file() {
-        "python -m pytest"
-    } else if root.join("go.mod").is_file() {
-        "go test ./..."
-    } else {
-        ""
-    }
+/// `--format` of `task import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormatArg {
+    Markdown,
+    Jsonl,
+    Gh,
 }
 
-fn detect_branch(root: &Path) -> String {
-    std::process::Command::new("git")
-        .args(["symbolic-ref", "--short", "HEAD"])
-        .current_dir(root)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| "main".to_string())
-}
-
-/// The commented `gaffer.toml` that `gaffer init` writes.
-pub fn config_template(target_branch: &str, test_command: &str) -> String {
-    // Build tools that write their caches outside the project.
-    let writable = match test_command.split_whitespace().next() {
-        Some("cargo") => "\"~/.cargo\"",
-        Some("npm") => "\"~/.npm\"",
-        Some("go") => "\"~/go\", \"~/.cache/go-build\"",
-        _ => "",
-    };
-    let writable_pad = " ".repeat(26usize.saturating_sub(writable.len()).max(1));
-    format!(
-        r#"# gaffer.toml: everything a run needs. Money is in dollars here and exact micro-dollars inside.
-
-[project]
-target_branch = "{target_branch}"   # approved work is merged here
-test_command = "{test_command}"     # run on every attempt before the verifier
-
-[agent]
-max_turns = 40                      # model calls per attempt
-max_attempts = 3                    # then the task goes to a person (needs-human)
-confine_commands = true             # commands may write only in the worktree (Landlock) ...
-writable = [{writable}]{writable_pad}# ... and here (build tools' caches; `~/` is home)
-
-[run]
-workers = 1
-
-[budget]                            # every level optional; a call that would pass one is refused
-per_call = 1.00
-per_task = 2.00
-per_run = 20.00
-per_day = 50.00
-per_month = 500.00
-
-[providers.anthropic]
-kind = "anthropic"
-api_key_env = "ANTHROPIC_API_KEY"   # read from the environment, never written here
-
-# [providers.local]                 # an OpenAI-compatible server (Ollama, llama.cpp, vLLM, LiteLLM)
-# kind = "openai-compatible"
-# base_url = "http://127.0.0.1:11434/v1"
-# watts = 350                       # local models are priced by electricity
-# usd_per_kwh = 0.30
-
-[models.cheap]
-provider = "anthropic"
-id = "claude-haiku-4-5"             # priced from the built-in catalog unless `prices` is given
-tier = 1
-max_tokens = 8192
-
-[models.strong]
-provider = "anthropic"
-id = "claude-sonnet-4-5"
-tier = 3
-max_tokens = 16000
-
-# [plugins.router]                  # WebAssembly plugins: see `gaffer plugin check FILE.wasm`
-# path = "plugins/cost_tier.wasm"
-# fallback_model = "cheap"
-"#
-    )
-}
-
-/// `gaffer init`.
-pub fn init(root: &Path, force: bool) -> anyhow::Result<ExitCode> {
-    let config = root.join("gaffer.toml");
-    anyhow::ensure!(
-        force || !config.exists(),
-        "{} exists; pass --force to overwrite it",
-        config.display()
-    );
-    let test_command = detect_test_command(root);
-    let branch = detect_branch(root);
-    std::fs::write(&config, config_template(&branch, test_command))
-        .with_context(|| format!("writing {}", config.display()))?;
-    let dir = root.join(STATE_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    SqliteStore::open(dir.join(DB_FILE))?;
-    let ignore = root.join(".gitignore");
-    let existing = std::fs::read_to_string(&ignore).unwrap_or_default();
-    let entry = format!("/{STATE_DIR}/");
-    if !existing
-        .lines()
-        .any(|l| l.trim() == entry || l.trim() == STATE_DIR)
-    {
-        let mut text = existing;
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
+impl From<ImportFormatArg> for ImportFormat {
+    fn from(value: ImportFormatArg) -> Self {
+        match value {
+            ImportFormatArg::Markdown => ImportFormat::Markdown,
+            ImportFormatArg::Jsonl => ImportFormat::JsonLines,
+            ImportFormatArg::Gh => ImportFormat::GitHub,
         }
-        text.push_str(&entry);
-        text.push('\n');
-        std::fs::write(&ignore, text).with_context(|| format!("writing {}", ignore.display()))?;
     }
-    println!(
-        "wrote {} (target branch `{branch}`, tests `{test_command}`)",
-        config.display()
-    );
-    println!(
-        "created {}/ with the backlog and the ledger, ignored in git",
-        dir.display()
-    );
-    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TaskCommand::Add {
+            title,
+            body,
+            body_file,
+            labels,
+            project,
+        } => add(&project, &title, body, body_file, labels),
+        TaskCommand::Import {
+            file,
+            format,
+            project,
+        } => import(&project, &file, format.map(Into::into)),
+        TaskCommand::List { format, project } => list(&project, format),
+        TaskCommand::Show {
+            id,
+            format,
+            project,
+        } => show(&project, &id, format),
+    }
 }
 
 /// `gaffer task add`.
-pub fn add(
-    root: &Path,
+fn add(
+    project: &ProjectArgs,
     title: &str,
     body: Option<String>,
     body_file: Option<PathBuf>,
@@ -170,7 +108,7 @@ pub fn add(
         }
         (None, None) => String::new(),
     };
-    let store = open_store(root)?;
+    let store = project.project().open_store()?;
     let ids = store.add_tasks(&[NewTask {
         title: title.trim().to_string(),
         body,
@@ -183,14 +121,18 @@ pub fn add(
 }
 
 /// `gaffer task import`.
-pub fn import(root: &Path, file: &Path, format: Option<ImportFormat>) -> anyhow::Result<ExitCode> {
+fn import(
+    project: &ProjectArgs,
+    file: &std::path::Path,
+    format: Option<ImportFormat>,
+) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let name = file.display().to_string();
     let format = format.unwrap_or_else(|| ImportFormat::detect(&name, &text));
     // Everything is parsed before anything is stored, and stored in one transaction.
     let tasks = parse(&name, &text, format)?;
-    let store = open_store(root)?;
+    let store = project.project().open_store()?;
     let ids = store.add_tasks(&tasks)?;
     println!(
         "imported {} task{}: {}",
@@ -210,8 +152,8 @@ fn task_json(t: &TaskRecord) -> serde_json::Value {
 }
 
 /// `gaffer task list`.
-pub fn list(root: &Path, format: Format) -> anyhow::Result<ExitCode> {
-    let tasks = open_store(root)?.tasks()?;
+fn list(project: &ProjectArgs, format: Format) -> anyhow::Result<ExitCode> {
+    let tasks = project.project().open_store()?.tasks()?;
     match format {
         Format::Json => println!(
             "{}",
@@ -232,8 +174,8 @@ pub fn list(root: &Path, format: Format) -> anyhow::Result<ExitCode> {
 }
 
 /// `gaffer task show`.
-pub fn show(root: &Path, id: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let Some(t) = open_store(root)?.task(id)? else {
+fn show(project: &ProjectArgs, id: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let Some(t) = project.project().open_store()?.task(id)? else {
         anyhow::bail!("no task `{id}` (see `gaffer task list`)");
     };
     match format {

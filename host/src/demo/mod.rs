@@ -3,5 +3,6 @@
 //! simulation, labelled as such wherever they are shown; everything between them (gateway,
 //! ledger, agent, git, plugins) is the real pipeline.
 
+pub mod pipeline;
 pub mod sample;
 pub mod scripted_provider;

@@ -361,7 +361,11 @@ pub fn script() -> Script {
 /// `solutions`, the scripted models' `solutions.json` too (a real model must not see it).
 pub fn create(dir: &Path, solutions: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    if std::fs::read_dir(dir)?.next().is_some() {
+    // gaffer's own state directory (the demo may have put plugins there) is ignored in git.
+    if std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .any(|e| e.file_name() != ".gaffer")
+    {
         return Err(std::io::Error::other(format!(
             "{} is not empty; give the demo an empty or new directory",
             dir.display()

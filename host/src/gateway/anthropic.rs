@@ -182,7 +182,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::gateway::chat::{Message, ToolSpec};
-    use crate::ledger::Usage;
+    use crate::store::TokenCounts;
 
     #[test]
     fn marks_the_stable_prefix_for_caching() {
@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(response.stop, StopReason::ToolUse);
         assert_eq!(
             response.usage,
-            Some(Usage {
+            Some(TokenCounts {
                 input: 12,
                 cache_read: 1_000,
                 cache_write: 200,

@@ -140,10 +140,10 @@ impl PriceCatalog {
                 })
                 .transpose()
             };
-            let input_price = price("input_cost_per_token", Some(input))?.unwrap_or(0);
+            let input_price = price("input_cost_per_token", Some(input))?.unwrap_or_default();
             let prices = Prices {
                 input: input_price,
-                output: price("output_cost_per_token", Some(output))?.unwrap_or(0),
+                output: price("output_cost_per_token", Some(output))?.unwrap_or_default(),
                 // No cache price published: cache reads are not cheaper, cache writes not dearer
                 // than plain input, as far as we know.
                 cache_read: price(
@@ -201,6 +201,7 @@ impl PriceCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MicroUsd;
 
     #[test]
     fn the_built_in_catalog_names_its_source_and_prices_common_models() {
@@ -219,10 +220,10 @@ mod tests {
         assert_eq!(
             haiku.prices,
             Prices {
-                input: 1_000_000,
-                output: 5_000_000,
-                cache_read: 100_000,
-                cache_write: 1_250_000
+                input: MicroUsd(1_000_000),
+                output: MicroUsd(5_000_000),
+                cache_read: MicroUsd(100_000),
+                cache_write: MicroUsd(1_250_000)
             }
         );
         assert_eq!(haiku.max_output_tokens, Some(64_000));
@@ -247,10 +248,10 @@ mod tests {
         assert_eq!(
             entry.prices,
             Prices {
-                input: 3_000_000,
-                output: 15_000_000,
-                cache_read: 300_000,
-                cache_write: 3_000_000
+                input: MicroUsd(3_000_000),
+                output: MicroUsd(15_000_000),
+                cache_read: MicroUsd(300_000),
+                cache_write: MicroUsd(3_000_000)
             }
         );
         assert!(

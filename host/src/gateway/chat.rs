@@ -1,7 +1,7 @@
 //! A model call in provider-neutral terms: what the agent loop and plugins build, and what
 //! each provider module turns into its own wire format and back.
 
-use crate::ledger::Usage;
+use crate::store::TokenCounts;
 
 /// Who speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -131,6 +131,22 @@ pub enum StopReason {
     Paused,
 }
 
+impl StopReason {
+    /// The name plugins are given (the contract's `stop-reason`: `end_turn`, `max_tokens`,
+    /// `tool_use`, `stop_sequence`, `refusal`, `context_window`, `pause_turn`).
+    pub fn contract_name(&self) -> &'static str {
+        match self {
+            StopReason::EndTurn => "end_turn",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::ToolUse => "tool_use",
+            StopReason::StopSequence => "stop_sequence",
+            StopReason::Refusal => "refusal",
+            StopReason::ContextWindow => "context_window",
+            StopReason::Paused => "pause_turn",
+        }
+    }
+}
+
 /// The answer of one model call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatResponse {
@@ -141,7 +157,7 @@ pub struct ChatResponse {
     pub stop: StopReason,
     /// Normalised usage; `None` when the provider reported none (the call is then charged
     /// its reservation).
-    pub usage: Option<Usage>,
+    pub usage: Option<TokenCounts>,
 }
 
 impl ChatResponse {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::chat::{ChatRequest, ChatResponse};
 use super::provider::{Provider, ProviderError};
 use crate::ledger::{
-    BudgetExhausted, Electricity, Ledger, LedgerError, MicroUsd, Prices, Reservation, Usage,
+    BudgetExhausted, Electricity, Ledger, LedgerError, MicroUsd, Prices, Reservation, TokenCounts,
     WorstCase,
 };
 use crate::store::RowScope;
@@ -70,7 +70,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Budget(BudgetExhausted),
     /// The provider failed; `charged` is what the call was booked at.
-    #[error("{error} (booked at {charged} µ$)")]
+    #[error("{error} (booked at {} µ$)", charged.get())]
     Provider {
         error: ProviderError,
         charged: MicroUsd,
@@ -194,15 +194,17 @@ impl Gateway {
         };
         let mut scope = tag.scope.clone();
         scope.model = model.key.clone();
-        let reservation = self.ledger.reserve(&scope, worst, tag.attempt_cap)?;
+        let reservation = self.ledger.reserve(&scope, worst, tag.attempt_cap).await?;
         // From here on, a crash charges the reservation.
-        self.ledger.mark_sent(&reservation)?;
+        self.ledger.mark_sent(&reservation).await?;
         let started = Instant::now();
         let sent = provider.send(&request).await;
         let wall = started.elapsed();
         match sent.result {
             Ok(response) => {
-                let settled = self.settle_success(model, &reservation, response.usage, wall)?;
+                let settled = self
+                    .settle_success(model, &reservation, response.usage, wall)
+                    .await?;
                 Ok(Completed {
                     model: model.key.clone(),
                     response,
@@ -216,26 +218,34 @@ impl Gateway {
                 let outcome = format!("error: {error}");
                 let settled = match (model.pricing, sent.maybe_billed) {
                     // Power was drawn either way.
-                    (Pricing::Electricity(power), _) => self.ledger.settle_amount(
-                        &reservation,
-                        power.cost(wall),
-                        Usage::default(),
-                        wall,
-                        &outcome,
-                    )?,
+                    (Pricing::Electricity(power), _) => {
+                        self.ledger
+                            .settle_amount(
+                                &reservation,
+                                power.cost(wall),
+                                TokenCounts::default(),
+                                wall,
+                                &outcome,
+                            )
+                            .await
+                    }
                     // The provider may have billed it: the reservation is the charge.
                     (Pricing::Tokens(_), true) => {
-                        self.ledger.settle(&reservation, None, wall, &outcome)?
+                        self.ledger.settle(&reservation, None, wall, &outcome).await
                     }
                     // Refused by the provider before any work: nothing to pay.
-                    (Pricing::Tokens(_), false) => self.ledger.settle_amount(
-                        &reservation,
-                        0,
-                        Usage::default(),
-                        wall,
-                        &outcome,
-                    )?,
-                };
+                    (Pricing::Tokens(_), false) => {
+                        self.ledger
+                            .settle_amount(
+                                &reservation,
+                                MicroUsd::ZERO,
+                                TokenCounts::default(),
+                                wall,
+                                &outcome,
+                            )
+                            .await
+                    }
+                }?;
                 Err(GatewayError::Provider {
                     error,
                     charged: settled.charged,
@@ -244,22 +254,26 @@ impl Gateway {
         }
     }
 
-    fn settle_success(
+    async fn settle_success(
         &self,
         model: &ModelEntry,
         reservation: &Reservation,
-        usage: Option<Usage>,
+        usage: Option<TokenCounts>,
         wall: Duration,
     ) -> Result<crate::store::Settled, GatewayError> {
         Ok(match model.pricing {
-            Pricing::Tokens(_) => self.ledger.settle(reservation, usage, wall, "ok")?,
-            Pricing::Electricity(power) => self.ledger.settle_amount(
-                reservation,
-                power.cost(wall),
-                usage.unwrap_or_default(),
-                wall,
-                "ok",
-            )?,
+            Pricing::Tokens(_) => self.ledger.settle(reservation, usage, wall, "ok").await?,
+            Pricing::Electricity(power) => {
+                self.ledger
+                    .settle_amount(
+                        reservation,
+                        power.cost(wall),
+                        usage.unwrap_or_default(),
+                        wall,
+                        "ok",
+                    )
+                    .await?
+            }
         })
     }
 }

@@ -7,4 +7,5 @@ pub mod chat;
 pub mod metered;
 pub mod openai;
 pub mod provider;
+pub mod settings;
 pub mod usage;

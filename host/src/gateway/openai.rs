@@ -18,6 +18,20 @@ pub enum MaxTokensField {
     MaxCompletionTokens,
 }
 
+impl MaxTokensField {
+    /// The names `max_tokens_field` takes in `gaffer.toml`.
+    pub const NAMES: &[&str] = &["max_tokens", "max_completion_tokens"];
+
+    /// The field a `gaffer.toml` name stands for.
+    pub fn from_name(name: &str) -> Option<MaxTokensField> {
+        match name {
+            "max_tokens" => Some(MaxTokensField::MaxTokens),
+            "max_completion_tokens" => Some(MaxTokensField::MaxCompletionTokens),
+            _ => None,
+        }
+    }
+}
+
 /// The JSON body of a Chat Completions request (not streamed: usage comes in full with the
 /// answer).
 pub fn request_body(request: &ChatRequest, field: MaxTokensField) -> Value {
@@ -223,7 +237,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::gateway::chat::{Message, ToolSpec};
-    use crate::ledger::Usage;
+    use crate::store::TokenCounts;
 
     #[test]
     fn builds_system_tools_and_tool_results() {
@@ -294,7 +308,7 @@ mod tests {
         );
         assert_eq!(
             response.usage,
-            Some(Usage {
+            Some(TokenCounts {
                 input: 86,
                 cache_read: 1_920,
                 cache_write: 0,

@@ -19,6 +19,28 @@ pub enum ProviderKind {
     OpenaiCompatible,
 }
 
+impl ProviderKind {
+    /// The names `kind` takes in `gaffer.toml`.
+    pub const NAMES: &[&str] = &["anthropic", "openai-compatible"];
+
+    /// The kind a `gaffer.toml` name stands for.
+    pub fn from_name(name: &str) -> Option<ProviderKind> {
+        match name {
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "openai-compatible" => Some(ProviderKind::OpenaiCompatible),
+            _ => None,
+        }
+    }
+
+    /// Where the provider's public API is when `base_url` is not given.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "https://api.anthropic.com",
+            ProviderKind::OpenaiCompatible => "https://api.openai.com/v1",
+        }
+    }
+}
+
 /// A provider as configured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderConfig {

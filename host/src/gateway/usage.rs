@@ -1,6 +1,6 @@
 //! Each provider's usage report, normalised once into the ledger's four disjoint counts.
 
-use crate::ledger::Usage;
+use crate::store::TokenCounts;
 
 /// A usage report that cannot be right.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,7 +16,7 @@ pub fn from_openai(
     prompt_tokens: u64,
     completion_tokens: u64,
     cached_tokens: Option<u64>,
-) -> Result<Usage, UsageError> {
+) -> Result<TokenCounts, UsageError> {
     let cached = cached_tokens.unwrap_or(0);
     let input = prompt_tokens
         .checked_sub(cached)
@@ -24,7 +24,7 @@ pub fn from_openai(
             prompt: prompt_tokens,
             cached,
         })?;
-    Ok(Usage {
+    Ok(TokenCounts {
         input,
         cache_read: cached,
         cache_write: 0,
@@ -39,8 +39,8 @@ pub fn from_anthropic(
     output_tokens: u64,
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
-) -> Usage {
-    Usage {
+) -> TokenCounts {
+    TokenCounts {
         input: input_tokens,
         cache_read: cache_read_input_tokens.unwrap_or(0),
         cache_write: cache_creation_input_tokens.unwrap_or(0),
@@ -57,7 +57,7 @@ mod tests {
         // 2 006 prompt tokens of which 1 920 cached, 300 completion tokens.
         assert_eq!(
             from_openai(2_006, 300, Some(1_920)),
-            Ok(Usage {
+            Ok(TokenCounts {
                 input: 86,
                 cache_read: 1_920,
                 cache_write: 0,

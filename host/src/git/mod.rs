@@ -6,6 +6,7 @@
 //! with a fixed, minimal environment (see [`Git`]) so that the user's locale, an inherited
 //! `GIT_DIR` or a global signing setting cannot change what gaffer does.
 
+mod blocking;
 mod diff;
 mod merge;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 
+pub use blocking::AsyncRepo;
 pub use merge::{MergeKind, MergeOutcome};
 
 /// A failed git operation. Every variant names the repository or worktree it concerns; a failed

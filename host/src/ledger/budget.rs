@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cost::{Prices, Usage};
-use super::money::{MicroUsd, format_dollars};
+use super::money::{dollars_at, format_dollars};
+use crate::config::Invalid;
+use crate::config::schema::{BudgetSection, ModelSection};
 use crate::store::{
-    CapLevel, CapLimit, LedgerStore, PriceColumns, ReservationId, RowScope, Settled, Settlement,
-    StoreError, TokenColumns,
+    CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
+    RowScope, Settled, Settlement, StoreError, TokenCounts, off_runtime,
 };
 
 /// The money caps of a configuration; every level is optional.
@@ -26,6 +27,39 @@ pub struct Caps {
 }
 
 impl Caps {
+    /// The caps of `[budget]`; a per-model cap must name a configured model.
+    pub fn from_config(
+        budget: &BudgetSection,
+        models: &BTreeMap<String, ModelSection>,
+    ) -> Result<Caps, Invalid> {
+        let cap = |name: &str, value: &Option<crate::config::Dollars>| {
+            value
+                .as_ref()
+                .map(|d| dollars_at(&format!("budget.{name}"), d))
+                .transpose()
+        };
+        let mut per_model_month = BTreeMap::new();
+        for (model, dollars) in &budget.per_model {
+            let key = format!("budget.per_model.{model}");
+            if !models.contains_key(model) {
+                return Err(Invalid::new(
+                    key,
+                    format!("names model `{model}`, which has no [models.{model}] section"),
+                ));
+            }
+            per_model_month.insert(model.clone(), dollars_at(&key, dollars)?);
+        }
+        Ok(Caps {
+            per_call: cap("per_call", &budget.per_call)?,
+            per_attempt: cap("per_attempt", &budget.per_attempt)?,
+            per_task: cap("per_task", &budget.per_task)?,
+            per_run: cap("per_run", &budget.per_run)?,
+            per_day: cap("per_day", &budget.per_day)?,
+            per_month: cap("per_month", &budget.per_month)?,
+            per_model_month,
+        })
+    }
+
     /// The caps covering one call of `model`; `attempt_cap` is the router's money cap for the
     /// attempt, which applies with the configured one (the smaller wins).
     ///
@@ -153,13 +187,54 @@ impl Ledger {
         &self.caps
     }
 
-    pub fn store(&self) -> &Arc<dyn LedgerStore> {
-        &self.store
+    /// Run `operation` on the store off the async runtime (SQLite writes may wait for another
+    /// process's transaction).
+    async fn on_store<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&dyn LedgerStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = Arc::clone(&self.store);
+        off_runtime(move || operation(store.as_ref())).await
+    }
+
+    /// Spent and reserved against the cap at `level` for a call in `scope` (what the caps see).
+    pub async fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<MicroUsd, StoreError> {
+        let scope = scope.clone();
+        self.on_store(move |store| store.spent(level, &scope)).await
+    }
+
+    /// [`Ledger::spent`] from code that cannot wait (a progress line); a short read.
+    pub fn spent_now(&self, level: CapLevel, scope: &RowScope) -> Result<MicroUsd, StoreError> {
+        self.store.spent(level, scope)
+    }
+
+    /// The rows of one task, oldest first: its cost end to end, its plugins' fuel.
+    pub async fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError> {
+        let task = task.to_string();
+        self.on_store(move |store| store.task_rows(&task)).await
+    }
+
+    /// After a crash: release the unsent reservations of dead owners, charge their sent ones
+    /// at the reserved amount (flagged).
+    pub async fn recover(&self, is_alive: fn(&str) -> bool) -> Result<Recovery, StoreError> {
+        self.on_store(move |store| store.recover(&is_alive)).await
+    }
+
+    /// Record a plugin run (zero tokens, its fuel and wall time). Synchronous, as plugin runs
+    /// are recorded where they end: one short insert.
+    pub fn record_plugin_run(
+        &self,
+        scope: &RowScope,
+        fuel: u64,
+        wall_ms: u64,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        self.store.record_plugin_run(scope, fuel, wall_ms, outcome)
     }
 
     /// Reserve the worst case of a call against every cap that covers it, atomically, or refuse
     /// it before anything is sent.
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         scope: &RowScope,
         worst: WorstCase,
@@ -171,7 +246,11 @@ impl Ledger {
             WorstCase::Tokens { prices, .. } => prices,
             WorstCase::Amount(_) => Prices::default(),
         };
-        match self.store.try_reserve(scope, amount, &limits) {
+        let owned = scope.clone();
+        match self
+            .on_store(move |store| store.try_reserve(&owned, amount, &limits))
+            .await
+        {
             Ok(id) => Ok(Reservation { id, amount, prices }),
             Err(error) => Err(match LedgerError::from(error) {
                 LedgerError::Exhausted(mut exhausted) => {
@@ -184,68 +263,65 @@ impl Ledger {
     }
 
     /// Mark a reservation as sent: from now on a crash charges it.
-    pub fn mark_sent(&self, reservation: &Reservation) -> Result<(), LedgerError> {
-        Ok(self.store.mark_sent(reservation.id)?)
+    pub async fn mark_sent(&self, reservation: &Reservation) -> Result<(), LedgerError> {
+        let id = reservation.id;
+        Ok(self.on_store(move |store| store.mark_sent(id)).await?)
     }
 
     /// Release a reservation whose request was never sent.
-    pub fn release(&self, reservation: &Reservation) -> Result<(), LedgerError> {
-        Ok(self.store.release(reservation.id)?)
+    pub async fn release(&self, reservation: &Reservation) -> Result<(), LedgerError> {
+        let id = reservation.id;
+        Ok(self.on_store(move |store| store.release(id)).await?)
     }
 
     /// Settle a sent call to its real cost (`usage` `None`: the provider reported none, so the
     /// reservation stands as the charge).
-    pub fn settle(
+    pub async fn settle(
         &self,
         reservation: &Reservation,
-        usage: Option<Usage>,
+        usage: Option<TokenCounts>,
         wall: Duration,
         outcome: &str,
     ) -> Result<Settled, LedgerError> {
         let prices = reservation.prices;
-        let tokens = usage.unwrap_or_default();
         let settlement = Settlement {
-            tokens: TokenColumns {
-                input: tokens.input,
-                output: tokens.output,
-                cache_read: tokens.cache_read,
-                cache_write: tokens.cache_write,
-            },
-            prices: PriceColumns {
-                input: prices.input,
-                output: prices.output,
-                cache_read: prices.cache_read,
-                cache_write: prices.cache_write,
-            },
+            tokens: usage.unwrap_or_default(),
+            prices,
             cost: usage.map(|u| prices.cost(&u)),
             wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
             outcome: outcome.to_string(),
         };
-        Ok(self.store.settle(reservation.id, &settlement)?)
+        self.settle_with(reservation, settlement).await
     }
 
     /// Settle a local model's call at its electricity cost.
-    pub fn settle_amount(
+    pub async fn settle_amount(
         &self,
         reservation: &Reservation,
         amount: MicroUsd,
-        usage: Usage,
+        usage: TokenCounts,
         wall: Duration,
         outcome: &str,
     ) -> Result<Settled, LedgerError> {
         let settlement = Settlement {
-            tokens: TokenColumns {
-                input: usage.input,
-                output: usage.output,
-                cache_read: usage.cache_read,
-                cache_write: usage.cache_write,
-            },
-            prices: PriceColumns::default(),
+            tokens: usage,
+            prices: Prices::default(),
             cost: Some(amount),
             wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
             outcome: outcome.to_string(),
         };
-        Ok(self.store.settle(reservation.id, &settlement)?)
+        self.settle_with(reservation, settlement).await
+    }
+
+    async fn settle_with(
+        &self,
+        reservation: &Reservation,
+        settlement: Settlement,
+    ) -> Result<Settled, LedgerError> {
+        let id = reservation.id;
+        Ok(self
+            .on_store(move |store| store.settle(id, &settlement))
+            .await?)
     }
 }
 
@@ -256,34 +332,34 @@ mod tests {
     #[test]
     fn the_router_cap_and_the_configured_cap_both_bound_the_attempt() {
         let caps = Caps {
-            per_attempt: Some(500_000),
-            per_task: Some(2_000_000),
+            per_attempt: Some(MicroUsd(500_000)),
+            per_task: Some(MicroUsd(2_000_000)),
             ..Caps::default()
         };
-        let limits = caps.limits_for("cheap", Some(300_000));
+        let limits = caps.limits_for("cheap", Some(MicroUsd(300_000)));
         assert_eq!(
             limits,
             vec![
                 CapLimit {
                     level: CapLevel::Task,
-                    limit: 2_000_000
+                    limit: MicroUsd(2_000_000)
                 },
                 CapLimit {
                     level: CapLevel::Attempt,
-                    limit: 300_000
+                    limit: MicroUsd(300_000)
                 },
             ]
         );
-        assert_eq!(caps.limits_for("cheap", None)[1].limit, 500_000);
+        assert_eq!(caps.limits_for("cheap", None)[1].limit, MicroUsd(500_000));
     }
 
     #[test]
     fn exhaustion_says_which_cap_by_how_much_in_dollars() {
         let error = BudgetExhausted {
             level: CapLevel::Task,
-            limit: 2_000_000,
-            spent: 1_900_000,
-            needed: 250_000,
+            limit: MicroUsd(2_000_000),
+            spent: MicroUsd(1_900_000),
+            needed: MicroUsd(250_000),
             model: Some("strong".to_string()),
         };
         assert_eq!(

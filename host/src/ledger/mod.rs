@@ -6,6 +6,9 @@ pub mod budget;
 pub mod cost;
 pub mod money;
 
+pub use crate::store::{MicroUsd, Prices, TokenCounts};
 pub use budget::{BudgetExhausted, Caps, Ledger, LedgerError, Reservation, WorstCase};
-pub use cost::{Electricity, Prices, Usage};
-pub use money::{AmountError, MicroUsd, decimal_dollars, format_dollars, parse_dollars};
+pub use cost::Electricity;
+pub use money::{
+    AmountError, decimal_dollars, dollars_at, format_dollars, parse_dollars, price_at,
+};

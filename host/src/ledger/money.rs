@@ -3,11 +3,9 @@
 //! One dollar is 1 000 000 µ$. Prices are µ$ per million tokens. Everything gaffer adds, caps or
 //! compares is a `u64` of micro-dollars; text (gaffer.toml, price files) is converted exactly.
 
-/// An amount in micro-dollars (1 USD = 1 000 000).
-pub type MicroUsd = u64;
-
-/// Micro-dollars in one dollar.
-pub const MICROS_PER_DOLLAR: u64 = 1_000_000;
+use crate::config::{Dollars, Invalid};
+pub use crate::store::MicroUsd;
+use crate::store::units::MICROS_PER_DOLLAR;
 
 /// A decimal text that is not an amount gaffer can hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,7 +118,7 @@ pub fn parse_scaled(
 
 /// Dollars written in configuration (`per_task = 2.00`) to micro-dollars, exactly.
 pub fn parse_dollars(text: &str) -> Result<MicroUsd, AmountError> {
-    parse_scaled(text, 6, Rounding::Exact, "a micro-dollar")
+    parse_scaled(text, 6, Rounding::Exact, "a micro-dollar").map(MicroUsd)
 }
 
 /// Dollars per million tokens (`3.00`) to µ$ per million tokens, exactly.
@@ -131,54 +129,38 @@ pub fn parse_price_per_million(text: &str) -> Result<MicroUsd, AmountError> {
         Rounding::Exact,
         "a micro-dollar per million tokens",
     )
+    .map(MicroUsd)
 }
 
 /// Dollars per token, as LiteLLM's price files write them (`3e-06`), to µ$ per million tokens,
 /// rounded up below that unit.
 pub fn parse_price_per_token(text: &str) -> Result<MicroUsd, AmountError> {
-    parse_scaled(text, 12, Rounding::Up, "a micro-dollar per million tokens")
+    parse_scaled(text, 12, Rounding::Up, "a micro-dollar per million tokens").map(MicroUsd)
 }
 
-/// `1.234567`: dollars with all six decimals, for machine-readable output (CSV, JSON).
-pub fn decimal_dollars(amount: MicroUsd) -> String {
-    format!(
-        "{}.{:06}",
-        amount / MICROS_PER_DOLLAR,
-        amount % MICROS_PER_DOLLAR
-    )
-}
-
-/// `$1.234567`, trimmed to at least two decimals (`$2.00`, `$0.000150`).
+/// `$1.234567`, trimmed to at least two decimals: how amounts are shown to people.
 pub fn format_dollars(amount: MicroUsd) -> String {
-    let whole = amount / MICROS_PER_DOLLAR;
-    let fraction = amount % MICROS_PER_DOLLAR;
-    let mut digits = format!("{fraction:06}");
+    let micros = amount.get();
+    let mut digits = format!("{:06}", micros % MICROS_PER_DOLLAR);
     while digits.len() > 2 && digits.ends_with('0') {
         digits.pop();
     }
-    format!("${whole}.{digits}")
+    format!("${}.{digits}", micros / MICROS_PER_DOLLAR)
 }
 
-/// A dollar amount as written in TOML: a string (`"2.00"`, exact) or a number. A TOML number
-/// arrives as a float; its shortest round-trip text is the decimal the user typed (for any
-/// amount of up to 15 significant digits), which is then parsed exactly.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(untagged)]
-pub enum Dollars {
-    Text(String),
-    Integer(i64),
-    Float(f64),
+/// `1.234567`: dollars with all six decimals, for machine-readable output (CSV).
+pub fn decimal_dollars(amount: MicroUsd) -> String {
+    amount.decimal()
 }
 
-impl Dollars {
-    /// The amount as decimal text, for exact parsing.
-    pub fn text(&self) -> String {
-        match self {
-            Dollars::Text(t) => t.clone(),
-            Dollars::Integer(i) => i.to_string(),
-            Dollars::Float(f) => format!("{f}"),
-        }
-    }
+/// A dollar amount of `gaffer.toml` (the key names it in the refusal), exactly, in µ$.
+pub fn dollars_at(key: &str, value: &Dollars) -> Result<MicroUsd, Invalid> {
+    parse_dollars(&value.text()).map_err(|e| Invalid::new(key, e.to_string()))
+}
+
+/// A price of `gaffer.toml` in dollars per million tokens, exactly, in µ$ per million tokens.
+pub fn price_at(key: &str, value: &Dollars) -> Result<MicroUsd, Invalid> {
+    parse_price_per_million(&value.text()).map_err(|e| Invalid::new(key, e.to_string()))
 }
 
 #[cfg(test)]
@@ -187,13 +169,13 @@ mod tests {
 
     #[test]
     fn dollars_parse_exactly() {
-        assert_eq!(parse_dollars("2.00"), Ok(2_000_000));
-        assert_eq!(parse_dollars("0.000001"), Ok(1));
-        assert_eq!(parse_dollars("20"), Ok(20_000_000));
-        assert_eq!(parse_dollars(" 1e2 "), Ok(100_000_000));
-        assert_eq!(parse_dollars("0"), Ok(0));
-        assert_eq!(parse_dollars(".5"), Ok(500_000));
-        assert_eq!(parse_dollars("-0"), Ok(0));
+        assert_eq!(parse_dollars("2.00"), Ok(MicroUsd(2_000_000)));
+        assert_eq!(parse_dollars("0.000001"), Ok(MicroUsd(1)));
+        assert_eq!(parse_dollars("20"), Ok(MicroUsd(20_000_000)));
+        assert_eq!(parse_dollars(" 1e2 "), Ok(MicroUsd(100_000_000)));
+        assert_eq!(parse_dollars("0"), Ok(MicroUsd(0)));
+        assert_eq!(parse_dollars(".5"), Ok(MicroUsd(500_000)));
+        assert_eq!(parse_dollars("-0"), Ok(MicroUsd(0)));
     }
 
     #[test]
@@ -229,19 +211,19 @@ mod tests {
     #[test]
     fn per_token_prices_become_micro_dollars_per_million() {
         // $3 per million tokens = 3e-06 $/token = 3 000 000 µ$/Mtok.
-        assert_eq!(parse_price_per_token("3e-06"), Ok(3_000_000));
-        assert_eq!(parse_price_per_token("1.25e-07"), Ok(125_000));
-        assert_eq!(parse_price_per_token("0.000015"), Ok(15_000_000));
+        assert_eq!(parse_price_per_token("3e-06"), Ok(MicroUsd(3_000_000)));
+        assert_eq!(parse_price_per_token("1.25e-07"), Ok(MicroUsd(125_000)));
+        assert_eq!(parse_price_per_token("0.000015"), Ok(MicroUsd(15_000_000)));
         // 1e-13 $/token is 0.1 µ$/Mtok: rounded up, never down to free.
-        assert_eq!(parse_price_per_token("1e-13"), Ok(1));
-        assert_eq!(parse_price_per_token("0"), Ok(0));
+        assert_eq!(parse_price_per_token("1e-13"), Ok(MicroUsd(1)));
+        assert_eq!(parse_price_per_token("0"), Ok(MicroUsd(0)));
     }
 
     #[test]
     fn dollars_format_for_people() {
-        assert_eq!(format_dollars(2_000_000), "$2.00");
-        assert_eq!(format_dollars(1_650_000), "$1.65");
-        assert_eq!(format_dollars(150), "$0.00015");
-        assert_eq!(format_dollars(0), "$0.00");
+        assert_eq!(format_dollars(MicroUsd(2_000_000)), "$2.00");
+        assert_eq!(format_dollars(MicroUsd(1_650_000)), "$1.65");
+        assert_eq!(format_dollars(MicroUsd(150)), "$0.00015");
+        assert_eq!(format_dollars(MicroUsd(0)), "$0.00");
     }
 }

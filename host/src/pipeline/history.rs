@@ -2,13 +2,13 @@
 //! cost (from the ledger), and the money left at every level.
 
 use crate::ledger::Ledger;
-use crate::plugin::types::{
-    Attempt, AttemptOutcome, BudgetLevel, BudgetView, MoneyLeft, Task, TokenUsage,
+use crate::plugin::types::{Attempt, BudgetView, MoneyLeft, Task};
+use crate::store::{
+    AttemptRecord, CapLevel, LedgerRow, MicroUsd, RowScope, StoreError, TaskRecord, TokenCounts,
 };
-use crate::store::{AttemptRecord, CapLevel, LedgerRow, RowScope, StoreError, TaskRecord};
 
 /// The contract's view of a stored task.
-pub fn wit_task(task: &TaskRecord) -> Task {
+pub fn contract_task(task: &TaskRecord) -> Task {
     Task {
         id: task.id.clone(),
         title: task.title.clone(),
@@ -18,39 +18,19 @@ pub fn wit_task(task: &TaskRecord) -> Task {
     }
 }
 
-/// The contract's outcome of a stored attempt outcome.
-fn outcome(name: &str) -> AttemptOutcome {
-    match name {
-        "approved" => AttemptOutcome::Approved,
-        "needs-human" => AttemptOutcome::NeedsHuman,
-        "budget-exhausted" => AttemptOutcome::BudgetExhausted,
-        "failed" => AttemptOutcome::Failed,
-        // A merge conflict is a rejection of this attempt's change.
-        _ => AttemptOutcome::Rejected,
-    }
-}
-
 /// Charged µ$ and tokens of the rows of one attempt.
-pub fn attempt_cost(rows: &[LedgerRow], attempt: u32) -> (u64, TokenUsage) {
-    let mut cost = 0u64;
-    let mut tokens = TokenUsage {
-        input: 0,
-        output: 0,
-        cache_read: 0,
-        cache_write: 0,
-    };
+pub fn attempt_cost(rows: &[LedgerRow], attempt: u32) -> (MicroUsd, TokenCounts) {
+    let mut cost = MicroUsd::ZERO;
+    let mut tokens = TokenCounts::default();
     for row in rows.iter().filter(|r| r.scope.attempt == Some(attempt)) {
         cost = cost.saturating_add(row.charged);
-        tokens.input += row.tokens.input;
-        tokens.output += row.tokens.output;
-        tokens.cache_read += row.tokens.cache_read;
-        tokens.cache_write += row.tokens.cache_write;
+        tokens.add(&row.tokens);
     }
     (cost, tokens)
 }
 
-/// The attempt history as the contract has it.
-pub fn wit_history(attempts: &[AttemptRecord], rows: &[LedgerRow]) -> Vec<Attempt> {
+/// The attempt history as the router and verifier see it.
+pub fn history(attempts: &[AttemptRecord], rows: &[LedgerRow]) -> Vec<Attempt> {
     attempts
         .iter()
         .map(|a| {
@@ -58,7 +38,7 @@ pub fn wit_history(attempts: &[AttemptRecord], rows: &[LedgerRow]) -> Vec<Attemp
             Attempt {
                 number: a.number,
                 model: a.model.clone(),
-                outcome: outcome(&a.outcome),
+                outcome: a.outcome,
                 reasons: a.reasons.clone(),
                 cost,
                 tokens,
@@ -67,8 +47,19 @@ pub fn wit_history(attempts: &[AttemptRecord], rows: &[LedgerRow]) -> Vec<Attemp
         .collect()
 }
 
+/// Fuel each plugin has used in a task, from its rows (plugin runs carry their fuel, under the
+/// plugin's name).
+pub fn fuel_used(rows: &[LedgerRow]) -> std::collections::BTreeMap<String, u64> {
+    let mut used = std::collections::BTreeMap::new();
+    for row in rows.iter().filter(|r| r.fuel > 0) {
+        let entry: &mut u64 = used.entry(row.scope.model.clone()).or_default();
+        *entry = entry.saturating_add(row.fuel);
+    }
+    used
+}
+
 /// The money left at each capped level for a new attempt of `scope`'s task.
-pub fn budget_view(
+pub async fn budget_view(
     ledger: &Ledger,
     scope: &RowScope,
     fuel_left_task: u64,
@@ -77,22 +68,22 @@ pub fn budget_view(
     let caps = ledger.caps();
     let mut money = Vec::new();
     let levels = [
-        (BudgetLevel::Call, CapLevel::Call, caps.per_call),
-        (BudgetLevel::Attempt, CapLevel::Attempt, caps.per_attempt),
-        (BudgetLevel::Task, CapLevel::Task, caps.per_task),
-        (BudgetLevel::Run, CapLevel::Run, caps.per_run),
-        (BudgetLevel::Day, CapLevel::Day, caps.per_day),
-        (BudgetLevel::Month, CapLevel::Month, caps.per_month),
+        (CapLevel::Call, caps.per_call),
+        (CapLevel::Attempt, caps.per_attempt),
+        (CapLevel::Task, caps.per_task),
+        (CapLevel::Run, caps.per_run),
+        (CapLevel::Day, caps.per_day),
+        (CapLevel::Month, caps.per_month),
     ];
-    for (wit_level, level, cap) in levels {
+    for (level, cap) in levels {
         let Some(cap) = cap else { continue };
         // A new attempt and a new call have spent nothing yet.
         let spent = match level {
-            CapLevel::Call | CapLevel::Attempt => 0,
-            _ => ledger.store().spent(level, scope)?,
+            CapLevel::Call | CapLevel::Attempt => MicroUsd::ZERO,
+            _ => ledger.spent(level, scope).await?,
         };
         money.push(MoneyLeft {
-            level: wit_level,
+            level,
             cap,
             spent,
             left: cap.saturating_sub(spent),
@@ -108,26 +99,31 @@ pub fn budget_view(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{PriceColumns, TokenColumns};
+    use crate::store::{AttemptOutcome, Prices, Role, RowState, Stage};
 
-    fn row(attempt: u32, charged: u64, input: u64) -> LedgerRow {
+    fn row(attempt: u32, charged: u64, input: u64, fuel: u64) -> LedgerRow {
         LedgerRow {
             id: 0,
             scope: RowScope {
                 attempt: Some(attempt),
-                ..RowScope::default()
+                model: if fuel > 0 {
+                    "hook".into()
+                } else {
+                    "cheap".into()
+                },
+                ..RowScope::attempt("r", "T-1", attempt, Stage::Implement, Role::Agent)
             },
-            state: "settled".into(),
-            reserved: charged,
-            charged,
-            tokens: TokenColumns {
+            state: RowState::Settled,
+            reserved: MicroUsd(charged),
+            charged: MicroUsd(charged),
+            tokens: TokenCounts {
                 input,
                 output: 1,
                 cache_read: 0,
                 cache_write: 0,
             },
-            prices: PriceColumns::default(),
-            fuel: 0,
+            prices: Prices::default(),
+            fuel,
             wall_ms: 0,
             outcome: None,
             overrun: false,
@@ -141,21 +137,28 @@ mod tests {
 
     #[test]
     fn each_attempt_is_charged_its_own_rows() {
-        let rows = [row(1, 100, 10), row(2, 7, 3), row(1, 50, 5)];
+        let rows = [
+            row(1, 100, 10, 0),
+            row(2, 7, 3, 0),
+            row(1, 50, 5, 0),
+            row(1, 0, 0, 900),
+            row(2, 0, 0, 100),
+        ];
         let attempts = [AttemptRecord {
             task_id: "T-1".into(),
             number: 1,
             run_id: "r".into(),
             model: "cheap".into(),
-            outcome: "conflict".into(),
+            outcome: AttemptOutcome::Conflict,
             reasons: vec!["x".into()],
             turns: 2,
             tests_passed: Some(true),
             wall_ms: 0,
         }];
-        let history = wit_history(&attempts, &rows);
-        assert_eq!(history[0].cost, 150);
-        assert_eq!((history[0].tokens.input, history[0].tokens.output), (15, 2));
-        assert_eq!(history[0].outcome, AttemptOutcome::Rejected);
+        let history = history(&attempts, &rows);
+        assert_eq!(history[0].cost, MicroUsd(150));
+        assert_eq!((history[0].tokens.input, history[0].tokens.output), (15, 3));
+        assert_eq!(history[0].outcome, AttemptOutcome::Conflict);
+        assert_eq!(fuel_used(&rows).get("hook"), Some(&1_000));
     }
 }

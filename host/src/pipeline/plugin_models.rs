@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use super::stage_and_role;
+use super::role_of;
 use crate::gateway::chat::{ChatRequest, Message as ChatMessage, Role as ChatRole};
 use crate::gateway::metered::{CallTag, Gateway, GatewayError};
-use crate::plugin::bindings::host_api::{Completion, CompletionRequest, HostError, Role};
-use crate::plugin::types::TokenUsage;
+use crate::plugin::types::{Completion, CompletionRequest, HostError, PromptRole};
 use crate::plugin::{BoxFuture, ModelAccess, PluginCaller};
 use crate::store::RowScope;
 
@@ -33,9 +32,9 @@ fn chat_request(request: &CompletionRequest) -> ChatRequest {
     let mut messages = Vec::new();
     for m in &request.messages {
         match m.role {
-            Role::System => system.push(&m.content),
-            Role::User => messages.push(ChatMessage::user(m.content.clone())),
-            Role::Assistant => messages.push(ChatMessage {
+            PromptRole::System => system.push(&m.content),
+            PromptRole::User => messages.push(ChatMessage::user(m.content.clone())),
+            PromptRole::Assistant => messages.push(ChatMessage {
                 role: ChatRole::Assistant,
                 blocks: vec![crate::gateway::chat::Block::Text(m.content.clone())],
             }),
@@ -57,17 +56,14 @@ impl ModelAccess for GatewayModels {
         request: CompletionRequest,
     ) -> BoxFuture<'a, Result<Completion, HostError>> {
         Box::pin(async move {
-            let (stage, role) = stage_and_role(caller.world);
             let tag = CallTag {
-                scope: RowScope {
-                    run_id: self.run_id.clone(),
-                    task_id: Some(caller.task_id.clone()),
-                    attempt: Some(caller.attempt),
-                    stage: stage.to_string(),
-                    phase: None,
-                    role: role.to_string(),
-                    model: String::new(),
-                },
+                scope: RowScope::attempt(
+                    &self.run_id,
+                    &caller.task_id,
+                    caller.attempt,
+                    caller.stage,
+                    role_of(caller.world),
+                ),
                 attempt_cap: None,
             };
             match self
@@ -75,21 +71,13 @@ impl ModelAccess for GatewayModels {
                 .complete(&tag, &request.model, chat_request(&request))
                 .await
             {
-                Ok(done) => {
-                    let usage = done.response.usage.unwrap_or_default();
-                    Ok(Completion {
-                        text: done.response.text(),
-                        model: done.response.model.clone(),
-                        usage: TokenUsage {
-                            input: usage.input,
-                            output: usage.output,
-                            cache_read: usage.cache_read,
-                            cache_write: usage.cache_write,
-                        },
-                        cost: done.charged,
-                        stop_reason: format!("{:?}", done.response.stop),
-                    })
-                }
+                Ok(done) => Ok(Completion {
+                    text: done.response.text(),
+                    model: done.response.model.clone(),
+                    usage: done.response.usage.unwrap_or_default(),
+                    cost: done.charged,
+                    stop_reason: done.response.stop.contract_name().to_string(),
+                }),
                 Err(GatewayError::Budget(exhausted)) => {
                     Err(HostError::BudgetExhausted(exhausted.to_string()))
                 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::ledger::{Ledger, format_dollars};
-use crate::store::{CapLevel, RowScope, TaskState};
+use crate::store::{CapLevel, MicroUsd, RowScope, Stage, TaskState};
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum Event {
         worker: usize,
         task: String,
         attempt: u32,
-        stage: &'static str,
+        stage: Stage,
         model: Option<String>,
     },
     /// A worker finished an attempt; the task is now in `state`.
@@ -27,7 +27,7 @@ pub enum Event {
         attempt: u32,
         state: TaskState,
         reason: String,
-        cost: u64,
+        cost: MicroUsd,
     },
     /// A worker found nothing to do.
     Idle { worker: usize },
@@ -156,10 +156,7 @@ impl Live {
 
 /// Spend against every configured run-wide cap, as one line.
 pub fn spend_line(ledger: &Ledger, run_id: &str) -> String {
-    let scope = RowScope {
-        run_id: run_id.to_string(),
-        ..RowScope::default()
-    };
+    let scope = RowScope::of_run(run_id);
     let caps = ledger.caps();
     let mut parts = Vec::new();
     for (name, level, cap) in [
@@ -167,7 +164,7 @@ pub fn spend_line(ledger: &Ledger, run_id: &str) -> String {
         ("day", CapLevel::Day, caps.per_day),
         ("month", CapLevel::Month, caps.per_month),
     ] {
-        let spent = ledger.store().spent(level, &scope).unwrap_or(0);
+        let spent = ledger.spent_now(level, &scope).unwrap_or_default();
         match cap {
             Some(cap) => parts.push(format!(
                 "{name} {} / {}",
@@ -259,7 +256,7 @@ mod tests {
             attempt: 2,
             state: TaskState::Merged,
             reason: "merged into main".into(),
-            cost: 1_234_567,
+            cost: MicroUsd(1_234_567),
         });
         assert_eq!(
             line,

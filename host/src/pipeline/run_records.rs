@@ -3,20 +3,21 @@
 
 use std::sync::Arc;
 
-use super::stage_and_role;
+use super::role_of;
+use crate::ledger::Ledger;
 use crate::plugin::{PluginRun, RunRecorder};
-use crate::store::{LedgerStore, RowScope};
+use crate::store::RowScope;
 
 /// A [`RunRecorder`] that writes each plugin run into the ledger.
 pub struct LedgerRecorder {
-    store: Arc<dyn LedgerStore>,
+    ledger: Arc<Ledger>,
     run_id: String,
 }
 
 impl LedgerRecorder {
-    pub fn new(store: Arc<dyn LedgerStore>, run_id: impl Into<String>) -> LedgerRecorder {
+    pub fn new(ledger: Arc<Ledger>, run_id: impl Into<String>) -> LedgerRecorder {
         LedgerRecorder {
-            store,
+            ledger,
             run_id: run_id.into(),
         }
     }
@@ -24,20 +25,20 @@ impl LedgerRecorder {
 
 impl RunRecorder for LedgerRecorder {
     fn record(&self, run: &PluginRun) {
-        let (stage, role) = stage_and_role(run.world);
         let scope = RowScope {
-            run_id: self.run_id.clone(),
-            task_id: Some(run.task_id.clone()),
-            attempt: Some(run.attempt),
-            stage: stage.to_string(),
-            phase: None,
-            role: role.to_string(),
             model: run.plugin.clone(),
+            ..RowScope::attempt(
+                &self.run_id,
+                &run.task_id,
+                run.attempt,
+                run.stage,
+                role_of(run.world),
+            )
         };
         let wall_ms = u64::try_from(run.wall.as_millis()).unwrap_or(u64::MAX);
         // A failed write must not fail the plugin call; it is said loudly instead.
         if let Err(error) =
-            self.store
+            self.ledger
                 .record_plugin_run(&scope, run.fuel_used, wall_ms, run.outcome)
         {
             tracing::error!(plugin = %run.plugin, %error, "cannot record a plugin run in the ledger");

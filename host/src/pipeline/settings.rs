@@ -1,105 +1,27 @@
-//! The pipeline's sections of `gaffer.toml`: `[project]` (where work merges, how it is tested),
-//! `[agent]` (the implementing agent's limits) and `[run]` (workers and leases).
+//! The pipeline's sections of `gaffer.toml` resolved: `[project]` (where work merges, how it is
+//! tested), `[agent]` (the implementing agent's limits) and `[run]` (workers and leases).
+//! Values that would mean nothing (zero workers, a lease too short to renew) are refused with
+//! the reason, never raised silently.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::agent::AgentSettings;
-use crate::agent::command::CommandLimits;
+use crate::config::Invalid;
+use crate::config::schema::GafferToml;
+use crate::sandbox::CommandLimits;
 
-/// `[project]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectToml {
-    /// Approved work is merged here.
-    #[serde(default = "default_branch")]
-    pub target_branch: String,
-    /// Run in the attempt's worktree before the verifier; empty: no tests.
-    #[serde(default)]
-    pub test_command: String,
-    #[serde(default = "default_test_timeout")]
-    pub test_timeout_secs: u64,
-}
-
-impl Default for ProjectToml {
-    fn default() -> Self {
-        ProjectToml {
-            target_branch: default_branch(),
-            test_command: String::new(),
-            test_timeout_secs: default_test_timeout(),
-        }
-    }
-}
-
-fn default_branch() -> String {
-    "main".to_string()
-}
-
-fn default_test_timeout() -> u64 {
-    600
-}
-
-/// `[agent]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AgentToml {
-    /// Model calls per attempt.
-    pub max_turns: u32,
-    /// Attempts per task before it goes to a person.
-    pub max_attempts: u32,
-    /// Output tokens per model call (0: the model's `max_tokens`).
-    pub max_tokens: u32,
-    /// Bytes of one tool result the model sees.
-    pub tool_output_cap: usize,
-    /// Timeout of one `run_command`.
-    pub command_timeout_secs: u64,
-    /// Environment variables passed to commands besides the defaults (never put keys here).
-    pub env_allow: Vec<String>,
-    /// Confine commands' writes to the worktree with Landlock where the kernel has it.
-    pub confine_commands: bool,
-    /// Directories confined commands may also write beneath (`~/` is the home directory): a
-    /// build tool's cache, e.g. `["~/.cargo", "~/.cache"]`.
-    pub writable: Vec<String>,
-}
-
-impl Default for AgentToml {
-    fn default() -> Self {
-        let agent = AgentSettings::default();
-        AgentToml {
-            max_turns: agent.max_turns,
-            max_attempts: 3,
-            max_tokens: agent.max_tokens,
-            tool_output_cap: agent.tool_output_cap,
-            command_timeout_secs: agent.command.timeout.as_secs(),
-            env_allow: Vec::new(),
-            confine_commands: true,
-            writable: Vec::new(),
-        }
-    }
-}
-
-/// `[run]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RunToml {
-    pub workers: usize,
-    /// A claimed task's lease; renewed while the worker lives.
-    pub lease_secs: u64,
-    /// How often `--watch` looks for new tasks.
-    pub poll_secs: u64,
-}
-
-impl Default for RunToml {
-    fn default() -> Self {
-        RunToml {
-            workers: 1,
-            lease_secs: 120,
-            poll_secs: 5,
-        }
-    }
-}
+/// The branch approved work merges into when `[project] target_branch` is not given.
+const DEFAULT_TARGET_BRANCH: &str = "main";
+const DEFAULT_TEST_TIMEOUT_SECS: u64 = 600;
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+const DEFAULT_WORKERS: usize = 1;
+const DEFAULT_LEASE_SECS: u64 = 120;
+const DEFAULT_POLL_SECS: u64 = 5;
+/// A lease is renewed every third of its length, from a thread of its own.
+const MIN_LEASE_SECS: u64 = 1;
+/// The smallest tool output worth showing a model.
+const MIN_TOOL_OUTPUT_CAP: usize = 256;
 
 /// `~/x` as a path under the home directory; other paths as they are.
 fn expand_home(dir: &str) -> PathBuf {
@@ -132,42 +54,167 @@ pub struct PipelineSettings {
 }
 
 impl PipelineSettings {
-    /// Settings from the three sections; `worktrees_dir` is where worktrees go.
-    pub fn from_toml(
-        project: &ProjectToml,
-        agent: &AgentToml,
-        run: &RunToml,
+    /// Settings from `[project]`, `[agent]` and `[run]`; `worktrees_dir` is where worktrees go.
+    pub fn from_config(
+        file: &GafferToml,
         worktrees_dir: PathBuf,
-    ) -> PipelineSettings {
+    ) -> Result<PipelineSettings, Invalid> {
+        let (project, agent, run) = (&file.project, &file.agent, &file.run);
+        let defaults = AgentSettings::default();
+        let positive_secs =
+            |key: &str, value: Option<u64>, default: u64| -> Result<Duration, Invalid> {
+                let secs = Invalid::at_least(
+                    key,
+                    value.unwrap_or(default),
+                    1,
+                    "a zero timeout would end every command at once",
+                )?;
+                Ok(Duration::from_secs(secs))
+            };
         let mut command = CommandLimits {
-            timeout: Duration::from_secs(agent.command_timeout_secs.max(1)),
-            confine_writes: agent.confine_commands,
+            timeout: positive_secs(
+                "agent.command_timeout_secs",
+                agent.command_timeout_secs,
+                defaults.command.timeout.as_secs(),
+            )?,
+            confine_writes: agent.confine_commands.unwrap_or(true),
             ..CommandLimits::default()
         };
-        command.env_allow.extend(agent.env_allow.iter().cloned());
-        command.writable = agent.writable.iter().map(|d| expand_home(d)).collect();
+        command
+            .env_allow
+            .extend(agent.env_allow.iter().flatten().cloned());
+        command.writable = agent
+            .writable
+            .iter()
+            .flatten()
+            .map(|d| expand_home(d))
+            .collect();
         let test_limits = CommandLimits {
-            timeout: Duration::from_secs(project.test_timeout_secs.max(1)),
+            timeout: positive_secs(
+                "project.test_timeout_secs",
+                project.test_timeout_secs,
+                DEFAULT_TEST_TIMEOUT_SECS,
+            )?,
             ..command.clone()
         };
-        PipelineSettings {
-            target_branch: project.target_branch.clone(),
-            test_command: Some(project.test_command.trim().to_string()).filter(|c| !c.is_empty()),
+        let target_branch = project
+            .target_branch
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TARGET_BRANCH.to_string());
+        if target_branch.trim().is_empty() {
+            return Err(Invalid::new("project.target_branch", "is empty"));
+        }
+        Ok(PipelineSettings {
+            target_branch,
+            test_command: project
+                .test_command
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
             test_limits,
-            max_attempts: agent.max_attempts.max(1),
+            max_attempts: Invalid::at_least(
+                "agent.max_attempts",
+                agent.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+                1,
+                "a task needs at least one attempt",
+            )?,
             agent: AgentSettings {
-                max_turns: agent.max_turns.max(1),
-                max_tokens: agent.max_tokens,
-                tool_output_cap: agent.tool_output_cap.max(256),
+                max_turns: Invalid::at_least(
+                    "agent.max_turns",
+                    agent.max_turns.unwrap_or(defaults.max_turns),
+                    1,
+                    "an attempt needs at least one model call",
+                )?,
+                max_tokens: agent.max_tokens.unwrap_or(defaults.max_tokens),
+                tool_output_cap: Invalid::at_least(
+                    "agent.tool_output_cap",
+                    agent.tool_output_cap.unwrap_or(defaults.tool_output_cap),
+                    MIN_TOOL_OUTPUT_CAP,
+                    "bytes of a tool result the model sees",
+                )?,
                 command,
             },
-            workers: run.workers.max(1),
+            workers: Invalid::at_least(
+                "run.workers",
+                run.workers.unwrap_or(DEFAULT_WORKERS),
+                1,
+                "a run needs a worker",
+            )?,
             max_tasks: None,
             watch: false,
-            poll: Duration::from_secs(run.poll_secs.max(1)),
-            lease: Duration::from_secs(run.lease_secs.max(5)),
+            poll: positive_secs("run.poll_secs", run.poll_secs, DEFAULT_POLL_SECS)?,
+            lease: Duration::from_secs(Invalid::at_least(
+                "run.lease_secs",
+                run.lease_secs.unwrap_or(DEFAULT_LEASE_SECS),
+                MIN_LEASE_SECS,
+                "a lease is renewed every third of its length",
+            )?),
             worktrees_dir,
             allow_dirty: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFile;
+    use std::path::Path;
+
+    fn settings(text: &str) -> Result<PipelineSettings, String> {
+        let file = ConfigFile::parse(Path::new("gaffer.toml"), text.to_string())
+            .map_err(|e| e.to_string())?;
+        file.resolve(|s, _| PipelineSettings::from_config(s, PathBuf::from("w")))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let s = settings("").unwrap();
+        assert_eq!(s.target_branch, "main");
+        assert_eq!(s.test_command, None);
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.workers, 1);
+        assert_eq!(s.lease, Duration::from_secs(120));
+        assert_eq!(s.test_limits.timeout, Duration::from_secs(600));
+        assert!(s.agent.command.confine_writes);
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_key_and_line_not_clamped() {
+        for (text, key) in [
+            (
+                "[run]\nworkers = 0\n",
+                "gaffer.toml:2: `run.workers`: 0 is too small",
+            ),
+            (
+                "[run]\nlease_secs = 0\n",
+                "gaffer.toml:2: `run.lease_secs`: 0 is too small",
+            ),
+            (
+                "[agent]\nmax_attempts = 0\n",
+                "gaffer.toml:2: `agent.max_attempts`",
+            ),
+            (
+                "[agent]\nmax_turns = 0\n",
+                "gaffer.toml:2: `agent.max_turns`",
+            ),
+            (
+                "[agent]\ntool_output_cap = 10\n",
+                "gaffer.toml:2: `agent.tool_output_cap`",
+            ),
+            (
+                "[project]\ntest_timeout_secs = 0\n",
+                "gaffer.toml:2: `project.test_timeout_secs`",
+            ),
+            (
+                "[project]\ntarget_branch = \" \"\n",
+                "gaffer.toml:2: `project.target_branch`: is empty",
+            ),
+        ] {
+            let error = settings(text).unwrap_err();
+            assert!(error.starts_with(key), "{text}: {error}");
         }
     }
 }

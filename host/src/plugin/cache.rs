@@ -87,22 +87,38 @@ impl CompileCache {
 
     /// Load the component at `path`: from the cache when this file (same path, size,
     /// modification time and inode) was compiled before by an engine with the same
-    /// configuration, else from its bytes (see [`CompileCache::load`]).
-    pub fn load_file(&self, engine: &Engine, path: &Path) -> Result<Loaded, LoadError> {
+    /// configuration, else from its bytes (see [`CompileCache::load`]). With `pin`, a file whose
+    /// SHA-256 is not the pinned one is refused before anything is compiled.
+    pub fn load_file(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        pin: Option<&str>,
+    ) -> Result<Loaded, LoadError> {
+        let check_pin = |found: &str| match pin {
+            Some(expected) if expected != found => Err(LoadError::Pinned {
+                found: found.to_string(),
+            }),
+            _ => Ok(()),
+        };
         let stamp = self.stamp_path(path);
         if let Some(stamp) = &stamp
             && let Ok(content_hash) = std::fs::read_to_string(stamp)
-            && let Some(component) = self.deserialize(engine, content_hash.trim())
         {
-            let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            return Ok(Loaded {
-                component,
-                outcome: CacheOutcome::Hit,
-                content_hash: content_hash.trim().to_string(),
-                size_bytes,
-            });
+            let content_hash = content_hash.trim();
+            check_pin(content_hash)?;
+            if let Some(component) = self.deserialize(engine, content_hash) {
+                let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                return Ok(Loaded {
+                    component,
+                    outcome: CacheOutcome::Hit,
+                    content_hash: content_hash.to_string(),
+                    size_bytes,
+                });
+            }
         }
         let bytes = std::fs::read(path).map_err(|e| LoadError::Read(e.to_string()))?;
+        check_pin(&hex::encode(Sha256::digest(&bytes)))?;
         let (component, outcome, content_hash) =
             self.load(engine, &bytes).map_err(LoadError::Compile)?;
         if let Some(stamp) = &stamp
@@ -208,6 +224,9 @@ pub enum LoadError {
     Read(String),
     #[error("{0}")]
     Compile(String),
+    /// The file is not the one its configuration pins.
+    #[error("its SHA-256 is {found}")]
+    Pinned { found: String },
 }
 
 fn write_artifact(component: &Component, path: &Path) -> Result<(), String> {

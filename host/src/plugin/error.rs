@@ -34,9 +34,17 @@ pub enum PluginError {
         /// Extra detail (e.g. an import the host does not provide), starting with "; " when present.
         detail: String,
     },
-    /// The plugin's configuration is invalid.
-    #[error("plugin `{plugin}`: invalid configuration: {reason}")]
-    Config { plugin: String, reason: String },
+    /// The file's bytes are not the ones `gaffer.toml` pins with `sha256`.
+    #[error(
+        "plugin `{plugin}`: {path} has SHA-256 {found}, but gaffer.toml pins {expected}; \
+         a plugin file changed since it was configured"
+    )]
+    HashMismatch {
+        plugin: String,
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     /// The call used up its fuel allowance.
     #[error(
         "plugin `{plugin}`: out of fuel in `{function}`: used all {allowance} instructions allowed to the call"
@@ -117,7 +125,7 @@ impl PluginError {
             PluginError::Read { plugin, .. }
             | PluginError::Compile { plugin, .. }
             | PluginError::Incompatible { plugin, .. }
-            | PluginError::Config { plugin, .. }
+            | PluginError::HashMismatch { plugin, .. }
             | PluginError::OutOfFuel { plugin, .. }
             | PluginError::Deadline { plugin, .. }
             | PluginError::MemoryLimit { plugin, .. }
@@ -135,7 +143,7 @@ impl PluginError {
             PluginError::Read { .. } => "read",
             PluginError::Compile { .. } => "compile",
             PluginError::Incompatible { .. } => "incompatible",
-            PluginError::Config { .. } => "config",
+            PluginError::HashMismatch { .. } => "hash-mismatch",
             PluginError::OutOfFuel { .. } => "out-of-fuel",
             PluginError::Deadline { .. } => "deadline",
             PluginError::MemoryLimit { .. } => "memory-limit",

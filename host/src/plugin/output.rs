@@ -1,8 +1,6 @@
 //! Checks on what plugins return: size caps and the shape rules the WIT cannot express.
 
-use super::bindings::types::{
-    Finding, HookDecision, ModelInfo, RouteDecision, RuleDecision, Verdict,
-};
+use super::types::{Finding, HookDecision, ModelInfo, RouteDecision, RuleDecision, Verdict};
 
 /// Bytes of strings and list payloads in a value returned by a plugin, for the output cap.
 pub trait OutputSize {

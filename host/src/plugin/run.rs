@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::error::PluginError;
 use super::spec::{OnFailure, World};
+use crate::store::Stage;
 
 /// One plugin run, as the ledger records it (zero tokens, its fuel and wall time).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -18,6 +19,8 @@ pub struct PluginRun {
     pub function: &'static str,
     pub task_id: String,
     pub attempt: u32,
+    /// The stage of the attempt the call was made in.
+    pub stage: Stage,
     /// Instructions used.
     pub fuel_used: u64,
     /// The fuel the call was allowed.
@@ -99,6 +102,14 @@ impl TaskFuel {
         TaskFuel::default()
     }
 
+    /// An account that starts from what each plugin already used in the task (in earlier runs
+    /// as well: the ledger keeps every plugin run's fuel).
+    pub fn with_used(used: impl IntoIterator<Item = (String, u64)>) -> TaskFuel {
+        TaskFuel {
+            used: Mutex::new(used.into_iter().collect()),
+        }
+    }
+
     /// Fuel `plugin` has used in this task.
     pub fn used(&self, plugin: &str) -> u64 {
         self.used
@@ -115,12 +126,14 @@ impl TaskFuel {
     }
 }
 
-/// Who a call is for: the task, the attempt, its worktree (for plugins granted files) and the
-/// task's fuel account.
+/// Who a call is for: the task, the attempt and its stage, its worktree (for plugins granted
+/// files) and the task's fuel account.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     pub task_id: String,
     pub attempt: u32,
+    /// The stage the call is made in; `None`: the world's own (route, verify, check).
+    pub stage: Option<Stage>,
     pub worktree: Option<PathBuf>,
     pub fuel: std::sync::Arc<TaskFuel>,
 }
@@ -131,9 +144,25 @@ impl CallContext {
         CallContext {
             task_id: task_id.into(),
             attempt,
+            stage: None,
             worktree: None,
             fuel: std::sync::Arc::new(TaskFuel::new()),
         }
+    }
+
+    /// The same context in another stage (a hook asked while the agent implements).
+    pub fn at_stage(mut self, stage: Stage) -> CallContext {
+        self.stage = Some(stage);
+        self
+    }
+
+    /// The stage of a call of a plugin of `world` in this context.
+    pub fn stage_of(&self, world: World) -> Stage {
+        self.stage.unwrap_or(match world {
+            World::Router => Stage::Route,
+            World::Verifier => Stage::Verify,
+            World::Hook => Stage::Check,
+        })
     }
 
     /// Grant access to a worktree (only plugins with `grants.files` can read it).

@@ -1,10 +1,10 @@
 //! Realistic sample inputs for each world: `plugin check` makes one sample call with them,
 //! `plugin bench` and the benchmarks time calls on them, the demo shows decisions on them.
 
-use super::bindings::types::{
-    Attempt, AttemptOutcome, BudgetLevel, BudgetView, Diff, DiffLine, DiffStats, FileDiff,
-    FileEdit, FileStatus, Hunk, LineKind, ModelInfo, MoneyLeft, Prices, RouteRequest, Task,
-    TestResult, TokenUsage, ToolCall, VerifyRequest,
+use super::types::{
+    Attempt, AttemptOutcome, BudgetView, CapLevel, Diff, DiffLine, DiffStats, FileDiff, FileEdit,
+    FileStatus, Hunk, LineKind, MicroUsd, ModelInfo, MoneyLeft, Prices, RouteRequest, Task,
+    TestResult, TokenCounts, ToolCall, VerifyRequest,
 };
 
 /// Three models at three tiers. Prices are placeholders in µ$ per million tokens for the
@@ -25,10 +25,10 @@ pub fn model(id: &str, tier: u8, input: u64, output: u64) -> ModelInfo {
         provider: "sample".to_string(),
         tier,
         prices: Prices {
-            input,
-            output,
-            cache_read: input / 10,
-            cache_write: input + input / 4,
+            input: MicroUsd(input),
+            output: MicroUsd(output),
+            cache_read: MicroUsd(input / 10),
+            cache_write: MicroUsd(input + input / 4),
         },
         context_window: 200_000,
         tags: vec![],
@@ -53,16 +53,16 @@ pub fn budget() -> BudgetView {
     BudgetView {
         money: vec![
             MoneyLeft {
-                level: BudgetLevel::Task,
-                cap: 2_000_000,
-                spent: 350_000,
-                left: 1_650_000,
+                level: CapLevel::Task,
+                cap: MicroUsd(2_000_000),
+                spent: MicroUsd(350_000),
+                left: MicroUsd(1_650_000),
             },
             MoneyLeft {
-                level: BudgetLevel::Run,
-                cap: 20_000_000,
-                spent: 4_200_000,
-                left: 15_800_000,
+                level: CapLevel::Run,
+                cap: MicroUsd(20_000_000),
+                spent: MicroUsd(4_200_000),
+                left: MicroUsd(15_800_000),
             },
         ],
         fuel_left_task: 50_000_000_000,
@@ -77,8 +77,8 @@ pub fn rejected_attempt() -> Attempt {
         model: "cheap".to_string(),
         outcome: AttemptOutcome::Rejected,
         reasons: vec!["tests failed: `cargo test` exited with 101".to_string()],
-        cost: 350_000,
-        tokens: TokenUsage {
+        cost: MicroUsd(350_000),
+        tokens: TokenCounts {
             input: 120_000,
             output: 9_000,
             cache_read: 80_000,
@@ -169,7 +169,7 @@ pub fn verify_request() -> VerifyRequest {
         model: "cheap".to_string(),
         diff: diff(),
         tests: tests_passed(),
-        cost_so_far: 350_000,
+        cost_so_far: MicroUsd(350_000),
         history: vec![],
     }
 }

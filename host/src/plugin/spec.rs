@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::error::PluginError;
+use crate::config::Invalid;
+use crate::config::schema::{PluginSection, PluginsSection};
 
 /// Which world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -54,7 +53,7 @@ impl std::fmt::Display for World {
 
 /// What the host decides when a plugin faults (traps, runs out of fuel or time, exceeds its
 /// memory, returns an error or malformed output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnFailure {
     /// Hooks: deny the tool call or change (fail closed). The default for hooks.
@@ -72,6 +71,20 @@ pub enum OnFailure {
 }
 
 impl OnFailure {
+    const ALL: [OnFailure; 6] = [
+        OnFailure::Deny,
+        OnFailure::Allow,
+        OnFailure::NeedsHuman,
+        OnFailure::Reject,
+        OnFailure::Fallback,
+        OnFailure::Stop,
+    ];
+
+    /// The policy a `gaffer.toml` name stands for.
+    pub fn from_name(name: &str) -> Option<OnFailure> {
+        OnFailure::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// The name used in `gaffer.toml`.
     pub fn name(self) -> &'static str {
         match self {
@@ -86,14 +99,11 @@ impl OnFailure {
 }
 
 /// What a plugin may use beyond computing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Grants {
     /// Model keys the plugin may call through the metered `complete` import.
-    #[serde(default)]
     pub complete: Vec<String>,
     /// Whether the plugin may read the task's worktree (read-only).
-    #[serde(default)]
     pub files: bool,
 }
 
@@ -113,30 +123,6 @@ pub const DEFAULT_MEMORY_MIB: u64 = 128;
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// Default number of faults of one plugin after which the run stops.
 pub const DEFAULT_MAX_FAULTS: u32 = 5;
-
-/// One plugin's section of `gaffer.toml`, as written there.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PluginSpecToml {
-    /// Path of the `.wasm` component, relative to the directory of `gaffer.toml`.
-    pub path: PathBuf,
-    /// A name for logs and the ledger; defaults to the file's stem.
-    pub name: Option<String>,
-    /// Routers only: the model used when the router faults.
-    pub fallback_model: Option<String>,
-    pub fuel_per_call: Option<u64>,
-    pub fuel_per_task: Option<u64>,
-    pub deadline_ms: Option<u64>,
-    pub memory_mib: Option<u64>,
-    pub max_output_bytes: Option<usize>,
-    pub max_faults: Option<u32>,
-    pub on_failure: Option<OnFailure>,
-    #[serde(default)]
-    pub grants: Grants,
-    /// The plugin's own configuration, handed to it as JSON through the `config` import.
-    #[serde(default)]
-    pub config: Option<toml::Table>,
-}
 
 /// Limits that apply to every call of one plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +150,8 @@ pub struct PluginSpec {
     pub world: World,
     /// Absolute or config-relative path, resolved against the config's directory.
     pub path: PathBuf,
+    /// The SHA-256 (hex) the component must have, when the configuration pins it.
+    pub sha256: Option<String>,
     pub fallback_model: Option<String>,
     pub limits: Limits,
     pub on_failure: OnFailure,
@@ -180,6 +168,7 @@ impl PluginSpec {
             name: default_name(&path),
             world,
             path,
+            sha256: None,
             fallback_model: None,
             limits: Limits {
                 fuel_per_call: DEFAULT_FUEL_PER_CALL,
@@ -201,60 +190,76 @@ impl PluginSpec {
         self
     }
 
-    /// Resolve a `gaffer.toml` section. `base_dir` is the directory of `gaffer.toml`;
-    /// `section` names the section in errors (e.g. `plugins.router`).
-    pub fn from_toml(
+    /// Resolve one plugin's section of `gaffer.toml`. `base_dir` is the directory of
+    /// `gaffer.toml`; `section` is the section's key path (`plugins.hooks[0]`), which names it
+    /// in refusals.
+    pub fn from_config(
         world: World,
-        raw: &PluginSpecToml,
+        raw: &PluginSection,
         base_dir: &Path,
         section: &str,
-    ) -> Result<PluginSpec, PluginError> {
-        let path = if raw.path.is_absolute() {
-            raw.path.clone()
-        } else {
-            base_dir.join(&raw.path)
-        };
+    ) -> Result<PluginSpec, Invalid> {
+        let key = |field: &str| format!("{section}.{field}");
+        let path = raw
+            .path
+            .as_ref()
+            .ok_or_else(|| Invalid::required(key("path")))?;
+        let path = base_dir.join(path);
         let name = raw.name.clone().unwrap_or_else(|| default_name(&path));
-        let invalid = |reason: String| PluginError::Config {
-            plugin: name.clone(),
-            reason: format!("[{section}]: {reason}"),
+        let on_failure = match &raw.on_failure {
+            None => world.default_on_failure(),
+            Some(text) => {
+                let allowed: Vec<&str> = world
+                    .allowed_on_failure()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect();
+                match OnFailure::from_name(text) {
+                    Some(policy) if world.allowed_on_failure().contains(&policy) => policy,
+                    Some(_) => {
+                        return Err(Invalid::new(
+                            key("on_failure"),
+                            format!(
+                                "\"{text}\" does not apply to a {world}; use one of {}",
+                                allowed.join(", ")
+                            ),
+                        ));
+                    }
+                    None => return Err(Invalid::unknown_value(key("on_failure"), text, &allowed)),
+                }
+            }
         };
-        let on_failure = raw.on_failure.unwrap_or(world.default_on_failure());
-        if !world.allowed_on_failure().contains(&on_failure) {
-            let allowed: Vec<&str> = world
-                .allowed_on_failure()
-                .iter()
-                .map(|p| p.name())
-                .collect();
-            return Err(invalid(format!(
-                "on_failure = \"{}\" does not apply to a {world}; use one of {}",
-                on_failure.name(),
-                allowed.join(", ")
-            )));
-        }
         if world == World::Router
             && on_failure == OnFailure::Fallback
             && raw.fallback_model.is_none()
         {
-            return Err(invalid(
+            return Err(Invalid::new(
+                section,
                 "a router needs `fallback_model` (the model used when the router faults), \
-                 or on_failure = \"stop\""
-                    .to_string(),
+                 or on_failure = \"stop\"",
             ));
         }
         if world != World::Router && raw.fallback_model.is_some() {
-            return Err(invalid(
-                "`fallback_model` applies only to the router".to_string(),
+            return Err(Invalid::new(
+                key("fallback_model"),
+                "applies only to the router",
             ));
         }
-        let positive =
-            |field: &str, value: Option<u64>, default: u64| -> Result<u64, PluginError> {
-                match value {
-                    Some(0) => Err(invalid(format!("`{field}` must be greater than 0"))),
-                    Some(v) => Ok(v),
-                    None => Ok(default),
-                }
-            };
+        if let Some(hash) = &raw.sha256
+            && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(Invalid::new(
+                key("sha256"),
+                format!("`{hash}` is not a SHA-256 in hex (64 hexadecimal digits)"),
+            ));
+        }
+        let positive = |field: &str, value: Option<u64>, default: u64| -> Result<u64, Invalid> {
+            match value {
+                Some(0) => Err(Invalid::new(key(field), "must be greater than 0")),
+                Some(v) => Ok(v),
+                None => Ok(default),
+            }
+        };
         let default_deadline = if raw.grants.complete.is_empty() {
             DEFAULT_DEADLINE_MS
         } else {
@@ -275,14 +280,16 @@ impl PluginSpec {
             DEFAULT_MAX_FAULTS.into(),
         )?;
         let config_json = match &raw.config {
-            Some(table) => serde_json::to_string(table)
-                .map_err(|e| invalid(format!("`config` cannot be expressed as JSON: {e}")))?,
+            Some(table) => serde_json::to_string(table).map_err(|e| {
+                Invalid::new(key("config"), format!("cannot be expressed as JSON: {e}"))
+            })?,
             None => "{}".to_string(),
         };
         Ok(PluginSpec {
             name,
             world,
             path,
+            sha256: raw.sha256.as_ref().map(|h| h.to_ascii_lowercase()),
             fallback_model: raw.fallback_model.clone(),
             limits: Limits {
                 fuel_per_call,
@@ -293,7 +300,10 @@ impl PluginSpec {
                 max_faults: u32::try_from(max_faults).unwrap_or(u32::MAX),
             },
             on_failure,
-            grants: raw.grants.clone(),
+            grants: Grants {
+                complete: raw.grants.complete.clone(),
+                files: raw.grants.files,
+            },
             config_json,
         })
     }
@@ -303,16 +313,6 @@ fn default_name(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
-}
-
-/// The `[plugins]` section of `gaffer.toml`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PluginsToml {
-    pub router: Option<PluginSpecToml>,
-    pub verifier: Option<PluginSpecToml>,
-    #[serde(default)]
-    pub hooks: Vec<PluginSpecToml>,
 }
 
 /// All plugins of a configuration, resolved.
@@ -325,35 +325,46 @@ pub struct PluginSpecs {
 
 impl PluginSpecs {
     /// Resolve the `[plugins]` section; `base_dir` is the directory of `gaffer.toml`.
-    pub fn from_toml(raw: &PluginsToml, base_dir: &Path) -> Result<PluginSpecs, PluginError> {
+    pub fn from_config(raw: &PluginsSection, base_dir: &Path) -> Result<PluginSpecs, Invalid> {
         let router = raw
             .router
             .as_ref()
-            .map(|r| PluginSpec::from_toml(World::Router, r, base_dir, "plugins.router"))
+            .map(|r| PluginSpec::from_config(World::Router, r, base_dir, "plugins.router"))
             .transpose()?;
         let verifier = raw
             .verifier
             .as_ref()
-            .map(|v| PluginSpec::from_toml(World::Verifier, v, base_dir, "plugins.verifier"))
+            .map(|v| PluginSpec::from_config(World::Verifier, v, base_dir, "plugins.verifier"))
             .transpose()?;
         let hooks = raw
             .hooks
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                PluginSpec::from_toml(World::Hook, h, base_dir, &format!("plugins.hooks[{i}]"))
+                PluginSpec::from_config(World::Hook, h, base_dir, &format!("plugins.hooks[{i}]"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut names = BTreeMap::new();
-        for spec in router.iter().chain(verifier.iter()).chain(hooks.iter()) {
+        let sections = raw
+            .router
+            .iter()
+            .map(|_| "plugins.router".to_string())
+            .chain(raw.verifier.iter().map(|_| "plugins.verifier".to_string()))
+            .chain((0..raw.hooks.len()).map(|i| format!("plugins.hooks[{i}]")));
+        for (spec, section) in router
+            .iter()
+            .chain(verifier.iter())
+            .chain(hooks.iter())
+            .zip(sections)
+        {
             if let Some(previous) = names.insert(spec.name.clone(), spec.world) {
-                return Err(PluginError::Config {
-                    plugin: spec.name.clone(),
-                    reason: format!(
+                return Err(Invalid::new(
+                    section,
+                    format!(
                         "two plugins are named `{}` (a {previous} and a {}); give one a `name`",
                         spec.name, spec.world
                     ),
-                });
+                ));
             }
         }
         Ok(PluginSpecs {
@@ -368,16 +379,10 @@ impl PluginSpecs {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<PluginSpecs, PluginError> {
-        #[derive(Deserialize)]
-        struct File {
-            plugins: PluginsToml,
-        }
-        let file: File = toml::from_str(text).map_err(|e| PluginError::Config {
-            plugin: "-".into(),
-            reason: e.to_string(),
-        })?;
-        PluginSpecs::from_toml(&file.plugins, Path::new("/project"))
+    fn parse(text: &str) -> Result<PluginSpecs, crate::config::ConfigError> {
+        let file =
+            crate::config::ConfigFile::parse(Path::new("/project/gaffer.toml"), text.to_string())?;
+        file.resolve(|s, base| PluginSpecs::from_config(&s.plugins, base))
     }
 
     #[test]
@@ -413,7 +418,10 @@ mod tests {
     fn router_without_fallback_is_refused_with_the_section() {
         let err = parse("[plugins.router]\npath = \"r.wasm\"\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("[plugins.router]"), "{text}");
+        assert!(
+            text.starts_with("/project/gaffer.toml:1: `plugins.router`: "),
+            "{text}"
+        );
         assert!(text.contains("fallback_model"), "{text}");
     }
 
@@ -422,8 +430,12 @@ mod tests {
         let err = parse("[[plugins.hooks]]\npath = \"h.wasm\"\non_failure = \"fallback\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("plugins.hooks[0]"), "{err}");
+        assert!(err.contains(":3: `plugins.hooks[0].on_failure`"), "{err}");
         assert!(err.contains("deny, allow, stop"), "{err}");
+        let err = parse("[[plugins.hooks]]\npath = \"h.wasm\"\non_failure = \"dney\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `deny`?"), "{err}");
     }
 
     #[test]
@@ -432,7 +444,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("`fuel_per_call` must be greater than 0"),
+            err.contains(":3: `plugins.hooks[0].fuel_per_call`: must be greater than 0"),
+            "{err}"
+        );
+        let err = parse("[[plugins.hooks]]\nsha256 = \"abc\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`plugins.hooks[0].path`: is required"),
             "{err}"
         );
     }

@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use super::html::{CapLines, charts};
 use super::ledger_report::{History, Options};
 use crate::ledger::{Caps, MicroUsd, format_dollars};
-use crate::store::{BacklogStore, CapLevel, LedgerStore, RowScope, StoreError, TaskState};
+use crate::store::{BacklogStore, CapLevel, LedgerStore, RowScope, Stage, StoreError, TaskState};
 
 /// What the dashboard reads.
 pub trait DashboardStore: BacklogStore + LedgerStore {}
@@ -39,7 +39,7 @@ pub struct CapSpend {
 pub struct RunningTask {
     pub id: String,
     pub title: String,
-    pub stage: Option<String>,
+    pub stage: Option<Stage>,
     pub attempt: u32,
     pub worker: Option<String>,
 }
@@ -72,7 +72,8 @@ impl Status {
     /// Read the figures from the store.
     pub fn read(store: &dyn DashboardStore, caps: &Caps) -> Result<Status, StoreError> {
         let tasks = store.tasks()?;
-        let scope = RowScope::default();
+        // Day and month totals do not depend on the run.
+        let scope = RowScope::of_run("");
         let mut spend = BTreeMap::new();
         for (name, level, cap) in [
             ("day", CapLevel::Day, caps.per_day),
@@ -92,11 +93,7 @@ impl Status {
                 .map(|s| (s.name(), tasks.iter().filter(|t| t.state == *s).count()))
                 .collect(),
             spend,
-            spent_all_time_micros: store
-                .rows()?
-                .iter()
-                .map(|r| r.charged)
-                .fold(0, u64::saturating_add),
+            spent_all_time_micros: store.rows()?.iter().map(|r| r.charged).sum(),
             per_task_cap_micros: caps.per_task,
             running: tasks
                 .iter()
@@ -104,7 +101,7 @@ impl Status {
                 .map(|t| RunningTask {
                     id: t.id.clone(),
                     title: t.title.clone(),
-                    stage: t.stage.clone(),
+                    stage: t.stage,
                     attempt: t.attempts,
                     worker: t.lease_owner.clone(),
                 })
@@ -184,6 +181,7 @@ refresh();setInterval(refresh,2000);
 "#,
             title = self.title,
             total_usd = format_dollars(total),
+            total = total.get(),
             charts = charts(&report, caps),
         ))
     }

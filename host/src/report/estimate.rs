@@ -97,11 +97,7 @@ pub fn profiles_from_data(
                 } else {
                     (n, ok, costs, calls)
                 };
-                let mean_cost = if costs.is_empty() {
-                    0
-                } else {
-                    costs.iter().sum::<u64>() / costs.len() as u64
-                };
+                let mean_cost = costs.iter().sum::<MicroUsd>().per(costs.len() as u64);
                 StepProfile {
                     model: model.clone(),
                     success: if n == 0 {
@@ -188,7 +184,7 @@ pub fn simulate(
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
     let (mut costs, mut solved, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..scenario.simulations.max(1) {
-        let mut cost = 0u64;
+        let mut cost = MicroUsd::ZERO;
         let mut ok = 0u32;
         let mut tries = 0u32;
         for (label, n) in &scenario.mix {
@@ -216,7 +212,7 @@ pub fn simulate(
                 }
             }
         }
-        costs.push(cost as f64 / f64::from(total));
+        costs.push(cost.as_f64() / f64::from(total));
         solved.push(f64::from(ok));
         attempts.push(f64::from(tries) / f64::from(total));
     }
@@ -234,7 +230,7 @@ pub fn simulate(
         attempts_per_task: spread(attempts),
         human_per_month_micros: scenario
             .human_per_task
-            .map(|h| h as f64 * scenario.tasks_per_month),
+            .map(|h| h.as_f64() * scenario.tasks_per_month),
         simulations: scenario.simulations.max(1),
         seed: scenario.seed,
     })
@@ -248,7 +244,7 @@ pub struct ProfileToml {
     pub label: String,
     pub models: Vec<String>,
     pub success: Vec<f64>,
-    pub cost_per_attempt: Vec<crate::ledger::money::Dollars>,
+    pub cost_per_attempt: Vec<crate::config::Dollars>,
     #[serde(default)]
     pub calls_per_attempt: Vec<f64>,
 }
@@ -315,8 +311,8 @@ mod tests {
             .map(|(s, c)| StepProfile {
                 model: "m".into(),
                 success: *s,
-                costs: vec![*c],
-                mean_cost: *c,
+                costs: vec![MicroUsd(*c)],
+                mean_cost: MicroUsd(*c),
                 calls_per_attempt: 1.0,
                 observed: 0,
             })
@@ -336,11 +332,11 @@ mod tests {
         Scenario {
             mix: [("x".to_string(), n)].into_iter().collect(),
             errors: VerifierErrors::default(),
-            verifier_cost: 0,
+            verifier_cost: MicroUsd::ZERO,
             tasks_per_month: 100.0,
             simulations: 500,
             seed: 1,
-            human_per_task: Some(10),
+            human_per_task: Some(MicroUsd(10)),
         }
     }
 

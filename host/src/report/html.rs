@@ -85,7 +85,7 @@ fn bars(
 }
 
 fn dollars_f(v: f64) -> String {
-    format_dollars(v.round() as MicroUsd)
+    format_dollars(MicroUsd::from_f64(v))
 }
 
 /// The charts of a report, as SVG figures.
@@ -95,9 +95,9 @@ pub fn charts(r: &Report, caps: CapLines) -> String {
     let days: Vec<(String, f64)> = r
         .days
         .iter()
-        .map(|(d, v)| (d.get(5..).unwrap_or(d).to_string(), *v as f64))
+        .map(|(d, v)| (d.get(5..).unwrap_or(d).to_string(), v.as_f64()))
         .collect();
-    let day_cap = caps.per_day.map(|c| (c as f64, "day cap"));
+    let day_cap = caps.per_day.map(|c| (c.as_f64(), "day cap"));
     out.push_str(&bars(
         "Spend per day against the day cap",
         &days,
@@ -105,7 +105,7 @@ pub fn charts(r: &Report, caps: CapLines) -> String {
         &dollars_f,
     ));
     // Distribution of cost per task: ten buckets up to the dearest task.
-    let costs: Vec<u64> = r.tasks.iter().map(|t| t.cost_micros).collect();
+    let costs: Vec<u64> = r.tasks.iter().map(|t| t.cost_micros.get()).collect();
     let top = costs.iter().copied().max().unwrap_or(0).max(1);
     let mut buckets = [0u32; 10];
     for c in &costs {
@@ -132,7 +132,7 @@ pub fn charts(r: &Report, caps: CapLines) -> String {
     let mix: Vec<(String, f64)> = r
         .models
         .iter()
-        .map(|m| (m.name.clone(), m.cost_micros as f64))
+        .map(|m| (m.name.clone(), m.cost_micros.as_f64()))
         .collect();
     out.push_str(&bars(
         "Model mix: dollars per model",
@@ -143,7 +143,7 @@ pub fn charts(r: &Report, caps: CapLines) -> String {
     // Cost against outcome.
     let mut by_state: std::collections::BTreeMap<String, f64> = Default::default();
     for t in &r.tasks {
-        *by_state.entry(t.state.to_string()).or_default() += t.cost_micros as f64;
+        *by_state.entry(t.state.to_string()).or_default() += t.cost_micros.as_f64();
     }
     let states: Vec<(String, f64)> = by_state.into_iter().collect();
     out.push_str(&bars(
@@ -164,7 +164,7 @@ pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
             esc(&t.title),
             esc(&t.labels.join(", ")),
             t.state,
-            t.cost_micros,
+            t.cost_micros.get(),
             format_dollars(t.cost_micros),
             t.attempts.len(),
             id = esc(&t.id),
@@ -213,9 +213,9 @@ pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
          <h2>Models</h2><table id=\"models\"><tr><th>model</th><th>attempts</th><th>accepted</th><th>cost</th><th>per merged task</th></tr>\n{models}</table>\n\
          </body></html>\n",
         title = esc(title),
-        total = r.total_micros,
+        total = r.total_micros.get(),
         total_usd = format_dollars(r.total_micros),
-        unmerged = r.unmerged_micros,
+        unmerged = r.unmerged_micros.get(),
         unmerged_usd = format_dollars(r.unmerged_micros),
         share = r.unmerged_share * 100.0,
         charts = charts(r, caps),

@@ -9,7 +9,8 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 use crate::ledger::{MicroUsd, decimal_dollars, format_dollars};
 use crate::store::{
-    AttemptRecord, BacklogStore, LedgerRow, LedgerStore, StoreError, TaskRecord, TaskState,
+    AttemptRecord, BacklogStore, LedgerRow, LedgerStore, Phase, Role, Stage, StoreError,
+    TaskRecord, TaskState,
 };
 
 /// What reports and replays read from a store: every task, its finished attempts, the ledger.
@@ -233,7 +234,7 @@ pub fn build(
     let mut lines = Vec::new();
     let mut models: BTreeMap<String, GroupLine> = BTreeMap::new();
     let mut labels: BTreeMap<String, GroupLine> = BTreeMap::new();
-    let mut unmerged = 0u64;
+    let mut unmerged = MicroUsd::ZERO;
     for task in tasks {
         if filtered && !with_rows.contains(task.id.as_str()) {
             continue;
@@ -254,7 +255,7 @@ pub fn build(
             labels: task.labels.clone(),
             state: task.state,
             attempts: Vec::new(),
-            cost_micros: 0,
+            cost_micros: MicroUsd::ZERO,
             fuel: 0,
             wall_ms: 0,
             turns: 0,
@@ -265,9 +266,12 @@ pub fn build(
             let mut attempt = AttemptLine {
                 number,
                 model: record.map(|a| a.model.clone()).unwrap_or_default(),
-                outcome: record.map_or_else(|| "interrupted".to_string(), |a| a.outcome.clone()),
+                outcome: record.map_or_else(
+                    || "interrupted".to_string(),
+                    |a| a.outcome.name().to_string(),
+                ),
                 phases: BTreeMap::new(),
-                cost_micros: 0,
+                cost_micros: MicroUsd::ZERO,
                 fuel: 0,
                 wall_ms: record.map_or(0, |a| a.wall_ms),
                 turns: record.map_or(0, |a| a.turns),
@@ -277,14 +281,10 @@ pub fn build(
                 attempt.cost_micros = attempt.cost_micros.saturating_add(row.charged);
                 attempt.fuel = attempt.fuel.saturating_add(row.fuel);
                 // A plugin run reserves nothing and costs nothing; a model call always reserves.
-                if row.reserved > 0 || row.charged > 0 {
-                    let key = row
-                        .scope
-                        .phase
-                        .clone()
-                        .unwrap_or_else(|| row.scope.stage.clone());
-                    attempt.phases.entry(key).or_default().add(row);
-                    if attempt.model.is_empty() && row.scope.role == "agent" {
+                if !row.reserved.is_zero() || !row.charged.is_zero() {
+                    let key = row.scope.phase.map_or(row.scope.stage.name(), |p| p.name());
+                    attempt.phases.entry(key.to_string()).or_default().add(row);
+                    if attempt.model.is_empty() && row.scope.role == Role::Agent {
                         attempt.model = row.scope.model.clone();
                     }
                 }
@@ -334,7 +334,7 @@ pub fn build(
             f64::from(g.approved) / f64::from(g.attempts)
         };
         g.cost_per_merged_micros =
-            (g.merged_tasks > 0).then(|| g.cost_micros / u64::from(g.merged_tasks));
+            (g.merged_tasks > 0).then(|| g.cost_micros.per(u64::from(g.merged_tasks)));
     }
     let total: MicroUsd = rows.iter().map(|r| r.charged).sum();
     let merged = lines
@@ -369,27 +369,31 @@ pub fn build(
         *days.entry(r.day.clone()).or_default() += r.charged;
     }
     let projection = project(&lines, &days, options);
-    let human = options.human.as_ref().filter(|h| h.hourly > 0).map(|h| {
-        let person = |t: &TaskLine| (h.hours(&t.labels) * h.hourly as f64).round() as MicroUsd;
-        let merged_tasks_micros = lines
-            .iter()
-            .filter(|t| t.state == TaskState::Merged)
-            .map(person)
-            .sum();
-        let per_task = if lines.is_empty() {
-            0.0
-        } else {
-            lines.iter().map(person).sum::<u64>() as f64 / lines.len() as f64
-        };
-        HumanComparison {
-            hourly_micros: h.hourly,
-            merged_tasks_micros,
-            agents_micros: total,
-            monthly_micros: projection
-                .as_ref()
-                .map_or(0, |p| (p.tasks_per_month * per_task).round() as MicroUsd),
-        }
-    });
+    let human = options
+        .human
+        .as_ref()
+        .filter(|h| !h.hourly.is_zero())
+        .map(|h| {
+            let person = |t: &TaskLine| MicroUsd::from_f64(h.hours(&t.labels) * h.hourly.as_f64());
+            let merged_tasks_micros = lines
+                .iter()
+                .filter(|t| t.state == TaskState::Merged)
+                .map(person)
+                .sum();
+            let per_task = if lines.is_empty() {
+                0.0
+            } else {
+                lines.iter().map(person).sum::<MicroUsd>().as_f64() / lines.len() as f64
+            };
+            HumanComparison {
+                hourly_micros: h.hourly,
+                merged_tasks_micros,
+                agents_micros: total,
+                monthly_micros: projection.as_ref().map_or(MicroUsd::ZERO, |p| {
+                    MicroUsd::from_f64(p.tasks_per_month * per_task)
+                }),
+            }
+        });
     Report {
         tasks: lines,
         models: models.into_values().collect(),
@@ -397,10 +401,10 @@ pub fn build(
         total_micros: total,
         merged,
         unmerged_micros: unmerged,
-        unmerged_share: if total == 0 {
+        unmerged_share: if total.is_zero() {
             0.0
         } else {
-            unmerged as f64 / total as f64
+            unmerged.as_f64() / total.as_f64()
         },
         hardest,
         hardest_labels,
@@ -432,14 +436,14 @@ fn project(
             ("observed", costs.len() as f64 / span * 30.0)
         }
     };
-    let mean = costs.iter().sum::<u64>() as f64 / costs.len() as f64;
+    let mean = costs.iter().sum::<MicroUsd>().as_f64() / costs.len() as f64;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut means: Vec<f64> = (0..2000)
         .map(|_| {
-            let sum: u64 = (0..costs.len())
+            let sum: MicroUsd = (0..costs.len())
                 .map(|_| costs[(rng.next_u64() % costs.len() as u64) as usize])
                 .sum();
-            sum as f64 / costs.len() as f64
+            sum.as_f64() / costs.len() as f64
         })
         .collect();
     means.sort_by(f64::total_cmp);
@@ -447,27 +451,25 @@ fn project(
     Some(Projection {
         basis: basis.to_string(),
         tasks_per_month: per_month,
-        cost_per_task_micros: mean.round() as MicroUsd,
-        monthly_micros: (mean * per_month).round() as MicroUsd,
-        monthly_p5_micros: (at(0.05) * per_month).round() as MicroUsd,
-        monthly_p95_micros: (at(0.95) * per_month).round() as MicroUsd,
+        cost_per_task_micros: MicroUsd::from_f64(mean),
+        monthly_micros: MicroUsd::from_f64(mean * per_month),
+        monthly_p5_micros: MicroUsd::from_f64(at(0.05) * per_month),
+        monthly_p95_micros: MicroUsd::from_f64(at(0.95) * per_month),
     })
 }
 
-/// The phases in the order work happens, then the other stages.
+/// Where an attempt's money went, in the order work happens: the agent's phases, then the
+/// plugins' own model calls by stage.
+pub fn spend_keys() -> impl Iterator<Item = &'static str> {
+    Phase::ALL
+        .iter()
+        .map(|p| p.name())
+        .chain([Stage::Check, Stage::Verify, Stage::Route].map(Stage::name))
+}
+
+/// The position of a phase or stage among [`spend_keys`] (unknown ones last).
 pub fn phase_order(name: &str) -> usize {
-    [
-        "read-task",
-        "explore",
-        "implement",
-        "iterate",
-        "check",
-        "verify",
-        "route",
-    ]
-    .iter()
-    .position(|p| *p == name)
-    .unwrap_or(99)
+    spend_keys().position(|p| p == name).unwrap_or(usize::MAX)
 }
 
 /// The report as terminal tables.
@@ -568,32 +570,32 @@ pub fn render_text(r: &Report) -> String {
     s
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
-/// One CSV row per attempt, with its phases' costs as columns.
+/// One CSV row per attempt, with its phases' costs as columns (dollars with six decimals).
 pub fn render_csv(r: &Report) -> String {
-    let phases = [
-        "read-task",
-        "explore",
-        "implement",
-        "iterate",
-        "verify",
-        "route",
-        "check",
-    ];
-    let mut s = String::from(
-        "task,title,labels,state,attempt,model,outcome,cost_usd,input,output,cache_read,cache_write,fuel,wall_ms,turns,tests_passed",
-    );
-    for p in phases {
-        s.push_str(&format!(",{p}_usd"));
-    }
-    s.push('\n');
+    let mut header: Vec<String> = [
+        "task",
+        "title",
+        "labels",
+        "state",
+        "attempt",
+        "model",
+        "outcome",
+        "cost_usd",
+        "input",
+        "output",
+        "cache_read",
+        "cache_write",
+        "fuel",
+        "wall_ms",
+        "turns",
+        "tests_passed",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(spend_keys().map(|p| format!("{p}_usd")));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    // Writing to memory cannot fail; a failure would only lose the row, never panic.
+    let _ = out.write_record(&header);
     for t in &r.tasks {
         for a in &t.attempts {
             let tokens = a.phases.values().fold(Spend::default(), |mut acc, p| {
@@ -603,46 +605,29 @@ pub fn render_csv(r: &Report) -> String {
                 acc.cache_write += p.cache_write;
                 acc
             });
-            s.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(&t.id),
-                csv_field(&t.title),
-                csv_field(&t.labels.join(";")),
-                t.state,
-                a.number,
-                csv_field(&a.model),
-                a.outcome,
+            let mut record: Vec<String> = vec![
+                t.id.clone(),
+                t.title.clone(),
+                t.labels.join(";"),
+                t.state.to_string(),
+                a.number.to_string(),
+                a.model.clone(),
+                a.outcome.clone(),
                 decimal_dollars(a.cost_micros),
-                tokens.input,
-                tokens.output,
-                tokens.cache_read,
-                tokens.cache_write,
-                a.fuel,
-                a.wall_ms,
-                a.turns,
-                a.tests_passed.map(|p| p.to_string()).unwrap_or_default()
-            ));
-            for p in phases {
-                s.push_str(&format!(
-                    ",{}",
-                    decimal_dollars(a.phases.get(p).map_or(0, |sp| sp.cost_micros))
-                ));
-            }
-            s.push('\n');
+                tokens.input.to_string(),
+                tokens.output.to_string(),
+                tokens.cache_read.to_string(),
+                tokens.cache_write.to_string(),
+                a.fuel.to_string(),
+                a.wall_ms.to_string(),
+                a.turns.to_string(),
+                a.tests_passed.map(|p| p.to_string()).unwrap_or_default(),
+            ];
+            record.extend(spend_keys().map(|p| {
+                decimal_dollars(a.phases.get(p).map_or(MicroUsd::ZERO, |sp| sp.cost_micros))
+            }));
+            let _ = out.write_record(&record);
         }
     }
-    s
-}
-
-/// `[economics]` of `gaffer.toml`: what a person's time costs, for the comparison.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EconomicsToml {
-    /// Dollars an hour.
-    pub hourly_rate: Option<crate::ledger::money::Dollars>,
-    /// Hours a person takes for a task.
-    pub hours_per_task: Option<f64>,
-    /// Hours by label (the largest of a task's labels wins).
-    #[serde(default)]
-    pub hours_per_label: BTreeMap<String, f64>,
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
 }

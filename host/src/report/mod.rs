@@ -3,11 +3,13 @@
 //! person's cost), its HTML page, and `replay` of routing policies over recorded outcomes.
 
 pub mod dashboard;
+pub mod economics;
 pub mod estimate;
 pub mod html;
 pub mod ledger_report;
 pub mod replay;
 
+pub use economics::Economics;
 pub use ledger_report::{
     Filter, History, HumanRates, Options, Report, build, render_csv, render_text,
 };

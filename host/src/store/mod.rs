@@ -2,91 +2,69 @@
 //! never raw SQL outside this module. SQLite is the embedded default; another backend (Postgres)
 //! implements the same trait and must pass the same test suite.
 
+pub mod blocking;
+pub mod owner;
 pub mod sqlite;
+pub mod units;
+pub mod vocabulary;
 
-use std::fmt;
 use std::time::Duration;
 
+pub use blocking::{AsyncBacklog, off_runtime};
+pub use owner::{owner_is_alive, this_process_owner};
 pub use sqlite::SqliteStore;
-
-/// An amount in micro-dollars (the store holds plain integers; the ledger gives them meaning).
-pub type Micros = u64;
-
-/// A level at which a money cap applies, with the rows it covers.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum CapLevel {
-    /// One model call: the reservation itself.
-    Call,
-    /// One attempt at a task (task and attempt number).
-    Attempt,
-    /// Everything spent on a task, across runs.
-    Task,
-    /// One `gaffer run`.
-    Run,
-    /// The store's current UTC day.
-    Day,
-    /// The store's current UTC month.
-    Month,
-    /// One model in the store's current UTC month.
-    Model,
-}
-
-impl fmt::Display for CapLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CapLevel::Call => "call",
-            CapLevel::Attempt => "attempt",
-            CapLevel::Task => "task",
-            CapLevel::Run => "run",
-            CapLevel::Day => "day",
-            CapLevel::Month => "month",
-            CapLevel::Model => "model",
-        })
-    }
-}
+pub use units::{MicroUsd, Prices, TokenCounts};
+pub use vocabulary::{AttemptOutcome, CapLevel, Phase, Role, RowState, Stage, TaskState};
 
 /// A cap to check a reservation against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapLimit {
     pub level: CapLevel,
-    pub limit: Micros,
+    pub limit: MicroUsd,
 }
 
 /// What a row is about; these columns scope the caps.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowScope {
     pub run_id: String,
     pub task_id: Option<String>,
     pub attempt: Option<u32>,
-    /// `route`, `implement`, `check`, `verify`.
-    pub stage: String,
-    /// `read-task`, `explore`, `implement`, `iterate` (agent calls only).
-    pub phase: Option<String>,
-    /// `agent`, `router`, `verifier`, `hook`.
-    pub role: String,
+    pub stage: Stage,
+    /// The work phase (agent calls only).
+    pub phase: Option<Phase>,
+    pub role: Role,
     /// Model key, or plugin name for plugin runs.
     pub model: String,
 }
 
-/// Prices recorded beside a charge, µ$ per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PriceColumns {
-    pub input: Micros,
-    pub output: Micros,
-    pub cache_read: Micros,
-    pub cache_write: Micros,
-}
+impl RowScope {
+    /// A scope that names only a run: for what the caps see of it (`spent` at the run, day and
+    /// month levels), where the other columns do not count.
+    pub fn of_run(run_id: &str) -> RowScope {
+        RowScope {
+            run_id: run_id.to_string(),
+            task_id: None,
+            attempt: None,
+            stage: Stage::Implement,
+            phase: None,
+            role: Role::Agent,
+            model: String::new(),
+        }
+    }
 
-/// Token counts of a charge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TokenColumns {
-    pub input: u64,
-    pub output: u64,
-    pub cache_read: u64,
-    pub cache_write: u64,
+    /// The scope of rows made for an attempt of `task` in `run_id`, before a stage, role and
+    /// model are set.
+    pub fn attempt(run_id: &str, task: &str, attempt: u32, stage: Stage, role: Role) -> RowScope {
+        RowScope {
+            run_id: run_id.to_string(),
+            task_id: Some(task.to_string()),
+            attempt: Some(attempt),
+            stage,
+            phase: None,
+            role,
+            model: String::new(),
+        }
+    }
 }
 
 /// The identity of a reservation.
@@ -96,11 +74,11 @@ pub struct ReservationId(pub i64);
 /// How a sent call ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
-    pub tokens: TokenColumns,
-    pub prices: PriceColumns,
+    pub tokens: TokenCounts,
+    pub prices: Prices,
     /// What the call cost from its usage; `None` when the provider reported no usage (the
     /// reservation then stands as the charge, flagged `usage-missing`).
-    pub cost: Option<Micros>,
+    pub cost: Option<MicroUsd>,
     pub wall_ms: u64,
     pub outcome: String,
 }
@@ -108,7 +86,7 @@ pub struct Settlement {
 /// What settling did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settled {
-    pub charged: Micros,
+    pub charged: MicroUsd,
     /// The charge exceeded the reservation (booked in full; the caps it crossed are now closed).
     pub overrun: bool,
     pub usage_missing: bool,
@@ -121,7 +99,7 @@ pub struct Recovery {
     pub released: u64,
     /// Reservations sent but never settled, charged at their reserved amount (flagged).
     pub charged: u64,
-    pub charged_micros: Micros,
+    pub charged_micros: MicroUsd,
 }
 
 /// One ledger row as stored.
@@ -129,12 +107,11 @@ pub struct Recovery {
 pub struct LedgerRow {
     pub id: i64,
     pub scope: RowScope,
-    /// `reserved`, `sent`, `settled`, `released`.
-    pub state: String,
-    pub reserved: Micros,
-    pub charged: Micros,
-    pub tokens: TokenColumns,
-    pub prices: PriceColumns,
+    pub state: RowState,
+    pub reserved: MicroUsd,
+    pub charged: MicroUsd,
+    pub tokens: TokenCounts,
+    pub prices: Prices,
     pub fuel: u64,
     pub wall_ms: u64,
     pub outcome: Option<String>,
@@ -153,20 +130,23 @@ pub enum StoreError {
     /// A cap would be exceeded: which, its size, what was spent and reserved against it, and
     /// what the call needed.
     #[error(
-        "{level} cap of {limit} µ$ would be exceeded: {spent} µ$ spent or reserved, the call needs {needed} µ$"
+        "{level} cap of {} µ$ would be exceeded: {} µ$ spent or reserved, the call needs {} µ$",
+        limit.get(),
+        spent.get(),
+        needed.get()
     )]
     CapExceeded {
         level: CapLevel,
-        limit: Micros,
-        spent: Micros,
-        needed: Micros,
+        limit: MicroUsd,
+        spent: MicroUsd,
+        needed: MicroUsd,
     },
     /// An operation on a reservation in the wrong state (settling what was never sent, ...).
     #[error("reservation {id}: cannot {operation} a reservation that is {state}")]
     WrongState {
         id: i64,
         operation: &'static str,
-        state: String,
+        state: RowState,
     },
     #[error("reservation {0} does not exist")]
     NoSuchReservation(i64),
@@ -188,7 +168,7 @@ pub trait LedgerStore: Send + Sync {
     fn try_reserve(
         &self,
         scope: &RowScope,
-        amount: Micros,
+        amount: MicroUsd,
         caps: &[CapLimit],
     ) -> Result<ReservationId, StoreError>;
     /// Mark a reservation as sent, before the request leaves.
@@ -209,62 +189,11 @@ pub trait LedgerStore: Send + Sync {
         outcome: &str,
     ) -> Result<(), StoreError>;
     /// Spent and reserved in the scope of `level` for `scope` (what the caps see).
-    fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<Micros, StoreError>;
+    fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<MicroUsd, StoreError>;
     /// Every row, oldest first.
     fn rows(&self) -> Result<Vec<LedgerRow>, StoreError>;
     /// The rows of one task, oldest first (its cost end to end).
     fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError>;
-}
-
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskState {
-    Queued,
-    /// Being worked on, under a lease; the stage says where.
-    Running,
-    Merged,
-    /// The verifier rejected an attempt; the task waits for the next one.
-    RejectedRequeued,
-    /// An error outside any plugin (git, the test command missing).
-    Failed,
-    BudgetExhausted,
-    NeedsHuman,
-}
-
-impl TaskState {
-    /// The name stored and shown.
-    pub fn name(self) -> &'static str {
-        match self {
-            TaskState::Queued => "queued",
-            TaskState::Running => "running",
-            TaskState::Merged => "merged",
-            TaskState::RejectedRequeued => "rejected-requeued",
-            TaskState::Failed => "failed",
-            TaskState::BudgetExhausted => "budget-exhausted",
-            TaskState::NeedsHuman => "needs-human",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<TaskState> {
-        [
-            TaskState::Queued,
-            TaskState::Running,
-            TaskState::Merged,
-            TaskState::RejectedRequeued,
-            TaskState::Failed,
-            TaskState::BudgetExhausted,
-            TaskState::NeedsHuman,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
-    }
-}
-
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// A task to add to the backlog.
@@ -289,8 +218,8 @@ pub struct TaskRecord {
     pub paths: Vec<String>,
     pub source: Option<String>,
     pub state: TaskState,
-    /// The stage of a running task (`route`, `implement`, `check`, `verify`, `merge`).
-    pub stage: Option<String>,
+    /// The stage of a running task.
+    pub stage: Option<Stage>,
     /// Attempts started so far.
     pub attempts: u32,
     /// Why it is in its state (the last verdict, the cap that stopped it, ...).
@@ -308,8 +237,7 @@ pub struct AttemptRecord {
     pub run_id: String,
     /// The model key the router chose.
     pub model: String,
-    /// `approved`, `rejected`, `needs-human`, `budget-exhausted`, `failed`, `conflict`.
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     /// The verifier's findings, the hooks' denials, the failing tests, the cap: why it ended so.
     pub reasons: Vec<String>,
     /// Model turns the agent took.
@@ -330,7 +258,7 @@ pub trait BacklogStore: Send + Sync {
     /// Extend a lease; fails with `LeaseLost` when `owner` no longer holds the task.
     fn heartbeat(&self, task: &str, owner: &str, lease: Duration) -> Result<(), StoreError>;
     /// Record the stage a running task is in.
-    fn set_stage(&self, task: &str, owner: &str, stage: &str) -> Result<(), StoreError>;
+    fn set_stage(&self, task: &str, owner: &str, stage: Stage) -> Result<(), StoreError>;
     /// End the attempt: the task leaves `running` for `state`, with the reason; the lease ends.
     fn finish(
         &self,

@@ -12,12 +12,11 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::run_cmd::plugin_cache_dir;
-use crate::pipeline::hooks::{diff_denials, edit_denials, pre_tool_chain};
+use crate::config::ConfigFile;
+use crate::plugin::chain::{diff_denials, edit_denials, pre_tool_chain};
 use crate::plugin::types::{FileEdit, HookDecision, Task, ToolCall};
-use crate::plugin::{
-    AllocatorChoice, CallContext, EngineOptions, PluginRuntime, read_plugin_specs,
-};
+use crate::plugin::{AllocatorChoice, CallContext, EngineOptions, PluginRuntime, PluginSpecs};
+use crate::project::Project;
 
 /// The most stdin a hook event may take (Write events carry whole files).
 const MAX_INPUT: u64 = 32 << 20;
@@ -203,7 +202,9 @@ pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let root = std::fs::canonicalize(&root).unwrap_or(root);
-    let specs = match read_plugin_specs(&config) {
+    let specs = match ConfigFile::load(&config)
+        .and_then(|file| file.resolve(|s, dir| PluginSpecs::from_config(&s.plugins, dir)))
+    {
         Ok(specs) => specs,
         Err(e) => return refuse(e.to_string()),
     };
@@ -218,7 +219,7 @@ pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
             allocator: AllocatorChoice::OnDemand,
             ..EngineOptions::default()
         })
-        .cache_dir(Some(plugin_cache_dir(&root)))
+        .cache_dir(Some(Project::at(&root, &config).plugin_cache_dir()))
         .build();
     let runtime = match runtime {
         Ok(r) => r,
@@ -288,8 +289,8 @@ pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
     Answer::Proceed
 }
 
-/// `gaffer hook claude-code`.
-pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// `gaffer hook claude-code`: the event on stdin, the answer on stdout.
+pub async fn run(config: Option<PathBuf>) -> ExitCode {
     let mut text = String::new();
     let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut text);
     let event: Value = match read
@@ -297,20 +298,17 @@ pub async fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .and_then(|_| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()))
     {
         Ok(v) if v.is_object() => v,
-        Ok(_) => return Ok(fail_closed("the hook input is not a JSON object")),
-        Err(e) => {
-            return Ok(fail_closed(&format!(
-                "the hook input is not readable JSON: {e}"
-            )));
-        }
+        Ok(_) => return fail_closed("the hook input is not a JSON object"),
+        Err(e) => return fail_closed(&format!("the hook input is not readable JSON: {e}")),
     };
     let answer = decide(&event, config.as_deref()).await;
     if let Some(json) = answer.to_json() {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{json}")?;
-        out.flush()?;
+        if let Err(e) = writeln!(out, "{json}").and_then(|()| out.flush()) {
+            return fail_closed(&format!("cannot write the answer: {e}"));
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// Input that cannot be read: exit status 2 with the reason on stderr, the documented way to

@@ -1,6 +1,8 @@
-//! What a plugin's imports reach: the per-call sandbox state and the `host` interface —
-//! logging, the plugin's config, the metered `complete` (behind [`ModelAccess`]) and read-only
-//! access to the task's worktree. Every call is checked against the plugin's grants.
+//! What a plugin's imports reach: the per-call sandbox state (a WASI context that grants
+//! nothing, frozen clocks, the memory limiter) and the host functions — logging, the plugin's
+//! config, the metered `complete` (behind [`ModelAccess`]) and read-only access to the task's
+//! worktree — in gaffer's own types; each WIT version's bindings call these. Every call is
+//! checked against the plugin's grants.
 
 use std::future::Future;
 use std::io::Read;
@@ -15,9 +17,9 @@ use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use super::bindings::host_api::{self, Completion, CompletionRequest, HostError, LogLevel};
-use super::bindings::types;
 use super::spec::Grants;
+use super::types::{Completion, CompletionRequest, HostError, LogLevel};
+use crate::store::Stage;
 
 /// Who is calling a model through `complete`: the plugin and the task it runs for, so the
 /// gateway can charge the task.
@@ -28,6 +30,8 @@ pub struct PluginCaller {
     pub world: super::spec::World,
     pub task_id: String,
     pub attempt: u32,
+    /// The stage of the attempt the call is made in.
+    pub stage: Stage,
 }
 
 /// A boxed future, for the object-safe [`ModelAccess`] trait.
@@ -232,10 +236,10 @@ impl WasiView for PluginState {
     }
 }
 
-impl types::Host for PluginState {}
-
-impl host_api::Host for PluginState {
-    async fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+/// The host functions, whatever the WIT version that calls them.
+impl PluginState {
+    /// `log`: into gaffer's log, at most [`MAX_LOG_RECORDS_PER_CALL`] records a call.
+    pub fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let host = &mut self.host;
         host.logs_written = host.logs_written.saturating_add(1);
         if host.logs_written > MAX_LOG_RECORDS_PER_CALL {
@@ -274,11 +278,13 @@ impl host_api::Host for PluginState {
         }
     }
 
-    async fn config(&mut self) -> String {
+    /// `config`: the plugin's own configuration as JSON.
+    pub fn config(&self) -> String {
         self.host.config_json.to_string()
     }
 
-    async fn complete(&mut self, request: CompletionRequest) -> Result<Completion, HostError> {
+    /// `complete`: a metered model call, when the model is granted.
+    pub async fn complete(&mut self, request: CompletionRequest) -> Result<Completion, HostError> {
         let host = &self.host;
         if !host.grants.complete.iter().any(|m| m == &request.model) {
             let granted = if host.grants.complete.is_empty() {
@@ -294,18 +300,18 @@ impl host_api::Host for PluginState {
         host.models.complete(&host.caller, request).await
     }
 
-    async fn read_file(&mut self, path: String) -> Result<String, HostError> {
+    /// `read-file`: a file of the task's worktree, when files are granted.
+    pub fn read_file(&self, path: &str) -> Result<String, HostError> {
         let dir = self.granted_worktree()?;
-        read_confined(&dir, &path)
+        read_confined(&dir, path)
     }
 
-    async fn list_files(&mut self, dir: String) -> Result<Vec<String>, HostError> {
+    /// `list-files`: a directory of the task's worktree, when files are granted.
+    pub fn list_files(&self, dir: &str) -> Result<Vec<String>, HostError> {
         let root = self.granted_worktree()?;
-        list_confined(&root, &dir)
+        list_confined(&root, dir)
     }
-}
 
-impl PluginState {
     fn granted_worktree(&self) -> Result<Arc<cap_std::fs::Dir>, HostError> {
         let host = &self.host;
         if !host.grants.files {

@@ -1,0 +1,46 @@
+//! `gaffer serve`: the dashboard over the project's store until interrupted.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::ProjectArgs;
+use super::status_cmd::caps_or_none;
+use crate::report::dashboard::{self, Dashboard};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Address to listen on (port 0: any free port; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    bind: std::net::SocketAddr,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let project = args.project.project();
+    let store = Arc::new(project.open_store()?);
+    let caps = caps_or_none(&project, "the dashboard shows no caps");
+    let listener = dashboard::bind(args.bind)
+        .await
+        .with_context(|| format!("listening on {}", args.bind))?;
+    let address = listener.local_addr()?;
+    println!("gaffer dashboard on http://{address}/ (Ctrl-C stops it)");
+    std::io::stdout().flush()?;
+    let dashboard = Dashboard {
+        store,
+        caps,
+        title: format!(
+            "gaffer · {}",
+            std::fs::canonicalize(project.root())?.display()
+        ),
+    };
+    tokio::select! {
+        served = dashboard::serve(dashboard, listener) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}

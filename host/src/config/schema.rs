@@ -1,0 +1,218 @@
+//! The shape of `gaffer.toml`: every section and key the file may hold, and nothing else. Every
+//! struct refuses unknown keys, so a typo (`[budgets]`, `per_tsk`, `[plugin.router]`) is an
+//! error naming its line instead of a run without the cap or the plugin it meant.
+//!
+//! Values stay as the user wrote them (optional, dollars as decimal text): each room resolves its
+//! own section into its own typed settings and applies its defaults there, so the meaning of a
+//! key lives beside the code that uses it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GafferToml {
+    #[serde(default)]
+    pub project: ProjectSection,
+    #[serde(default)]
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub budget: BudgetSection,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSection>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelSection>,
+    #[serde(default)]
+    pub prices: PricesSection,
+    #[serde(default)]
+    pub plugins: PluginsSection,
+    #[serde(default)]
+    pub economics: EconomicsSection,
+}
+
+/// `[project]`: where approved work merges and how it is tested (resolved by `pipeline`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    pub target_branch: Option<String>,
+    pub test_command: Option<String>,
+    pub test_timeout_secs: Option<u64>,
+}
+
+/// `[agent]`: the implementing agent's limits (resolved by `pipeline`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    pub max_turns: Option<u32>,
+    pub max_attempts: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub tool_output_cap: Option<usize>,
+    pub command_timeout_secs: Option<u64>,
+    pub env_allow: Option<Vec<String>>,
+    pub confine_commands: Option<bool>,
+    pub writable: Option<Vec<String>>,
+}
+
+/// `[run]`: workers and leases (resolved by `pipeline`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub workers: Option<usize>,
+    pub lease_secs: Option<u64>,
+    pub poll_secs: Option<u64>,
+}
+
+/// `[budget]`: the money caps (resolved by `ledger`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    pub per_call: Option<Dollars>,
+    pub per_attempt: Option<Dollars>,
+    pub per_task: Option<Dollars>,
+    pub per_run: Option<Dollars>,
+    pub per_day: Option<Dollars>,
+    pub per_month: Option<Dollars>,
+    /// Per model key, for the current month.
+    #[serde(default)]
+    pub per_model: BTreeMap<String, Dollars>,
+}
+
+/// `[providers.<name>]` (resolved by `gateway`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// `anthropic` or `openai-compatible`.
+    pub kind: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    /// `max_tokens` or `max_completion_tokens`.
+    pub max_tokens_field: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub max_retries: Option<usize>,
+    pub max_total_secs: Option<u64>,
+    pub concurrency: Option<usize>,
+    /// A local model's power draw: its calls are priced by electricity.
+    pub watts: Option<u64>,
+    pub usd_per_kwh: Option<Dollars>,
+}
+
+/// `[models.<key>]` (resolved by `gateway`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub provider: Option<String>,
+    pub id: Option<String>,
+    pub tier: Option<u8>,
+    pub max_tokens: Option<u32>,
+    pub context_window: Option<u64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Dollars per million tokens; overrides the catalog.
+    pub prices: Option<ModelPrices>,
+    /// Models of the same tier on other providers, tried in order when this one's provider fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+}
+
+/// `[models.<key>] prices`: dollars per million tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrices {
+    pub input: Dollars,
+    pub output: Dollars,
+    pub cache_read: Option<Dollars>,
+    pub cache_write: Option<Dollars>,
+}
+
+/// `[prices]`: a price file that overrides the built-in catalog (resolved by `gateway`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesSection {
+    /// A price file in LiteLLM's format, relative to gaffer.toml.
+    pub file: Option<PathBuf>,
+}
+
+/// `[plugins]` (resolved by `plugin`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsSection {
+    pub router: Option<PluginSection>,
+    pub verifier: Option<PluginSection>,
+    #[serde(default)]
+    pub hooks: Vec<PluginSection>,
+}
+
+/// One plugin: `[plugins.router]`, `[plugins.verifier]` or one `[[plugins.hooks]]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// The `.wasm` component, relative to the directory of gaffer.toml.
+    pub path: Option<PathBuf>,
+    /// The component's SHA-256 (hex): when given, a file with other bytes is refused.
+    pub sha256: Option<String>,
+    pub name: Option<String>,
+    pub fallback_model: Option<String>,
+    pub fuel_per_call: Option<u64>,
+    pub fuel_per_task: Option<u64>,
+    pub deadline_ms: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub max_output_bytes: Option<usize>,
+    pub max_faults: Option<u32>,
+    pub on_failure: Option<String>,
+    #[serde(default)]
+    pub grants: GrantsSection,
+    /// The plugin's own configuration, handed to it as JSON; its keys are the plugin's to judge.
+    pub config: Option<toml::Table>,
+}
+
+/// A plugin's `grants`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSection {
+    /// Model keys the plugin may call through the metered `complete` import.
+    #[serde(default)]
+    pub complete: Vec<String>,
+    /// Whether the plugin may read the task's worktree (read-only).
+    #[serde(default)]
+    pub files: bool,
+}
+
+/// `[economics]`: what a person's time costs, for the comparison (resolved by `report`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EconomicsSection {
+    /// Dollars an hour.
+    pub hourly_rate: Option<Dollars>,
+    /// Hours a person takes for a task.
+    pub hours_per_task: Option<f64>,
+    /// Hours by label (the largest of a task's labels wins).
+    #[serde(default)]
+    pub hours_per_label: BTreeMap<String, f64>,
+}
+
+/// A dollar amount as written: a string (`"2.00"`, exact) or a number. A TOML number arrives as
+/// a float; its shortest round-trip text is the decimal the user typed (for any amount of up to
+/// 15 significant digits), which the ledger then parses exactly into micro-dollars.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Dollars {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+}
+
+impl Dollars {
+    /// The amount as decimal text, for exact parsing.
+    pub fn text(&self) -> String {
+        match self {
+            Dollars::Text(t) => t.clone(),
+            Dollars::Integer(i) => i.to_string(),
+            Dollars::Float(f) => format!("{f}"),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The repository seen from async code. Every git operation runs `git` processes and waits for
+//! them (a merge holds the merge lock across several), so async callers go through
+//! [`AsyncRepo`], which runs each on tokio's blocking pool: a slow merge never holds a runtime
+//! worker that the lease heartbeat or another attempt needs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{GitError, MergeOutcome, Repo, Worktree};
+use crate::plugin::types::Diff;
+
+/// Run a blocking git operation on the blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    dir: PathBuf,
+    operation: impl FnOnce() -> Result<T, GitError> + Send + 'static,
+) -> Result<T, GitError> {
+    tokio::task::spawn_blocking(operation)
+        .await
+        .unwrap_or_else(|e| {
+            Err(GitError::Io {
+                path: dir,
+                reason: format!("a git operation did not finish: {e}"),
+            })
+        })
+}
+
+/// The repository's operations for async code.
+#[derive(Debug, Clone)]
+pub struct AsyncRepo {
+    repo: Arc<Repo>,
+}
+
+impl AsyncRepo {
+    pub fn new(repo: Arc<Repo>) -> AsyncRepo {
+        AsyncRepo { repo }
+    }
+
+    /// The repository, for blocking code.
+    pub fn blocking(&self) -> &Arc<Repo> {
+        &self.repo
+    }
+
+    pub fn root(&self) -> &Path {
+        self.repo.root()
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&Repo) -> Result<T, GitError> + Send + 'static,
+    ) -> Result<T, GitError> {
+        let repo = Arc::clone(&self.repo);
+        off_runtime(repo.root().to_path_buf(), move || operation(&repo)).await
+    }
+
+    pub async fn branch_tip(&self, branch: &str) -> Result<String, GitError> {
+        let branch = branch.to_string();
+        self.run(move |repo| repo.branch_tip(&branch)).await
+    }
+
+    pub async fn checked_out_branch(&self) -> Result<Option<String>, GitError> {
+        self.run(|repo| repo.checked_out_branch()).await
+    }
+
+    pub async fn uncommitted_changes(&self) -> Result<Vec<String>, GitError> {
+        self.run(|repo| repo.uncommitted_changes()).await
+    }
+
+    pub async fn add_worktree(
+        &self,
+        dir: &Path,
+        branch: &str,
+        base: &str,
+    ) -> Result<Worktree, GitError> {
+        let (dir, branch, base) = (dir.to_path_buf(), branch.to_string(), base.to_string());
+        self.run(move |repo| repo.add_worktree(&dir, &branch, &base))
+            .await
+    }
+
+    pub async fn remove_stale_worktrees(
+        &self,
+        dir: &Path,
+        keep: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<Vec<String>, GitError> {
+        let dir = dir.to_path_buf();
+        self.run(move |repo| repo.remove_stale_worktrees(&dir, &keep))
+            .await
+    }
+
+    pub async fn merge(
+        &self,
+        worktree: &Worktree,
+        target: &str,
+        task_id: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, GitError> {
+        let (worktree, target, task_id, message) = (
+            worktree.clone(),
+            target.to_string(),
+            task_id.to_string(),
+            message.to_string(),
+        );
+        self.run(move |repo| repo.merge(&worktree, &target, &task_id, &message))
+            .await
+    }
+
+    /// The worktree's change against its base.
+    pub async fn diff(&self, worktree: &Worktree) -> Result<Diff, GitError> {
+        let worktree = worktree.clone();
+        off_runtime(worktree.path.clone(), move || worktree.diff()).await
+    }
+
+    /// Commit everything in the worktree.
+    pub async fn commit(
+        &self,
+        worktree: &Worktree,
+        message: &str,
+    ) -> Result<Option<String>, GitError> {
+        let (worktree, message) = (worktree.clone(), message.to_string());
+        off_runtime(worktree.path.clone(), move || worktree.commit(&message)).await
+    }
+
+    /// Remove the worktree and its branch.
+    pub async fn remove_worktree(&self, worktree: &Worktree) -> Result<(), GitError> {
+        let worktree = worktree.clone();
+        self.run(move |repo| worktree.remove(repo)).await
+    }
+}

@@ -1,0 +1,615 @@
+//! One attempt's stages, one function each: route → implement → check → verify → merge. Each
+//! returns what the next needs, or the [`Ending`] that ends the attempt there.
+
+use std::sync::Arc;
+
+use super::history::{budget_view, contract_task, fuel_used, history};
+use super::hooks::PluginHooks;
+use super::runner::Pipeline;
+use super::stop::StopReason;
+use crate::agent::session::{Agent, AgentEnd, AgentReport, task_prompt};
+use crate::agent::workspace::Workspace;
+use crate::gateway::metered::CallTag;
+use crate::git::{MergeOutcome, Worktree};
+use crate::ledger::{BudgetExhausted, format_dollars};
+use crate::plugin::chain::describe;
+use crate::plugin::types::{
+    Attempt, Diff, Finding, RouteDecision, RouteRequest, Task, TestResult, Verdict, VerifyRequest,
+};
+use crate::plugin::{ActivePlugins, CallContext, CallError, TaskFuel};
+use crate::sandbox::{CommandOutput, run_command};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, CapLevel, MicroUsd, Role, RowScope, Stage, TaskRecord, TaskState,
+};
+
+/// How an attempt ended, before it is written down.
+#[derive(Debug, Clone)]
+pub(super) struct Ending {
+    pub(super) state: TaskState,
+    /// `None`: the attempt is parked (a stop, a run-wide cap): the task goes back to the queue
+    /// as it was and no attempt is recorded.
+    pub(super) outcome: Option<AttemptOutcome>,
+    pub(super) reasons: Vec<String>,
+    pub(super) reason: String,
+    pub(super) model: Option<String>,
+    pub(super) turns: u32,
+    pub(super) tests_passed: Option<bool>,
+}
+
+impl Ending {
+    pub(super) fn new(
+        state: TaskState,
+        outcome: AttemptOutcome,
+        reason: impl Into<String>,
+    ) -> Ending {
+        let reason = reason.into();
+        Ending {
+            state,
+            outcome: Some(outcome),
+            reasons: vec![reason.clone()],
+            reason,
+            model: None,
+            turns: 0,
+            tests_passed: None,
+        }
+    }
+
+    pub(super) fn parked(reason: impl Into<String>) -> Ending {
+        let reason = reason.into();
+        Ending {
+            state: TaskState::Queued,
+            outcome: None,
+            reasons: vec![reason.clone()],
+            reason,
+            model: None,
+            turns: 0,
+            tests_passed: None,
+        }
+    }
+
+    fn failed(reason: impl Into<String>) -> Ending {
+        Ending::new(TaskState::Failed, AttemptOutcome::Failed, reason)
+    }
+
+    fn with_reasons(mut self, reasons: Vec<String>) -> Ending {
+        self.reasons = reasons;
+        self
+    }
+
+    /// What the attempt got to before it ended: its model, turns and test result.
+    fn traced(mut self, trace: &Trace) -> Ending {
+        self.model = self.model.or_else(|| trace.model.clone());
+        self.turns = trace.turns;
+        self.tests_passed = self.tests_passed.or(trace.tests_passed);
+        self
+    }
+}
+
+/// What an attempt has done so far, for its ending.
+#[derive(Debug, Default)]
+struct Trace {
+    model: Option<String>,
+    turns: u32,
+    tests_passed: Option<bool>,
+}
+
+/// What every stage of one attempt knows.
+struct AttemptContext<'a> {
+    task: &'a TaskRecord,
+    number: u32,
+    contract: Task,
+    plugins: Arc<ActivePlugins>,
+    ctx: CallContext,
+    earlier: Vec<AttemptRecord>,
+    history: Vec<Attempt>,
+    /// The scope of the agent's model calls.
+    scope: RowScope,
+}
+
+/// What implementing left behind.
+struct Implemented {
+    worktree: Worktree,
+    report: AgentReport,
+}
+
+/// What checking found.
+struct Checked {
+    tests: TestResult,
+    diff: Diff,
+}
+
+impl Pipeline {
+    /// Route, implement, check, verify, merge.
+    pub(super) async fn steps(
+        &self,
+        worker: usize,
+        task: &TaskRecord,
+        worktree_slot: &mut Option<Worktree>,
+    ) -> Ending {
+        let mut trace = Trace::default();
+        let ending = match self.stages(worker, task, worktree_slot, &mut trace).await {
+            Ok(ending) | Err(ending) => ending,
+        };
+        ending.traced(&trace)
+    }
+
+    async fn stages(
+        &self,
+        worker: usize,
+        task: &TaskRecord,
+        worktree_slot: &mut Option<Worktree>,
+        trace: &mut Trace,
+    ) -> Result<Ending, Ending> {
+        let attempt = self.prepare(task).await?;
+        self.enter(worker, task, Stage::Route, None).await;
+        let decision = self.route(&attempt).await?;
+        trace.model = Some(decision.model.clone());
+        self.enter(worker, task, Stage::Implement, Some(&decision.model))
+            .await;
+        let implemented = self
+            .implement(&attempt, &decision, worktree_slot, trace)
+            .await?;
+        self.enter(worker, task, Stage::Check, Some(&decision.model))
+            .await;
+        let checked = self.check(&attempt, &implemented, trace).await?;
+        self.enter(worker, task, Stage::Verify, Some(&decision.model))
+            .await;
+        self.verify(&attempt, &decision, &checked).await?;
+        self.enter(worker, task, Stage::Merge, Some(&decision.model))
+            .await;
+        self.merge(&attempt, &decision, &implemented).await
+    }
+
+    /// The attempt's history, its plugins (as in force now) and its fuel account, which starts
+    /// from what the task's plugins used in earlier attempts and runs (the ledger has it).
+    async fn prepare<'a>(&self, task: &'a TaskRecord) -> Result<AttemptContext<'a>, Ending> {
+        let number = task.attempts;
+        let earlier = self
+            .backlog
+            .attempts(&task.id)
+            .await
+            .map_err(Pipeline::store_failed)?;
+        if earlier.len() >= self.settings.max_attempts as usize {
+            return Err(Ending::new(
+                TaskState::NeedsHuman,
+                AttemptOutcome::NeedsHuman,
+                format!(
+                    "reached the maximum of {} attempts",
+                    self.settings.max_attempts
+                ),
+            ));
+        }
+        let rows = self
+            .ledger
+            .task_rows(&task.id)
+            .await
+            .map_err(Pipeline::store_failed)?;
+        let ctx = CallContext {
+            fuel: Arc::new(TaskFuel::with_used(fuel_used(&rows))),
+            ..CallContext::new(task.id.clone(), number)
+        };
+        Ok(AttemptContext {
+            task,
+            number,
+            contract: contract_task(task),
+            plugins: self.plugins.current(),
+            ctx,
+            history: history(&earlier, &rows),
+            earlier,
+            scope: RowScope::attempt(
+                &self.run_id,
+                &task.id,
+                number,
+                Stage::Implement,
+                Role::Agent,
+            ),
+        })
+    }
+
+    /// A plugin call that produced no decision: out of the task's fuel, the task is spent
+    /// (budget-exhausted); any other such fault stops the run.
+    fn plugin_failed(&self, error: CallError) -> Ending {
+        match error {
+            CallError::TaskFuelExhausted { .. } => Ending::new(
+                TaskState::BudgetExhausted,
+                AttemptOutcome::BudgetExhausted,
+                format!("budget exhausted: {error}"),
+            ),
+            other => {
+                self.stop.request(StopReason::Plugin {
+                    message: other.to_string(),
+                });
+                Ending::parked(format!("requeued: {other}"))
+            }
+        }
+    }
+
+    /// A budget refusal as the attempt's end: a run-wide cap stops the run and parks the task.
+    fn budget_ending(&self, exhausted: &BudgetExhausted) -> Ending {
+        let message = exhausted.to_string();
+        match exhausted.level {
+            CapLevel::Run | CapLevel::Day | CapLevel::Month | CapLevel::Model => {
+                self.stop.request(StopReason::Cap {
+                    level: exhausted.level,
+                    message: message.clone(),
+                });
+                Ending::parked(format!("requeued: the run stopped ({message})"))
+            }
+            CapLevel::Task => Ending::new(
+                TaskState::BudgetExhausted,
+                AttemptOutcome::BudgetExhausted,
+                message,
+            ),
+            // The attempt's (or a call's) cap: the next attempt may be routed differently.
+            CapLevel::Attempt | CapLevel::Call => Ending::new(
+                TaskState::RejectedRequeued,
+                AttemptOutcome::BudgetExhausted,
+                message,
+            ),
+        }
+    }
+
+    /// A rejection requeues the task, unless it was the last attempt allowed.
+    fn rejected(&self, attempt: &AttemptContext<'_>, mut ending: Ending) -> Ending {
+        if attempt.earlier.len() + 1 >= self.settings.max_attempts as usize {
+            ending.state = TaskState::NeedsHuman;
+            ending.reason = format!(
+                "{} (the last of {} attempts)",
+                ending.reason, self.settings.max_attempts
+            );
+        }
+        ending
+    }
+
+    /// Ask the router (or, without one, take the cheapest tier and escalate one tier per
+    /// rejection).
+    async fn route(&self, attempt: &AttemptContext<'_>) -> Result<RouteDecision, Ending> {
+        let (fuel_left, fuel_per_call) = match &attempt.plugins.router {
+            Some(router) => {
+                let limits = &router.spec().limits;
+                (
+                    limits
+                        .fuel_per_task
+                        .saturating_sub(attempt.ctx.fuel.used(router.name())),
+                    limits.fuel_per_call,
+                )
+            }
+            None => (0, 0),
+        };
+        let budget = budget_view(&self.ledger, &attempt.scope, fuel_left, fuel_per_call)
+            .await
+            .map_err(Pipeline::store_failed)?;
+        if let Some(task_left) = budget.money.iter().find(|m| m.level == CapLevel::Task)
+            && task_left.left.is_zero()
+        {
+            return Err(Ending::new(
+                TaskState::BudgetExhausted,
+                AttemptOutcome::BudgetExhausted,
+                format!(
+                    "budget exhausted: the task cap of {} is spent",
+                    format_dollars(task_left.cap)
+                ),
+            ));
+        }
+        let Some(router) = &attempt.plugins.router else {
+            let mut models = self.models.clone();
+            models.sort_by_key(|m| m.tier);
+            let rejections = attempt
+                .history
+                .iter()
+                .filter(|a| {
+                    matches!(
+                        a.outcome,
+                        AttemptOutcome::Rejected | AttemptOutcome::Conflict
+                    )
+                })
+                .count();
+            let pick = &models[rejections.min(models.len() - 1)];
+            return Ok(RouteDecision {
+                model: pick.id.clone(),
+                attempt_budget: budget.least_left(),
+                reason: format!(
+                    "no router configured: tier {} after {rejections} rejection(s)",
+                    pick.tier
+                ),
+            });
+        };
+        let request = RouteRequest {
+            task: attempt.contract.clone(),
+            history: attempt.history.clone(),
+            models: self.models.clone(),
+            budget,
+        };
+        match router.route(&attempt.ctx, &request).await {
+            Ok(called) => Ok(called.decision),
+            Err(error) => Err(self.plugin_failed(error)),
+        }
+    }
+
+    /// The agent works in a fresh worktree of the target branch, under the hooks.
+    async fn implement(
+        &self,
+        attempt: &AttemptContext<'_>,
+        decision: &RouteDecision,
+        worktree_slot: &mut Option<Worktree>,
+        trace: &mut Trace,
+    ) -> Result<Implemented, Ending> {
+        let task = attempt.task;
+        let dir = self
+            .settings
+            .worktrees_dir
+            .join(format!("{}-a{}", task.id, attempt.number));
+        let branch = format!("gaffer/{}/a{}", task.id, attempt.number);
+        let worktree = self
+            .repo
+            .add_worktree(&dir, &branch, &self.settings.target_branch)
+            .await
+            .map_err(|e| Ending::failed(format!("git: {e}")))?;
+        let worktree = worktree_slot.insert(worktree).clone();
+        let workspace =
+            Workspace::open(&worktree.path).map_err(|e| Ending::failed(e.to_string()))?;
+        let ctx = attempt.ctx.clone().with_worktree(worktree.path.clone());
+        // The attempt ends early when the run stops, or when its task runs out of plugin fuel.
+        let cancel = self.stop.token().child_token();
+        let hooks = PluginHooks::new(
+            attempt.plugins.hooks.clone(),
+            attempt.contract.clone(),
+            ctx,
+            Arc::clone(&self.stop),
+            cancel.clone(),
+        );
+        let earlier: Vec<String> = attempt
+            .earlier
+            .iter()
+            .flat_map(|a| {
+                a.reasons
+                    .iter()
+                    .map(move |r| format!("attempt {} ({}): {r}", a.number, a.model))
+            })
+            .collect();
+        let agent = Agent {
+            gateway: &self.gateway,
+            workspace: &workspace,
+            hooks: &hooks,
+            settings: &self.settings.agent,
+            tag: CallTag {
+                scope: attempt.scope.clone(),
+                attempt_cap: Some(decision.attempt_budget),
+            },
+            model: decision.model.clone(),
+            stop: cancel,
+        };
+        let prompt = task_prompt(
+            &attempt.contract,
+            &earlier,
+            self.settings.test_command.as_deref(),
+        );
+        let report = agent.run(prompt).await;
+        trace.turns = report.turns;
+        if let Some(exhausted) = hooks.fuel_exhausted() {
+            return Err(self.plugin_failed(exhausted));
+        }
+        match &report.end {
+            AgentEnd::Finished { .. } | AgentEnd::TurnLimit | AgentEnd::ContextFull => {}
+            AgentEnd::Budget(exhausted) => return Err(self.budget_ending(exhausted)),
+            AgentEnd::Stopped => {
+                let why = self
+                    .stop
+                    .reason()
+                    .map_or_else(|| "the run stopped".to_string(), |r| r.to_string());
+                return Err(Ending::parked(format!("requeued: {why}")));
+            }
+            AgentEnd::Provider(error) => {
+                self.stop.request(StopReason::Provider {
+                    message: error.clone(),
+                });
+                return Err(Ending::parked(format!(
+                    "requeued: the provider failed: {error}"
+                )));
+            }
+        }
+        Ok(Implemented { worktree, report })
+    }
+
+    /// The project's tests, then the rules on the whole change.
+    async fn check(
+        &self,
+        attempt: &AttemptContext<'_>,
+        implemented: &Implemented,
+        trace: &mut Trace,
+    ) -> Result<Checked, Ending> {
+        let worktree = &implemented.worktree;
+        let tests = match &self.settings.test_command {
+            Some(command) => {
+                match run_command(&worktree.path, command, &self.settings.test_limits).await {
+                    Ok(out) if out.exit_code == Some(127) => {
+                        return Err(Ending::failed(format!(
+                            "the test command `{command}` was not found (exit 127): {}",
+                            tail(&out.output, 400)
+                        )));
+                    }
+                    Ok(out) => test_result(command, &out),
+                    Err(e) => return Err(Ending::failed(e.to_string())),
+                }
+            }
+            None => TestResult::default(),
+        };
+        trace.tests_passed = tests.ran.then_some(tests.passed);
+        let diff = self
+            .repo
+            .diff(worktree)
+            .await
+            .map_err(|e| Ending::failed(format!("git: {e}")))?;
+        if diff.files.is_empty() {
+            let why = match &implemented.report.end {
+                AgentEnd::TurnLimit => format!(
+                    "the attempt changed nothing in its {} turns",
+                    self.settings.agent.max_turns
+                ),
+                AgentEnd::ContextFull => {
+                    "the attempt changed nothing before its context window filled".to_string()
+                }
+                _ => "the attempt changed nothing".to_string(),
+            };
+            return Err(self.rejected(
+                attempt,
+                Ending::new(TaskState::RejectedRequeued, AttemptOutcome::Rejected, why),
+            ));
+        }
+        let hooks = PluginHooks::new(
+            attempt.plugins.hooks.clone(),
+            attempt.contract.clone(),
+            attempt.ctx.clone().with_worktree(worktree.path.clone()),
+            Arc::clone(&self.stop),
+            self.stop.token().child_token(),
+        );
+        let denials = match hooks.on_diff(&diff).await {
+            Ok(denials) => denials,
+            Err(error) => return Err(self.plugin_failed(error)),
+        };
+        if !denials.is_empty() {
+            let ending = Ending::new(
+                TaskState::RejectedRequeued,
+                AttemptOutcome::Rejected,
+                format!("the change breaks the team's rules: {}", denials.join("; ")),
+            )
+            .with_reasons(denials);
+            return Err(self.rejected(attempt, ending));
+        }
+        Ok(Checked { tests, diff })
+    }
+
+    /// The verifier's judgement (without one, passing tests are the bar).
+    async fn verify(
+        &self,
+        attempt: &AttemptContext<'_>,
+        decision: &RouteDecision,
+        checked: &Checked,
+    ) -> Result<(), Ending> {
+        let cost_so_far = self
+            .ledger
+            .spent(CapLevel::Task, &attempt.scope)
+            .await
+            .unwrap_or(MicroUsd::ZERO);
+        let verdict = match &attempt.plugins.verifier {
+            Some(verifier) => {
+                let request = VerifyRequest {
+                    task: attempt.contract.clone(),
+                    attempt: attempt.number,
+                    model: decision.model.clone(),
+                    diff: checked.diff.clone(),
+                    tests: checked.tests.clone(),
+                    cost_so_far,
+                    history: attempt.history.clone(),
+                };
+                match verifier.verify(&attempt.ctx, &request).await {
+                    Ok(called) => called.decision,
+                    Err(error) => return Err(self.plugin_failed(error)),
+                }
+            }
+            None if checked.tests.ran && !checked.tests.passed => Verdict::Reject(vec![Finding {
+                message: format!(
+                    "the tests failed: {}",
+                    tail(&checked.tests.output_tail, 600)
+                ),
+                path: None,
+                line: None,
+            }]),
+            None => Verdict::Approve,
+        };
+        match verdict {
+            Verdict::Approve => Ok(()),
+            Verdict::Reject(findings) => {
+                let reasons = describe("verifier", &findings);
+                let ending = Ending::new(
+                    TaskState::RejectedRequeued,
+                    AttemptOutcome::Rejected,
+                    format!("rejected: {}", reasons.join("; ")),
+                )
+                .with_reasons(reasons);
+                Err(self.rejected(attempt, ending))
+            }
+            Verdict::NeedsHuman(reason) => Err(Ending::new(
+                TaskState::NeedsHuman,
+                AttemptOutcome::NeedsHuman,
+                reason,
+            )),
+        }
+    }
+
+    /// Commit the worktree and merge it into the target branch.
+    async fn merge(
+        &self,
+        attempt: &AttemptContext<'_>,
+        decision: &RouteDecision,
+        implemented: &Implemented,
+    ) -> Result<Ending, Ending> {
+        let task = attempt.task;
+        let worktree = &implemented.worktree;
+        let message = format!(
+            "{}: {}\n\nImplemented by gaffer (attempt {}, model {}).",
+            task.id, task.title, attempt.number, decision.model
+        );
+        self.repo
+            .commit(worktree, &message)
+            .await
+            .map_err(|e| Ending::failed(format!("git: {e}")))?;
+        let merged = self
+            .repo
+            .merge(worktree, &self.settings.target_branch, &task.id, &message)
+            .await;
+        match merged {
+            Ok(MergeOutcome::Merged { commit, how, .. }) => Ok(Ending::new(
+                TaskState::Merged,
+                AttemptOutcome::Approved,
+                format!(
+                    "merged into {} ({how:?}, {})",
+                    self.settings.target_branch,
+                    short(&commit)
+                ),
+            )),
+            Ok(MergeOutcome::Parked { reason, .. }) => Ok(Ending::new(
+                TaskState::Merged,
+                AttemptOutcome::Approved,
+                reason,
+            )),
+            Ok(MergeOutcome::Conflict { reason }) => Err(self.rejected(
+                attempt,
+                Ending::new(
+                    TaskState::RejectedRequeued,
+                    AttemptOutcome::Conflict,
+                    reason,
+                ),
+            )),
+            Err(e) => Err(Ending::failed(format!("git: {e}"))),
+        }
+    }
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+/// The last `n` bytes of a text, on a character boundary.
+fn tail(text: &str, n: usize) -> &str {
+    if text.len() <= n {
+        return text;
+    }
+    let mut start = text.len() - n;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// A command's outcome as the contract's test result.
+fn test_result(command: &str, out: &CommandOutput) -> TestResult {
+    TestResult {
+        command: command.to_string(),
+        ran: true,
+        passed: out.exit_code == Some(0) && !out.timed_out,
+        exit_code: out.exit_code,
+        output_tail: tail(&out.output, 4000).to_string(),
+        duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
+    }
+}

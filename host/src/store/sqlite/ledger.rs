@@ -1,0 +1,469 @@
+//! The ledger's operations on SQLite: reservations checked against the running cap totals and
+//! inserted in one transaction, settlement, release, crash recovery, plugin runs.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStore;
+use crate::store::{
+    CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
+    RowScope, RowState, Settled, Settlement, StoreError, TokenCounts,
+};
+
+/// The key of the cap-total row a cap at `level` reads for a call in `scope`, on `day` and in
+/// `month` (the store's clock at reservation); `None` when the cap does not apply (an attempt
+/// cap for a call outside any task). `Call` has no total: it bounds the call alone.
+fn total_key(level: CapLevel, scope: &RowScope, day: &str, month: &str) -> Option<String> {
+    match level {
+        CapLevel::Call => None,
+        CapLevel::Attempt => match (&scope.task_id, scope.attempt) {
+            (Some(task), Some(attempt)) => Some(format!("{task}#{attempt}")),
+            _ => None,
+        },
+        CapLevel::Task => scope.task_id.clone(),
+        CapLevel::Run => Some(scope.run_id.clone()),
+        CapLevel::Day => Some(day.to_string()),
+        CapLevel::Month => Some(month.to_string()),
+        CapLevel::Model => Some(format!("{month}|{}", scope.model)),
+    }
+}
+
+/// The levels that keep totals.
+const TOTALLED: [CapLevel; 6] = [
+    CapLevel::Attempt,
+    CapLevel::Task,
+    CapLevel::Run,
+    CapLevel::Day,
+    CapLevel::Month,
+    CapLevel::Model,
+];
+
+/// The store's clock: today and this month, UTC.
+fn today(conn: &Connection) -> rusqlite::Result<(String, String)> {
+    conn.query_row("SELECT date('now'), strftime('%Y-%m', 'now')", [], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
+}
+
+fn total(conn: &Connection, level: CapLevel, key: &str) -> rusqlite::Result<MicroUsd> {
+    conn.query_row(
+        "SELECT micros FROM cap_totals WHERE level = ?1 AND scope = ?2",
+        params![level, key],
+        |row| row.get::<_, MicroUsd>(0),
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
+}
+
+/// An amount as the signed integer SQLite keeps (and totals adjust by).
+fn signed(amount: MicroUsd, store: &SqliteStore) -> Result<i64, StoreError> {
+    i64::try_from(amount.get()).map_err(|_| StoreError::Database {
+        path: store.path.display().to_string(),
+        reason: format!(
+            "amount {} µ$ is beyond what the store can hold",
+            amount.get()
+        ),
+    })
+}
+
+/// A count (fuel, milliseconds) as the signed integer SQLite keeps.
+fn count(value: u64, store: &SqliteStore) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Database {
+        path: store.path.display().to_string(),
+        reason: format!("{value} is beyond what the store can hold"),
+    })
+}
+
+/// A stored count; the schema keeps them non-negative.
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Add `delta` (negative to give back) to every total covering a row.
+fn adjust_totals(
+    conn: &Connection,
+    scope: &RowScope,
+    day: &str,
+    month: &str,
+    delta: i64,
+) -> rusqlite::Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    for level in TOTALLED {
+        if let Some(key) = total_key(level, scope, day, month) {
+            conn.execute(
+                "INSERT INTO cap_totals (level, scope, micros) VALUES (?1, ?2, MAX(?3, 0))
+                 ON CONFLICT (level, scope) DO UPDATE SET micros = MAX(micros + ?3, 0)",
+                params![level, key, delta],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A row's scope and clock, to adjust its totals.
+fn row_scope(conn: &Connection, id: i64) -> rusqlite::Result<Option<(RowScope, String, String)>> {
+    conn.query_row(
+        "SELECT run_id, task_id, attempt, stage, phase, role, model, day, month FROM ledger WHERE id = ?1",
+        [id],
+        |r| {
+            Ok((
+                RowScope {
+                    run_id: r.get(0)?,
+                    task_id: r.get(1)?,
+                    attempt: r.get(2)?,
+                    stage: r.get(3)?,
+                    phase: r.get(4)?,
+                    role: r.get(5)?,
+                    model: r.get(6)?,
+                },
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        },
+    )
+    .optional()
+}
+
+fn state_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<RowState>> {
+    conn.query_row("SELECT state FROM ledger WHERE id = ?1", [id], |row| {
+        row.get(0)
+    })
+    .optional()
+}
+
+impl SqliteStore {
+    /// Refuse an operation on a reservation that is not in the `expected` state.
+    fn require_state(
+        &self,
+        conn: &Connection,
+        id: i64,
+        expected: RowState,
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        match state_of(conn, id).map_err(|e| self.db_err(e))? {
+            None => Err(StoreError::NoSuchReservation(id)),
+            Some(state) if state == expected => Ok(()),
+            Some(state) => Err(StoreError::WrongState {
+                id,
+                operation,
+                state,
+            }),
+        }
+    }
+
+    /// Give a released reservation's amount back to its totals.
+    fn give_back(&self, conn: &Connection, id: i64) -> Result<(), StoreError> {
+        let reserved: MicroUsd = conn
+            .query_row(
+                "SELECT reserved_micros FROM ledger WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_err(e))?;
+        if let Some((scope, day, month)) = row_scope(conn, id).map_err(|e| self.db_err(e))? {
+            let delta = -signed(reserved, self)?;
+            adjust_totals(conn, &scope, &day, &month, delta).map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    fn try_reserve(
+        &self,
+        scope: &RowScope,
+        amount: MicroUsd,
+        caps: &[CapLimit],
+    ) -> Result<ReservationId, StoreError> {
+        let amount_sql = signed(amount, self)?;
+        self.write(|tx| {
+            let (day, month) = today(tx).map_err(|e| self.db_err(e))?;
+            for cap in caps {
+                let spent = match total_key(cap.level, scope, &day, &month) {
+                    Some(key) => total(tx, cap.level, &key).map_err(|e| self.db_err(e))?,
+                    None if cap.level == CapLevel::Call => MicroUsd::ZERO,
+                    None => continue,
+                };
+                if spent.saturating_add(amount) > cap.limit {
+                    return Err(StoreError::CapExceeded {
+                        level: cap.level,
+                        limit: cap.limit,
+                        spent,
+                        needed: amount,
+                    });
+                }
+            }
+            tx.execute(
+                "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
+                                     reserved_micros, owner, day, month)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reserved', ?8, ?9, ?10, ?11)",
+                params![
+                    scope.run_id,
+                    scope.task_id,
+                    scope.attempt,
+                    scope.stage,
+                    scope.phase,
+                    scope.role,
+                    scope.model,
+                    amount_sql,
+                    self.owner,
+                    day,
+                    month
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+            adjust_totals(tx, scope, &day, &month, amount_sql).map_err(|e| self.db_err(e))?;
+            let id = tx.last_insert_rowid();
+            Ok(ReservationId(id))
+        })
+    }
+
+    fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError> {
+        self.write(|tx| {
+            self.require_state(tx, id.0, RowState::Reserved, "mark as sent")?;
+            tx.execute(
+                "UPDATE ledger SET state = 'sent', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?1",
+                [id.0],
+            )
+            .map_err(|e| self.db_err(e))?;
+            Ok(())
+        })
+    }
+
+    fn settle(&self, id: ReservationId, s: &Settlement) -> Result<Settled, StoreError> {
+        self.write(|tx| {
+            self.require_state(tx, id.0, RowState::Sent, "settle")?;
+            let reserved: MicroUsd = tx
+                .query_row(
+                    "SELECT reserved_micros FROM ledger WHERE id = ?1",
+                    [id.0],
+                    |row| row.get(0),
+                )
+                .map_err(|e| self.db_err(e))?;
+            // A billed call is never free: without usage, the reservation is the charge.
+            let usage_missing = s.cost.is_none();
+            let charged = s.cost.unwrap_or(reserved);
+            let overrun = charged > reserved;
+            let p = &s.prices;
+            let t = &s.tokens;
+            let sql = |v: u64| count(v, self);
+            tx.execute(
+                "UPDATE ledger SET state = 'settled', charged_micros = ?2,
+                     input_tokens = ?3, output_tokens = ?4, cache_read_tokens = ?5,
+                     cache_write_tokens = ?6, price_input = ?7, price_output = ?8,
+                     price_cache_read = ?9, price_cache_write = ?10, wall_ms = ?11,
+                     outcome = ?12, overrun = ?13, usage_missing = ?14,
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?1",
+                params![
+                    id.0,
+                    signed(charged, self)?,
+                    sql(t.input)?,
+                    sql(t.output)?,
+                    sql(t.cache_read)?,
+                    sql(t.cache_write)?,
+                    signed(p.input, self)?,
+                    signed(p.output, self)?,
+                    signed(p.cache_read, self)?,
+                    signed(p.cache_write, self)?,
+                    sql(s.wall_ms)?,
+                    s.outcome,
+                    overrun,
+                    usage_missing
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+            if let Some((scope, day, month)) = row_scope(tx, id.0).map_err(|e| self.db_err(e))? {
+                let delta = signed(charged, self)? - signed(reserved, self)?;
+                adjust_totals(tx, &scope, &day, &month, delta).map_err(|e| self.db_err(e))?;
+            }
+            Ok(Settled {
+                charged,
+                overrun,
+                usage_missing,
+            })
+        })
+    }
+
+    fn release(&self, id: ReservationId) -> Result<(), StoreError> {
+        self.write(|tx| {
+            self.require_state(tx, id.0, RowState::Reserved, "release")?;
+            tx.execute(
+                "UPDATE ledger SET state = 'released', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?1",
+                [id.0],
+            )
+            .map_err(|e| self.db_err(e))?;
+            self.give_back(tx, id.0)?;
+            Ok(())
+        })
+    }
+
+    fn recover(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Recovery, StoreError> {
+        self.write(|tx| {
+            let open: Vec<(i64, RowState, String, MicroUsd)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT id, state, owner, reserved_micros FROM ledger
+                         WHERE state IN ('reserved', 'sent') ORDER BY id",
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                let rows = stmt
+                    .query_map([], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .map_err(|e| self.db_err(e))?;
+                rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))?
+            };
+            let mut recovery = Recovery::default();
+            for (id, state, owner, reserved) in open {
+                if is_alive(&owner) {
+                    continue;
+                }
+                if state == RowState::Reserved {
+                    tx.execute(
+                        "UPDATE ledger SET state = 'released', recovered = 1,
+                             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                        [id],
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                    self.give_back(tx, id)?;
+                    recovery.released += 1;
+                } else {
+                    // Sent and never settled: the provider may have billed it. Charge the
+                    // reservation, and say the usage is unknown.
+                    tx.execute(
+                        "UPDATE ledger SET state = 'settled', charged_micros = reserved_micros,
+                             usage_missing = 1, recovered = 1, outcome = 'recovered-after-crash',
+                             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                        [id],
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                    recovery.charged += 1;
+                    recovery.charged_micros = recovery.charged_micros.saturating_add(reserved);
+                }
+            }
+            Ok(recovery)
+        })
+    }
+
+    fn record_plugin_run(
+        &self,
+        scope: &RowScope,
+        fuel: u64,
+        wall_ms: u64,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let fuel = count(fuel, self)?;
+        let wall = count(wall_ms, self)?;
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
+                                     fuel, wall_ms, outcome, owner, day, month)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'settled', ?8, ?9, ?10, ?11,
+                         date('now'), strftime('%Y-%m', 'now'))",
+                params![
+                    scope.run_id,
+                    scope.task_id,
+                    scope.attempt,
+                    scope.stage,
+                    scope.phase,
+                    scope.role,
+                    scope.model,
+                    fuel,
+                    wall,
+                    outcome,
+                    self.owner
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db_err(e))
+        })
+    }
+
+    fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<MicroUsd, StoreError> {
+        self.with_conn(|conn| {
+            let (day, month) = today(conn).map_err(|e| self.db_err(e))?;
+            match total_key(level, scope, &day, &month) {
+                Some(key) => total(conn, level, &key).map_err(|e| self.db_err(e)),
+                None => Ok(MicroUsd::ZERO),
+            }
+        })
+    }
+
+    fn rows(&self) -> Result<Vec<LedgerRow>, StoreError> {
+        self.select_rows("1 = 1", &[])
+    }
+
+    fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError> {
+        self.select_rows("task_id = ?1", &[&task])
+    }
+}
+
+impl SqliteStore {
+    /// Ledger rows matching `filter` (SQL over the ledger's columns, `?1`.. for `args`), oldest
+    /// first.
+    fn select_rows(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<LedgerRow>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT id, run_id, task_id, attempt, stage, phase, role, model, state,
+                            reserved_micros, charged_micros, input_tokens, output_tokens,
+                            cache_read_tokens, cache_write_tokens, price_input, price_output,
+                            price_cache_read, price_cache_write, fuel, wall_ms, outcome,
+                            overrun, usage_missing, recovered, owner, day, month
+                     FROM ledger WHERE {filter} ORDER BY id"
+                ))
+                .map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map(args, |r| {
+                    let u = |i: usize| r.get::<_, i64>(i).map(unsigned);
+                    let m = |i: usize| r.get::<_, MicroUsd>(i);
+                    Ok(LedgerRow {
+                        id: r.get(0)?,
+                        scope: RowScope {
+                            run_id: r.get(1)?,
+                            task_id: r.get(2)?,
+                            attempt: r.get(3)?,
+                            stage: r.get(4)?,
+                            phase: r.get(5)?,
+                            role: r.get(6)?,
+                            model: r.get(7)?,
+                        },
+                        state: r.get(8)?,
+                        reserved: m(9)?,
+                        charged: m(10)?,
+                        tokens: TokenCounts {
+                            input: u(11)?,
+                            output: u(12)?,
+                            cache_read: u(13)?,
+                            cache_write: u(14)?,
+                        },
+                        prices: Prices {
+                            input: m(15)?,
+                            output: m(16)?,
+                            cache_read: m(17)?,
+                            cache_write: m(18)?,
+                        },
+                        fuel: u(19)?,
+                        wall_ms: u(20)?,
+                        outcome: r.get(21)?,
+                        overrun: r.get(22)?,
+                        usage_missing: r.get(23)?,
+                        recovered: r.get(24)?,
+                        owner: r.get(25)?,
+                        day: r.get(26)?,
+                        month: r.get(27)?,
+                    })
+                })
+                .map_err(|e| self.db_err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! The schema: versioned migrations applied in order, each in the transaction that records
+//! its version (`PRAGMA user_version`), so a database is always at one known version.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::store::vocabulary::{AttemptOutcome, CapLevel, Phase, Role, RowState, Stage, TaskState};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how far a database is.
+const MIGRATIONS: &[&str] = &[
+    // 1: the one ledger table of DESIGN.md: one row per model call and per plugin run.
+    "CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        task_id TEXT,
+        attempt INTEGER,
+        stage TEXT NOT NULL,
+        phase TEXT,
+        role TEXT NOT NULL,
+        model TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('reserved', 'sent', 'settled', 'released')),
+        reserved_micros INTEGER NOT NULL DEFAULT 0,
+        charged_micros INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        price_input INTEGER NOT NULL DEFAULT 0,
+        price_output INTEGER NOT NULL DEFAULT 0,
+        price_cache_read INTEGER NOT NULL DEFAULT 0,
+        price_cache_write INTEGER NOT NULL DEFAULT 0,
+        fuel INTEGER NOT NULL DEFAULT 0,
+        wall_ms INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT,
+        overrun INTEGER NOT NULL DEFAULT 0,
+        usage_missing INTEGER NOT NULL DEFAULT 0,
+        recovered INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL,
+        day TEXT NOT NULL,
+        month TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT
+    );
+    CREATE INDEX ledger_task ON ledger (task_id, attempt);
+    CREATE INDEX ledger_run ON ledger (run_id);
+    CREATE INDEX ledger_day ON ledger (day);
+    CREATE INDEX ledger_month ON ledger (month, model);
+    CREATE INDEX ledger_open ON ledger (state) WHERE state IN ('reserved', 'sent');",
+    // 2: running totals per cap scope, so that checking a cap is one lookup, not a sum over
+    // every row of a day or a month. Kept in the same transaction as the rows they total.
+    "CREATE TABLE cap_totals (
+        level TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        micros INTEGER NOT NULL,
+        PRIMARY KEY (level, scope)
+    ) WITHOUT ROWID;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'attempt', task_id || '#' || attempt, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger WHERE task_id IS NOT NULL AND attempt IS NOT NULL GROUP BY task_id, attempt;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'task', task_id, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger WHERE task_id IS NOT NULL GROUP BY task_id;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'run', run_id, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY run_id;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'day', day, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY day;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'month', month, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY month;
+    INSERT INTO cap_totals (level, scope, micros)
+        SELECT 'model', month || '|' || model, SUM(CASE WHEN state IN ('reserved', 'sent') THEN reserved_micros WHEN state = 'settled' THEN charged_micros ELSE 0 END)
+        FROM ledger GROUP BY month, model;",
+    // 3: the backlog. Leases expire by the store's clock (unix milliseconds, from SQLite).
+    "CREATE TABLE tasks (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        labels TEXT NOT NULL DEFAULT '[]',
+        paths TEXT NOT NULL DEFAULT '[]',
+        source TEXT,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'merged', 'rejected-requeued',
+                                             'failed', 'budget-exhausted', 'needs-human')),
+        stage TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        lease_owner TEXT,
+        lease_expires_ms INTEGER,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT
+    );
+    CREATE INDEX tasks_claimable ON tasks (state, seq);",
+    // 4: finished attempts, the history the router sees; ledger rows carry their money.
+    "CREATE TABLE attempts (
+        task_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reasons TEXT NOT NULL DEFAULT '[]',
+        turns INTEGER NOT NULL DEFAULT 0,
+        tests_passed INTEGER,
+        wall_ms INTEGER NOT NULL DEFAULT 0,
+        ended_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (task_id, number)
+    );",
+    // 5: the vocabulary as CHECK constraints (see `typed_columns`), built at run time from
+    // the enums, so the names the schema allows are the names the code reads back.
+    "",
+];
+
+/// Migration 5: the tables rebuilt with `CHECK` constraints on their named columns (SQLite
+/// cannot add a constraint to a table in place). Rows are copied as they are; a row the
+/// constraints refuse fails the migration, whose transaction then leaves the database as it was.
+fn typed_columns() -> String {
+    let stages_of_rows = [Stage::Route, Stage::Implement, Stage::Check, Stage::Verify]
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let levels = CapLevel::sql_list();
+    let (stages, phases, roles, outcomes, states, row_states) = (
+        Stage::sql_list(),
+        Phase::sql_list(),
+        Role::sql_list(),
+        AttemptOutcome::sql_list(),
+        TaskState::sql_list(),
+        RowState::sql_list(),
+    );
+    format!(
+        "CREATE TABLE ledger_v5 (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            task_id TEXT,
+            attempt INTEGER,
+            stage TEXT NOT NULL CHECK (stage IN ({stages_of_rows})),
+            phase TEXT CHECK (phase IS NULL OR phase IN ({phases})),
+            role TEXT NOT NULL CHECK (role IN ({roles})),
+            model TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ({row_states})),
+            reserved_micros INTEGER NOT NULL DEFAULT 0 CHECK (reserved_micros >= 0),
+            charged_micros INTEGER NOT NULL DEFAULT 0 CHECK (charged_micros >= 0),
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            price_input INTEGER NOT NULL DEFAULT 0,
+            price_output INTEGER NOT NULL DEFAULT 0,
+            price_cache_read INTEGER NOT NULL DEFAULT 0,
+            price_cache_write INTEGER NOT NULL DEFAULT 0,
+            fuel INTEGER NOT NULL DEFAULT 0,
+            wall_ms INTEGER NOT NULL DEFAULT 0,
+            outcome TEXT,
+            overrun INTEGER NOT NULL DEFAULT 0,
+            usage_missing INTEGER NOT NULL DEFAULT 0,
+            recovered INTEGER NOT NULL DEFAULT 0,
+            owner TEXT NOT NULL,
+            day TEXT NOT NULL,
+            month TEXT NOT NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            updated_at TEXT
+        );
+        INSERT INTO ledger_v5 SELECT * FROM ledger;
+        DROP TABLE ledger;
+        ALTER TABLE ledger_v5 RENAME TO ledger;
+        CREATE INDEX ledger_task ON ledger (task_id, attempt);
+        CREATE INDEX ledger_run ON ledger (run_id);
+        CREATE INDEX ledger_day ON ledger (day);
+        CREATE INDEX ledger_month ON ledger (month, model);
+        CREATE INDEX ledger_open ON ledger (state) WHERE state IN ('reserved', 'sent');
+
+        CREATE TABLE tasks_v5 (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL DEFAULT '',
+            labels TEXT NOT NULL DEFAULT '[]',
+            paths TEXT NOT NULL DEFAULT '[]',
+            source TEXT,
+            state TEXT NOT NULL CHECK (state IN ({states})),
+            stage TEXT CHECK (stage IS NULL OR stage IN ({stages})),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            reason TEXT,
+            lease_owner TEXT,
+            lease_expires_ms INTEGER,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            updated_at TEXT
+        );
+        INSERT INTO tasks_v5 SELECT * FROM tasks;
+        DROP TABLE tasks;
+        ALTER TABLE tasks_v5 RENAME TO tasks;
+        CREATE INDEX tasks_claimable ON tasks (state, seq);
+
+        CREATE TABLE attempts_v5 (
+            task_id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            run_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ({outcomes})),
+            reasons TEXT NOT NULL DEFAULT '[]',
+            turns INTEGER NOT NULL DEFAULT 0,
+            tests_passed INTEGER,
+            wall_ms INTEGER NOT NULL DEFAULT 0,
+            ended_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (task_id, number)
+        );
+        INSERT INTO attempts_v5 SELECT * FROM attempts;
+        DROP TABLE attempts;
+        ALTER TABLE attempts_v5 RENAME TO attempts;
+
+        CREATE TABLE cap_totals_v5 (
+            level TEXT NOT NULL CHECK (level IN ({levels})),
+            scope TEXT NOT NULL,
+            micros INTEGER NOT NULL CHECK (micros >= 0),
+            PRIMARY KEY (level, scope)
+        ) WITHOUT ROWID;
+        INSERT INTO cap_totals_v5 SELECT * FROM cap_totals;
+        DROP TABLE cap_totals;
+        ALTER TABLE cap_totals_v5 RENAME TO cap_totals;"
+    )
+}
+
+/// Why the schema cannot be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MigrationError {
+    #[error("schema version {found} is newer than this gaffer knows ({known}); upgrade gaffer")]
+    Newer { found: i64, known: i64 },
+    #[error("migration to schema version {version} failed, the database is unchanged: {source}")]
+    Failed {
+        version: usize,
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Bring the database up to the newest schema, one migration per step, all in one `BEGIN
+/// IMMEDIATE` transaction (another process migrating at the same time waits, then finds the
+/// work done).
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
+    let known = MIGRATIONS.len() as i64;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > known {
+        return Err(MigrationError::Newer {
+            found: version,
+            known,
+        });
+    }
+    if version == known {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (i, fixed) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let sql = match i + 1 {
+            5 => typed_columns(),
+            _ => fixed.to_string(),
+        };
+        tx.execute_batch(&sql)
+            .map_err(|source| MigrationError::Failed {
+                version: i + 1,
+                source,
+            })?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
