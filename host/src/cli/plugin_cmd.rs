@@ -10,10 +10,10 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::Format;
-use super::plugin_new::{Lang, NewWorld};
 use crate::plugin::output::{
     describe_hook_decision, describe_route, describe_rule_decision, describe_verdict,
 };
+use crate::plugin::scaffold::Lang;
 use crate::plugin::{
     AllocatorChoice, CallContext, CallError, Called, EngineOptions, MemoryRecorder, Plugin,
     PluginRun, PluginRuntime, PluginSpec, World, samples,
@@ -47,10 +47,10 @@ pub enum PluginCommand {
     New {
         /// The world the plugin implements.
         #[arg(value_enum)]
-        world: NewWorld,
+        world: WorldArg,
         /// The language it is written in.
         #[arg(long, value_enum)]
-        lang: Lang,
+        lang: LangArg,
         /// The project directory (created if missing; refused if not empty).
         dir: PathBuf,
     },
@@ -93,6 +93,48 @@ impl From<AllocatorArg> for AllocatorChoice {
     }
 }
 
+/// The world of `plugin new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorldArg {
+    /// Chooses the model and the money cap of each attempt.
+    Router,
+    /// Judges a finished attempt: approve, reject or hand to a person.
+    Verifier,
+    /// A rule checked on tool calls, file edits and the final change.
+    Hook,
+}
+
+impl From<WorldArg> for World {
+    fn from(value: WorldArg) -> Self {
+        match value {
+            WorldArg::Router => World::Router,
+            WorldArg::Verifier => World::Verifier,
+            WorldArg::Hook => World::Hook,
+        }
+    }
+}
+
+/// `plugin new --lang` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LangArg {
+    /// Rust, built with cargo and wit-bindgen.
+    Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with jco (QuickJS backend).
+    Js,
+}
+
+impl From<LangArg> for Lang {
+    fn from(value: LangArg) -> Self {
+        match value {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Js => Lang::Js,
+        }
+    }
+}
+
 pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Check {
@@ -105,7 +147,9 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             cases,
             format,
         } => super::plugin_test::run(&file, &cases, format).await,
-        PluginCommand::New { world, lang, dir } => super::plugin_new::run(world, lang, &dir),
+        PluginCommand::New { world, lang, dir } => {
+            super::plugin_new::run(world.into(), lang.into(), &dir)
+        }
         PluginCommand::Bench {
             file,
             calls,

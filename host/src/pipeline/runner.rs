@@ -262,6 +262,16 @@ impl Pipeline {
     pub async fn run(self: &Arc<Self>) -> Result<RunSummary, RunError> {
         self.preflight().await?;
         let recovered = self.recover().await?;
+        self.progress.event(Event::Note(format!(
+            "run {} started: {} worker(s){}",
+            self.run_id,
+            self.settings.workers,
+            if self.settings.watch {
+                ", watching for tasks"
+            } else {
+                ""
+            }
+        )));
         let mut workers = Vec::new();
         for worker in 0..self.settings.workers {
             let this = Arc::clone(self);

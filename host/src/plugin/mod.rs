@@ -5,6 +5,7 @@
 //! in gaffer's own [`types`]; the WIT versions it loads live in [`wit`].
 
 pub mod cache;
+pub mod cases;
 pub mod chain;
 pub mod engine;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod reference;
 pub mod run;
 pub mod runtime;
 pub mod samples;
+pub mod scaffold;
 pub mod set;
 pub mod spec;
 pub mod state;

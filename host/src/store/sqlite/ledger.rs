@@ -152,6 +152,25 @@ impl SqliteStore {
         }
     }
 
+    /// Move a row from `from` to `to`, or refuse naming the operation when it is elsewhere.
+    fn transition(
+        &self,
+        conn: &Connection,
+        id: i64,
+        from: RowState,
+        to: RowState,
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        self.require_state(conn, id, from, operation)?;
+        conn.execute(
+            "UPDATE ledger SET state = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE id = ?1",
+            params![id, to],
+        )
+        .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
     /// Give a released reservation's amount back to its totals.
     fn give_back(&self, conn: &Connection, id: i64) -> Result<(), StoreError> {
         let reserved: MicroUsd = conn
@@ -221,14 +240,7 @@ impl LedgerStore for SqliteStore {
 
     fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError> {
         self.write(|tx| {
-            self.require_state(tx, id.0, RowState::Reserved, "mark as sent")?;
-            tx.execute(
-                "UPDATE ledger SET state = 'sent', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                 WHERE id = ?1",
-                [id.0],
-            )
-            .map_err(|e| self.db_err(e))?;
-            Ok(())
+            self.transition(tx, id.0, RowState::Reserved, RowState::Sent, "mark as sent")
         })
     }
 
@@ -289,15 +301,8 @@ impl LedgerStore for SqliteStore {
 
     fn release(&self, id: ReservationId) -> Result<(), StoreError> {
         self.write(|tx| {
-            self.require_state(tx, id.0, RowState::Reserved, "release")?;
-            tx.execute(
-                "UPDATE ledger SET state = 'released', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                 WHERE id = ?1",
-                [id.0],
-            )
-            .map_err(|e| self.db_err(e))?;
-            self.give_back(tx, id.0)?;
-            Ok(())
+            self.transition(tx, id.0, RowState::Reserved, RowState::Released, "release")?;
+            self.give_back(tx, id.0)
         })
     }
 
