@@ -132,6 +132,15 @@ fn state_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<RowState>> {
     .optional()
 }
 
+/// The columns a new row sets besides its scope.
+struct NewRow<'a> {
+    state: RowState,
+    reserved: i64,
+    fuel: i64,
+    wall_ms: i64,
+    outcome: Option<&'a str>,
+}
+
 impl SqliteStore {
     /// Refuse an operation on a reservation that is not in the `expected` state.
     fn require_state(
@@ -150,6 +159,41 @@ impl SqliteStore {
                 state,
             }),
         }
+    }
+
+    /// Insert one row of `scope`, made by this store's owner, on the store's `day` and `month`.
+    fn insert_row(
+        &self,
+        conn: &Connection,
+        scope: &RowScope,
+        row: &NewRow<'_>,
+        day: &str,
+        month: &str,
+    ) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
+                                 reserved_micros, fuel, wall_ms, outcome, owner, day, month)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            params![
+                scope.run_id,
+                scope.task_id,
+                scope.attempt,
+                scope.stage,
+                scope.phase,
+                scope.role,
+                scope.model,
+                row.state,
+                row.reserved,
+                row.fuel,
+                row.wall_ms,
+                row.outcome,
+                self.owner,
+                day,
+                month
+            ],
+        )
+        .map(|_| ())
+        .map_err(|e| self.db_err(e))
     }
 
     /// Move a row from `from` to `to`, or refuse naming the operation when it is elsewhere.
@@ -213,25 +257,14 @@ impl LedgerStore for SqliteStore {
                     });
                 }
             }
-            tx.execute(
-                "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
-                                     reserved_micros, owner, day, month)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reserved', ?8, ?9, ?10, ?11)",
-                params![
-                    scope.run_id,
-                    scope.task_id,
-                    scope.attempt,
-                    scope.stage,
-                    scope.phase,
-                    scope.role,
-                    scope.model,
-                    amount_sql,
-                    self.owner,
-                    day,
-                    month
-                ],
-            )
-            .map_err(|e| self.db_err(e))?;
+            let row = NewRow {
+                state: RowState::Reserved,
+                reserved: amount_sql,
+                fuel: 0,
+                wall_ms: 0,
+                outcome: None,
+            };
+            self.insert_row(tx, scope, &row, &day, &month)?;
             adjust_totals(tx, scope, &day, &month, amount_sql).map_err(|e| self.db_err(e))?;
             let id = tx.last_insert_rowid();
             Ok(ReservationId(id))
@@ -363,28 +396,16 @@ impl LedgerStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let fuel = count(fuel, self)?;
         let wall = count(wall_ms, self)?;
+        let row = NewRow {
+            state: RowState::Settled,
+            reserved: 0,
+            fuel,
+            wall_ms: wall,
+            outcome: Some(outcome),
+        };
         self.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
-                                     fuel, wall_ms, outcome, owner, day, month)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'settled', ?8, ?9, ?10, ?11,
-                         date('now'), strftime('%Y-%m', 'now'))",
-                params![
-                    scope.run_id,
-                    scope.task_id,
-                    scope.attempt,
-                    scope.stage,
-                    scope.phase,
-                    scope.role,
-                    scope.model,
-                    fuel,
-                    wall,
-                    outcome,
-                    self.owner
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.db_err(e))
+            let (day, month) = today(conn).map_err(|e| self.db_err(e))?;
+            self.insert_row(conn, scope, &row, &day, &month).map(|_| ())
         })
     }
 
