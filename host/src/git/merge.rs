@@ -176,7 +176,12 @@ impl Repo {
         how: MergeKind,
         task_id: &str,
     ) -> Result<Option<MergeOutcome>, GitError> {
-        let holder = list_worktrees(&self.root)?
+        // Read while no worktree is half added or removed.
+        let worktrees = {
+            let _serialised = self.worktree_admin();
+            list_worktrees(&self.root)?
+        };
+        let holder = worktrees
             .into_iter()
             .find(|w| {
                 !w.bare && !w.prunable && w.branch.as_deref() == Some(target) && w.path.is_dir()

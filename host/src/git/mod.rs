@@ -45,13 +45,16 @@ pub enum GitError {
     Parse { reason: String },
 }
 
-/// The user's repository, found from any path inside it, and the lock that makes merges into it
-/// from this process happen one at a time (two attempts racing to move the same branch would
-/// otherwise each see the other's move as a conflict).
+/// The user's repository, found from any path inside it, and the locks that make changes to it
+/// from this process happen one at a time: merges (two attempts racing to move the same branch
+/// would otherwise each see the other's move as a conflict) and worktree administration (`git
+/// worktree add` reads the other worktrees' entries, which a concurrent add or remove may be
+/// half-way through writing).
 #[derive(Debug)]
 pub struct Repo {
     root: PathBuf,
     merge_lock: Mutex<()>,
+    worktree_lock: Mutex<()>,
 }
 
 /// A worktree gaffer made for one attempt: its directory, its branch, and the commit it started
@@ -106,6 +109,7 @@ impl Repo {
         Ok(Repo {
             root,
             merge_lock: Mutex::new(()),
+            worktree_lock: Mutex::new(()),
         })
     }
 
@@ -153,10 +157,18 @@ impl Repo {
         uncommitted_in(&self.root)
     }
 
+    /// Hold while adding or removing worktrees.
+    pub(crate) fn worktree_admin(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.worktree_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Creates a worktree at `dir` on a new branch `branch` starting at `base` (a branch name or a
     /// commit). A directory or branch of that name left by an earlier crashed try is removed
     /// first, so a retried attempt starts clean.
     pub fn add_worktree(&self, dir: &Path, branch: &str, base: &str) -> Result<Worktree, GitError> {
+        let _serialised = self.worktree_admin();
         let base_commit = Git::new(&self.root)
             .args(["rev-parse", "--quiet", "--verify"])
             .arg(format!("{base}^{{commit}}"))
@@ -224,6 +236,7 @@ impl Repo {
         if !parent.is_dir() {
             return Ok(Vec::new());
         }
+        let _serialised = self.worktree_admin();
         let parent = canonical(parent);
         let mut removed = Vec::new();
         let entries = list_worktrees(&self.root)?;
@@ -393,6 +406,7 @@ impl Worktree {
 
     /// Removes the worktree (whatever is in it) and deletes its branch.
     pub fn remove(&self, repo: &Repo) -> Result<(), GitError> {
+        let _serialised = repo.worktree_admin();
         if self.path.exists() {
             Git::new(repo.root())
                 .args(["worktree", "remove", "--force", "--force"])
@@ -592,6 +606,34 @@ pub(crate) mod tests {
             .add_worktree(&tmp.path().join("wts/a"), "gaffer/a", "main")
             .unwrap();
         assert_eq!(Repo::open(&wt.path).unwrap().root(), repo.root());
+    }
+
+    #[test]
+    fn worktrees_added_and_removed_from_many_threads_at_once_all_succeed() {
+        let (tmp, repo) = init_repo(&[("a.txt", "a\n")]);
+        let repo = std::sync::Arc::new(repo);
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let repo = repo.clone();
+                let base = tmp.path().join("wts");
+                std::thread::spawn(move || -> Result<(), GitError> {
+                    for round in 0..4 {
+                        let name = format!("t{i}-{round}");
+                        let wt = repo.add_worktree(
+                            &base.join(&name),
+                            &format!("gaffer/{name}"),
+                            "main",
+                        )?;
+                        wt.remove(&repo)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap().unwrap();
+        }
+        assert_eq!(list_worktrees(repo.root()).unwrap().len(), 1);
     }
 
     #[test]
