@@ -20,15 +20,19 @@ for component in rustfmt clippy; do
     fi
 done
 
-# Headless Chromium for the dashboard's browser test (Debian's package; nothing else uses it).
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages: bubblewrap makes the namespaces of the sandbox every agent command runs in;
+# headless Chromium drives the dashboard's browser test (nothing else uses it).
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get install -y -q chromium >/dev/null 2>&1 \
-        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
+    $sudo apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
 
 # Python plugins: componentize-py (PyPI), pinned, in a virtual environment of the project's own

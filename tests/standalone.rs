@@ -6,10 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The `gaffer` binary, copied into a directory of its own.
+/// The binaries gaffer installs (`gaffer` and its sandbox's init, `gaffer-sandbox`), copied
+/// into a directory of their own; the path of `gaffer`.
 fn lone_binary(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_gaffer-sandbox"),
+        bin.join("gaffer-sandbox"),
+    )
+    .unwrap();
     let path = bin.join("gaffer");
     std::fs::copy(env!("CARGO_BIN_EXE_gaffer"), &path).unwrap();
     path
@@ -135,6 +141,34 @@ fn init_writes_pinned_plugins_that_a_run_loads_and_a_changed_one_is_refused() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Without the sandbox's init beside it, a run refuses and says what is missing and how
+    // to run anyway; told to run unconfined, it does.
+    std::fs::rename(
+        gaffer.with_file_name("gaffer-sandbox"),
+        repo.join(".gaffer/gaffer-sandbox"),
+    )
+    .unwrap();
+    let out = run(&["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sandbox is not available")
+            && stderr.contains("`gaffer-sandbox`")
+            && stderr.contains("--unconfined"),
+        "{stderr}"
+    );
+    let out = run(&["run", "--unconfined"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(
+        repo.join(".gaffer/gaffer-sandbox"),
+        gaffer.with_file_name("gaffer-sandbox"),
+    )
+    .unwrap();
 
     // A pinned file with other bytes is refused, naming the plugin, before anything runs.
     let hook = repo.join("plugins/protected_paths.wasm");

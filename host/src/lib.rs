@@ -4,7 +4,8 @@
 //! model calls, git and the ledger. This crate is the host: the library and the `gaffer` and
 //! `gaffer-hook` binaries. Its rooms, lowest first (a room imports only rooms below it):
 //!
-//! - [`config`], [`store`]: the file's schema; persistence and the stored vocabulary;
+//! - [`config`], [`store`], [`confined`]: the file's schema; persistence and the stored
+//!   vocabulary; worktree files opened safely;
 //! - [`ledger`], [`plugin`], [`gateway`], [`sandbox`]: budgets; the plugin runtime; model
 //!   providers; the processes the agent starts;
 //! - [`git`], [`agent`], [`report`]: worktrees and merges; the implementing agent; economics;
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod confined;
 pub mod demo;
 pub mod gateway;
 pub mod git;

@@ -9,7 +9,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, File};
+
+use crate::confined::{self, Access, OpenError};
 use regex::Regex;
 
 /// Largest file the tools read or search (1 MiB): bigger files are refused or skipped.
@@ -77,6 +79,20 @@ pub enum ToolError {
         /// How many (possibly overlapping) occurrences there are.
         count: usize,
     },
+    /// The path names git's metadata (a `.git` component at any depth): the agent's tools do
+    /// not touch it.
+    #[error("`{path}` is inside git's metadata (`.git`), which the agent's tools do not touch")]
+    GitMetadata {
+        /// The path as given.
+        path: String,
+    },
+    /// Something other than a regular file (a FIFO, a socket, a device) where a file is read or
+    /// written: opening it could block forever or act on something else.
+    #[error("`{path}` is not a regular file")]
+    NotRegular {
+        /// The path as given.
+        path: String,
+    },
     /// Any other filesystem error.
     #[error("`{path}`: {reason}")]
     Io {
@@ -135,6 +151,12 @@ impl Workspace {
             match part {
                 "" | "." => {}
                 ".." => return Err(escape()),
+                // Any case: a case-insensitive file system would take `.GIT` for `.git`.
+                _ if part.eq_ignore_ascii_case(".git") => {
+                    return Err(ToolError::GitMetadata {
+                        path: path.to_string(),
+                    });
+                }
                 _ => parts.push(part),
             }
         }
@@ -176,15 +198,12 @@ impl Workspace {
         if rel.is_empty() {
             return Err(is_a_directory(path));
         }
-        let file = match self.dir.open(&rel) {
+        let file = match open_regular(&self.dir, &rel, path, Access::Read) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(path, &e)),
+            Err(ToolError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
         };
         let meta = file.metadata().map_err(|e| io_error(path, &e))?;
-        if meta.is_dir() {
-            return Err(is_a_directory(path));
-        }
         if meta.len() > MAX_FILE_BYTES {
             return Err(too_large(path, meta.len()));
         }
@@ -299,9 +318,9 @@ impl Workspace {
                 .create_dir_all(parent)
                 .map_err(|e| io_error(path, &e))?;
         }
-        self.dir
-            .write(&rel, content)
-            .map_err(|e| io_error(path, &e))
+        let mut file = open_regular(&self.dir, &rel, path, Access::Write)?;
+        file.set_len(0).map_err(|e| io_error(path, &e))?;
+        io::Write::write_all(&mut file, content.as_bytes()).map_err(|e| io_error(path, &e))
     }
 
     /// Exact-string replacement: `old` must occur exactly once (an empty `old` never matches).
@@ -374,7 +393,13 @@ impl Search {
         if len > MAX_FILE_BYTES {
             return;
         }
-        let Ok(bytes) = dir.read(name) else { return };
+        let Ok(file) = open_regular(dir, name, path, Access::Read) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        if file.take(MAX_FILE_BYTES).read_to_end(&mut bytes).is_err() {
+            return;
+        }
         let Ok(text) = std::str::from_utf8(&bytes) else {
             return;
         };
@@ -408,7 +433,7 @@ fn sorted_entries(dir: &Dir, rel: &str) -> Result<Vec<(String, bool)>, ToolError
     for entry in dir.entries().map_err(|e| io_error(shown, &e))? {
         let entry = entry.map_err(|e| io_error(shown, &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == ".git" {
+        if name.eq_ignore_ascii_case(".git") {
             continue;
         }
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
@@ -440,6 +465,17 @@ fn count_overlapping(haystack: &str, needle: &str) -> usize {
         start += found + first.len_utf8();
     }
     count
+}
+
+/// [`confined::open_regular`] with its refusals as tool errors naming `shown`.
+fn open_regular(dir: &Dir, rel: &str, shown: &str, access: Access) -> Result<File, ToolError> {
+    confined::open_regular(dir, rel, access).map_err(|e| match e {
+        OpenError::Directory => is_a_directory(shown),
+        OpenError::NotRegular => ToolError::NotRegular {
+            path: shown.to_string(),
+        },
+        OpenError::Io(e) => io_error(shown, &e),
+    })
 }
 
 /// Maps an I/O error to a tool error, recognising cap-std's sandbox escape.

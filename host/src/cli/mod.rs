@@ -13,6 +13,7 @@ mod plugin_test;
 mod replay_cmd;
 mod report_cmd;
 mod run_cmd;
+mod sandbox_cmd;
 mod serve_cmd;
 mod status_cmd;
 mod task_cmd;
@@ -65,6 +66,9 @@ enum Command {
     Hook(hook_cmd::HookCommand),
     /// The backlog by state, spend against the caps, and what is running.
     Status(status_cmd::StatusArgs),
+    /// Whether the agent's commands can be sandboxed here; with `-- COMMAND`, run it in the
+    /// project's sandbox (to see what a toolchain needs).
+    Sandbox(sandbox_cmd::SandboxArgs),
 }
 
 /// Parse the command line and run it; the process exit code comes back.
@@ -95,6 +99,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             Command::Serve(args) => serve_cmd::run(args).await,
             Command::Hook(command) => hook_cmd::run(command).await,
             Command::Status(args) => status_cmd::run(args),
+            Command::Sandbox(args) => sandbox_cmd::run(args).await,
         }
     })
 }

@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// Start even when the target branch is checked out with uncommitted changes.
     #[arg(long)]
     allow_dirty: bool,
+    /// Run the agent's commands and the test command outside the sandbox, with gaffer's own
+    /// rights (only where the sandbox is unavailable and you trust every model you route to).
+    #[arg(long)]
+    unconfined: bool,
     /// Override [budget] per_task (dollars).
     #[arg(long, value_parser = dollars)]
     per_task: Option<MicroUsd>,
@@ -164,6 +168,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_tasks: args.max_tasks,
         watch: args.watch,
         allow_dirty: args.allow_dirty,
+        unconfined: args.unconfined,
         per_task: args.per_task,
         per_run: args.per_run,
         per_day: args.per_day,

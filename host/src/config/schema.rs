@@ -22,6 +22,8 @@ pub struct GafferToml {
     #[serde(default)]
     pub run: RunSection,
     #[serde(default)]
+    pub sandbox: SandboxSection,
+    #[serde(default)]
     pub budget: BudgetSection,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderSection>,
@@ -56,6 +58,19 @@ pub struct AgentSection {
     pub env_allow: Option<Vec<String>>,
     pub confine_commands: Option<bool>,
     pub writable: Option<Vec<String>>,
+}
+
+/// `[sandbox]`: what the agent's commands and the test command may reach (resolved by
+/// `sandbox`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSection {
+    pub network: Option<bool>,
+    pub read_only: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub memory_mib: Option<u64>,
+    pub max_processes: Option<u64>,
+    pub max_file_mib: Option<u64>,
 }
 
 /// `[run]`: workers and leases (resolved by `pipeline`).

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub max_tasks: Option<u32>,
     pub watch: bool,
     pub allow_dirty: bool,
+    /// Run commands outside the sandbox (the user's explicit choice).
+    pub unconfined: bool,
     /// Caps that override `[budget]` for this run.
     pub per_task: Option<MicroUsd>,
     pub per_run: Option<MicroUsd>,
@@ -110,6 +112,14 @@ pub fn assemble(
     settings.max_tasks = options.max_tasks;
     settings.watch = options.watch;
     settings.allow_dirty = options.allow_dirty;
+    if options.unconfined {
+        tracing::warn!(
+            "--unconfined: the agent's commands and the test command run with gaffer's own rights, \
+             its network and its files"
+        );
+        settings.agent.command.sandbox = None;
+        settings.test_limits.sandbox = None;
+    }
 
     let repo = Arc::new(Repo::open(project.root())?);
     let store = Arc::new(project.open_store()?);

@@ -43,6 +43,10 @@ pub enum RunError {
         "the test command `{command}` cannot run here: `{program}` is not found (set [project] test_command in gaffer.toml)"
     )]
     TestCommandMissing { command: String, program: String },
+    #[error(
+        "{0}. gaffer will not run the agent's commands unconfined unless told to: install what is missing, or pass `gaffer run --unconfined` (commands then run with your rights, network and files)"
+    )]
+    SandboxUnavailable(crate::sandbox::SandboxUnavailable),
     #[error("no models are configured ([models] in gaffer.toml)")]
     NoModels,
     #[error(transparent)]

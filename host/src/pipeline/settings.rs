@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::agent::AgentSettings;
 use crate::config::Invalid;
 use crate::config::schema::GafferToml;
-use crate::sandbox::CommandLimits;
+use crate::sandbox::{CommandLimits, SandboxPolicy};
 
 /// The branch approved work merges into when `[project] target_branch` is not given.
 const DEFAULT_TARGET_BRANCH: &str = "main";
@@ -22,14 +22,6 @@ const DEFAULT_POLL_SECS: u64 = 5;
 const MIN_LEASE_SECS: u64 = 1;
 /// The smallest tool output worth showing a model.
 const MIN_TOOL_OUTPUT_CAP: usize = 256;
-
-/// `~/x` as a path under the home directory; other paths as they are.
-fn expand_home(dir: &str) -> PathBuf {
-    match (dir.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(dir),
-    }
-}
 
 /// Everything the runner needs besides its collaborators.
 #[derive(Debug, Clone)]
@@ -77,18 +69,27 @@ impl PipelineSettings {
                 agent.command_timeout_secs,
                 defaults.command.timeout.as_secs(),
             )?,
-            confine_writes: agent.confine_commands.unwrap_or(true),
+            sandbox: Some(SandboxPolicy::from_config(&file.sandbox)?),
             ..CommandLimits::default()
         };
+        // The keys of the Landlock-only confinement that the sandbox replaced.
+        if agent.confine_commands.is_some() {
+            return Err(Invalid::new(
+                "agent.confine_commands",
+                "commands always run in the sandbox now; remove the key (to run them \
+                 unconfined, which you should not, pass `gaffer run --unconfined`)",
+            ));
+        }
+        if agent.writable.is_some() {
+            return Err(Invalid::new(
+                "agent.writable",
+                "commands may no longer write outside the worktree; remove the key and list \
+                 the toolchains and caches they need to read under `[sandbox] read_only`",
+            ));
+        }
         command
             .env_allow
             .extend(agent.env_allow.iter().flatten().cloned());
-        command.writable = agent
-            .writable
-            .iter()
-            .flatten()
-            .map(|d| expand_home(d))
-            .collect();
         let test_limits = CommandLimits {
             timeout: positive_secs(
                 "project.test_timeout_secs",
@@ -178,7 +179,8 @@ mod tests {
         assert_eq!(s.workers, 1);
         assert_eq!(s.lease, Duration::from_secs(120));
         assert_eq!(s.test_limits.timeout, Duration::from_secs(600));
-        assert!(s.agent.command.confine_writes);
+        assert_eq!(s.agent.command.sandbox, Some(SandboxPolicy::default()));
+        assert_eq!(s.test_limits.sandbox, Some(SandboxPolicy::default()));
     }
 
     #[test]

@@ -367,11 +367,19 @@ impl Pipeline {
                     .map(move |r| format!("attempt {} ({}): {r}", a.number, a.model))
             })
             .collect();
+        // The attempt's commands share a scratch home and /tmp, gone with the attempt (one
+        // attempt cannot leave anything there for the next).
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("gaffer-{}-a{}-", task.id, attempt.number))
+            .tempdir()
+            .map_err(|e| Ending::failed(format!("cannot make the attempt's scratch: {e}")))?;
+        let mut settings = self.settings.agent.clone();
+        settings.command.scratch = Some(scratch.path().to_path_buf());
         let agent = Agent {
             gateway: &self.gateway,
             workspace: &workspace,
             hooks: &hooks,
-            settings: &self.settings.agent,
+            settings: &settings,
             tag: CallTag {
                 scope: attempt.scope.clone(),
                 attempt_cap: Some(decision.attempt_budget),

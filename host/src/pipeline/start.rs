@@ -42,13 +42,23 @@ impl Pipeline {
                 });
             }
         }
+        if self.settings.agent.command.sandbox.is_some()
+            || self.settings.test_limits.sandbox.is_some()
+        {
+            crate::sandbox::probe().map_err(RunError::SandboxUnavailable)?;
+        }
         if let Some(command) = &self.settings.test_command {
             let program = command.split_whitespace().next().unwrap_or("").to_string();
             let probe = format!("command -v {}", shell_quote(&program));
-            let found = run_command(self.repo.root(), &probe, &self.settings.test_limits)
-                .await
-                .map(|out| out.exit_code == Some(0))
-                .unwrap_or(false);
+            // Where the test command will look, but in an empty directory: nothing of the
+            // repository is needed to find a program.
+            let found = match tempfile::tempdir() {
+                Ok(empty) => run_command(empty.path(), &probe, &self.settings.test_limits)
+                    .await
+                    .map(|out| out.exit_code == Some(0))
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
             if !found {
                 return Err(RunError::TestCommandMissing {
                     command: command.clone(),

@@ -19,6 +19,7 @@ use wasmtime_wasi::{
 
 use super::spec::Grants;
 use super::types::{Completion, CompletionRequest, HostError, LogLevel};
+use crate::confined::{Access, OpenError, open_regular};
 use crate::store::Stage;
 
 /// Who is calling a model through `complete`: the plugin and the task it runs for, so the
@@ -349,9 +350,12 @@ fn relative(path: &str) -> &Path {
 }
 
 /// Read a UTF-8 file inside `root`; `..`, absolute paths and symlinks that lead out are refused
-/// by cap-std.
+/// by cap-std, anything but a regular file by [`open_regular`] (without blocking).
 pub fn read_confined(root: &cap_std::fs::Dir, path: &str) -> Result<String, HostError> {
-    let file = root.open(relative(path)).map_err(|e| io_error(path, e))?;
+    let file = open_regular(root, relative(path), Access::Read).map_err(|e| match e {
+        OpenError::Io(e) => io_error(path, e),
+        refused => HostError::Failed(format!("`{path}` {refused}")),
+    })?;
     let len = file.metadata().map_err(|e| io_error(path, e))?.len();
     if len > MAX_READ_BYTES {
         return Err(HostError::Failed(format!(

@@ -272,23 +272,43 @@ pub fn config_template(
     test_command: &str,
     plugins: &[ReferencePlugin],
 ) -> String {
-    // Build tools that write their caches outside the project.
-    let writable: Vec<&str> = match test_command.split_whitespace().next() {
-        Some("cargo") => vec!["~/.cargo"],
-        Some("npm") => vec!["~/.npm"],
-        Some("go") => vec!["~/go", "~/.cache/go-build"],
-        _ => vec![],
+    // What a build tool needs of the host to work offline in the sandbox: its toolchain and
+    // caches (read-only) and the variables that point it there.
+    let (read_only, env): (&[&str], &[(&str, &str)]) = match test_command.split_whitespace().next()
+    {
+        Some("cargo") => (
+            &["~/.cargo", "~/.rustup"],
+            &[("CARGO_HOME", "~/.cargo"), ("RUSTUP_HOME", "~/.rustup")],
+        ),
+        Some("go") => (
+            &["~/go"],
+            &[
+                ("GOPATH", "~/go"),
+                ("GOCACHE", "/tmp/go-build"),
+                ("GOFLAGS", "-mod=mod"),
+            ],
+        ),
+        _ => (&[], &[]),
     };
-    let writable = toml::Value::Array(
-        writable
-            .into_iter()
-            .map(|w| toml::Value::String(w.to_string()))
+    let read_only = toml::Value::Array(
+        read_only
+            .iter()
+            .map(|r| toml::Value::String(r.to_string()))
             .collect(),
     )
     .to_string();
+    let env = if env.is_empty() {
+        "# env = { NAME = \"value\" }".to_string()
+    } else {
+        let pairs: Vec<String> = env
+            .iter()
+            .map(|(n, v)| format!("{n} = {}", toml_string(v)))
+            .collect();
+        format!("env = {{ {} }}", pairs.join(", "))
+    };
+    let read_only_line = format!("read_only = {read_only}");
     let branch_line = format!("target_branch = {}", toml_string(target_branch));
     let test_line = format!("test_command = {}", toml_string(test_command));
-    let writable_line = format!("writable = {writable}");
     let pad = |line: &str| " ".repeat(36usize.saturating_sub(line.len()).max(1));
     format!(
         r#"# gaffer.toml: everything a run needs. Money is in dollars here and exact micro-dollars inside.
@@ -300,8 +320,14 @@ pub fn config_template(
 [agent]
 max_turns = 40                      # model calls per attempt
 max_attempts = 3                    # then the task goes to a person (needs-human)
-confine_commands = true             # commands may write only in the worktree (Landlock) ...
-{writable_line}{}# ... and here (build tools' caches; `~/` is home)
+
+[sandbox]                           # where the agent's commands and the test command run
+network = false                     # true: the host's network (no allow-list proxy yet)
+{read_only_line}{}# host paths commands may read (toolchains); `~/` is home
+{env}{}# set inside the sandbox
+# memory_mib = 2048                 # per command, all its processes together
+# max_processes = 512
+# max_file_mib = 1024
 
 [run]
 workers = 1
@@ -338,7 +364,8 @@ max_tokens = 16000
 {}"#,
         pad(&branch_line),
         pad(&test_line),
-        pad(&writable_line),
+        pad(&read_only_line),
+        pad(&env),
         plugins_section(plugins),
     )
 }

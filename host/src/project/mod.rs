@@ -7,6 +7,7 @@ pub mod init;
 use std::path::{Path, PathBuf};
 
 use crate::config::{ConfigError, ConfigFile};
+use crate::plugin::cache::CompileCache;
 use crate::store::{SqliteStore, StoreError};
 
 /// gaffer's own directory in a project.
@@ -71,13 +72,12 @@ impl Project {
         self.state_dir().join("worktrees")
     }
 
-    /// Where compiled plugins are cached: `GAFFER_PLUGIN_CACHE` when set (one cache for several
-    /// projects), else `.gaffer/plugin-cache`.
+    /// Where compiled plugins are cached: the user's cache ([`CompileCache::default_dir`]:
+    /// `GAFFER_PLUGIN_CACHE` when set, else `~/.cache/gaffer/wasm`), outside the project, where
+    /// no agent's command can write (the cache holds native code gaffer loads); only without a
+    /// home directory, `.gaffer/plugin-cache`.
     pub fn plugin_cache_dir(&self) -> PathBuf {
-        match std::env::var_os("GAFFER_PLUGIN_CACHE") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => self.state_dir().join("plugin-cache"),
-        }
+        CompileCache::default_dir().unwrap_or_else(|| self.state_dir().join("plugin-cache"))
     }
 
     /// Read and check the configuration.

@@ -2,57 +2,54 @@
 //!
 //! A command runs as `sh -c <command>` in the worktree with a cleared environment (only an
 //! allow-list passes through, so provider keys never reach it), stdin closed, stdout and stderr
-//! merged into one capped capture, a timeout that kills its whole process group, and — where the
-//! kernel has Landlock — writes confined to the worktree, `/tmp` and `/dev`.
+//! merged into one capped capture, and a timeout. Sandboxed (the default) it runs in the jail
+//! of [`super::bwrap`] under the init of [`super::init`], in a command group of its own
+//! ([`super::cgroup`]): when it ends or times out, every process it started is killed. Only an
+//! explicit choice of the user (`gaffer run --unconfined`) runs it outside, in a process group.
 
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use landlock::{
-    ABI, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreated, RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
-};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::oneshot;
 
-/// The Landlock ABI whose write rights are handled. V5–V8 share one write set (files, dirs,
-/// special files, symlinks, `refer`, truncate, device ioctls); V9 adds `ResolveUnix`, which would
-/// also forbid connecting to Unix sockets outside the writable directories (a Docker or nscd
-/// socket), and that is not a write.
-const LANDLOCK_ABI: ABI = ABI::V8;
+use super::bwrap::{self, Jail};
+use super::cgroup::CommandGroup;
+use super::init::InitArgs;
+use super::policy::SandboxPolicy;
+use super::probe::{SandboxUnavailable, probe};
 
-/// How long output is still drained after the command's process group is gone (a process that
-/// left the group may hold the pipe open).
+/// How long output is still drained after the command's processes are gone (a process that
+/// escaped may hold the pipe open; only unconfined commands have such processes).
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Limits and environment for one command.
 #[derive(Debug, Clone)]
 pub struct CommandLimits {
-    /// Wall-clock limit; on expiry the whole process group is killed.
+    /// Wall-clock limit; on expiry every process of the command is killed.
     pub timeout: Duration,
     /// Bytes kept of stdout and stderr combined: the head and the tail, with a marker
     /// `[… N bytes cut …]` in between.
     pub output_cap: usize,
     /// Names passed through from gaffer's environment; everything else is cleared (never provider
-    /// keys).
+    /// keys). Sandboxed, `HOME`, `TMPDIR` and `PATH` are the jail's own whatever this says.
     pub env_allow: Vec<String>,
     /// Extra variables set explicitly (they win over passed-through ones).
     pub env_set: Vec<(String, String)>,
-    /// Confine writes to the worktree, `/tmp` and `/dev` with Landlock where the kernel has it.
-    pub confine_writes: bool,
-    /// More directories confined commands may write beneath (a build tool's cache such as
-    /// `~/.cargo` or `~/.cache`); missing ones are skipped.
-    pub writable: Vec<PathBuf>,
+    /// The sandbox the command runs in; `None` runs it unconfined (the user's explicit choice).
+    pub sandbox: Option<SandboxPolicy>,
+    /// The host directory behind the sandbox's `HOME` (`home/`) and `/tmp` (`tmp/`), shared by
+    /// the commands of one attempt; `None` gives each command fresh ones.
+    pub scratch: Option<PathBuf>,
 }
 
 impl Default for CommandLimits {
-    /// 300 s, 64 KiB, `PATH HOME LANG LC_ALL TERM TMPDIR USER`, no extras, confined.
+    /// 300 s, 64 KiB, `PATH HOME LANG LC_ALL TERM TMPDIR USER`, no extras, the default sandbox,
+    /// fresh scratch per command.
     fn default() -> Self {
         CommandLimits {
             timeout: Duration::from_secs(300),
@@ -61,19 +58,19 @@ impl Default for CommandLimits {
                 .map(String::from)
                 .to_vec(),
             env_set: Vec::new(),
-            confine_writes: true,
-            writable: Vec::new(),
+            sandbox: Some(SandboxPolicy::default()),
+            scratch: None,
         }
     }
 }
 
-/// How a command's writes were confined.
+/// How a command was confined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Confinement {
-    /// Landlock enforced: writes only to the worktree, `/tmp` and `/dev`.
-    Landlock,
-    /// Not confined: the kernel lacks Landlock, or confinement was disabled.
+    /// In the sandbox: namespaces, Landlock, seccomp, a command group.
+    Sandboxed,
+    /// Not confined: the user ran with `--unconfined`.
     Unconfined,
 }
 
@@ -82,22 +79,27 @@ pub enum Confinement {
 pub struct CommandOutput {
     /// The exit code; `None` when the command was killed by a signal (a timeout included).
     pub exit_code: Option<i32>,
-    /// Whether the timeout expired and the process group was killed.
+    /// Whether the timeout expired and the command's processes were killed.
     pub timed_out: bool,
-    /// stdout and stderr as one stream (in write order), lossy UTF-8, capped.
+    /// stdout and stderr as one stream (in write order), lossy UTF-8, capped; a sandbox limit
+    /// that stopped the command is noted at the end.
     pub output: String,
     /// Bytes the command wrote in total, before capping.
     pub bytes_total: u64,
     /// Wall time from spawn to the end of output.
     pub duration: Duration,
-    /// How the command's writes were confined.
+    /// How the command was confined.
     pub confinement: Confinement,
+    /// Whether the memory limit killed one of its processes.
+    pub out_of_memory: bool,
+    /// Whether the process limit refused one of its forks.
+    pub process_limit_hit: bool,
 }
 
 /// A command that could not be started at all (a failing command is a [`CommandOutput`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    /// The shell could not be spawned (the directory is missing, `/bin/sh` is missing, …).
+    /// The command could not be spawned (the directory is missing, `/bin/sh` is missing, …).
     #[error("cannot run `{command}` in {}: {reason}", dir.display())]
     Spawn {
         /// The command line.
@@ -107,16 +109,22 @@ pub enum CommandError {
         /// The operating system's explanation.
         reason: String,
     },
+    /// A sandbox was asked for and this machine cannot make one.
+    #[error("cannot run `{command}`: {unavailable}")]
+    SandboxUnavailable {
+        command: String,
+        unavailable: SandboxUnavailable,
+    },
 }
 
-/// Runs `sh -c <command>` in `dir` (the worktree): stdin null, the environment cleared except the
-/// allow-list (+ `env_set`; `HOME` is the worktree unless passed through or set), in its own
-/// session and process group so that a timeout kills the whole group (no orphaned grandchildren;
-/// anything the command leaves running in its group is killed when it exits, too).
+/// Runs `sh -c <command>` in `dir` (the worktree, the only place it may write besides its
+/// scratch): stdin null, the environment cleared except the allow-list (+ `env_set`), sandboxed
+/// unless `limits.sandbox` is `None`. When the command exits or times out, everything it started
+/// is killed.
 ///
-/// A missing program is the shell's exit 127, not an error; only a shell that cannot be started
-/// at all is a [`CommandError`]. Landlock problems never fail the command: it runs unconfined and
-/// says so in [`CommandOutput::confinement`].
+/// A missing program is the shell's exit 127, not an error; only a command that cannot be
+/// started at all is a [`CommandError`]; a sandbox that cannot be made is one, never a reason
+/// to run unconfined.
 pub async fn run_command(
     dir: &Path,
     command: &str,
@@ -130,35 +138,64 @@ pub async fn run_command(
     if !dir.is_dir() {
         return Err(spawn_error("not a directory".to_string()));
     }
-    let env = child_env(dir, limits);
-
-    let mut ruleset = None;
-    if limits.confine_writes {
-        if landlock_available() {
-            match write_ruleset(dir, &env, &limits.writable) {
-                Ok(created) => ruleset = Some(created),
-                Err(reason) => warn_unconfined(&reason),
-            }
-        } else {
-            warn_unconfined("the kernel does not enforce Landlock");
-        }
-    }
-
     let started = Instant::now();
-    let (mut child, confinement) = match ruleset {
-        Some(created) => match spawn(dir, command, &env, Some(created)) {
-            Ok(child) => (child, Confinement::Landlock),
-            // restrict_self failing in the child surfaces here; run unconfined rather than fail.
-            Err(e) => {
-                warn_unconfined(&format!("restricting the command failed ({e})"));
-                let child =
-                    spawn(dir, command, &env, None).map_err(|e| spawn_error(e.to_string()))?;
-                (child, Confinement::Unconfined)
-            }
-        },
+    let mut cleanup = Cleanup::default();
+    let (mut child, confinement) = match &limits.sandbox {
         None => {
-            let child = spawn(dir, command, &env, None).map_err(|e| spawn_error(e.to_string()))?;
+            let env = child_env(limits, &[("HOME".into(), dir.as_os_str().into())]);
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(command).current_dir(dir);
+            let child = spawn(cmd, &env, None).map_err(|e| spawn_error(e.to_string()))?;
             (child, Confinement::Unconfined)
+        }
+        Some(policy) => {
+            let tools = probe().map_err(|unavailable| CommandError::SandboxUnavailable {
+                command: command.to_string(),
+                unavailable,
+            })?;
+            let (home, tmp) = cleanup
+                .scratch(limits.scratch.as_deref())
+                .map_err(spawn_error)?;
+            let group =
+                CommandGroup::create(&tools.cgroups, policy.memory_bytes, policy.max_processes)
+                    .map_err(|e| spawn_error(format!("cannot make the command's cgroup: {e}")))?;
+            let env = child_env(
+                limits,
+                &[
+                    ("PATH".into(), bwrap::inner_path(policy)),
+                    ("HOME".into(), bwrap::HOME.into()),
+                    ("TMPDIR".into(), "/tmp".into()),
+                    ("USER".into(), "agent".into()),
+                ],
+            );
+            let writable = [dir.to_path_buf()];
+            let jail = Jail {
+                dir,
+                writable: &writable,
+                home: &home,
+                tmp: &tmp,
+                policy,
+                init: &tools.init,
+                env: &env,
+            };
+            let init = InitArgs {
+                writable: vec![
+                    dir.to_path_buf(),
+                    "/tmp".into(),
+                    bwrap::HOME.into(),
+                    "/dev".into(),
+                ],
+                max_file_bytes: Some(policy.max_file_bytes),
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), command.into()],
+            };
+            let mut cmd = tokio::process::Command::new(&tools.bwrap);
+            cmd.args(bwrap::args(&jail)).args(init.to_args());
+            // bubblewrap sets the environment inside; its own needs none.
+            let child =
+                spawn(cmd, &[], Some(group.joiner())).map_err(|e| spawn_error(e.to_string()))?;
+            cleanup.group = Some(group);
+            (child, Confinement::Sandboxed)
         }
     };
 
@@ -178,9 +215,12 @@ pub async fn run_command(
             (reap(&mut child).await, true)
         }
     };
-    // Whatever the command left running in its group goes too (and releases the output pipe).
+    // Whatever the command left running goes too (and releases the output pipe).
     group.kill();
     group.0 = None;
+    if let Some(cgroup) = &cleanup.group {
+        cgroup.kill_all();
+    }
 
     let mut reader = reader;
     let capture = match tokio::time::timeout(DRAIN_GRACE, &mut reader).await {
@@ -192,108 +232,110 @@ pub async fn run_command(
     };
     let capture = capture.unwrap_or_else(|| Capture::new(limits.output_cap));
     let bytes_total = capture.total;
+    let mut output = capture.finish();
+    let (mut out_of_memory, mut process_limit_hit) = (false, false);
+    if let (Some(cgroup), Some(policy)) = (&cleanup.group, &limits.sandbox) {
+        out_of_memory = cgroup.ran_out_of_memory();
+        process_limit_hit = cgroup.hit_process_cap();
+        if out_of_memory {
+            output.push_str(&format!(
+                "\n[gaffer: the command used its {} MiB of memory; the kernel killed a process]\n",
+                policy.memory_bytes / (1024 * 1024)
+            ));
+        }
+        if process_limit_hit {
+            output.push_str(&format!(
+                "\n[gaffer: the command reached its limit of {} processes; a fork was refused]\n",
+                policy.max_processes
+            ));
+        }
+    }
 
     Ok(CommandOutput {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
-        output: capture.finish(),
+        output,
         bytes_total,
         duration: started.elapsed(),
         confinement,
+        out_of_memory,
+        process_limit_hit,
     })
 }
 
-/// Whether this kernel enforces Landlock (probed once, then cached).
-///
-/// The probe restricts a throwaway thread (Landlock confines only the calling thread), so gaffer
-/// itself stays unrestricted.
-pub fn landlock_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        let probe = std::thread::Builder::new()
-            .name("landlock-probe".to_string())
-            .spawn(|| {
-                Ruleset::default()
-                    .set_compatibility(CompatLevel::BestEffort)
-                    .handle_access(AccessFs::from_write(LANDLOCK_ABI))
-                    .and_then(Ruleset::create)
-                    .and_then(RulesetCreated::restrict_self)
-                    .map(|status| status.ruleset != RulesetStatus::NotEnforced)
-                    .unwrap_or(false)
-            });
-        match probe {
-            Ok(handle) => handle.join().unwrap_or(false),
-            Err(_) => false,
+/// What a sandboxed command leaves to clean up: its command group and a fresh scratch.
+#[derive(Default)]
+struct Cleanup {
+    group: Option<CommandGroup>,
+    fresh_scratch: Option<tempfile::TempDir>,
+}
+
+impl Cleanup {
+    /// The host directories behind `HOME` and `/tmp`: under the shared scratch, else fresh.
+    fn scratch(&mut self, shared: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
+        let root = match shared {
+            Some(root) => root.to_path_buf(),
+            None => {
+                let fresh = tempfile::Builder::new()
+                    .prefix("gaffer-scratch-")
+                    .tempdir()
+                    .map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+                let root = fresh.path().to_path_buf();
+                self.fresh_scratch = Some(fresh);
+                root
+            }
+        };
+        let (home, tmp) = (root.join("home"), root.join("tmp"));
+        for dir in [&home, &tmp] {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-    })
+        Ok((home, tmp))
+    }
 }
 
-/// The child's whole environment: the allow-list from ours, then `env_set`, then a `HOME`.
-fn child_env(dir: &Path, limits: &CommandLimits) -> Vec<(OsString, OsString)> {
+/// The child's whole environment: the allow-list from ours, then `env_set`, then `fixed` (which
+/// wins unless `env_set` names the variable; an unconfined command's `HOME` only when none
+/// passed through).
+fn child_env(limits: &CommandLimits, fixed: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |name: OsString, value: OsString| {
         env.retain(|(n, _)| *n != name);
         env.push((name, value));
     };
+    let sandboxed = limits.sandbox.is_some();
     for name in &limits.env_allow {
         if let Some(value) = std::env::var_os(name) {
             set(name.into(), value);
         }
     }
-    for (name, value) in &limits.env_set {
-        set(name.into(), value.into());
+    for (name, value) in fixed {
+        let passed = limits.env_allow.iter().any(|n| n.as_str() == name);
+        if sandboxed || !passed || std::env::var_os(name).is_none() {
+            set(name.clone(), value.clone());
+        }
     }
-    if !env.iter().any(|(n, _)| n == "HOME") {
-        env.push(("HOME".into(), dir.as_os_str().to_os_string()));
+    let policy_env = limits.sandbox.iter().flat_map(|p| p.env.iter());
+    for (name, value) in limits.env_set.iter().chain(policy_env) {
+        set(name.into(), value.into());
     }
     env
 }
 
-/// Builds (in the parent: it opens path fds and allocates) a ruleset that leaves reads and
-/// execution alone and allows writes only beneath `dir`, `/tmp`, `/dev` and the child's `TMPDIR`.
-fn write_ruleset(
-    dir: &Path,
-    env: &[(OsString, OsString)],
-    writable: &[PathBuf],
-) -> Result<RulesetCreated, String> {
-    let access = AccessFs::from_write(LANDLOCK_ABI);
-    let dir_fd = PathFd::new(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    let mut others = vec![PathBuf::from("/tmp"), PathBuf::from("/dev")];
-    others.extend(writable.iter().cloned());
-    if let Some((_, tmpdir)) = env.iter().find(|(n, _)| n == "TMPDIR") {
-        others.push(PathBuf::from(tmpdir));
-    }
-    Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(access)
-        .and_then(Ruleset::create)
-        .and_then(|created| created.add_rule(PathBeneath::new(dir_fd, access)))
-        // Missing directories are skipped.
-        .and_then(|created| created.add_rules(path_beneath_rules(&others, access)))
-        .map_err(|e| format!("cannot build the Landlock ruleset: {e}"))
-}
-
-/// Spawns `sh -c command` in its own session, stderr merged into stdout, optionally restricted.
+/// Spawns `cmd` in its own session, stdin null, stderr merged into stdout, with `env` as its
+/// whole environment, first joining the command group when `join` is given.
 fn spawn(
-    dir: &Path,
-    command: &str,
+    mut cmd: tokio::process::Command,
     env: &[(OsString, OsString)],
-    ruleset: Option<RulesetCreated>,
+    join: Option<super::cgroup::Joiner>,
 ) -> io::Result<Child> {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .env_clear()
+    cmd.env_clear()
         .envs(env.iter().map(|(n, v)| (n, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    let mut ruleset = ruleset;
     // SAFETY: between fork and exec the closure only makes async-signal-safe system calls
-    // (setsid, dup2, prctl, landlock_restrict_self, close) and does not allocate: the ruleset was
-    // built in the parent and is only moved out of its Option here.
+    // (setsid, dup2, open, write, close) and does not allocate.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 {
@@ -304,14 +346,8 @@ fn spawn(
             if libc::dup2(libc::STDOUT_FILENO, libc::STDERR_FILENO) == -1 {
                 return Err(io::Error::last_os_error());
             }
-            if let Some(created) = ruleset.take() {
-                // Also sets PR_SET_NO_NEW_PRIVS.
-                match created.restrict_self() {
-                    Ok(status) if status.ruleset != RulesetStatus::NotEnforced => {}
-                    // Refuse to run as "confined" when it is not: the parent retries unconfined.
-                    Ok(_) => return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
-                    Err(_) => return Err(io::Error::from_raw_os_error(libc::EPERM)),
-                }
+            if let Some(join) = &join {
+                join.join()?;
             }
             Ok(())
         });
@@ -472,49 +508,17 @@ fn trim_partial_start(bytes: &[u8]) -> &[u8] {
     &bytes[skip..]
 }
 
-/// Logs once per process that commands run without write confinement.
-fn warn_unconfined(reason: &str) {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!("commands run unconfined (no Landlock write confinement): {reason}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The process mechanics are the same in and out of the sandbox; these tests run
+    /// unconfined (the sandbox is tested in `tests/sandbox.rs`, where its init program is built).
     fn limits() -> CommandLimits {
-        CommandLimits::default()
-    }
-
-    /// A scratch directory outside `/tmp` and `$TMPDIR` (which confined commands may write to):
-    /// the build's target directory when the checkout is not itself under `/tmp` (CI may clone
-    /// there), else `/var/tmp`, else the home directory.
-    fn scratch_outside_tmp() -> tempfile::TempDir {
-        let writable_anyway: Vec<PathBuf> = ["/tmp".into()]
-            .into_iter()
-            .chain(std::env::var_os("TMPDIR").map(PathBuf::from))
-            .filter_map(|p: PathBuf| p.canonicalize().ok())
-            .collect();
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-        let candidates = [
-            Some(target),
-            Some(PathBuf::from("/var/tmp")),
-            std::env::var_os("HOME").map(PathBuf::from),
-        ];
-        for dir in candidates.into_iter().flatten() {
-            let Ok(dir) = dir.canonicalize() else {
-                continue;
-            };
-            if writable_anyway.iter().any(|w| dir.starts_with(w)) {
-                continue;
-            }
-            if let Ok(scratch) = tempfile::tempdir_in(&dir) {
-                return scratch;
-            }
+        CommandLimits {
+            sandbox: None,
+            ..CommandLimits::default()
         }
-        panic!("no scratch directory outside /tmp and $TMPDIR");
     }
 
     /// Whether `pid` is gone (or a zombie waiting for its reaper), polling up to two seconds.
@@ -544,7 +548,8 @@ mod tests {
             ["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER"]
         );
         assert!(d.env_set.is_empty());
-        assert!(d.confine_writes);
+        assert_eq!(d.sandbox, Some(SandboxPolicy::default()));
+        assert_eq!(d.scratch, None);
         assert_eq!(
             serde_json::to_string(&Confinement::Unconfined).unwrap(),
             "\"unconfined\""
@@ -714,68 +719,5 @@ mod tests {
                 "unexpected variable {name}"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn landlock_confines_writes_to_the_worktree() {
-        let available = landlock_available();
-        println!("landlock_available() = {available}");
-        let dir = scratch_outside_tmp();
-        let outside = scratch_outside_tmp();
-        let target = outside.path().join("f");
-        let out = run_command(
-            dir.path(),
-            &format!(
-                "echo inside > inside.txt && echo ok; echo x > '{}'; echo tmp > /dev/null",
-                target.display()
-            ),
-            &limits(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("inside.txt")).unwrap(),
-            "inside\n"
-        );
-        if !available {
-            println!("note: Landlock is not available here; confinement not asserted");
-            assert_eq!(out.confinement, Confinement::Unconfined);
-            return;
-        }
-        assert_eq!(out.confinement, Confinement::Landlock);
-        assert!(!target.exists(), "wrote outside the worktree");
-        assert!(out.output.starts_with("ok\n"), "{}", out.output);
-        assert_eq!(out.exit_code, Some(0), "{}", out.output); // /dev/null stays writable
-        assert!(out.output.contains("ermission denied"), "{}", out.output);
-
-        // A directory named writable (a build tool's cache) is writable, confined.
-        let with_cache = CommandLimits {
-            writable: vec![outside.path().to_path_buf()],
-            ..limits()
-        };
-        let out = run_command(
-            dir.path(),
-            &format!("echo cache > '{}'", target.display()),
-            &with_cache,
-        )
-        .await
-        .unwrap();
-        assert_eq!(out.confinement, Confinement::Landlock);
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "cache\n");
-        std::fs::remove_file(&target).unwrap();
-
-        let unconfined = CommandLimits {
-            confine_writes: false,
-            ..limits()
-        };
-        let out = run_command(
-            dir.path(),
-            &format!("echo x > '{}'", target.display()),
-            &unconfined,
-        )
-        .await
-        .unwrap();
-        assert_eq!(out.confinement, Confinement::Unconfined);
-        assert!(target.exists());
     }
 }

@@ -1,0 +1,183 @@
+//! One git command: gaffer's fixed configuration and environment around it (so that the user's
+//! locale, an inherited `GIT_DIR` or a global signing setting cannot change what gaffer does),
+//! its arguments, and what it printed.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use super::GitError;
+
+/// Configuration every git command runs with: stable path output, a fixed identity for the
+/// commits gaffer makes, no signing (no key, no prompt), and no automation that could move other
+/// refs or stash the user's work behind our back.
+const BASE_CONFIG: &[&str] = &[
+    "core.quotepath=false",
+    "user.name=gaffer",
+    "user.email=gaffer@localhost",
+    "commit.gpgsign=false",
+    "rerere.enabled=false",
+    "merge.autoStash=false",
+    "rebase.autoStash=false",
+    "rebase.updateRefs=false",
+];
+
+/// Inherited variables that would point git at another repository, index or identity.
+const SCRUBBED_ENV: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+];
+
+/// One git invocation, built up and then run in `dir`.
+pub(crate) struct Git {
+    dir: PathBuf,
+    args: Vec<OsString>,
+    skip_hooks: bool,
+    index: Option<PathBuf>,
+}
+
+/// What a finished git command printed.
+pub(crate) struct GitRun {
+    dir: PathBuf,
+    args: String,
+    status: ExitStatus,
+    pub(super) stdout: String,
+    stderr: String,
+}
+
+impl Git {
+    /// A git command that will run in `dir`.
+    pub(crate) fn new(dir: &Path) -> Git {
+        Git {
+            dir: dir.to_path_buf(),
+            args: Vec::new(),
+            skip_hooks: false,
+            index: None,
+        }
+    }
+
+    /// Uses `index` as the index file instead of the repository's own.
+    pub(crate) fn with_index(mut self, index: &Path) -> Git {
+        self.index = Some(index.to_path_buf());
+        self
+    }
+
+    /// Appends one argument.
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Git {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// Appends several arguments.
+    pub(crate) fn args<I, S>(mut self, args: I) -> Git
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Runs without the repository's hooks: used in gaffer's own worktrees, where a user's
+    /// pre-commit hook has no say (gaffer's checks are its own) and could stall or fail the run.
+    pub(crate) fn skip_hooks(mut self) -> Git {
+        self.skip_hooks = true;
+        self
+    }
+
+    /// Runs the command and returns its output whatever its exit status.
+    pub(crate) fn output(&self) -> Result<GitRun, GitError> {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&self.dir);
+        for setting in BASE_CONFIG {
+            cmd.arg("-c").arg(setting);
+        }
+        if self.skip_hooks {
+            cmd.arg("-c").arg("core.hooksPath=/dev/null");
+        }
+        cmd.args(&self.args)
+            .env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_EDITOR", "true")
+            .env("GIT_SEQUENCE_EDITOR", "true")
+            .env("GIT_MERGE_AUTOEDIT", "no")
+            .stdin(Stdio::null());
+        for var in SCRUBBED_ENV {
+            cmd.env_remove(var);
+        }
+        if let Some(index) = &self.index {
+            cmd.env("GIT_INDEX_FILE", index);
+        }
+        let args = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = cmd.output().map_err(|e| GitError::Io {
+            path: self.dir.clone(),
+            reason: format!("could not run `git {args}`: {e}"),
+        })?;
+        Ok(GitRun {
+            dir: self.dir.clone(),
+            args,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+
+    /// Runs the command and returns its standard output; a non-zero exit is an error.
+    pub(crate) fn run(&self) -> Result<String, GitError> {
+        self.output()?.checked()
+    }
+}
+
+impl GitRun {
+    /// True when git exited with status 0.
+    pub(crate) fn ok(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Git's exit code, when it exited normally.
+    pub(crate) fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The command's failure as an error.
+    pub(crate) fn into_error(self) -> GitError {
+        GitError::Command {
+            dir: self.dir,
+            args: self.args,
+            status: self.status.to_string(),
+            stderr: self.stderr,
+        }
+    }
+
+    /// Standard output, or the error when git failed.
+    pub(crate) fn checked(self) -> Result<String, GitError> {
+        if self.ok() {
+            Ok(self.stdout)
+        } else {
+            Err(self.into_error())
+        }
+    }
+
+    /// Standard error, trimmed.
+    pub(crate) fn stderr(&self) -> &str {
+        &self.stderr
+    }
+}

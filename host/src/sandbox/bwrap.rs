@@ -1,0 +1,253 @@
+//! The namespaces and mount view of a sandboxed command, made by bubblewrap (Debian's
+//! `bubblewrap`, the tool Flatpak and Anthropic's sandbox runtime for Claude Code build on): a
+//! new user, mount, PID, IPC and UTS namespace (and network, unless allowed), uid 1000 inside,
+//! no capabilities, no further user namespaces, and a file system that holds only the system
+//! directories (read-only, with the shadow files masked), a private `/proc` and a minimal
+//! `/dev`, the attempt's scratch home and temp folder, the read-only paths the project
+//! declares, and the worktree. The host's home, gaffer's state, the main repository and every
+//! other process are not there.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::policy::SandboxPolicy;
+
+/// Where the scratch home is inside.
+pub const HOME: &str = "/home/agent";
+/// Where gaffer's init program is inside.
+pub const INIT: &str = "/run/gaffer/sandbox-init";
+/// The uid and gid of the command inside (not root).
+pub const UID: u32 = 1000;
+
+/// System directories shown read-only (or as the symlinks they are).
+const SYSTEM: &[&str] = &[
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+/// Files of `/etc` that hold secrets, masked.
+const MASKED: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+];
+
+/// Files that hold credentials when they sit directly in a declared read-only directory (a
+/// toolchain's home such as `~/.cargo`): masked, so that declaring the toolchain does not
+/// declare its registry tokens.
+const CREDENTIALS: &[&str] = &[
+    "credentials",
+    "credentials.toml",
+    ".credentials.json",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    "config.json",
+    "auth.json",
+    "hosts.yml",
+];
+
+/// One command's jail.
+#[derive(Debug, Clone)]
+pub struct Jail<'a> {
+    /// The directory the command starts in (the worktree or inside it).
+    pub dir: &'a Path,
+    /// Directories shown read-write at their own path (the worktree).
+    pub writable: &'a [PathBuf],
+    /// The host directories behind the scratch `HOME` and `/tmp`.
+    pub home: &'a Path,
+    pub tmp: &'a Path,
+    pub policy: &'a SandboxPolicy,
+    /// gaffer's init program on the host.
+    pub init: &'a Path,
+    /// The command's environment.
+    pub env: &'a [(OsString, OsString)],
+}
+
+fn push(args: &mut Vec<OsString>, items: &[&dyn AsRefOs]) {
+    for item in items {
+        args.push(item.as_os());
+    }
+}
+
+/// Anything that is an argument.
+trait AsRefOs {
+    fn as_os(&self) -> OsString;
+}
+
+impl AsRefOs for &str {
+    fn as_os(&self) -> OsString {
+        OsString::from(*self)
+    }
+}
+
+impl AsRefOs for &Path {
+    fn as_os(&self) -> OsString {
+        self.as_os_str().to_os_string()
+    }
+}
+
+impl AsRefOs for PathBuf {
+    fn as_os(&self) -> OsString {
+        self.as_os_str().to_os_string()
+    }
+}
+
+impl AsRefOs for String {
+    fn as_os(&self) -> OsString {
+        OsString::from(self)
+    }
+}
+
+impl AsRefOs for OsString {
+    fn as_os(&self) -> OsString {
+        self.clone()
+    }
+}
+
+/// bubblewrap's arguments up to the program it runs (gaffer's init).
+pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let a = &mut args;
+    push(
+        a,
+        &[
+            &"--unshare-user",
+            &"--unshare-ipc",
+            &"--unshare-pid",
+            &"--unshare-uts",
+            &"--unshare-cgroup-try",
+        ],
+    );
+    if !jail.policy.network {
+        push(a, &[&"--unshare-net"]);
+    }
+    push(
+        a,
+        &[
+            &"--uid",
+            &UID.to_string(),
+            &"--gid",
+            &UID.to_string(),
+            &"--hostname",
+            &"sandbox",
+            &"--disable-userns",
+            &"--die-with-parent",
+            &"--new-session",
+            &"--cap-drop",
+            &"ALL",
+        ],
+    );
+    for dir in SYSTEM {
+        let path = Path::new(dir);
+        match std::fs::read_link(path) {
+            Ok(target) => push(a, &[&"--symlink", &target, &path]),
+            Err(_) if path.is_dir() => push(a, &[&"--ro-bind", &path, &path]),
+            Err(_) => {}
+        }
+    }
+    for file in MASKED {
+        if Path::new(file).exists() {
+            push(a, &[&"--ro-bind", &"/dev/null", file]);
+        }
+    }
+    push(a, &[&"--proc", &"/proc", &"--dev", &"/dev"]);
+    push(
+        a,
+        &[&"--bind", &jail.tmp, &"/tmp", &"--bind", &jail.home, &HOME],
+    );
+    for dir in &jail.policy.read_only {
+        if dir.exists() {
+            push(a, &[&"--ro-bind", dir, dir]);
+            for name in CREDENTIALS {
+                let file = dir.join(name);
+                if file.is_file() {
+                    push(a, &[&"--ro-bind", &"/dev/null", &file]);
+                }
+            }
+        }
+    }
+    for dir in jail.writable {
+        push(a, &[&"--bind", dir, dir]);
+    }
+    push(a, &[&"--ro-bind", &jail.init, &INIT, &"--chdir", &jail.dir]);
+    push(a, &[&"--clearenv"]);
+    for (name, value) in jail.env {
+        push(a, &[&"--setenv", name, value]);
+    }
+    push(a, &[&"--", &INIT]);
+    args
+}
+
+/// `PATH` inside: the entries of gaffer's own `PATH` that are visible in the jail (system
+/// directories and declared read-only paths), else the usual system ones.
+pub fn inner_path(policy: &SandboxPolicy) -> OsString {
+    let visible = |dir: &Path| {
+        ["/usr", "/bin", "/sbin"].iter().any(|s| dir.starts_with(s))
+            || policy.read_only.iter().any(|r| dir.starts_with(r))
+    };
+    let dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).filter(|d| visible(d)).collect())
+        .unwrap_or_default();
+    if dirs.is_empty() {
+        return OsString::from("/usr/local/bin:/usr/bin:/bin");
+    }
+    std::env::join_paths(dirs).unwrap_or_else(|_| OsString::from("/usr/local/bin:/usr/bin:/bin"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(args: &[OsString]) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn the_jail_shows_the_worktree_last_and_no_network_by_default() {
+        let policy = SandboxPolicy {
+            read_only: vec!["/opt/toolchain".into()],
+            ..SandboxPolicy::default()
+        };
+        let writable = vec![PathBuf::from("/tmp/x/repo/.gaffer/worktrees/T-1-a1")];
+        let env = vec![(OsString::from("HOME"), OsString::from(HOME))];
+        let jail = Jail {
+            dir: &writable[0],
+            writable: &writable,
+            home: Path::new("/scratch/home"),
+            tmp: Path::new("/scratch/tmp"),
+            policy: &policy,
+            init: Path::new("/usr/local/bin/gaffer-sandbox"),
+            env: &env,
+        };
+        let text = joined(&args(&jail));
+        assert!(text.contains("--unshare-net"), "{text}");
+        assert!(text.contains("--uid 1000 --gid 1000"), "{text}");
+        assert!(text.contains("--cap-drop ALL"), "{text}");
+        // /tmp is mounted before the worktree, which may lie beneath it.
+        let tmp = text.find("--bind /scratch/tmp /tmp").unwrap();
+        let worktree = text
+            .find(
+                "--bind /tmp/x/repo/.gaffer/worktrees/T-1-a1 /tmp/x/repo/.gaffer/worktrees/T-1-a1",
+            )
+            .unwrap();
+        assert!(tmp < worktree, "{text}");
+        assert!(
+            text.ends_with(&format!("--setenv HOME {HOME} -- {INIT}")),
+            "{text}"
+        );
+        let open = SandboxPolicy {
+            network: true,
+            ..SandboxPolicy::default()
+        };
+        let text = joined(&args(&Jail {
+            policy: &open,
+            ..jail
+        }));
+        assert!(!text.contains("--unshare-net"), "{text}");
+    }
+}

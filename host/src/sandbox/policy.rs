@@ -1,0 +1,106 @@
+//! What the sandbox of an agent's commands allows: `[sandbox]` of `gaffer.toml`, resolved.
+//! The defaults are the safe ones: no network, nothing of the host but its system directories
+//! (read-only), bounded memory, processes and file sizes.
+
+use std::path::PathBuf;
+
+use crate::config::Invalid;
+use crate::config::schema::SandboxSection;
+
+const MIB: u64 = 1024 * 1024;
+/// Memory of all the processes of one command together.
+pub const DEFAULT_MEMORY_MIB: u64 = 2048;
+/// Processes (and threads) of one command at once: a fork bomb stops here.
+pub const DEFAULT_MAX_PROCESSES: u64 = 512;
+/// The largest file one command may write.
+pub const DEFAULT_MAX_FILE_MIB: u64 = 1024;
+
+/// The sandbox every command of an attempt runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxPolicy {
+    /// Whether commands reach the network (off: their namespace has its own loopback only).
+    pub network: bool,
+    /// Host directories commands may read (toolchains, caches), mounted read-only at the same
+    /// path; `~/` is the home directory of the user running gaffer.
+    pub read_only: Vec<PathBuf>,
+    /// Variables set inside (after everything else; `~/` at the start of a value is the home
+    /// directory of the user running gaffer), such as `CARGO_HOME` for a read-only toolchain.
+    pub env: Vec<(String, String)>,
+    /// Memory cap of one command's processes together, in bytes.
+    pub memory_bytes: u64,
+    /// Processes and threads of one command at once.
+    pub max_processes: u64,
+    /// The largest file a command may write, in bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for SandboxPolicy {
+    fn default() -> Self {
+        SandboxPolicy {
+            network: false,
+            read_only: Vec::new(),
+            env: Vec::new(),
+            memory_bytes: DEFAULT_MEMORY_MIB * MIB,
+            max_processes: DEFAULT_MAX_PROCESSES,
+            max_file_bytes: DEFAULT_MAX_FILE_MIB * MIB,
+        }
+    }
+}
+
+/// `~/x` as a path under the home directory; other paths as they are.
+pub fn expand_home(dir: &str) -> PathBuf {
+    match (dir.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(dir),
+    }
+}
+
+impl SandboxPolicy {
+    /// The policy of `[sandbox]`; zero limits are refused, and a read-only path must be absolute
+    /// (or under `~/`).
+    pub fn from_config(section: &SandboxSection) -> Result<SandboxPolicy, Invalid> {
+        let positive = |key: &str, value: Option<u64>, default: u64| -> Result<u64, Invalid> {
+            Invalid::at_least(
+                format!("sandbox.{key}"),
+                value.unwrap_or(default),
+                1,
+                "a limit of zero would stop every command",
+            )
+        };
+        let mut read_only = Vec::new();
+        for (i, dir) in section.read_only.iter().flatten().enumerate() {
+            let path = expand_home(dir);
+            if !path.is_absolute() {
+                return Err(Invalid::new(
+                    format!("sandbox.read_only[{i}]"),
+                    format!("`{dir}` is not an absolute path (or one under `~/`)"),
+                ));
+            }
+            read_only.push(path);
+        }
+        let env = section
+            .env
+            .iter()
+            .flatten()
+            .map(|(name, value)| {
+                (
+                    name.clone(),
+                    expand_home(value).to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        Ok(SandboxPolicy {
+            network: section.network.unwrap_or(false),
+            read_only,
+            env,
+            memory_bytes: positive("memory_mib", section.memory_mib, DEFAULT_MEMORY_MIB)? * MIB,
+            max_processes: positive(
+                "max_processes",
+                section.max_processes,
+                DEFAULT_MAX_PROCESSES,
+            )?,
+            max_file_bytes: positive("max_file_mib", section.max_file_mib, DEFAULT_MAX_FILE_MIB)?
+                * MIB,
+        })
+    }
+}
