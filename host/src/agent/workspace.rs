@@ -632,7 +632,22 @@ mod tests {
         ws.write_file("b.txt", "").unwrap();
         ws.write_file("a/x.rs", "").unwrap();
         ws.write_file("a/sub/y.rs", "").unwrap();
-        ws.write_file("a/.git", "gitdir: elsewhere").unwrap();
+        std::fs::write(tmp.path().join("a/.git"), "gitdir: elsewhere").unwrap();
+        // The tools themselves refuse any path through `.git`, in any case.
+        for path in ["a/.git", ".git/HEAD", "x/.GIT/config"] {
+            assert_eq!(
+                ws.write_file(path, "x"),
+                Err(ToolError::GitMetadata { path: path.into() })
+            );
+            assert!(matches!(
+                ws.read_file(path),
+                Err(ToolError::GitMetadata { .. })
+            ));
+        }
+        assert!(matches!(
+            ws.list_files(".git", 1, 10),
+            Err(ToolError::GitMetadata { .. })
+        ));
 
         let (one, more) = ws.list_files("", 1, 100).unwrap();
         assert_eq!(one, ["a/", "b.txt"]);
@@ -665,7 +680,8 @@ mod tests {
         ws.write_file("src/a.rs", "fn one() {}\n\nfn two() {}\n// two again\n")
             .unwrap();
         ws.write_file("src/b.rs", "let two = 2;\n").unwrap();
-        ws.write_file(".git/config", "two\n").unwrap();
+        std::fs::create_dir_all(tmp.path().join(".git")).unwrap();
+        std::fs::write(tmp.path().join(".git/config"), "two\n").unwrap();
         std::fs::write(tmp.path().join("bin"), [b't', b'w', b'o', 0xff]).unwrap();
         ws.write_file("long.txt", &format!("two{}\n", "x".repeat(400)))
             .unwrap();

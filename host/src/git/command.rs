@@ -9,10 +9,15 @@ use std::process::{Command, ExitStatus, Stdio};
 use super::GitError;
 
 /// Configuration every git command runs with: stable path output, a fixed identity for the
-/// commits gaffer makes, no signing (no key, no prompt), and no automation that could move other
-/// refs or stash the user's work behind our back.
+/// commits gaffer makes, no signing (no key, no prompt), no automation that could move other
+/// refs or stash the user's work behind our back, and nothing a repository could make git run:
+/// no hooks (gaffer's merges and commits are its own; a hook an attempt planted must never run
+/// as gaffer), no file-system monitor program, no submodule recursion.
 const BASE_CONFIG: &[&str] = &[
     "core.quotepath=false",
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "submodule.recurse=false",
     "user.name=gaffer",
     "user.email=gaffer@localhost",
     "commit.gpgsign=false",
@@ -44,8 +49,19 @@ const SCRUBBED_ENV: &[&str] = &[
 pub(crate) struct Git {
     dir: PathBuf,
     args: Vec<OsString>,
-    skip_hooks: bool,
     index: Option<PathBuf>,
+    /// An attempt's worktree: its git dir and work tree named explicitly, attributes read from
+    /// its base commit.
+    worktree: Option<WorktreeLocation>,
+}
+
+/// Where an attempt's git state is, as recorded when gaffer made the worktree (never as the
+/// worktree's own `.git` says: the attempt may have rewritten it).
+#[derive(Debug, Clone)]
+struct WorktreeLocation {
+    git_dir: PathBuf,
+    work_tree: PathBuf,
+    attributes_from: String,
 }
 
 /// What a finished git command printed.
@@ -63,8 +79,24 @@ impl Git {
         Git {
             dir: dir.to_path_buf(),
             args: Vec::new(),
-            skip_hooks: false,
             index: None,
+            worktree: None,
+        }
+    }
+
+    /// A git command on an attempt's worktree that nothing in the worktree can steer: the git
+    /// dir and work tree are named (the worktree's `.git` file, which the attempt could replace
+    /// with a repository of its own, is never read), and `.gitattributes` is read from the
+    /// worktree's base commit (`--attr-source`), so an attempt's attributes choose no filter
+    /// or driver and hide nothing from a diff.
+    pub(crate) fn in_worktree(worktree: &super::Worktree) -> Git {
+        Git {
+            worktree: Some(WorktreeLocation {
+                git_dir: worktree.git_dir.clone(),
+                work_tree: worktree.path.clone(),
+                attributes_from: worktree.base.clone(),
+            }),
+            ..Git::new(&worktree.path)
         }
     }
 
@@ -91,13 +123,6 @@ impl Git {
         self
     }
 
-    /// Runs without the repository's hooks: used in gaffer's own worktrees, where a user's
-    /// pre-commit hook has no say (gaffer's checks are its own) and could stall or fail the run.
-    pub(crate) fn skip_hooks(mut self) -> Git {
-        self.skip_hooks = true;
-        self
-    }
-
     /// Runs the command and returns its output whatever its exit status.
     pub(crate) fn output(&self) -> Result<GitRun, GitError> {
         let mut cmd = Command::new("git");
@@ -105,8 +130,14 @@ impl Git {
         for setting in BASE_CONFIG {
             cmd.arg("-c").arg(setting);
         }
-        if self.skip_hooks {
-            cmd.arg("-c").arg("core.hooksPath=/dev/null");
+        if let Some(location) = &self.worktree {
+            let mut git_dir = OsString::from("--git-dir=");
+            git_dir.push(&location.git_dir);
+            let mut work_tree = OsString::from("--work-tree=");
+            work_tree.push(&location.work_tree);
+            cmd.arg(git_dir)
+                .arg(work_tree)
+                .arg(format!("--attr-source={}", location.attributes_from));
         }
         cmd.args(&self.args)
             .env("LC_ALL", "C")

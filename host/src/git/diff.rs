@@ -115,6 +115,13 @@ fn parse_file(lines: &[&str], start: usize) -> Result<(FileDiff, usize), GitErro
         u32::try_from(n).unwrap_or(u32::MAX)
     };
     let (added, removed) = (count(LineKind::Added), count(LineKind::Removed));
+    // Diffs are taken with `--text` (so that no attribute hides content): a file is binary
+    // when its lines hold a NUL byte, as git's own heuristic says.
+    let binary = binary
+        || hunks
+            .iter()
+            .flat_map(|h| &h.lines)
+            .any(|l| l.text.contains('\0'));
     let file = FileDiff {
         path,
         old_path,

@@ -7,7 +7,7 @@
 //! `gaffer/merged/<task>`. Nothing here can discard the user's changes: the user's tree is only
 //! ever touched by `git merge --ff-only`, which refuses rather than overwrite.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::PoisonError;
 
 use super::{Git, GitError, Repo, Worktree, list_worktrees, uncommitted_in};
@@ -97,9 +97,8 @@ impl Repo {
         tip: &str,
         message: &str,
     ) -> Result<Candidate, GitError> {
-        let dir = worktree.path.as_path();
         let branch = worktree.branch.as_str();
-        abort_leftover_operations(dir)?;
+        abort_leftover_operations(worktree)?;
         let head = self.branch_tip(branch)?;
         if is_ancestor(&self.root, tip, &head)? {
             return Ok(Candidate::Ready {
@@ -108,12 +107,10 @@ impl Repo {
             });
         }
 
-        Git::new(dir)
-            .skip_hooks()
+        Git::in_worktree(worktree)
             .args(["checkout", "--quiet", "--detach", tip])
             .run()?;
-        let merge = Git::new(dir)
-            .skip_hooks()
+        let merge = Git::in_worktree(worktree)
             .args([
                 "merge",
                 "--no-ff",
@@ -125,24 +122,24 @@ impl Repo {
             ])
             .output()?;
         if merge.ok() {
-            let commit = rev_parse(dir, "HEAD")?;
+            let commit = rev_parse(worktree, "HEAD")?;
             return Ok(Candidate::Ready {
                 commit,
                 how: MergeKind::MergeCommit,
             });
         }
-        let merge_conflicts = unmerged_files(dir)?;
-        Git::new(dir).args(["merge", "--abort"]).run()?;
+        let merge_conflicts = unmerged_files(worktree)?;
+        Git::in_worktree(worktree)
+            .args(["merge", "--abort"])
+            .run()?;
         if merge_conflicts.is_empty() {
             return Err(merge.into_error());
         }
 
-        Git::new(dir)
-            .skip_hooks()
+        Git::in_worktree(worktree)
             .args(["checkout", "--quiet", branch])
             .run()?;
-        let rebase = Git::new(dir)
-            .skip_hooks()
+        let rebase = Git::in_worktree(worktree)
             .args(["rebase", "--quiet", "--no-autosquash", "--no-verify", tip])
             .output()?;
         if rebase.ok() {
@@ -152,8 +149,10 @@ impl Repo {
                 how: MergeKind::Rebased,
             });
         }
-        let rebase_conflicts = unmerged_files(dir)?;
-        Git::new(dir).args(["rebase", "--abort"]).run()?;
+        let rebase_conflicts = unmerged_files(worktree)?;
+        Git::in_worktree(worktree)
+            .args(["rebase", "--abort"])
+            .run()?;
         if rebase_conflicts.is_empty() {
             return Err(rebase.into_error());
         }
@@ -270,8 +269,8 @@ fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str) -> Result<bool, Git
     }
 }
 
-fn rev_parse(dir: &Path, rev: &str) -> Result<String, GitError> {
-    Ok(Git::new(dir)
+fn rev_parse(worktree: &Worktree, rev: &str) -> Result<String, GitError> {
+    Ok(Git::in_worktree(worktree)
         .args(["rev-parse", "--verify", rev])
         .run()?
         .trim()
@@ -279,8 +278,8 @@ fn rev_parse(dir: &Path, rev: &str) -> Result<String, GitError> {
 }
 
 /// Files left unmerged by a stopped merge or rebase.
-fn unmerged_files(dir: &Path) -> Result<Vec<String>, GitError> {
-    let out = Git::new(dir)
+fn unmerged_files(worktree: &Worktree) -> Result<Vec<String>, GitError> {
+    let out = Git::in_worktree(worktree)
         .args(["diff", "--name-only", "--diff-filter=U", "-z"])
         .run()?;
     Ok(out
@@ -291,20 +290,20 @@ fn unmerged_files(dir: &Path) -> Result<Vec<String>, GitError> {
 }
 
 /// Aborts a merge or rebase a crashed earlier run left half-done in gaffer's worktree.
-fn abort_leftover_operations(dir: &Path) -> Result<(), GitError> {
-    let merging = Git::new(dir)
+fn abort_leftover_operations(worktree: &Worktree) -> Result<(), GitError> {
+    let merging = Git::in_worktree(worktree)
         .args(["rev-parse", "--quiet", "--verify", "MERGE_HEAD"])
         .output()?;
     if merging.ok() {
-        Git::new(dir).args(["merge", "--abort"]).run()?;
+        Git::in_worktree(worktree)
+            .args(["merge", "--abort"])
+            .run()?;
     }
     for state in ["rebase-merge", "rebase-apply"] {
-        let path = Git::new(dir)
-            .args(["rev-parse", "--git-path", state])
-            .run()?;
-        let path = PathBuf::from(path.trim_end_matches('\n'));
-        if dir.join(path).exists() {
-            Git::new(dir).args(["rebase", "--abort"]).run()?;
+        if worktree.git_dir.join(state).exists() {
+            Git::in_worktree(worktree)
+                .args(["rebase", "--abort"])
+                .run()?;
             break;
         }
     }

@@ -63,6 +63,9 @@ pub struct Repo {
 pub struct Worktree {
     /// Directory of the worktree.
     pub path: PathBuf,
+    /// Its git dir in the main repository (`.git/worktrees/<name>`), as git reported it when
+    /// gaffer made the worktree; every later git command names it.
+    pub git_dir: PathBuf,
     /// Branch checked out in it.
     pub branch: String,
     /// Full id of the commit it started from.
@@ -211,13 +214,17 @@ impl Repo {
                 .run()?;
         }
         Git::new(&self.root)
-            .skip_hooks()
             .args(["worktree", "add", "--quiet", "-b", branch])
             .arg(dir)
             .arg(&base_commit)
             .run()?;
+        // Asked now, before anything but git has been in the worktree.
+        let git_dir = Git::new(dir)
+            .args(["rev-parse", "--absolute-git-dir"])
+            .run()?;
         Ok(Worktree {
             path: canonical(dir),
+            git_dir: PathBuf::from(git_dir.trim_end_matches('\n')),
             branch: branch.to_string(),
             base: base_commit,
         })
@@ -310,9 +317,10 @@ const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// `git diff` of the staged change against a base, in the one shape [`diff::parse`] reads,
 /// whatever the user's git configuration says (external diff drivers, textconv, prefixes, colour).
-const STAGED_DIFF: [&str; 9] = [
+const STAGED_DIFF: [&str; 10] = [
     "diff",
     "--cached",
+    "--text",
     "-M",
     "--no-color",
     "--no-ext-diff",
@@ -374,8 +382,8 @@ impl Worktree {
 
     /// The same change as unified diff text, for the model and the logs.
     pub fn diff_text(&self) -> Result<String, GitError> {
-        Git::new(&self.path).args(["add", "-A"]).run()?;
-        Git::new(&self.path)
+        Git::in_worktree(self).args(["add", "-A"]).run()?;
+        Git::in_worktree(self)
             .args(STAGED_DIFF)
             .arg(&self.base)
             .arg("--")
@@ -385,8 +393,8 @@ impl Worktree {
     /// Commits everything in the worktree, staged or not, untracked included (`git add -A`),
     /// with `message`. Returns None when there is nothing to commit, else the new commit id.
     pub fn commit(&self, message: &str) -> Result<Option<String>, GitError> {
-        Git::new(&self.path).args(["add", "-A"]).run()?;
-        let staged = Git::new(&self.path)
+        Git::in_worktree(self).args(["add", "-A"]).run()?;
+        let staged = Git::in_worktree(self)
             .args(["diff", "--cached", "--quiet"])
             .output()?;
         match staged.code() {
@@ -394,11 +402,10 @@ impl Worktree {
             Some(1) => {}
             _ => return Err(staged.into_error()),
         }
-        Git::new(&self.path)
-            .skip_hooks()
+        Git::in_worktree(self)
             .args(["commit", "--quiet", "--no-verify", "-m", message])
             .run()?;
-        let head = Git::new(&self.path)
+        let head = Git::in_worktree(self)
             .args(["rev-parse", "--verify", "HEAD"])
             .run()?;
         Ok(Some(head.trim().to_string()))
@@ -589,6 +596,72 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_attempt_cannot_steer_gaffers_git() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-1-a1"), "gaffer/T-1/a1", "main")
+            .unwrap();
+        let marker = tmp.path().join("ran-as-gaffer");
+        // The attempt replaces the worktree's `.git` with a repository of its own whose
+        // configuration runs a program on `git add` (fsmonitor), on commit (hooks) and on
+        // staging (a clean filter its attributes select), and hides a file from diffs.
+        let fake = tmp.path().join("fake");
+        sh(tmp.path(), &["init", "--quiet", fake.to_str().unwrap()]);
+        let program = tmp.path().join("evil.sh");
+        write(
+            &program,
+            &format!("#!/bin/sh\necho ran >> '{}'\ncat\n", marker.display()),
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let program = program.display().to_string();
+        for (key, value) in [
+            ("core.fsmonitor", program.as_str()),
+            ("filter.evil.clean", program.as_str()),
+            ("filter.evil.required", "true"),
+            ("core.hooksPath", tmp.path().join("hooks").to_str().unwrap()),
+        ] {
+            sh(&fake, &["config", key, value]);
+        }
+        write(
+            &tmp.path().join("hooks/pre-commit"),
+            &format!("#!/bin/sh\n{program}\n"),
+        );
+        std::fs::set_permissions(
+            tmp.path().join("hooks/pre-commit"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::remove_file(wt.path.join(".git")).unwrap();
+        std::fs::rename(fake.join(".git"), wt.path.join(".git")).unwrap();
+        write(
+            &wt.path.join(".gitattributes"),
+            "secret.txt -diff\n* filter=evil\n",
+        );
+        write(&wt.path.join("secret.txt"), "the content hooks must see\n");
+
+        let diff = wt.diff().unwrap();
+        let secret = diff.files.iter().find(|f| f.path == "secret.txt").unwrap();
+        assert!(!secret.binary);
+        assert_eq!(secret.hunks[0].lines[0].text, "the content hooks must see");
+        let commit = wt.commit("attempt").unwrap().unwrap();
+        assert!(!marker.exists(), "a program of the attempt ran as gaffer");
+        // The commit is on gaffer's branch in the main repository, which is intact.
+        assert_eq!(repo.branch_tip("gaffer/T-1/a1").unwrap(), commit);
+        sh(repo.root(), &["fsck", "--strict", "--no-dangling"]);
+
+        // The control: git as an unhardened host ran it (`git -C worktree add -A`).
+        let _ = std::process::Command::new("git")
+            .args(["-C", wt.path.to_str().unwrap(), "add", "-A"])
+            .output()
+            .unwrap();
+        assert!(
+            marker.exists(),
+            "the control did not run the attempt's program"
+        );
+    }
+
+    #[test]
     fn open_outside_a_repository_is_not_a_repository() {
         let tmp = TempDir::new().unwrap();
         let err = Repo::open(tmp.path()).unwrap_err();
@@ -710,7 +783,8 @@ pub(crate) mod tests {
             summary,
             [
                 ("gone.txt", None, FileStatus::Deleted, false, 0, 2),
-                ("image.bin", None, FileStatus::Added, true, 0, 0),
+                // Diffs are taken with --text: the bytes are shown, binary by their NULs.
+                ("image.bin", None, FileStatus::Added, true, 1, 0),
                 ("keep.txt", None, FileStatus::Modified, false, 2, 1),
                 (
                     "moved2.txt",
@@ -754,7 +828,11 @@ pub(crate) mod tests {
                 vec![(Removed, 1, s("bye")), (Removed, 2, s("for now"))]
             )]
         );
-        assert!(hunks("image.bin").is_empty());
+        // The bytes 0 1 2 255 0 (255 is not UTF-8: shown as U+FFFD).
+        assert_eq!(
+            hunks("image.bin"),
+            [((0, 0, 1, 1), vec![(Added, 1, s("\0\u{1}\u{2}\u{FFFD}\0"))])]
+        );
         assert!(hunks("renamed dir/new name.txt").is_empty());
         assert_eq!(
             hunks("keep.txt"),
@@ -797,7 +875,7 @@ pub(crate) mod tests {
                 diff.stats.lines_added,
                 diff.stats.lines_removed
             ),
-            (6, 5, 4)
+            (6, 6, 4)
         );
 
         let text = wt.diff_text().unwrap();

@@ -19,6 +19,8 @@ use crate::ledger::{Caps, Ledger};
 use crate::plugin::types::{ModelInfo, Prices};
 use crate::plugin::{PluginError, PluginRuntime, PluginSet, PluginSpecs};
 use crate::project::{Project, ProjectError};
+
+use super::policy_files::PolicyFiles;
 use crate::store::{BacklogStore, LedgerStore, MicroUsd};
 
 /// What `gaffer run` adds to the configuration.
@@ -112,6 +114,16 @@ pub fn assemble(
     settings.max_tasks = options.max_tasks;
     settings.watch = options.watch;
     settings.allow_dirty = options.allow_dirty;
+    settings.policy_files = PolicyFiles::new(
+        project.root(),
+        config.path(),
+        specs
+            .router
+            .iter()
+            .chain(&specs.verifier)
+            .chain(&specs.hooks)
+            .map(|spec| spec.path.clone()),
+    );
     if options.unconfined {
         tracing::warn!(
             "--unconfined: the agent's commands and the test command run with gaffer's own rights, \

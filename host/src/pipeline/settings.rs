@@ -11,6 +11,8 @@ use crate::config::Invalid;
 use crate::config::schema::GafferToml;
 use crate::sandbox::{CommandLimits, SandboxPolicy};
 
+use super::policy_files::PolicyFiles;
+
 /// The branch approved work merges into when `[project] target_branch` is not given.
 const DEFAULT_TARGET_BRANCH: &str = "main";
 const DEFAULT_TEST_TIMEOUT_SECS: u64 = 600;
@@ -43,6 +45,8 @@ pub struct PipelineSettings {
     /// Start even when the target branch is checked out with uncommitted changes (results then
     /// wait on `gaffer/merged/<task>`).
     pub allow_dirty: bool,
+    /// The files no attempt may change (set by `assemble`, which knows the plugins' paths).
+    pub policy_files: PolicyFiles,
 }
 
 impl PipelineSettings {
@@ -153,6 +157,7 @@ impl PipelineSettings {
             )?),
             worktrees_dir,
             allow_dirty: false,
+            policy_files: PolicyFiles::default(),
         })
     }
 }
@@ -213,6 +218,23 @@ mod tests {
             (
                 "[project]\ntarget_branch = \" \"\n",
                 "gaffer.toml:2: `project.target_branch`: is empty",
+            ),
+            (
+                "[sandbox]\nmemory_mib = 0\n",
+                "gaffer.toml:2: `sandbox.memory_mib`: 0 is too small",
+            ),
+            (
+                "[sandbox]\nread_only = [\"relative/dir\"]\n",
+                "gaffer.toml:2: `sandbox.read_only[0]`",
+            ),
+            // The keys of the Landlock-only confinement, with what replaced them.
+            (
+                "[agent]\nconfine_commands = false\n",
+                "gaffer.toml:2: `agent.confine_commands`: commands always run in the sandbox",
+            ),
+            (
+                "[agent]\nwritable = [\"~/.cargo\"]\n",
+                "gaffer.toml:2: `agent.writable`: commands may no longer write outside",
             ),
         ] {
             let error = settings(text).unwrap_err();

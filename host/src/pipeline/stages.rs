@@ -464,6 +464,19 @@ impl Pipeline {
                 Ending::new(TaskState::RejectedRequeued, AttemptOutcome::Rejected, why),
             ));
         }
+        let policy = self.settings.policy_files.touched(&diff);
+        if !policy.is_empty() {
+            return Err(Ending::new(
+                TaskState::NeedsHuman,
+                AttemptOutcome::NeedsHuman,
+                format!(
+                    "the change touches what steers gaffer itself, which only a person may \
+                     change: {}",
+                    policy.join("; ")
+                ),
+            )
+            .with_reasons(policy));
+        }
         let hooks = PluginHooks::new(
             attempt.plugins.hooks.clone(),
             attempt.contract.clone(),

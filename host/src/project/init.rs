@@ -456,4 +456,18 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_toolchain_is_declared_read_only_never_writable() {
+        let text = config_template("main", "cargo test", &[]);
+        let file = ConfigFile::parse(Path::new("gaffer.toml"), text.clone()).unwrap();
+        let sandbox = &file.sections().sandbox;
+        assert_eq!(
+            sandbox.read_only.as_deref(),
+            Some(&["~/.cargo".to_string(), "~/.rustup".to_string()][..])
+        );
+        assert_eq!(sandbox.network, Some(false));
+        assert!(file.sections().agent.writable.is_none(), "{text}");
+        assert!(!text.contains("writable"), "{text}");
+    }
 }
