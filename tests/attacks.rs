@@ -168,6 +168,11 @@ impl Scene {
 
     /// `gaffer run` on the hostile task only, killed (and the test failed) after three minutes.
     fn run(&self, unconfined: bool) -> Output {
+        self.run_while(unconfined, || {})
+    }
+
+    /// The same, with `during` called once the run has started.
+    fn run_while(&self, unconfined: bool, during: impl FnOnce()) -> Output {
         let mut args = vec!["run", "--max-tasks", "1", "--format", "json"];
         if unconfined {
             args.push("--unconfined");
@@ -182,6 +187,7 @@ impl Scene {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        during();
         let started = Instant::now();
         loop {
             if child.try_wait().unwrap().is_some() {
@@ -210,6 +216,48 @@ impl Scene {
     /// Everything the model was sent, as one text.
     fn transcript(&self) -> String {
         serde_json::to_string(&self.provider.log()).unwrap()
+    }
+
+    /// Commit `text` at `path` on the target branch (before the run).
+    fn commit_file(&self, path: &str, text: &str) {
+        write(&self.root.join(path), text);
+        for args in [
+            &["add", "-A"][..],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                path,
+            ],
+        ] {
+            let out = Command::new("git")
+                .args(args)
+                .current_dir(&self.root)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// The paths of the target branch's tree.
+    fn merged_paths(&self) -> Vec<String> {
+        let out = Command::new("git")
+            .args(["ls-tree", "-r", "--name-only", "main"])
+            .current_dir(&self.root)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The hostile task as stored after the run.
@@ -618,4 +666,160 @@ async fn a_repository_planted_in_the_worktree_steers_no_git_of_gaffer() {
     assert_eq!(hooks_before, hooks_after);
     scene.assert_main_intact();
     assert_eq!(scene.leaked(), Vec::<&str>::new());
+}
+
+/// A test that passes only when `fixtures/expected.txt` holds the right text.
+const FIXTURE_TEST: &str = "import pathlib\nimport unittest\n\n\nclass T(unittest.TestCase):\n    def test_fixture(self):\n        path = pathlib.Path(__file__).parent.parent / 'fixtures' / 'expected.txt'\n        self.assertEqual(path.read_text(), 'expected\\n')\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ignored_files_steer_no_test_and_never_merge() {
+    // The attempt makes the test pass with a file git ignores (its own `.gitignore` says `*`):
+    // in its worktree the tests pass, on a clean checkout of what would merge they fail.
+    let hidden = |_: &Path, _: &Path| {
+        vec![run_command(
+            "mv tests/pending/test_fixture.py tests/ && mkdir -p fixtures \
+             && echo expected > fixtures/expected.txt && printf '*\\n' > fixtures/.gitignore \
+             && python3 -m unittest discover -s tests 2>&1 | tail -n 1",
+        )]
+    };
+    let scene = Scene::new("", hidden).await;
+    scene.commit_file("tests/pending/test_fixture.py", FIXTURE_TEST);
+    let out = scene.run(false);
+    assert!(out.status.success());
+    assert!(
+        scene.transcript().contains("OK"),
+        "the tests did not pass in the worktree"
+    );
+    let task = scene.hostile_task();
+    assert_ne!(task.state, TaskState::Merged, "{:?}", task.reason);
+    assert!(
+        task.reason.as_deref().unwrap_or("").contains("FAIL"),
+        "{:?}",
+        task.reason
+    );
+    assert!(
+        !scene
+            .merged_paths()
+            .iter()
+            .any(|p| p.starts_with("fixtures/"))
+    );
+    scene.assert_main_intact();
+
+    // The control: the same fixture, not ignored, is part of the change, passes and merges.
+    let visible = |_: &Path, _: &Path| {
+        vec![run_command(
+            "mv tests/pending/test_fixture.py tests/ && mkdir -p fixtures \
+             && echo expected > fixtures/expected.txt",
+        )]
+    };
+    let control = Scene::new("", visible).await;
+    control.commit_file("tests/pending/test_fixture.py", FIXTURE_TEST);
+    control.run(false);
+    assert_eq!(control.hostile_task().state, TaskState::Merged);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ignored_secret_is_shown_to_the_hooks_and_the_tests_byproducts_never_merge() {
+    // The project ignores nothing but gaffer's state: the byproducts of gaffer's own test run
+    // (`__pycache__`) would be new files. The attempt writes `.env` and ignores it.
+    let turns = |_: &Path, _: &Path| {
+        vec![run_command(
+            "printf 'TOKEN=x\\n' > .env && printf '/.gaffer/\\n.env\\n' > .gitignore",
+        )]
+    };
+    let scene = Scene::new("", turns).await;
+    scene.commit_file(".gitignore", "/.gaffer/\n");
+    let out = scene.run(false);
+    assert!(out.status.success());
+    let task = scene.hostile_task();
+    assert_ne!(task.state, TaskState::Merged);
+    let reason = task.reason.unwrap_or_default();
+    assert!(
+        reason.contains("the team's rules") && reason.contains(".env"),
+        "the protected-paths hook did not see the ignored .env: {reason}"
+    );
+
+    let byproducts = |_: &Path, _: &Path| vec![run_command("echo the agent ran nothing")];
+    let clean = Scene::new("", byproducts).await;
+    clean.commit_file(".gitignore", "/.gaffer/\n");
+    clean.run(false);
+    assert_eq!(clean.hostile_task().state, TaskState::Merged);
+    let pyc: Vec<_> = clean
+        .merged_paths()
+        .into_iter()
+        .filter(|p| p.contains("__pycache__"))
+        .collect();
+    assert_eq!(
+        pyc,
+        Vec::<String>::new(),
+        "the test run's byproducts merged"
+    );
+
+    // The control: byproducts the agent's own command made before the snapshot are part of
+    // its change, and merge (so the assertion above can see them).
+    let own = |_: &Path, _: &Path| vec![run_command("python3 -m unittest discover -s tests")];
+    let control = Scene::new("", own).await;
+    control.commit_file(".gitignore", "/.gaffer/\n");
+    control.run(false);
+    assert!(
+        control
+            .merged_paths()
+            .iter()
+            .any(|p| p.contains("__pycache__"))
+    );
+}
+
+/// Wait until the provider has answered `n` calls.
+fn answered(scene: &Scene, n: usize) {
+    let started = Instant::now();
+    while scene.provider.log().len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the model was never called"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merge_onto_a_moved_target_is_tested_again_before_it_lands() {
+    // While the model thinks about its last turn, someone adds to main a test that the
+    // attempt's change breaks. The attempt's own tests passed on its base; merged onto the new
+    // main they fail, so main must not move.
+    // The second model call is answered three seconds late: main moves in that window.
+    let slow_finish = |_: &Path, _: &Path| {
+        vec![
+            run_command("true"),
+            Turn {
+                delay_ms: 3000,
+                ..run_command("true")
+            },
+        ]
+    };
+    let breaking = "import pathlib\nimport unittest\n\n\nclass T(unittest.TestCase):\n    def test_no_notes(self):\n        self.assertFalse((pathlib.Path(__file__).parent.parent / 'notes').exists())\n";
+    let scene = Scene::new("", slow_finish).await;
+    let out = scene.run_while(false, || {
+        answered(&scene, 1);
+        scene.commit_file("tests/test_no_notes.py", breaking);
+    });
+    assert!(out.status.success());
+    let task = scene.hostile_task();
+    assert_ne!(task.state, TaskState::Merged, "{:?}", task.reason);
+    let reason = task.reason.unwrap_or_default();
+    assert!(
+        reason.contains("main moved while the attempt ran"),
+        "{reason}"
+    );
+    assert!(!scene.merged_paths().iter().any(|p| p.starts_with("notes/")));
+    scene.assert_main_intact();
+
+    // The control: an unrelated commit to main meanwhile, and the merge commit lands.
+    let control = Scene::new("", slow_finish).await;
+    control.run_while(false, || {
+        answered(&control, 1);
+        control.commit_file("docs/unrelated.md", "unrelated\n");
+    });
+    let task = control.hostile_task();
+    assert_eq!(task.state, TaskState::Merged, "{:?}", task.reason);
+    assert!(task.reason.unwrap_or_default().contains("MergeCommit"));
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{GitError, MergeOutcome, Repo, Worktree};
+use super::{Candidate, GitError, IgnoredFile, MergeOutcome, Repo, Worktree};
 use crate::plugin::types::Diff;
 
 /// Run a blocking git operation on the blocking pool.
@@ -86,37 +86,66 @@ impl AsyncRepo {
             .await
     }
 
-    pub async fn merge(
+    /// A merge candidate of the worktree's branch onto `target` (see [`Repo::candidate`]).
+    pub async fn candidate(
         &self,
         worktree: &Worktree,
         target: &str,
-        task_id: &str,
         message: &str,
-    ) -> Result<MergeOutcome, GitError> {
-        let (worktree, target, task_id, message) = (
-            worktree.clone(),
-            target.to_string(),
-            task_id.to_string(),
-            message.to_string(),
-        );
-        self.run(move |repo| repo.merge(&worktree, &target, &task_id, &message))
+    ) -> Result<Candidate, GitError> {
+        let (worktree, target, message) =
+            (worktree.clone(), target.to_string(), message.to_string());
+        self.run(move |repo| repo.candidate(&worktree, &target, &message))
             .await
     }
 
-    /// The worktree's change against its base.
-    pub async fn diff(&self, worktree: &Worktree) -> Result<Diff, GitError> {
-        let worktree = worktree.clone();
-        off_runtime(worktree.path.clone(), move || worktree.diff()).await
+    /// Move `target` to the candidate if it has not moved (see [`Repo::land`]).
+    pub async fn land(
+        &self,
+        candidate: &Candidate,
+        target: &str,
+        task_id: &str,
+    ) -> Result<Option<MergeOutcome>, GitError> {
+        let (candidate, target, task_id) =
+            (candidate.clone(), target.to_string(), task_id.to_string());
+        self.run(move |repo| repo.land(&candidate, &target, &task_id))
+            .await
     }
 
-    /// Commit everything in the worktree.
-    pub async fn commit(
+    /// Commit the worktree as it is (see [`Worktree::snapshot`]).
+    pub async fn snapshot(&self, worktree: &Worktree, message: &str) -> Result<String, GitError> {
+        let (worktree, message) = (worktree.clone(), message.to_string());
+        off_runtime(worktree.path.clone(), move || worktree.snapshot(&message)).await
+    }
+
+    /// The files git ignores in the worktree (see [`Worktree::ignored_files`]).
+    pub async fn ignored_files(
         &self,
         worktree: &Worktree,
-        message: &str,
-    ) -> Result<Option<String>, GitError> {
-        let (worktree, message) = (worktree.clone(), message.to_string());
-        off_runtime(worktree.path.clone(), move || worktree.commit(&message)).await
+        cap: u64,
+    ) -> Result<Vec<IgnoredFile>, GitError> {
+        let worktree = worktree.clone();
+        off_runtime(worktree.path.clone(), move || worktree.ignored_files(cap)).await
+    }
+
+    /// Make the worktree exactly `commit` (see [`Worktree::reset_to`]).
+    pub async fn reset_to(&self, worktree: &Worktree, commit: &str) -> Result<(), GitError> {
+        let (worktree, commit) = (worktree.clone(), commit.to_string());
+        off_runtime(worktree.path.clone(), move || worktree.reset_to(&commit)).await
+    }
+
+    /// The change between two commits, parsed.
+    pub async fn diff_commits(
+        &self,
+        worktree: &Worktree,
+        from: &str,
+        to: &str,
+    ) -> Result<Diff, GitError> {
+        let (worktree, from, to) = (worktree.clone(), from.to_string(), to.to_string());
+        off_runtime(worktree.path.clone(), move || {
+            worktree.diff_commits(&from, &to)
+        })
+        .await
     }
 
     /// Remove the worktree and its branch.

@@ -50,16 +50,23 @@ pub enum MergeKind {
     Rebased,
 }
 
-/// A commit ready to become the target's tip, or the conflict that prevented it.
-enum Candidate {
-    Ready { commit: String, how: MergeKind },
+/// A commit ready to become the target's tip (built on `tip`, the target as it was), or the
+/// conflict that prevented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Candidate {
+    Ready {
+        commit: String,
+        how: MergeKind,
+        tip: String,
+    },
     Conflict(String),
 }
 
 impl Repo {
     /// Merges the worktree's committed branch into `target` (uncommitted files in the worktree
-    /// are not part of it). Merges from this process are serialised; if `target` moves while the
-    /// merge is built, it starts over, at most three times.
+    /// are not part of it): [`Repo::candidate`], then [`Repo::land`], starting over when
+    /// `target` moved meanwhile, at most three times. The pipeline uses the two steps itself,
+    /// to test a merged tree before the target moves to it.
     pub fn merge(
         &self,
         worktree: &Worktree,
@@ -67,26 +74,58 @@ impl Repo {
         task_id: &str,
         message: &str,
     ) -> Result<MergeOutcome, GitError> {
-        let _serialised = self
-            .merge_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         for _ in 0..MAX_TRIES {
-            let tip = self.branch_tip(target)?;
-            let (commit, how) = match self.build_candidate(worktree, target, &tip, message)? {
-                Candidate::Ready { commit, how } => (commit, how),
-                Candidate::Conflict(reason) => return Ok(MergeOutcome::Conflict { reason }),
-            };
-            if let Some(outcome) = self.move_target(target, &tip, commit, how, task_id)? {
+            let candidate = self.candidate(worktree, target, message)?;
+            if let Candidate::Conflict(reason) = candidate {
+                return Ok(MergeOutcome::Conflict { reason });
+            }
+            if let Some(outcome) = self.land(&candidate, target, task_id)? {
                 return Ok(outcome);
             }
         }
-        Err(GitError::Command {
+        Err(self.moved_every_time(target))
+    }
+
+    /// The error when `target` moved during each try.
+    pub fn moved_every_time(&self, target: &str) -> GitError {
+        GitError::Command {
             dir: self.root.clone(),
             args: format!("update-ref refs/heads/{target}"),
             status: "not attempted".to_string(),
             stderr: format!("`{target}` moved during each of {MAX_TRIES} tries to merge into it"),
-        })
+        }
+    }
+
+    /// A commit that has the target's current tip as an ancestor and contains the worktree's
+    /// branch: the branch itself when the target has not moved (fast-forward), else a merge
+    /// commit, else the branch rebased; built in the worktree, which is left checked out at it.
+    pub fn candidate(
+        &self,
+        worktree: &Worktree,
+        target: &str,
+        message: &str,
+    ) -> Result<Candidate, GitError> {
+        let tip = self.branch_tip(target)?;
+        self.build_candidate(worktree, target, &tip, message)
+    }
+
+    /// Moves `target` to a ready candidate if it is still at the candidate's tip (a
+    /// compare-and-swap), or parks the result; `None` when `target` moved meanwhile (build a
+    /// new candidate). Landings from this process are serialised.
+    pub fn land(
+        &self,
+        candidate: &Candidate,
+        target: &str,
+        task_id: &str,
+    ) -> Result<Option<MergeOutcome>, GitError> {
+        let Candidate::Ready { commit, how, tip } = candidate else {
+            return Ok(None);
+        };
+        let _serialised = self
+            .merge_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.move_target(target, tip, commit.clone(), *how, task_id)
     }
 
     /// Steps 1 and 2: a commit that has `tip` as an ancestor and contains the worktree's branch.
@@ -104,6 +143,7 @@ impl Repo {
             return Ok(Candidate::Ready {
                 commit: head,
                 how: MergeKind::FastForward,
+                tip: tip.to_string(),
             });
         }
 
@@ -126,6 +166,7 @@ impl Repo {
             return Ok(Candidate::Ready {
                 commit,
                 how: MergeKind::MergeCommit,
+                tip: tip.to_string(),
             });
         }
         let merge_conflicts = unmerged_files(worktree)?;
@@ -147,6 +188,7 @@ impl Repo {
             return Ok(Candidate::Ready {
                 commit,
                 how: MergeKind::Rebased,
+                tip: tip.to_string(),
             });
         }
         let rebase_conflicts = unmerged_files(worktree)?;

@@ -10,13 +10,15 @@ mod blocking;
 mod command;
 mod diff;
 mod merge;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use blocking::AsyncRepo;
 pub(crate) use command::Git;
-pub use merge::{MergeKind, MergeOutcome};
+pub use merge::{Candidate, MergeKind, MergeOutcome};
+pub use snapshot::IgnoredFile;
 
 /// A failed git operation. Every variant names the repository or worktree it concerns; a failed
 /// command also carries its arguments and git's own error output, so the report can say exactly

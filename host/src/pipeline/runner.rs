@@ -106,6 +106,10 @@ pub struct Pipeline {
     pub(super) owner: String,
     pub(super) progress: Arc<dyn Progress>,
     pub(super) stop: Arc<StopSignal>,
+    /// One merge at a time, from building its candidate to moving the target: a merged tree
+    /// that must be tested again holds it through its tests, so that the target it was
+    /// tested on is still the target when it lands (a merge queue of one).
+    pub(super) merge_queue: tokio::sync::Mutex<()>,
     claimed: AtomicU32,
     attempts: Mutex<Vec<AttemptSummary>>,
 }
@@ -157,6 +161,7 @@ impl PipelineBuilder {
             owner: self.owner.unwrap_or_else(this_process_owner),
             progress: self.progress.unwrap_or_else(|| Arc::new(LogLines)),
             stop: Arc::new(StopSignal::new()),
+            merge_queue: tokio::sync::Mutex::new(()),
             claimed: AtomicU32::new(0),
             attempts: Mutex::new(Vec::new()),
         }

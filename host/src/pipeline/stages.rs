@@ -10,11 +10,12 @@ use super::stop::StopReason;
 use crate::agent::session::{Agent, AgentEnd, AgentReport, task_prompt};
 use crate::agent::workspace::Workspace;
 use crate::gateway::metered::CallTag;
-use crate::git::{MergeOutcome, Worktree};
+use crate::git::{Candidate, IgnoredFile, MergeKind, MergeOutcome, Worktree};
 use crate::ledger::{BudgetExhausted, format_dollars};
 use crate::plugin::chain::describe;
 use crate::plugin::types::{
-    Attempt, Diff, Finding, RouteDecision, RouteRequest, Task, TestResult, Verdict, VerifyRequest,
+    Attempt, Diff, DiffLine, FileDiff, FileStatus, Finding, Hunk, LineKind, RouteDecision,
+    RouteRequest, Task, TestResult, Verdict, VerifyRequest,
 };
 use crate::plugin::{ActivePlugins, CallContext, CallError, TaskFuel};
 use crate::sandbox::{CommandOutput, run_command};
@@ -118,6 +119,11 @@ struct Checked {
     diff: Diff,
 }
 
+/// Bytes of one ignored file the `on-diff` hooks are shown; a bigger one needs a person.
+const IGNORED_CONTENT_CAP: u64 = 64 * 1024;
+/// Candidates built when the target keeps moving, before the attempt fails.
+const MERGE_TRIES: usize = 3;
+
 impl Pipeline {
     /// Route, implement, check, verify, merge.
     pub(super) async fn steps(
@@ -151,7 +157,7 @@ impl Pipeline {
             .await?;
         self.enter(worker, task, Stage::Check, Some(&decision.model))
             .await;
-        let checked = self.check(&attempt, &implemented, trace).await?;
+        let checked = self.check(&attempt, &decision, &implemented, trace).await?;
         self.enter(worker, task, Stage::Verify, Some(&decision.model))
             .await;
         self.verify(&attempt, &decision, &checked).await?;
@@ -419,35 +425,38 @@ impl Pipeline {
         Ok(Implemented { worktree, report })
     }
 
-    /// The project's tests, then the rules on the whole change.
+    /// One snapshot of what the attempt left, then on a clean checkout of exactly that: the
+    /// project's tests, the policy files, the rules on the whole change (and on the ignored
+    /// files the attempt left, which never merge). The worktree is left at the snapshot.
     async fn check(
         &self,
         attempt: &AttemptContext<'_>,
+        decision: &RouteDecision,
         implemented: &Implemented,
         trace: &mut Trace,
     ) -> Result<Checked, Ending> {
         let worktree = &implemented.worktree;
-        let tests = match &self.settings.test_command {
-            Some(command) => {
-                match run_command(&worktree.path, command, &self.settings.test_limits).await {
-                    Ok(out) if out.exit_code == Some(127) => {
-                        return Err(Ending::failed(format!(
-                            "the test command `{command}` was not found (exit 127): {}",
-                            tail(&out.output, 400)
-                        )));
-                    }
-                    Ok(out) => test_result(command, &out),
-                    Err(e) => return Err(Ending::failed(e.to_string())),
-                }
-            }
-            None => TestResult::default(),
-        };
-        trace.tests_passed = tests.ran.then_some(tests.passed);
+        let git_failed = |e: crate::git::GitError| Ending::failed(format!("git: {e}"));
+        let message = commit_message(attempt, decision);
+        let commit = self
+            .repo
+            .snapshot(worktree, &message)
+            .await
+            .map_err(git_failed)?;
+        let ignored = self
+            .repo
+            .ignored_files(worktree, IGNORED_CONTENT_CAP)
+            .await
+            .map_err(git_failed)?;
         let diff = self
             .repo
-            .diff(worktree)
+            .diff_commits(worktree, &worktree.base, &commit)
             .await
-            .map_err(|e| Ending::failed(format!("git: {e}")))?;
+            .map_err(git_failed)?;
+        self.repo
+            .reset_to(worktree, &commit)
+            .await
+            .map_err(git_failed)?;
         if diff.files.is_empty() {
             let why = match &implemented.report.end {
                 AgentEnd::TurnLimit => format!(
@@ -464,19 +473,65 @@ impl Pipeline {
                 Ending::new(TaskState::RejectedRequeued, AttemptOutcome::Rejected, why),
             ));
         }
-        let policy = self.settings.policy_files.touched(&diff);
+        let mut policy = self.settings.policy_files.touched(&diff);
+        policy.extend(
+            ignored
+                .iter()
+                .filter(|f| f.content.is_none() && !f.path.ends_with('/'))
+                .map(|f| {
+                    format!(
+                        "`{}` is ignored by git ({} bytes, sha256 {}) and over the {} bytes the \
+                         hooks are shown",
+                        f.path, f.size, f.sha256, IGNORED_CONTENT_CAP
+                    )
+                }),
+        );
         if !policy.is_empty() {
             return Err(Ending::new(
                 TaskState::NeedsHuman,
                 AttemptOutcome::NeedsHuman,
                 format!(
-                    "the change touches what steers gaffer itself, which only a person may \
-                     change: {}",
+                    "only a person may accept this change: {}",
                     policy.join("; ")
                 ),
             )
             .with_reasons(policy));
         }
+        let tests = self.run_tests(worktree, &commit).await?;
+        trace.tests_passed = tests.ran.then_some(tests.passed);
+        self.rules(attempt, worktree, &with_ignored(&diff, &ignored))
+            .await?;
+        Ok(Checked { tests, diff })
+    }
+
+    /// The project's test command on a clean checkout of `commit` in the worktree, which is
+    /// then reset to `commit` again (the tests' byproducts go).
+    async fn run_tests(&self, worktree: &Worktree, commit: &str) -> Result<TestResult, Ending> {
+        let Some(command) = &self.settings.test_command else {
+            return Ok(TestResult::default());
+        };
+        let out = run_command(&worktree.path, command, &self.settings.test_limits).await;
+        self.repo
+            .reset_to(worktree, commit)
+            .await
+            .map_err(|e| Ending::failed(format!("git: {e}")))?;
+        match out {
+            Ok(out) if out.exit_code == Some(127) => Err(Ending::failed(format!(
+                "the test command `{command}` was not found (exit 127): {}",
+                tail(&out.output, 400)
+            ))),
+            Ok(out) => Ok(test_result(command, &out)),
+            Err(e) => Err(Ending::failed(e.to_string())),
+        }
+    }
+
+    /// The `on-diff` hooks on a change; a denial rejects the attempt.
+    async fn rules(
+        &self,
+        attempt: &AttemptContext<'_>,
+        worktree: &Worktree,
+        diff: &Diff,
+    ) -> Result<(), Ending> {
         let hooks = PluginHooks::new(
             attempt.plugins.hooks.clone(),
             attempt.contract.clone(),
@@ -484,7 +539,7 @@ impl Pipeline {
             Arc::clone(&self.stop),
             self.stop.token().child_token(),
         );
-        let denials = match hooks.on_diff(&diff).await {
+        let denials = match hooks.on_diff(diff).await {
             Ok(denials) => denials,
             Err(error) => return Err(self.plugin_failed(error)),
         };
@@ -497,7 +552,7 @@ impl Pipeline {
             .with_reasons(denials);
             return Err(self.rejected(attempt, ending));
         }
-        Ok(Checked { tests, diff })
+        Ok(())
     }
 
     /// The verifier's judgement (without one, passing tests are the bar).
@@ -558,7 +613,9 @@ impl Pipeline {
         }
     }
 
-    /// Commit the worktree and merge it into the target branch.
+    /// Merge the snapshot into the target branch. When the target moved since the attempt
+    /// began, the merged tree is tested and hooked again on a clean checkout before the target
+    /// moves to it (with a compare-and-swap; a target that moved again starts this over).
     async fn merge(
         &self,
         attempt: &AttemptContext<'_>,
@@ -567,44 +624,152 @@ impl Pipeline {
     ) -> Result<Ending, Ending> {
         let task = attempt.task;
         let worktree = &implemented.worktree;
-        let message = format!(
-            "{}: {}\n\nImplemented by gaffer (attempt {}, model {}).",
-            task.id, task.title, attempt.number, decision.model
-        );
-        self.repo
-            .commit(worktree, &message)
-            .await
-            .map_err(|e| Ending::failed(format!("git: {e}")))?;
-        let merged = self
-            .repo
-            .merge(worktree, &self.settings.target_branch, &task.id, &message)
-            .await;
-        match merged {
-            Ok(MergeOutcome::Merged { commit, how, .. }) => Ok(Ending::new(
-                TaskState::Merged,
-                AttemptOutcome::Approved,
-                format!(
-                    "merged into {} ({how:?}, {})",
-                    self.settings.target_branch,
-                    short(&commit)
-                ),
-            )),
-            Ok(MergeOutcome::Parked { reason, .. }) => Ok(Ending::new(
-                TaskState::Merged,
-                AttemptOutcome::Approved,
-                reason,
-            )),
-            Ok(MergeOutcome::Conflict { reason }) => Err(self.rejected(
-                attempt,
-                Ending::new(
-                    TaskState::RejectedRequeued,
-                    AttemptOutcome::Conflict,
-                    reason,
-                ),
-            )),
-            Err(e) => Err(Ending::failed(format!("git: {e}"))),
+        let target = &self.settings.target_branch;
+        let git_failed = |e: crate::git::GitError| Ending::failed(format!("git: {e}"));
+        let message = commit_message(attempt, decision);
+        let _queue = self.merge_queue.lock().await;
+        // Within this process the target moves only under the queue; another process or a
+        // person may still move it, hence the tries.
+        for _ in 0..MERGE_TRIES {
+            let candidate = self
+                .repo
+                .candidate(worktree, target, &message)
+                .await
+                .map_err(git_failed)?;
+            let (merged, how, tip) = match &candidate {
+                Candidate::Ready { commit, how, tip } => (commit.clone(), *how, tip.clone()),
+                Candidate::Conflict(reason) => {
+                    return Err(self.rejected(
+                        attempt,
+                        Ending::new(
+                            TaskState::RejectedRequeued,
+                            AttemptOutcome::Conflict,
+                            reason.clone(),
+                        ),
+                    ));
+                }
+            };
+            if how != MergeKind::FastForward {
+                self.repo
+                    .reset_to(worktree, &merged)
+                    .await
+                    .map_err(git_failed)?;
+                let tests = self.run_tests(worktree, &merged).await?;
+                if tests.ran && !tests.passed {
+                    let ending = Ending::new(
+                        TaskState::RejectedRequeued,
+                        AttemptOutcome::Rejected,
+                        format!(
+                            "{target} moved while the attempt ran, and merged onto it the tests \
+                             fail: {}",
+                            tail(&tests.output_tail, 600)
+                        ),
+                    );
+                    return Err(self.rejected(attempt, ending));
+                }
+                let change = self
+                    .repo
+                    .diff_commits(worktree, &tip, &merged)
+                    .await
+                    .map_err(git_failed)?;
+                self.rules(attempt, worktree, &change).await?;
+            }
+            let landed = self
+                .repo
+                .land(&candidate, target, &task.id)
+                .await
+                .map_err(git_failed)?;
+            match landed {
+                Some(MergeOutcome::Merged { commit, how, .. }) => {
+                    return Ok(Ending::new(
+                        TaskState::Merged,
+                        AttemptOutcome::Approved,
+                        format!("merged into {target} ({how:?}, {})", short(&commit)),
+                    ));
+                }
+                Some(MergeOutcome::Parked { reason, .. }) => {
+                    return Ok(Ending::new(
+                        TaskState::Merged,
+                        AttemptOutcome::Approved,
+                        reason,
+                    ));
+                }
+                Some(MergeOutcome::Conflict { reason }) => {
+                    return Err(self.rejected(
+                        attempt,
+                        Ending::new(
+                            TaskState::RejectedRequeued,
+                            AttemptOutcome::Conflict,
+                            reason,
+                        ),
+                    ));
+                }
+                // The target moved again: a new candidate on its new tip.
+                None => {}
+            }
         }
+        Err(Ending::failed(format!(
+            "git: {}",
+            self.repo.blocking().moved_every_time(target)
+        )))
     }
+}
+
+/// The commit message of an attempt's snapshot (and of a merge commit).
+fn commit_message(attempt: &AttemptContext<'_>, decision: &RouteDecision) -> String {
+    format!(
+        "{}: {}\n\nImplemented by gaffer (attempt {}, model {}).",
+        attempt.task.id, attempt.task.title, attempt.number, decision.model
+    )
+}
+
+/// The change as the `on-diff` hooks see it: every file that merges, and each file (or wholly
+/// ignored directory) git ignores that the attempt left, as an added file with its content.
+/// Ignored files never merge; a rule on `.env` holds even when `.env` is ignored.
+fn with_ignored(diff: &Diff, ignored: &[IgnoredFile]) -> Diff {
+    let mut shown = diff.clone();
+    for file in ignored {
+        let text = file
+            .content
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let lines: Vec<DiffLine> = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| DiffLine {
+                kind: LineKind::Added,
+                line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                text: line.to_string(),
+            })
+            .collect();
+        let added = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+        let binary = file
+            .content
+            .as_deref()
+            .is_some_and(|c| c.contains(&0) || std::str::from_utf8(c).is_err());
+        let hunks = if lines.is_empty() {
+            Vec::new()
+        } else {
+            vec![Hunk {
+                old_start: 0,
+                old_lines: 0,
+                new_start: 1,
+                new_lines: added,
+                lines,
+            }]
+        };
+        shown.files.push(FileDiff {
+            path: file.path.clone(),
+            old_path: None,
+            status: FileStatus::Added,
+            binary,
+            hunks,
+            added,
+            removed: 0,
+        });
+    }
+    shown
 }
 
 fn short(commit: &str) -> &str {

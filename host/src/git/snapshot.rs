@@ -1,0 +1,172 @@
+//! One snapshot per attempt, and a clean checkout of it: what is tested, hooked, verified and
+//! merged is exactly one commit made from the worktree when the agent stopped (every process of
+//! the attempt is dead by then). Files the attempt left that git ignores never reach the commit;
+//! they are listed (path, size, sha256, and up to a cap their content) for the `on-diff` hooks,
+//! then removed with everything else untracked before the tests run.
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{Git, GitError, STAGED_DIFF, Worktree, diff};
+use crate::plugin::types::Diff;
+
+/// A file (or a wholly ignored directory) the attempt left that git ignores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredFile {
+    /// Relative to the worktree; a directory ends with `/` and carries no content.
+    pub path: String,
+    /// Bytes (a directory: 0).
+    pub size: u64,
+    /// SHA-256 of the content, hex (a directory: empty).
+    pub sha256: String,
+    /// The content when it is at most the cap; `None` past it (or for a directory).
+    pub content: Option<Vec<u8>>,
+}
+
+impl Worktree {
+    /// Commit the worktree as it is, untracked files included and ignored ones not, on top of
+    /// its base, and point its branch at the commit. The worktree's `.git` is put back first
+    /// (an attempt may have replaced it; gaffer's git never reads it, but the next `git` of a
+    /// person in the worktree would).
+    pub fn snapshot(&self, message: &str) -> Result<String, GitError> {
+        self.restore_git_pointer()?;
+        Git::in_worktree(self).args(["add", "-A"]).run()?;
+        let tree = Git::in_worktree(self).arg("write-tree").run()?;
+        let commit = Git::in_worktree(self)
+            .args(["commit-tree", "-p", &self.base, "-m", message, tree.trim()])
+            .run()?;
+        let commit = commit.trim().to_string();
+        Git::in_worktree(self)
+            .args([
+                "update-ref",
+                &format!("refs/heads/{}", self.branch),
+                &commit,
+            ])
+            .run()?;
+        Ok(commit)
+    }
+
+    /// The files git ignores in the worktree (a directory ignored as a whole is one entry), with
+    /// their content when it is at most `cap` bytes. A fresh worktree has none: every one was
+    /// made by the attempt (or its tests).
+    pub fn ignored_files(&self, cap: u64) -> Result<Vec<IgnoredFile>, GitError> {
+        let listing = Git::in_worktree(self)
+            .args([
+                "ls-files",
+                "--others",
+                "--ignored",
+                "--exclude-standard",
+                "--directory",
+                "-z",
+            ])
+            .run()?;
+        let mut files = Vec::new();
+        for path in listing.split('\0').filter(|p| !p.is_empty()) {
+            if path.ends_with('/') {
+                files.push(IgnoredFile {
+                    path: path.to_string(),
+                    size: 0,
+                    sha256: String::new(),
+                    content: None,
+                });
+                continue;
+            }
+            files.push(read_ignored(&self.path, path, cap)?);
+        }
+        Ok(files)
+    }
+
+    /// Make the worktree exactly `commit`: its `.git` put back, the index and files reset, and
+    /// everything untracked or ignored removed (nested repositories too).
+    pub fn reset_to(&self, commit: &str) -> Result<(), GitError> {
+        self.restore_git_pointer()?;
+        Git::in_worktree(self)
+            .args(["reset", "--quiet", "--hard", commit])
+            .run()?;
+        Git::in_worktree(self).args(["clean", "-ffdxq"]).run()?;
+        Ok(())
+    }
+
+    /// The change from `from` to `to` (commits), parsed.
+    pub fn diff_commits(&self, from: &str, to: &str) -> Result<Diff, GitError> {
+        // STAGED_DIFF compares the index; between two commits, the same flags without it.
+        let flags = STAGED_DIFF.iter().filter(|f| **f != "--cached");
+        let text = Git::in_worktree(self)
+            .args(flags)
+            .args([from, to, "--"])
+            .run()?;
+        diff::parse(&text)
+    }
+
+    /// The worktree's `.git` as git wrote it: a file pointing at the git dir gaffer recorded.
+    fn restore_git_pointer(&self) -> Result<(), GitError> {
+        let pointer = self.path.join(".git");
+        let io = |e: std::io::Error| GitError::Io {
+            path: pointer.clone(),
+            reason: e.to_string(),
+        };
+        let expected = format!("gitdir: {}\n", self.git_dir.display());
+        match std::fs::symlink_metadata(&pointer) {
+            Ok(meta) if meta.is_file() => {
+                if std::fs::read_to_string(&pointer).ok().as_deref() == Some(expected.as_str()) {
+                    return Ok(());
+                }
+                std::fs::remove_file(&pointer).map_err(io)?;
+            }
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&pointer).map_err(io)?,
+            Ok(_) => std::fs::remove_file(&pointer).map_err(io)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        std::fs::write(&pointer, expected).map_err(io)
+    }
+}
+
+/// One ignored file: size and hash always, content up to `cap`. Read without following a
+/// symlink (its target is shown instead) and without blocking (a FIFO is shown empty).
+fn read_ignored(root: &Path, path: &str, cap: u64) -> Result<IgnoredFile, GitError> {
+    let full = root.join(path);
+    let io = |e: std::io::Error| GitError::Io {
+        path: full.clone(),
+        reason: e.to_string(),
+    };
+    let meta = std::fs::symlink_metadata(&full).map_err(io)?;
+    let bytes = if meta.file_type().is_symlink() {
+        std::fs::read_link(&full)
+            .map_err(io)?
+            .into_os_string()
+            .into_encoded_bytes()
+    } else if meta.is_file() {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&full)
+            .map_err(io)?
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        bytes
+    } else {
+        Vec::new()
+    };
+    let size = if meta.is_file() {
+        meta.len()
+    } else {
+        bytes.len() as u64
+    };
+    let sha256 = if meta.is_file() && size > cap {
+        // Hash the whole file without holding it.
+        let mut hasher = Sha256::new();
+        let mut file = std::fs::File::open(&full).map_err(io)?;
+        std::io::copy(&mut file, &mut hasher).map_err(io)?;
+        hex::encode(hasher.finalize())
+    } else {
+        hex::encode(Sha256::digest(&bytes))
+    };
+    Ok(IgnoredFile {
+        path: path.to_string(),
+        size,
+        sha256,
+        content: (size <= cap).then_some(bytes),
+    })
+}
