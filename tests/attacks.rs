@@ -823,3 +823,60 @@ async fn a_merge_onto_a_moved_target_is_tested_again_before_it_lands() {
     assert_eq!(task.state, TaskState::Merged, "{:?}", task.reason);
     assert!(task.reason.unwrap_or_default().contains("MergeCommit"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_works_inside_on_a_git_dir_of_the_attempts_own() {
+    // The agent uses git as a developer would, then tries to move main and write the main
+    // repository's objects through what it was given.
+    let turns = |root: &Path, _: &Path| {
+        let objects = root.join(".git/objects");
+        vec![
+            run_command(
+                "git status --short && git log --oneline -1 && git rev-parse --abbrev-ref HEAD",
+            ),
+            run_command(
+                "echo draft > draft.txt && git add draft.txt && git commit -qm 'agent commit' \
+                 && git log --oneline -2 && git update-ref refs/heads/main HEAD && echo moved-own-main",
+            ),
+            run_command(&format!(
+                "touch {}/planted 2>&1 || echo objects-read-only; git gc --quiet 2>&1 | tail -n 1",
+                objects.display()
+            )),
+        ]
+    };
+    let scene = Scene::new("", turns).await;
+    let main_before = scene.merged_file("gaffer.toml");
+    let out = scene.run(false);
+    assert!(out.status.success());
+    let transcript = scene.transcript();
+    for seen in [
+        "gaffer/T-1/a1",
+        "agent commit",
+        "moved-own-main",
+        "objects-read-only",
+    ] {
+        assert!(transcript.contains(seen), "{seen}: {transcript}");
+    }
+    assert!(!scene.root.join(".git/objects/planted").exists());
+    // What merged is the snapshot of the files: the agent's commit object is not in main's
+    // history, and main moved only by gaffer's merge.
+    let task = scene.hostile_task();
+    assert_eq!(task.state, TaskState::Merged, "{:?}", task.reason);
+    let log = Command::new("git")
+        .args(["log", "--format=%s", "main"])
+        .current_dir(&scene.root)
+        .output()
+        .unwrap();
+    let subjects = String::from_utf8_lossy(&log.stdout);
+    assert!(!subjects.contains("agent commit"), "{subjects}");
+    assert!(
+        subjects
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("T-1: Hostile task")
+    );
+    assert_eq!(scene.merged_file("draft.txt").as_deref(), Some("draft\n"));
+    assert_eq!(scene.merged_file("gaffer.toml"), main_before);
+    scene.assert_main_intact();
+}

@@ -118,6 +118,19 @@ impl AsyncRepo {
         off_runtime(worktree.path.clone(), move || worktree.snapshot(&message)).await
     }
 
+    /// A git dir of the attempt's own (see [`Worktree::private_git_dir`]).
+    pub async fn private_git_dir(
+        &self,
+        worktree: &Worktree,
+        dir: &Path,
+    ) -> Result<Vec<(PathBuf, bool)>, GitError> {
+        let (worktree, dir) = (worktree.clone(), dir.to_path_buf());
+        off_runtime(worktree.path.clone(), move || {
+            worktree.private_git_dir(&dir)
+        })
+        .await
+    }
+
     /// The files git ignores in the worktree (see [`Worktree::ignored_files`]).
     pub async fn ignored_files(
         &self,

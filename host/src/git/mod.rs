@@ -196,18 +196,8 @@ impl Repo {
                     ),
                 });
             }
-            let known = list_worktrees(&self.root)?
-                .into_iter()
-                .any(|w| same_path(&w.path, dir));
-            if known {
-                Git::new(&self.root)
-                    .args(["worktree", "remove", "--force", "--force"])
-                    .arg(dir)
-                    .run()?;
-            }
-            if dir.exists() || dir.is_symlink() {
-                remove_dir(dir)?;
-            }
+            // Known to git or not, the directory goes; `worktree prune` below forgets it.
+            remove_dir(dir)?;
         }
         Git::new(&self.root).args(["worktree", "prune"]).run()?;
         if self.branch_tip(branch).is_ok() {
@@ -263,11 +253,8 @@ impl Repo {
             if keep(name) {
                 continue;
             }
-            if entry.path.exists() {
-                Git::new(&self.root)
-                    .args(["worktree", "remove", "--force", "--force"])
-                    .arg(&entry.path)
-                    .run()?;
+            if entry.path.exists() || entry.path.is_symlink() {
+                remove_dir(&entry.path)?;
             }
             if let Some(branch) = &entry.branch
                 && self.branch_tip(branch).is_ok()
@@ -416,11 +403,11 @@ impl Worktree {
     /// Removes the worktree (whatever is in it) and deletes its branch.
     pub fn remove(&self, repo: &Repo) -> Result<(), GitError> {
         let _serialised = repo.worktree_admin();
-        if self.path.exists() {
-            Git::new(repo.root())
-                .args(["worktree", "remove", "--force", "--force"])
-                .arg(&self.path)
-                .run()?;
+        // The directory goes first and git's entry is pruned after: `git worktree remove`
+        // would insist that the worktree's `.git` still points home, which an attempt may have
+        // changed.
+        if self.path.exists() || self.path.is_symlink() {
+            remove_dir(&self.path)?;
         }
         Git::new(repo.root()).args(["worktree", "prune"]).run()?;
         if repo.branch_tip(&self.branch).is_ok() {

@@ -100,6 +100,57 @@ impl Worktree {
         diff::parse(&text)
     }
 
+    /// A git dir of the attempt's own at `dir`, for git inside the sandbox: the main
+    /// repository's objects as a read-only alternate, one branch (the attempt's, at its base),
+    /// the worktree's index, an identity for commits; the worktree's `.git` then points at it.
+    /// What the agent does with it (commits, branches, resets) stays there: gaffer's git names
+    /// the git dir it recorded and snapshots the files. Returns the mounts the sandbox needs:
+    /// `dir` read-write, the main objects read-only.
+    pub fn private_git_dir(&self, dir: &Path) -> Result<Vec<(std::path::PathBuf, bool)>, GitError> {
+        let common = Git::in_worktree(self)
+            .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
+            .run()?;
+        let objects = Path::new(common.trim_end_matches('\n')).join("objects");
+        let io = |path: &Path, e: std::io::Error| GitError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        // Bare at first (no work tree of its own); the worktree's `.git` file makes the worktree
+        // its work tree once `core.bare` is off.
+        Git::new(&self.path)
+            .args(["init", "--quiet", "--bare", "--template="])
+            .arg(dir)
+            .run()?;
+        let alternates = dir.join("objects/info/alternates");
+        std::fs::create_dir_all(dir.join("objects/info")).map_err(|e| io(dir, e))?;
+        std::fs::write(&alternates, format!("{}\n", objects.display()))
+            .map_err(|e| io(&alternates, e))?;
+        let in_dir = |args: &[&str]| {
+            let mut git_dir = std::ffi::OsString::from("--git-dir=");
+            git_dir.push(dir);
+            Git::new(&self.path).arg(git_dir).args(args).run()
+        };
+        in_dir(&[
+            "update-ref",
+            &format!("refs/heads/{}", self.branch),
+            &self.base,
+        ])?;
+        in_dir(&[
+            "symbolic-ref",
+            "HEAD",
+            &format!("refs/heads/{}", self.branch),
+        ])?;
+        in_dir(&["config", "user.name", "agent"])?;
+        in_dir(&["config", "user.email", "agent@sandbox.invalid"])?;
+        in_dir(&["config", "core.bare", "false"])?;
+        let index = self.git_dir.join("index");
+        std::fs::copy(&index, dir.join("index")).map_err(|e| io(&index, e))?;
+        let pointer = self.path.join(".git");
+        std::fs::write(&pointer, format!("gitdir: {}\n", dir.display()))
+            .map_err(|e| io(&pointer, e))?;
+        Ok(vec![(dir.to_path_buf(), true), (objects, false)])
+    }
+
     /// The worktree's `.git` as git wrote it: a file pointing at the git dir gaffer recorded.
     fn restore_git_pointer(&self) -> Result<(), GitError> {
         let pointer = self.path.join(".git");

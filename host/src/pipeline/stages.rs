@@ -18,7 +18,7 @@ use crate::plugin::types::{
     RouteRequest, Task, TestResult, Verdict, VerifyRequest,
 };
 use crate::plugin::{ActivePlugins, CallContext, CallError, TaskFuel};
-use crate::sandbox::{CommandOutput, run_command};
+use crate::sandbox::{CommandOutput, Mount, run_command};
 use crate::store::{
     AttemptOutcome, AttemptRecord, CapLevel, MicroUsd, Role, RowScope, Stage, TaskRecord, TaskState,
 };
@@ -379,8 +379,18 @@ impl Pipeline {
             .prefix(&format!("gaffer-{}-a{}-", task.id, attempt.number))
             .tempdir()
             .map_err(|e| Ending::failed(format!("cannot make the attempt's scratch: {e}")))?;
+        // git works inside the sandbox on a git dir of the attempt's own.
+        let mounts = self
+            .repo
+            .private_git_dir(&worktree, &scratch.path().join("git"))
+            .await
+            .map_err(|e| Ending::failed(format!("git: {e}")))?;
         let mut settings = self.settings.agent.clone();
         settings.command.scratch = Some(scratch.path().to_path_buf());
+        settings.command.mounts = mounts
+            .into_iter()
+            .map(|(path, writable)| Mount { path, writable })
+            .collect();
         let agent = Agent {
             gateway: &self.gateway,
             workspace: &workspace,

@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::policy::SandboxPolicy;
+use super::policy::{Mount, SandboxPolicy};
 
 /// Where the scratch home is inside.
 pub const HOME: &str = "/home/agent";
@@ -55,6 +55,8 @@ pub struct Jail<'a> {
     pub dir: &'a Path,
     /// Directories shown read-write at their own path (the worktree).
     pub writable: &'a [PathBuf],
+    /// More directories of the attempt, shown at their own path.
+    pub mounts: &'a [Mount],
     /// The host directories behind the scratch `HOME` and `/tmp`.
     pub home: &'a Path,
     pub tmp: &'a Path,
@@ -168,6 +170,14 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
             }
         }
     }
+    for mount in jail.mounts {
+        let kind = if mount.writable {
+            "--bind"
+        } else {
+            "--ro-bind"
+        };
+        push(a, &[&kind, &mount.path, &mount.path]);
+    }
     for dir in jail.writable {
         push(a, &[&"--bind", dir, dir]);
     }
@@ -218,6 +228,7 @@ mod tests {
         let jail = Jail {
             dir: &writable[0],
             writable: &writable,
+            mounts: &[],
             home: Path::new("/scratch/home"),
             tmp: Path::new("/scratch/tmp"),
             policy: &policy,

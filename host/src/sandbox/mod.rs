@@ -15,6 +15,6 @@ mod process;
 mod seccomp;
 
 pub use init::landlock_available;
-pub use policy::{SandboxPolicy, expand_home};
+pub use policy::{Mount, SandboxPolicy, expand_home};
 pub use probe::{SandboxTools, SandboxUnavailable, probe, probe_uncached};
 pub use process::{CommandError, CommandLimits, CommandOutput, Confinement, run_command};

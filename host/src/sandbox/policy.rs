@@ -15,6 +15,14 @@ pub const DEFAULT_MAX_PROCESSES: u64 = 512;
 /// The largest file one command may write.
 pub const DEFAULT_MAX_FILE_MIB: u64 = 1024;
 
+/// A host directory shown inside at its own path for the commands of one attempt (its private
+/// git dir, read-write; the main repository's objects, read-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub path: PathBuf,
+    pub writable: bool,
+}
+
 /// The sandbox every command of an attempt runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxPolicy {

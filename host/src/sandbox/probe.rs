@@ -153,6 +153,7 @@ fn trial(tools: &SandboxTools) -> Result<(), String> {
     let jail = Jail {
         dir: &work,
         writable: &writable,
+        mounts: &[],
         home: &home,
         tmp: &tmp,
         policy: &policy,

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::bwrap::{self, Jail};
 use super::cgroup::CommandGroup;
 use super::init::InitArgs;
-use super::policy::SandboxPolicy;
+use super::policy::{Mount, SandboxPolicy};
 use super::probe::{SandboxUnavailable, probe};
 
 /// How long output is still drained after the command's processes are gone (a process that
@@ -45,6 +45,8 @@ pub struct CommandLimits {
     /// The host directory behind the sandbox's `HOME` (`home/`) and `/tmp` (`tmp/`), shared by
     /// the commands of one attempt; `None` gives each command fresh ones.
     pub scratch: Option<PathBuf>,
+    /// More host directories of the attempt shown inside (its private git dir).
+    pub mounts: Vec<Mount>,
 }
 
 impl Default for CommandLimits {
@@ -60,6 +62,7 @@ impl Default for CommandLimits {
             env_set: Vec::new(),
             sandbox: Some(SandboxPolicy::default()),
             scratch: None,
+            mounts: Vec::new(),
         }
     }
 }
@@ -172,19 +175,28 @@ pub async fn run_command(
             let jail = Jail {
                 dir,
                 writable: &writable,
+                mounts: &limits.mounts,
                 home: &home,
                 tmp: &tmp,
                 policy,
                 init: &tools.init,
                 env: &env,
             };
+            let mut init_writable: Vec<PathBuf> = vec![
+                dir.to_path_buf(),
+                "/tmp".into(),
+                bwrap::HOME.into(),
+                "/dev".into(),
+            ];
+            init_writable.extend(
+                limits
+                    .mounts
+                    .iter()
+                    .filter(|m| m.writable)
+                    .map(|m| m.path.clone()),
+            );
             let init = InitArgs {
-                writable: vec![
-                    dir.to_path_buf(),
-                    "/tmp".into(),
-                    bwrap::HOME.into(),
-                    "/dev".into(),
-                ],
+                writable: init_writable,
                 max_file_bytes: Some(policy.max_file_bytes),
                 program: "/bin/sh".into(),
                 args: vec!["-c".into(), command.into()],
