@@ -880,3 +880,42 @@ async fn git_works_inside_on_a_git_dir_of_the_attempts_own() {
     assert_eq!(scene.merged_file("gaffer.toml"), main_before);
     scene.assert_main_intact();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nested_repository_needs_a_person() {
+    // With a commit (a gitlink would merge) and without one (git cannot stage it).
+    for commit in [
+        "git -c user.name=a -c user.email=a@a commit -qm vendored",
+        "true",
+    ] {
+        let nested = move |_: &Path, _: &Path| {
+            vec![run_command(&format!(
+                "mkdir -p vendor/lib && cd vendor/lib && git init -q && echo x > f && git add f \
+                 && {commit} && echo nested-$((6*7))"
+            ))]
+        };
+        let scene = Scene::new("", nested).await;
+        let out = scene.run(false);
+        assert!(out.status.success());
+        assert!(
+            scene.transcript().contains("nested-42"),
+            "the attack never ran"
+        );
+        let task = scene.hostile_task();
+        assert_eq!(task.state, TaskState::NeedsHuman, "{:?}", task.reason);
+        assert!(
+            task.reason
+                .unwrap_or_default()
+                .contains("`vendor/lib` is a repository of its own"),
+        );
+        assert!(!scene.merged_paths().iter().any(|p| p.starts_with("vendor")));
+    }
+
+    // The control: the same files as a plain directory merge.
+    let plain =
+        |_: &Path, _: &Path| vec![run_command("mkdir -p vendor/lib && echo x > vendor/lib/f")];
+    let control = Scene::new("", plain).await;
+    control.run(false);
+    assert_eq!(control.hostile_task().state, TaskState::Merged);
+    assert!(control.merged_paths().contains(&"vendor/lib/f".to_string()));
+}

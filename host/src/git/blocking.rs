@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Candidate, GitError, IgnoredFile, MergeOutcome, Repo, Worktree};
+use super::{Candidate, GitError, IgnoredFile, MergeOutcome, Repo, Snapshot, Worktree};
 use crate::plugin::types::Diff;
 
 /// Run a blocking git operation on the blocking pool.
@@ -113,7 +113,7 @@ impl AsyncRepo {
     }
 
     /// Commit the worktree as it is (see [`Worktree::snapshot`]).
-    pub async fn snapshot(&self, worktree: &Worktree, message: &str) -> Result<String, GitError> {
+    pub async fn snapshot(&self, worktree: &Worktree, message: &str) -> Result<Snapshot, GitError> {
         let (worktree, message) = (worktree.clone(), message.to_string());
         off_runtime(worktree.path.clone(), move || worktree.snapshot(&message)).await
     }

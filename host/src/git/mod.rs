@@ -18,7 +18,7 @@ use std::sync::Mutex;
 pub use blocking::AsyncRepo;
 pub(crate) use command::Git;
 pub use merge::{Candidate, MergeKind, MergeOutcome};
-pub use snapshot::IgnoredFile;
+pub use snapshot::{IgnoredFile, Snapshot};
 
 /// A failed git operation. Every variant names the repository or worktree it concerns; a failed
 /// command also carries its arguments and git's own error output, so the report can say exactly
@@ -42,6 +42,10 @@ pub enum GitError {
     /// A file-system operation around git failed, or git could not be started.
     #[error("{}: {reason}", path.display())]
     Io { path: PathBuf, reason: String },
+    /// The worktree holds a repository of its own (a directory with a `.git`) that git cannot
+    /// stage: it has no commit yet.
+    #[error("`{path}` in {} is a repository of its own without a commit", worktree.display())]
+    NestedRepository { worktree: PathBuf, path: String },
     /// `git diff` printed something we could not parse.
     #[error("could not parse git diff output: {reason}")]
     Parse { reason: String },

@@ -12,6 +12,15 @@ use sha2::{Digest, Sha256};
 use super::{Git, GitError, STAGED_DIFF, Worktree, diff};
 use crate::plugin::types::Diff;
 
+/// The commit an attempt's worktree became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub commit: String,
+    /// Paths staged as gitlinks that the base did not have: directories holding a repository
+    /// (with a commit) of their own, which a merge would record as submodules.
+    pub nested_repositories: Vec<String>,
+}
+
 /// A file (or a wholly ignored directory) the attempt left that git ignores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredFile {
@@ -30,9 +39,36 @@ impl Worktree {
     /// its base, and point its branch at the commit. The worktree's `.git` is put back first
     /// (an attempt may have replaced it; gaffer's git never reads it, but the next `git` of a
     /// person in the worktree would).
-    pub fn snapshot(&self, message: &str) -> Result<String, GitError> {
+    pub fn snapshot(&self, message: &str) -> Result<Snapshot, GitError> {
         self.restore_git_pointer()?;
-        Git::in_worktree(self).args(["add", "-A"]).run()?;
+        let add = Git::in_worktree(self).args(["add", "-A"]).output()?;
+        if !add.ok() {
+            // git's words for a directory holding a repository without a commit.
+            if let Some(path) = add
+                .stderr()
+                .split_once("error: '")
+                .and_then(|(_, rest)| rest.split_once("' does not have a commit checked out"))
+                .map(|(path, _)| path.trim_end_matches('/').to_string())
+            {
+                return Err(GitError::NestedRepository {
+                    worktree: self.path.clone(),
+                    path,
+                });
+            }
+            return Err(add.into_error());
+        }
+        // A directory with a repository (and a commit) of its own is staged as a gitlink.
+        let raw = Git::in_worktree(self)
+            .args([
+                "diff",
+                "--cached",
+                "--raw",
+                "-z",
+                "--no-renames",
+                &self.base,
+            ])
+            .run()?;
+        let nested_repositories = gitlinks_added(&raw);
         let tree = Git::in_worktree(self).arg("write-tree").run()?;
         let commit = Git::in_worktree(self)
             .args(["commit-tree", "-p", &self.base, "-m", message, tree.trim()])
@@ -45,7 +81,10 @@ impl Worktree {
                 &commit,
             ])
             .run()?;
-        Ok(commit)
+        Ok(Snapshot {
+            commit,
+            nested_repositories,
+        })
     }
 
     /// The files git ignores in the worktree (a directory ignored as a whole is one entry), with
@@ -220,4 +259,32 @@ fn read_ignored(root: &Path, path: &str, cap: u64) -> Result<IgnoredFile, GitErr
         sha256,
         content: (size <= cap).then_some(bytes),
     })
+}
+
+/// The paths whose new mode is a gitlink (160000) in `git diff --raw -z` output: records
+/// `:old_mode new_mode old_sha new_sha status\0path\0`.
+fn gitlinks_added(raw: &str) -> Vec<String> {
+    let mut fields = raw.split('\0');
+    let mut paths = Vec::new();
+    while let Some(record) = fields.next() {
+        let Some(path) = fields.next() else { break };
+        let mut modes = record.trim_start_matches(':').split(' ');
+        let (_old, new) = (modes.next(), modes.next());
+        if new == Some("160000") {
+            paths.push(path.to_string());
+        }
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitlinks_are_found_in_raw_diff_records() {
+        let raw = ":000000 100644 0000000 1111111 A\0a.txt\0:000000 160000 0000000 2222222 A\0vendor/lib\0:100644 100644 3333333 4444444 M\0b.txt\0";
+        assert_eq!(gitlinks_added(raw), ["vendor/lib"]);
+        assert!(gitlinks_added("").is_empty());
+    }
 }

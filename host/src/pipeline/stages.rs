@@ -448,11 +448,14 @@ impl Pipeline {
         let worktree = &implemented.worktree;
         let git_failed = |e: crate::git::GitError| Ending::failed(format!("git: {e}"));
         let message = commit_message(attempt, decision);
-        let commit = self
-            .repo
-            .snapshot(worktree, &message)
-            .await
-            .map_err(git_failed)?;
+        let snapshot = match self.repo.snapshot(worktree, &message).await {
+            Ok(snapshot) => snapshot,
+            Err(crate::git::GitError::NestedRepository { path, .. }) => {
+                return Err(nested_repository(&path));
+            }
+            Err(e) => return Err(git_failed(e)),
+        };
+        let commit = snapshot.commit;
         let ignored = self
             .repo
             .ignored_files(worktree, IGNORED_CONTENT_CAP)
@@ -484,6 +487,9 @@ impl Pipeline {
             ));
         }
         let mut policy = self.settings.policy_files.touched(&diff);
+        if let Some(path) = snapshot.nested_repositories.first() {
+            return Err(nested_repository(path));
+        }
         policy.extend(
             ignored
                 .iter()
@@ -723,6 +729,19 @@ impl Pipeline {
             self.repo.blocking().moved_every_time(target)
         )))
     }
+}
+
+/// A directory of the attempt that holds a repository of its own: it would merge as a
+/// submodule (or cannot be staged at all), which only a person may accept.
+fn nested_repository(path: &str) -> Ending {
+    Ending::new(
+        TaskState::NeedsHuman,
+        AttemptOutcome::NeedsHuman,
+        format!(
+            "only a person may accept this change: `{path}` is a repository of its own (it \
+             would merge as a submodule)"
+        ),
+    )
 }
 
 /// The commit message of an attempt's snapshot (and of a merge commit).
