@@ -2,12 +2,12 @@
 //! in the attempt's worktree. Every tool call is put to the hooks first (`pre-tool`), every
 //! file change too (`on-edit`); each model call is tagged with the phase of the work.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::tools::{self, ToolArgs};
-use super::workspace::Workspace;
+use super::workspace::{ToolError, Workspace};
 use crate::gateway::chat::{Block, ChatRequest, Message, Role, StopReason};
 use crate::gateway::metered::{CallTag, Gateway, GatewayError};
 use crate::ledger::BudgetExhausted;
@@ -15,6 +15,9 @@ use crate::plugin::BoxFuture;
 use crate::plugin::types::{FileEdit, Task, ToolCall};
 use crate::sandbox::{CommandLimits, Confinement, run_command};
 use crate::store::{MicroUsd, Phase};
+
+/// How long a file tool may take (they read at most 1 MiB; only a stuck file system is slower).
+const FILE_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the hooks answer about a tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,13 +332,18 @@ impl Agent<'_> {
             Ok(args) => args,
             Err(message) => return ToolOutcome::error(message),
         };
-        let ws = self.workspace;
         match args {
-            ToolArgs::ReadFile { path } => match ws.read_file(&path) {
+            ToolArgs::ReadFile { path } => match self
+                .file_tool("read_file", move |ws| ws.read_file(&path))
+                .await
+            {
                 Ok(text) => ToolOutcome::ok(text),
                 Err(e) => ToolOutcome::error(e.to_string()),
             },
-            ToolArgs::ListFiles { path } => match ws.list_files(&path, 2, 500) {
+            ToolArgs::ListFiles { path } => match self
+                .file_tool("list_files", move |ws| ws.list_files(&path, 2, 500))
+                .await
+            {
                 Ok((entries, truncated)) => {
                     let mut text = entries.join("\n");
                     if truncated {
@@ -345,7 +353,10 @@ impl Agent<'_> {
                 }
                 Err(e) => ToolOutcome::error(e.to_string()),
             },
-            ToolArgs::Search { pattern, path } => match ws.search(&pattern, &path, 200) {
+            ToolArgs::Search { pattern, path } => match self
+                .file_tool("search", move |ws| ws.search(&pattern, &path, 200))
+                .await
+            {
                 Ok((matches, truncated)) => {
                     let mut text: String = matches
                         .iter()
@@ -362,18 +373,28 @@ impl Agent<'_> {
                 Err(e) => ToolOutcome::error(e.to_string()),
             },
             ToolArgs::WriteFile { path, content } => {
-                let before = match ws.existing(&path) {
+                let at = path.clone();
+                let before = match self
+                    .file_tool("write_file", move |ws| ws.existing(&at))
+                    .await
+                {
                     Ok(before) => before,
                     Err(e) => return ToolOutcome::error(e.to_string()),
                 };
                 self.change(&path, before, content, report).await
             }
-            ToolArgs::Edit { path, old, new } => match ws.plan_edit(&path, &old, &new) {
-                Ok((before, after)) => self.change(&path, Some(before), after, report).await,
-                Err(e) => ToolOutcome::error(e.to_string()),
-            },
+            ToolArgs::Edit { path, old, new } => {
+                let at = path.clone();
+                match self
+                    .file_tool("edit", move |ws| ws.plan_edit(&at, &old, &new))
+                    .await
+                {
+                    Ok((before, after)) => self.change(&path, Some(before), after, report).await,
+                    Err(e) => ToolOutcome::error(e.to_string()),
+                }
+            }
             ToolArgs::RunCommand { command } => {
-                match run_command(ws.root(), &command, &self.settings.command).await {
+                match run_command(self.workspace.root(), &command, &self.settings.command).await {
                     Ok(out) => {
                         report.confinement = Some(out.confinement);
                         let status = if out.timed_out {
@@ -406,6 +427,28 @@ impl Agent<'_> {
         }
     }
 
+    /// A file tool on a thread of the blocking pool, given [`FILE_TOOL_TIMEOUT`]: a file system
+    /// that hangs (a stuck mount) costs the attempt a tool error, not the worker.
+    async fn file_tool<T: Send + 'static>(
+        &self,
+        tool: &str,
+        operation: impl FnOnce(&Workspace) -> Result<T, ToolError> + Send + 'static,
+    ) -> Result<T, ToolError> {
+        let workspace = self.workspace.try_clone()?;
+        let run = tokio::task::spawn_blocking(move || operation(&workspace));
+        match tokio::time::timeout(FILE_TOOL_TIMEOUT, run).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(ToolError::Io {
+                path: tool.to_string(),
+                reason: format!("the tool did not finish: {join}"),
+            }),
+            Err(_) => Err(ToolError::TimedOut {
+                tool: tool.to_string(),
+                secs: FILE_TOOL_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+
     /// Put a file change to the `on-edit` hooks, then write it.
     async fn change(
         &self,
@@ -431,7 +474,11 @@ impl Agent<'_> {
             ));
         }
         let after = edit.after.unwrap_or_default();
-        match self.workspace.write_file(&path, &after) {
+        let (at, text) = (path.clone(), after.clone());
+        match self
+            .file_tool("write_file", move |ws| ws.write_file(&at, &text))
+            .await
+        {
             Ok(()) => ToolOutcome {
                 changed_file: true,
                 ..ToolOutcome::ok(format!("wrote {path} ({} bytes)", after.len()))

@@ -93,6 +93,14 @@ pub enum ToolError {
         /// The path as given.
         path: String,
     },
+    /// The tool did not finish within its time (the file system is stuck).
+    #[error("the {tool} tool did not finish within {secs} s")]
+    TimedOut {
+        /// The tool's name.
+        tool: String,
+        /// The limit.
+        secs: u64,
+    },
     /// Any other filesystem error.
     #[error("`{path}`: {reason}")]
     Io {
@@ -130,6 +138,18 @@ impl Workspace {
             Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| io_error(&shown, &e))?;
         let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         Ok(Workspace { root, dir })
+    }
+
+    /// A second handle on the same worktree (for a tool run on another thread).
+    pub fn try_clone(&self) -> Result<Workspace, ToolError> {
+        let dir = self
+            .dir
+            .try_clone()
+            .map_err(|e| io_error(&self.root.display().to_string(), &e))?;
+        Ok(Workspace {
+            root: self.root.clone(),
+            dir,
+        })
     }
 
     /// The worktree's path on disk.
