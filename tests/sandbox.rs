@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gaffer::sandbox::proxy::ProxyPolicy;
 use gaffer::sandbox::{
     CommandLimits, CommandOutput, Confinement, SandboxPolicy, probe, run_command,
 };
@@ -412,4 +413,91 @@ async fn the_init_confines_writes_with_landlock_even_outside_the_namespaces() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+}
+
+#[tokio::test]
+async fn allowed_domains_go_through_gaffers_proxy_and_nothing_else_does() {
+    // A server on the host's loopback that sends a canary to whoever connects.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in server.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = std::io::Write::write_all(&mut stream, b"CANARY-THROUGH-PROXY");
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let script = format!(
+        "import os, socket, sys\n\
+         print('proxy', os.environ.get('HTTPS_PROXY'))\n\
+         def ask(request):\n    s = socket.create_connection(('127.0.0.1', 3128), 3)\n    s.sendall(request.encode())\n    data = b''\n    s.settimeout(3)\n    try:\n        while len(data) < 4096:\n            chunk = s.recv(4096)\n            if not chunk: break\n            data += chunk\n            if b'CANARY' in data or b'gaffer' in data: break\n    except socket.timeout:\n        pass\n    return data.decode(errors='replace')\n\
+         for host in sys.argv[1:]:\n    print(host, '->', ask(f'CONNECT {{host}}:{port} HTTP/1.1\\r\\nHost: {{host}}\\r\\n\\r\\n').replace('\\r\\n', ' | '))\n\
+         print('GET ->', ask('GET http://localhost/ HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n').splitlines()[0])\n\
+         try:\n    socket.create_connection(('127.0.0.1', {port}), 2)\n    print('direct connected')\n\
+         except OSError as e:\n    print('direct refused', e)\n"
+    );
+    std::fs::write(work.path().join("proxy.py"), script).unwrap();
+    let through = |addresses: &[&str]| {
+        with_policy(SandboxPolicy {
+            proxy: ProxyPolicy {
+                allow_domains: vec!["localhost".into()],
+                allow_addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+                port,
+            },
+            ..SandboxPolicy::default()
+        })
+    };
+    // The user allowed the host's loopback (as they would an internal mirror's range).
+    let out = run(
+        work.path(),
+        "python3 proxy.py localhost example.org",
+        &through(&["127.0.0.1/32"]),
+    )
+    .await;
+    assert_eq!(out.exit_code, Some(0), "{}", out.output);
+    assert!(
+        out.output.contains("proxy http://127.0.0.1:3128"),
+        "{}",
+        out.output
+    );
+    assert!(
+        out.output
+            .contains("localhost -> HTTP/1.1 200 Connection Established |  | CANARY-THROUGH-PROXY"),
+        "{}",
+        out.output
+    );
+    assert!(
+        out.output.contains("example.org -> HTTP/1.1 403 Forbidden")
+            && out
+                .output
+                .contains("`example.org` is not in [sandbox] allow_domains"),
+        "{}",
+        out.output
+    );
+    assert!(out.output.contains("GET -> HTTP/1.1 405"), "{}", out.output);
+    assert!(out.output.contains("direct refused"), "{}", out.output);
+
+    // Without that, an allowed name that resolves to the host itself is refused after DNS.
+    let out = run(work.path(), "python3 proxy.py localhost", &through(&[])).await;
+    assert!(
+        !out.output.contains("CANARY-THROUGH-PROXY"),
+        "{}",
+        out.output
+    );
+    assert!(
+        out.output
+            .contains("resolves to 127.0.0.1, a loopback address")
+            || out.output.contains("resolves to ::1, a loopback address"),
+        "{}",
+        out.output
+    );
+
+    // With no domain allowed there is no proxy at all.
+    let out = run(work.path(), "python3 proxy.py localhost", &sandboxed()).await;
+    assert!(out.output.contains("proxy None"), "{}", out.output);
+    assert!(
+        !out.output.contains("CANARY-THROUGH-PROXY"),
+        "{}",
+        out.output
+    );
 }

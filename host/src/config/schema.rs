@@ -66,6 +66,8 @@ pub struct AgentSection {
 #[serde(deny_unknown_fields)]
 pub struct SandboxSection {
     pub network: Option<bool>,
+    pub allow_domains: Option<Vec<String>>,
+    pub allow_addresses: Option<Vec<String>>,
     pub read_only: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, String>>,
     pub memory_mib: Option<u64>,

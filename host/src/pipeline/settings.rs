@@ -227,6 +227,18 @@ mod tests {
                 "[sandbox]\nread_only = [\"relative/dir\"]\n",
                 "gaffer.toml:2: `sandbox.read_only[0]`",
             ),
+            (
+                "[sandbox]\nnetwork = true\nallow_domains = [\"pypi.org\"]\n",
+                "gaffer.toml:3: `sandbox.allow_domains`: applies only while `network = false`",
+            ),
+            (
+                "[sandbox]\nallow_domains = [\"https://pypi.org\"]\n",
+                "gaffer.toml:2: `sandbox.allow_domains[0]`: `https://pypi.org` is not a domain",
+            ),
+            (
+                "[sandbox]\nallow_addresses = [\"10.0.0.0/99\"]\n",
+                "gaffer.toml:2: `sandbox.allow_addresses[0]`",
+            ),
             // The keys of the Landlock-only confinement, with what replaced them.
             (
                 "[agent]\nconfine_commands = false\n",

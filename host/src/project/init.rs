@@ -322,7 +322,8 @@ max_turns = 40                      # model calls per attempt
 max_attempts = 3                    # then the task goes to a person (needs-human)
 
 [sandbox]                           # where the agent's commands and the test command run
-network = false                     # true: the host's network (no allow-list proxy yet)
+network = false                     # true: the host's network
+# allow_domains = [".pypi.org", "files.pythonhosted.org"]  # HTTPS through gaffer's proxy only
 {read_only_line}{}# host paths commands may read (toolchains); `~/` is home
 {env}{}# set inside the sandbox
 # memory_mib = 2048                 # per command, all its processes together

@@ -16,6 +16,8 @@ use super::policy::{Mount, SandboxPolicy};
 pub const HOME: &str = "/home/agent";
 /// Where gaffer's init program is inside.
 pub const INIT: &str = "/run/gaffer/sandbox-init";
+/// Where gaffer's proxy socket is inside.
+pub const PROXY_SOCKET: &str = "/run/gaffer/proxy.sock";
 /// The uid and gid of the command inside (not root).
 pub const UID: u32 = 1000;
 
@@ -63,6 +65,8 @@ pub struct Jail<'a> {
     pub policy: &'a SandboxPolicy,
     /// gaffer's init program on the host.
     pub init: &'a Path,
+    /// gaffer's proxy socket on the host, when commands may go through it.
+    pub proxy_socket: Option<&'a Path>,
     /// The command's environment.
     pub env: &'a [(OsString, OsString)],
 }
@@ -181,6 +185,9 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
     for dir in jail.writable {
         push(a, &[&"--bind", dir, dir]);
     }
+    if let Some(socket) = jail.proxy_socket {
+        push(a, &[&"--bind", &socket, &PROXY_SOCKET]);
+    }
     push(a, &[&"--ro-bind", &jail.init, &INIT, &"--chdir", &jail.dir]);
     push(a, &[&"--clearenv"]);
     for (name, value) in jail.env {
@@ -233,6 +240,7 @@ mod tests {
             tmp: Path::new("/scratch/tmp"),
             policy: &policy,
             init: Path::new("/usr/local/bin/gaffer-sandbox"),
+            proxy_socket: None,
             env: &env,
         };
         let text = joined(&args(&jail));

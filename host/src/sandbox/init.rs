@@ -3,7 +3,12 @@
 //! is given), the seccomp filters, then the command itself. A step that fails ends it with exit
 //! status 125 and says which: a command never runs less confined than asked.
 //!
-//! Usage: `gaffer-sandbox [--write DIR]... [--max-file BYTES] -- PROGRAM [ARG]...`
+//! With `--proxy-socket PATH`, a relay listens on `127.0.0.1:3128` inside the sandbox's network
+//! namespace and passes each connection to gaffer's proxy on that Unix socket
+//! ([`super::proxy`]); it lives as long as the sandbox.
+//!
+//! Usage: `gaffer-sandbox [--write DIR]... [--max-file BYTES] [--proxy-socket PATH] -- PROGRAM
+//! [ARG]...`
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -17,6 +22,9 @@ use landlock::{
 /// The exit status of a sandbox that could not be set up.
 pub const SETUP_FAILED: i32 = 125;
 
+/// Where the relay to gaffer's proxy listens inside the sandbox.
+pub const PROXY_PORT: u16 = 3128;
+
 /// The Landlock ABI whose write rights are handled (V5 to V8 share one write set).
 const LANDLOCK_ABI: ABI = ABI::V8;
 
@@ -25,6 +33,7 @@ const LANDLOCK_ABI: ABI = ABI::V8;
 pub struct InitArgs {
     pub writable: Vec<PathBuf>,
     pub max_file_bytes: Option<u64>,
+    pub proxy_socket: Option<PathBuf>,
     pub program: OsString,
     pub args: Vec<OsString>,
 }
@@ -41,6 +50,10 @@ impl InitArgs {
             out.push("--max-file".into());
             out.push(bytes.to_string().into());
         }
+        if let Some(socket) = &self.proxy_socket {
+            out.push("--proxy-socket".into());
+            out.push(socket.clone().into_os_string());
+        }
         out.push("--".into());
         out.push(self.program.clone());
         out.extend(self.args.iter().cloned());
@@ -52,6 +65,7 @@ impl InitArgs {
         let mut args = args.into_iter();
         let mut writable = Vec::new();
         let mut max_file_bytes = None;
+        let mut proxy_socket = None;
         loop {
             let Some(arg) = args.next() else {
                 return Err("no command after `--`".to_string());
@@ -69,6 +83,11 @@ impl InitArgs {
                             .ok_or("--max-file needs a number")?,
                     );
                 }
+                Some("--proxy-socket") => {
+                    proxy_socket = Some(PathBuf::from(
+                        args.next().ok_or("--proxy-socket needs a path")?,
+                    ))
+                }
                 Some("--") => break,
                 _ => return Err(format!("unexpected argument {arg:?}")),
             }
@@ -77,6 +96,7 @@ impl InitArgs {
         Ok(InitArgs {
             writable,
             max_file_bytes,
+            proxy_socket,
             program,
             args: args.collect(),
         })
@@ -152,6 +172,11 @@ pub fn run(args: InitArgs) -> i32 {
     if let Err(e) = super::seccomp::install(&filters) {
         return fail(e);
     }
+    if let Some(socket) = &args.proxy_socket
+        && let Err(e) = start_relay(socket)
+    {
+        return fail(e);
+    }
     let error = std::process::Command::new(&args.program)
         .args(&args.args)
         .exec();
@@ -164,13 +189,52 @@ pub fn run(args: InitArgs) -> i32 {
     }
 }
 
+/// Listen on `127.0.0.1:3128` (before the command starts, so its first connection finds the
+/// port open), then fork: the child relays connections to `socket` until the sandbox ends,
+/// the parent goes on to execute the command.
+fn start_relay(socket: &std::path::Path) -> Result<(), String> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{PROXY_PORT} for the proxy: {e}"))?;
+    // SAFETY: this process has one thread; the child only uses std's I/O and threads.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            for client in listener.incoming().flatten() {
+                let socket = socket.to_path_buf();
+                std::thread::spawn(move || relay(client, &socket));
+            }
+            std::process::exit(0)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Copy one connection both ways between the sandbox's client and gaffer's proxy.
+fn relay(client: std::net::TcpStream, socket: &std::path::Path) {
+    let Ok(upstream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return;
+    };
+    let (Ok(mut client_in), Ok(mut upstream_out)) = (client.try_clone(), upstream.try_clone())
+    else {
+        return;
+    };
+    let forward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut upstream_out);
+        let _ = upstream_out.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut upstream_in, mut client_out) = (upstream, client);
+    let _ = std::io::copy(&mut upstream_in, &mut client_out);
+    let _ = client_out.shutdown(std::net::Shutdown::Write);
+    let _ = forward.join();
+}
+
 /// The `gaffer-sandbox` binary's main.
 pub fn main() -> i32 {
     match InitArgs::parse(std::env::args_os().skip(1)) {
         Ok(args) => run(args),
         Err(e) => {
             eprintln!(
-                "gaffer-sandbox: {e}\nusage: gaffer-sandbox [--write DIR]... [--max-file BYTES] -- PROGRAM [ARG]..."
+                "gaffer-sandbox: {e}\nusage: gaffer-sandbox [--write DIR]... [--max-file BYTES] [--proxy-socket PATH] -- PROGRAM [ARG]..."
             );
             SETUP_FAILED
         }
@@ -186,6 +250,7 @@ mod tests {
         let args = InitArgs {
             writable: vec!["/w".into(), "/tmp".into()],
             max_file_bytes: Some(1024),
+            proxy_socket: Some("/run/gaffer/proxy.sock".into()),
             program: "/bin/sh".into(),
             args: vec!["-c".into(), "echo --write".into()],
         };

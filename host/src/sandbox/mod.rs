@@ -12,6 +12,7 @@ pub mod init;
 mod policy;
 mod probe;
 mod process;
+pub mod proxy;
 mod seccomp;
 
 pub use init::landlock_available;

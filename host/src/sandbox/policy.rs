@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::proxy::ProxyPolicy;
 use crate::config::Invalid;
 use crate::config::schema::SandboxSection;
 
@@ -26,8 +27,12 @@ pub struct Mount {
 /// The sandbox every command of an attempt runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxPolicy {
-    /// Whether commands reach the network (off: their namespace has its own loopback only).
+    /// Whether commands share the host's network (off: their namespace has its own loopback
+    /// only, and the proxy below is the one way out).
     pub network: bool,
+    /// Where commands may go through gaffer's HTTPS proxy while the network is off (empty: no
+    /// proxy).
+    pub proxy: ProxyPolicy,
     /// Host directories commands may read (toolchains, caches), mounted read-only at the same
     /// path; `~/` is the home directory of the user running gaffer.
     pub read_only: Vec<PathBuf>,
@@ -46,6 +51,7 @@ impl Default for SandboxPolicy {
     fn default() -> Self {
         SandboxPolicy {
             network: false,
+            proxy: ProxyPolicy::default(),
             read_only: Vec::new(),
             env: Vec::new(),
             memory_bytes: DEFAULT_MEMORY_MIB * MIB,
@@ -97,8 +103,52 @@ impl SandboxPolicy {
                 )
             })
             .collect();
+        let network = section.network.unwrap_or(false);
+        let allow_domains: Vec<String> = section
+            .allow_domains
+            .iter()
+            .flatten()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect();
+        if let Some(i) = allow_domains.iter().position(|d| {
+            d.trim_start_matches("*.")
+                .trim_start_matches('.')
+                .is_empty()
+                || d.contains(['/', ':', ' '])
+        }) {
+            return Err(Invalid::new(
+                format!("sandbox.allow_domains[{i}]"),
+                format!(
+                    "`{}` is not a domain (`pypi.org`, or `.crates.io` for it and its subdomains)",
+                    allow_domains[i]
+                ),
+            ));
+        }
+        if network && !allow_domains.is_empty() {
+            return Err(Invalid::new(
+                "sandbox.allow_domains",
+                "applies only while `network = false` (with the network on, commands reach \
+                 everything); remove one of the two",
+            ));
+        }
+        let mut allow_addresses = Vec::new();
+        for (i, range) in section.allow_addresses.iter().flatten().enumerate() {
+            let parsed = range
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| range.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => allow_addresses.push(net),
+                Err(_) => {
+                    return Err(Invalid::new(
+                        format!("sandbox.allow_addresses[{i}]"),
+                        format!("`{range}` is not an address or a range (`10.1.0.0/16`)"),
+                    ));
+                }
+            }
+        }
         Ok(SandboxPolicy {
-            network: section.network.unwrap_or(false),
+            network,
+            proxy: ProxyPolicy::https(allow_domains, allow_addresses),
             read_only,
             env,
             memory_bytes: positive("memory_mib", section.memory_mib, DEFAULT_MEMORY_MIB)? * MIB,

@@ -19,9 +19,10 @@ use tokio::sync::oneshot;
 
 use super::bwrap::{self, Jail};
 use super::cgroup::CommandGroup;
-use super::init::InitArgs;
+use super::init::{InitArgs, PROXY_PORT};
 use super::policy::{Mount, SandboxPolicy};
 use super::probe::{SandboxUnavailable, probe};
+use super::proxy::NetworkProxy;
 
 /// How long output is still drained after the command's processes are gone (a process that
 /// escaped may hold the pipe open; only unconfined commands have such processes).
@@ -162,15 +163,27 @@ pub async fn run_command(
             let group =
                 CommandGroup::create(&tools.cgroups, policy.memory_bytes, policy.max_processes)
                     .map_err(|e| spawn_error(format!("cannot make the command's cgroup: {e}")))?;
-            let env = child_env(
-                limits,
-                &[
-                    ("PATH".into(), bwrap::inner_path(policy)),
-                    ("HOME".into(), bwrap::HOME.into()),
-                    ("TMPDIR".into(), "/tmp".into()),
-                    ("USER".into(), "agent".into()),
-                ],
-            );
+            let mut fixed: Vec<(OsString, OsString)> = vec![
+                ("PATH".into(), bwrap::inner_path(policy)),
+                ("HOME".into(), bwrap::HOME.into()),
+                ("TMPDIR".into(), "/tmp".into()),
+                ("USER".into(), "agent".into()),
+            ];
+            if !policy.network && !policy.proxy.allow_domains.is_empty() {
+                let socket = home
+                    .parent()
+                    .unwrap_or(&home)
+                    .join(format!("proxy-{}.sock", next_proxy_id()));
+                let proxy = NetworkProxy::start(&socket, policy.proxy.clone())
+                    .map_err(|e| spawn_error(format!("cannot start the proxy: {e}")))?;
+                cleanup.proxy = Some(proxy);
+                let url = format!("http://127.0.0.1:{PROXY_PORT}");
+                for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+                    fixed.push((name.into(), url.clone().into()));
+                }
+                fixed.push(("NO_PROXY".into(), "localhost,127.0.0.1".into()));
+            }
+            let env = child_env(limits, &fixed);
             let writable = [dir.to_path_buf()];
             let jail = Jail {
                 dir,
@@ -180,6 +193,7 @@ pub async fn run_command(
                 tmp: &tmp,
                 policy,
                 init: &tools.init,
+                proxy_socket: cleanup.proxy.as_ref().map(NetworkProxy::socket),
                 env: &env,
             };
             let mut init_writable: Vec<PathBuf> = vec![
@@ -198,6 +212,10 @@ pub async fn run_command(
             let init = InitArgs {
                 writable: init_writable,
                 max_file_bytes: Some(policy.max_file_bytes),
+                proxy_socket: cleanup
+                    .proxy
+                    .as_ref()
+                    .map(|_| PathBuf::from(bwrap::PROXY_SOCKET)),
                 program: "/bin/sh".into(),
                 args: vec!["-c".into(), command.into()],
             };
@@ -275,11 +293,23 @@ pub async fn run_command(
     })
 }
 
-/// What a sandboxed command leaves to clean up: its command group and a fresh scratch.
+/// What a sandboxed command leaves to clean up: its command group, its proxy and a fresh
+/// scratch (dropped in that order).
 #[derive(Default)]
 struct Cleanup {
     group: Option<CommandGroup>,
+    proxy: Option<NetworkProxy>,
     fresh_scratch: Option<tempfile::TempDir>,
+}
+
+/// A number for each proxy socket of this process.
+fn next_proxy_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 impl Cleanup {
