@@ -16,8 +16,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use gaffer::demo::pipeline::demo_config;
-use gaffer::demo::sample;
-use gaffer::demo::scripted_provider::{Script, ScriptedCall, ScriptedProvider, TaskScript, Turn};
+use gaffer::demo::sample::{self, call};
+use gaffer::demo::scripted_provider::{Script, ScriptedProvider, TaskScript, Turn};
 use gaffer::store::{BacklogStore, NewTask, SqliteStore, TaskRecord, TaskState};
 use serde_json::json;
 
@@ -47,16 +47,6 @@ struct Scene {
 
 fn run_command(command: &str) -> Turn {
     call("run_command", json!({ "command": command }))
-}
-
-fn call(name: &str, arguments: serde_json::Value) -> Turn {
-    Turn {
-        calls: vec![ScriptedCall {
-            name: name.to_string(),
-            arguments,
-        }],
-        ..Turn::default()
-    }
 }
 
 fn write(path: &Path, text: &str) {

@@ -315,7 +315,13 @@ async fn a_fork_bomb_is_contained_and_the_next_command_runs() {
             ..SandboxPolicy::default()
         })
     };
-    let out = run(work.path(), "bomb() { bomb | bomb & }; bomb; wait", &limits).await;
+    // The command lives on while the bomb grows (its processes spawn and exit at once).
+    let out = run(
+        work.path(),
+        "bomb() { bomb | bomb & }; bomb; sleep 3",
+        &limits,
+    )
+    .await;
     assert!(out.process_limit_hit, "{}", out.output);
     assert!(
         out.output.contains("limit of 64 processes"),

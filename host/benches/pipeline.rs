@@ -116,6 +116,10 @@ fn bench(c: &mut Criterion) {
         .replace(sample::TEST_COMMAND, "")
         .replace("require_tests = true", "require_tests = false")
         .replace("per_run = \"5.00\"", "per_run = \"1000.00\"");
+    // The same with a test command: `true`, run sandboxed on a clean checkout of the snapshot.
+    let tested_config = config.replace("test_command = \"\"", "test_command = \"true\"");
+    assert!(tested_config.contains("test_command = \"true\""));
+    std::fs::write(root.join("gaffer-tested.toml"), tested_config).expect("config");
     std::fs::write(root.join("gaffer.toml"), config).expect("config");
     std::fs::create_dir_all(root.join(".gaffer")).expect("state dir");
     let store = SqliteStore::open(root.join(".gaffer/gaffer.db")).expect("store");
@@ -129,32 +133,41 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(20));
-    group.bench_function("one task, host overhead (2000-file repo)", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                store
-                    .add_tasks(&[NewTask {
-                        title: title(i),
-                        ..NewTask::default()
-                    }])
-                    .expect("task");
-                let pipeline = assemble(&project, &options, quiet).expect("pipeline");
-                let start = Instant::now();
-                let summary = rt.block_on(pipeline.run()).expect("run");
-                total += start.elapsed();
-                assert_eq!(summary.attempts.len(), 1);
-                assert_eq!(
-                    summary.attempts[0].outcome,
-                    Some(AttemptOutcome::Approved),
-                    "{:?}",
-                    summary.attempts[0]
-                );
-            }
-            total
-        })
-    });
+    let tested = Project::at(&root, Path::new("gaffer-tested.toml"));
+    for (name, project) in [
+        ("one task, host overhead (2000-file repo)", &project),
+        (
+            "one task with a test command (`true`, sandboxed, clean checkout of the snapshot)",
+            &tested,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    store
+                        .add_tasks(&[NewTask {
+                            title: title(i),
+                            ..NewTask::default()
+                        }])
+                        .expect("task");
+                    let pipeline = assemble(project, &options, quiet).expect("pipeline");
+                    let start = Instant::now();
+                    let summary = rt.block_on(pipeline.run()).expect("run");
+                    total += start.elapsed();
+                    assert_eq!(summary.attempts.len(), 1);
+                    assert_eq!(
+                        summary.attempts[0].outcome,
+                        Some(AttemptOutcome::Approved),
+                        "{:?}",
+                        summary.attempts[0]
+                    );
+                }
+                total
+            })
+        });
+    }
     // Baseline: the bare git cost every attempt pays — a worktree of the same repository added
     // and removed with the git command line.
     let scratch = root.join(".gaffer/bench-worktree");

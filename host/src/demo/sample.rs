@@ -205,7 +205,8 @@ pub fn tasks() -> Vec<NewTask> {
     ]
 }
 
-fn call(name: &str, arguments: serde_json::Value) -> Turn {
+/// A scripted turn that makes one tool call.
+pub fn call(name: &str, arguments: serde_json::Value) -> Turn {
     Turn {
         calls: vec![ScriptedCall {
             name: name.to_string(),

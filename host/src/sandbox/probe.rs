@@ -46,18 +46,23 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// The program a variable names, if it is set: checked to be an executable file.
+fn from_variable(name: &str) -> Option<Result<PathBuf, String>> {
+    let path = PathBuf::from(std::env::var_os(name)?);
+    Some(if is_executable(&path) {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{name}={} is not an executable file",
+            path.display()
+        ))
+    })
+}
+
 /// `$GAFFER_BWRAP`, else `bwrap` in `PATH`.
 fn find_bwrap() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("GAFFER_BWRAP") {
-        let path = PathBuf::from(path);
-        return if is_executable(&path) {
-            Ok(path)
-        } else {
-            Err(format!(
-                "GAFFER_BWRAP={} is not an executable file",
-                path.display()
-            ))
-        };
+    if let Some(found) = from_variable("GAFFER_BWRAP") {
+        return found;
     }
     in_path(BWRAP).ok_or_else(|| {
         "bubblewrap (`bwrap`) is not installed (Debian and Ubuntu: `apt-get install bubblewrap`)"
@@ -68,16 +73,8 @@ fn find_bwrap() -> Result<PathBuf, String> {
 /// `$GAFFER_SANDBOX_INIT`, else `gaffer-sandbox` beside the running program (or one directory
 /// up, where cargo puts test programs), else in `PATH`.
 fn find_init() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("GAFFER_SANDBOX_INIT") {
-        let path = PathBuf::from(path);
-        return if is_executable(&path) {
-            Ok(path)
-        } else {
-            Err(format!(
-                "GAFFER_SANDBOX_INIT={} is not an executable file",
-                path.display()
-            ))
-        };
+    if let Some(found) = from_variable("GAFFER_SANDBOX_INIT") {
+        return found;
     }
     let beside = std::env::current_exe().ok().and_then(|exe| {
         exe.ancestors()
