@@ -507,3 +507,39 @@ async fn allowed_domains_go_through_gaffers_proxy_and_nothing_else_does() {
         out.output
     );
 }
+
+#[tokio::test]
+async fn files_others_may_not_read_stay_unread_even_when_gaffer_is_root() {
+    // Inside, the command's uid maps to gaffer's own: run as root (CI, containers), it would
+    // read root's files. Found here with find(1), independently of gaffer's own walk.
+    let listing = std::process::Command::new("find")
+        .args(["/etc", "-xdev", "-type", "f", "!", "-perm", "-o+r"])
+        .output()
+        .unwrap();
+    let private: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        private.iter().any(|p| p == "/etc/shadow"),
+        "no private file in /etc to try: {private:?}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let command = private
+        .iter()
+        .map(|p| format!("head -c 64 '{p}' 2>/dev/null | od -An -c | head -n 1"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let out = run(work.path(), &command, &sandboxed()).await;
+    assert!(
+        out.output.trim().is_empty(),
+        "private files were readable inside: {}",
+        out.output
+    );
+    // The control: unconfined, root reads them.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let control = run(work.path(), &command, &unconfined()).await;
+        assert!(!control.output.trim().is_empty());
+    }
+}

@@ -2,7 +2,7 @@
 //! `bubblewrap`, the tool Flatpak and Anthropic's sandbox runtime for Claude Code build on): a
 //! new user, mount, PID, IPC and UTS namespace (and network, unless allowed), uid 1000 inside,
 //! no capabilities, no further user namespaces, and a file system that holds only the system
-//! directories (read-only, with the shadow files masked), a private `/proc` and a minimal
+//! directories (read-only, with what others may not read masked), a private `/proc` and a minimal
 //! `/dev`, the attempt's scratch home and temp folder, the read-only paths the project
 //! declares, and the worktree. The host's home, gaffer's state, the main repository and every
 //! other process are not there.
@@ -25,14 +25,59 @@ pub const UID: u32 = 1000;
 const SYSTEM: &[&str] = &[
     "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
-/// Files of `/etc` that hold secrets, masked.
-const MASKED: &[&str] = &[
-    "/etc/shadow",
-    "/etc/shadow-",
-    "/etc/gshadow",
-    "/etc/gshadow-",
-    "/etc/sudoers",
-];
+/// How deep the search for private entries of `/etc` goes.
+const MAX_ETC_DEPTH: usize = 8;
+
+/// The entries of `dir` (recursively, up to `depth` levels, symlinks not followed) that others
+/// may not read: the files meant for their owner only (`/etc/shadow`, TLS and SSH keys, database
+/// passwords). Inside the sandbox the command's uid maps to gaffer's own, so when gaffer runs as
+/// root (CI, containers) it would read what only root may: these are masked. Directories come
+/// with `true`.
+fn private_entries(dir: &Path, depth: usize, found: &mut Vec<(PathBuf, bool)>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let others = meta.permissions().mode() & 0o007;
+        if meta.is_dir() {
+            if others & 0o5 != 0o5 {
+                found.push((path, true));
+            } else if depth > 1 {
+                private_entries(&path, depth - 1, found);
+            }
+        } else if others & 0o4 == 0 {
+            found.push((path, false));
+        }
+    }
+}
+
+/// The private entries of `/etc`, found once per process.
+fn private_etc() -> &'static [(PathBuf, bool)] {
+    static FOUND: std::sync::OnceLock<Vec<(PathBuf, bool)>> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let mut found = Vec::new();
+        private_entries(Path::new("/etc"), MAX_ETC_DEPTH, &mut found);
+        found.sort();
+        found
+    })
+}
+
+/// Mask `path`: an empty file, or an empty directory.
+fn mask(args: &mut Vec<OsString>, path: &Path, is_dir: bool) {
+    if is_dir {
+        push(args, &[&"--tmpfs", &path]);
+    } else {
+        push(args, &[&"--ro-bind", &"/dev/null", &path]);
+    }
+}
 
 /// Files that hold credentials when they sit directly in a declared read-only directory (a
 /// toolchain's home such as `~/.cargo`): masked, so that declaring the toolchain does not
@@ -153,10 +198,8 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
             Err(_) => {}
         }
     }
-    for file in MASKED {
-        if Path::new(file).exists() {
-            push(a, &[&"--ro-bind", &"/dev/null", file]);
-        }
+    for (path, is_dir) in private_etc() {
+        mask(a, path, *is_dir);
     }
     push(a, &[&"--proc", &"/proc", &"--dev", &"/dev"]);
     push(
@@ -166,11 +209,19 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
     for dir in &jail.policy.read_only {
         if dir.exists() {
             push(a, &[&"--ro-bind", dir, dir]);
-            for name in CREDENTIALS {
-                let file = dir.join(name);
-                if file.is_file() {
-                    push(a, &[&"--ro-bind", &"/dev/null", &file]);
-                }
+            // A toolchain's tree can be large: its top level only, and the usual names.
+            let mut private = Vec::new();
+            private_entries(dir, 1, &mut private);
+            private.extend(
+                CREDENTIALS
+                    .iter()
+                    .map(|name| (dir.join(name), false))
+                    .filter(|(file, _)| file.is_file()),
+            );
+            private.sort();
+            private.dedup();
+            for (path, is_dir) in &private {
+                mask(a, path, *is_dir);
             }
         }
     }
@@ -222,6 +273,45 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[test]
+    fn entries_others_may_not_read_are_found_without_following_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        std::fs::write(dir.path().join("public"), "x").unwrap();
+        std::fs::write(dir.path().join("key"), "x").unwrap();
+        set(&dir.path().join("key"), 0o600);
+        std::fs::create_dir_all(dir.path().join("open/deeper")).unwrap();
+        std::fs::write(dir.path().join("open/deeper/token"), "x").unwrap();
+        set(&dir.path().join("open/deeper/token"), 0o640);
+        std::fs::create_dir(dir.path().join("closed")).unwrap();
+        set(&dir.path().join("closed"), 0o700);
+        std::os::unix::fs::symlink("/etc/shadow", dir.path().join("link")).unwrap();
+        let mut found = Vec::new();
+        private_entries(dir.path(), 8, &mut found);
+        found.sort();
+        let names: Vec<(String, bool)> = found
+            .iter()
+            .map(|(p, d)| {
+                let rel = p.strip_prefix(dir.path()).unwrap().display().to_string();
+                (rel, *d)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("closed".to_string(), true),
+                ("key".to_string(), false),
+                ("open/deeper/token".to_string(), false),
+            ]
+        );
+        let mut shallow = Vec::new();
+        private_entries(dir.path(), 1, &mut shallow);
+        assert_eq!(shallow.len(), 2, "{shallow:?}");
     }
 
     #[test]
