@@ -6,19 +6,44 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The binaries gaffer installs (`gaffer` and its sandbox's init, `gaffer-sandbox`), copied
-/// into a directory of their own; the path of `gaffer`.
+/// The binaries gaffer installs (`gaffer` and its sandbox's init, `gaffer-sandbox`), alone in
+/// a directory of their own under `dir`; the path of `gaffer`.
+///
+/// The programs are copied once per test program, before either test starts a process, and
+/// each test gets hard links: a program copied while another thread forks is held open for
+/// writing by that thread's child until it execs, and running the copy then fails with "Text
+/// file busy" (ETXTBSY). A link opens nothing.
 fn lone_binary(dir: &Path) -> PathBuf {
+    static COPIED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let copied = COPIED.get_or_init(|| {
+        // In the temporary directory, so that the tests' own directories are on its file
+        // system; replaced on every run.
+        let bin = std::env::temp_dir().join(format!("gaffer-standalone-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&bin);
+        std::fs::create_dir_all(&bin).unwrap();
+        for name in ["gaffer", "gaffer-sandbox"] {
+            let from = match name {
+                "gaffer" => env!("CARGO_BIN_EXE_gaffer"),
+                _ => env!("CARGO_BIN_EXE_gaffer-sandbox"),
+            };
+            std::fs::copy(from, bin.join(name)).unwrap();
+        }
+        // The tests' links keep the programs alive; the copies go when the test program ends.
+        extern "C" fn remove_copies() {
+            if let Some(bin) = COPIED.get() {
+                let _ = std::fs::remove_dir_all(bin);
+            }
+        }
+        // SAFETY: registers a function without arguments that only removes a directory.
+        unsafe { libc::atexit(remove_copies) };
+        bin
+    });
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_gaffer-sandbox"),
-        bin.join("gaffer-sandbox"),
-    )
-    .unwrap();
-    let path = bin.join("gaffer");
-    std::fs::copy(env!("CARGO_BIN_EXE_gaffer"), &path).unwrap();
-    path
+    for name in ["gaffer", "gaffer-sandbox"] {
+        std::fs::hard_link(copied.join(name), bin.join(name)).unwrap();
+    }
+    bin.join("gaffer")
 }
 
 fn git(dir: &Path, args: &[&str]) {
