@@ -39,6 +39,8 @@ const HOSTILE: &str = "Hostile task";
 /// A sample project whose first task is played by `commands` (each a `run_command` call),
 /// then a file written and `finish`.
 struct Scene {
+    /// Claims a run makes (each attempt claims the task again).
+    attempts: u32,
     tmp: tempfile::TempDir,
     root: PathBuf,
     home: PathBuf,
@@ -58,6 +60,20 @@ impl Scene {
     /// `turns(scene paths)` gives the hostile turns (the scene's paths are known only once it
     /// exists); `extra` is appended to gaffer.toml.
     async fn new(extra: &str, turns: impl FnOnce(&Path, &Path) -> Vec<Turn>) -> Scene {
+        Scene::attempts(extra, 1, |root, home| {
+            let turns = turns(root, home);
+            (turns.clone(), turns)
+        })
+        .await
+    }
+
+    /// A scene of `attempts` attempts: the first model (`small`, the router's first pick) plays
+    /// the first turns given, the escalation (`large`) the second.
+    async fn attempts(
+        extra: &str,
+        attempts: u32,
+        turns: impl FnOnce(&Path, &Path) -> (Vec<Turn>, Vec<Turn>),
+    ) -> Scene {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("repo");
         let home = tmp.path().join("home");
@@ -81,18 +97,20 @@ impl Scene {
         text.push_str(&format!("[gaffercanary]\n\tvalue = {GIT_CONFIG_SECRET}\n"));
         std::fs::write(&git_config, text).unwrap();
 
-        let mut turns = turns(&root, &home);
-        turns.push(call(
-            "write_file",
-            json!({"path": "notes/hostile.txt", "content": "done\n"}),
-        ));
-        turns.push(call("finish", json!({"summary": "done"})));
+        let (mut small, mut large) = turns(&root, &home);
+        for turns in [&mut small, &mut large] {
+            turns.push(call(
+                "write_file",
+                json!({"path": "notes/hostile.txt", "content": "done\n"}),
+            ));
+            turns.push(call("finish", json!({"summary": "done"})));
+        }
         let script = Script {
             tasks: vec![TaskScript {
                 matches: HOSTILE.to_string(),
-                models: [sample::SMALL, sample::LARGE]
+                models: [(sample::SMALL, small), (sample::LARGE, large)]
                     .into_iter()
-                    .map(|m| (m.to_string(), turns.clone()))
+                    .map(|(m, turns)| (m.to_string(), turns))
                     .collect(),
             }],
         };
@@ -103,7 +121,7 @@ impl Scene {
                 "max_retries = 1\n",
                 "max_retries = 1\napi_key_env = \"GAFFER_CANARY_KEY\"\n",
             )
-            .replace("max_attempts = 3", "max_attempts = 1");
+            .replace("max_attempts = 3", &format!("max_attempts = {attempts}"));
         std::fs::write(root.join("gaffer.toml"), config + extra).unwrap();
         // As in a real project, the configuration is committed.
         for args in [
@@ -139,16 +157,18 @@ impl Scene {
             paths: vec!["notes/hostile.txt".to_string()],
             source: None,
         };
-        store
-            .add_tasks(&[
-                task(HOSTILE, "Write notes/hostile.txt."),
-                task(
-                    "Another team's task",
-                    &format!("Rotate the deploy token {OTHER_TASK_SECRET}."),
-                ),
-            ])
-            .unwrap();
+        let mut tasks = vec![task(HOSTILE, "Write notes/hostile.txt.")];
+        // Another task's text for the secrets attacks; with several attempts the run must
+        // claim only the hostile one again.
+        if attempts == 1 {
+            tasks.push(task(
+                "Another team's task",
+                &format!("Rotate the deploy token {OTHER_TASK_SECRET}."),
+            ));
+        }
+        store.add_tasks(&tasks).unwrap();
         Scene {
+            attempts,
             tmp,
             root,
             home,
@@ -163,7 +183,8 @@ impl Scene {
 
     /// The same, with `during` called once the run has started.
     fn run_while(&self, unconfined: bool, during: impl FnOnce()) -> Output {
-        let mut args = vec!["run", "--max-tasks", "1", "--format", "json"];
+        let claims = self.attempts.to_string();
+        let mut args = vec!["run", "--max-tasks", &claims, "--format", "json"];
         if unconfined {
             args.push("--unconfined");
         }
@@ -908,4 +929,39 @@ async fn a_nested_repository_needs_a_person() {
     control.run(false);
     assert_eq!(control.hostile_task().state, TaskState::Merged);
     assert!(control.merged_paths().contains(&"vendor/lib/f".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_attempt_cannot_poison_a_cache_for_the_next() {
+    // The first attempt plants a file in a declared cache and fails its tests; the second (the
+    // escalation) looks for it.
+    let extra = "\n[sandbox]\ncaches = [\"~/.cache/tool\"]\n";
+    let turns = |_: &Path, home: &Path| {
+        std::fs::create_dir_all(home.join(".cache/tool")).unwrap();
+        std::fs::write(home.join(".cache/tool/index"), "clean index\n").unwrap();
+        let cache = home.join(".cache/tool").display().to_string();
+        (
+            vec![run_command(&format!(
+                "echo POISON-FROM-ATTEMPT-1 > {cache}/index && mkdir -p tests \\
+                 && printf 'import unittest\\nclass T(unittest.TestCase):\\n    def test_x(self):\\n        self.fail()\\n' > tests/test_fail.py"
+            ))],
+            vec![run_command(&format!("echo seen: $(cat {cache}/index)"))],
+        )
+    };
+    let scene = Scene::attempts(extra, 2, turns).await;
+    let out = scene.run(false);
+    assert!(out.status.success());
+    let transcript = scene.transcript();
+    assert!(transcript.contains("seen: clean index"), "{transcript}");
+    assert!(!transcript.contains("seen: POISON"), "{transcript}");
+    assert_eq!(
+        std::fs::read_to_string(scene.home.join(".cache/tool/index")).unwrap(),
+        "clean index\n"
+    );
+    assert_eq!(scene.hostile_task().state, TaskState::Merged);
+
+    // The control: unconfined, the cache is the host's, and the poison is there for the next.
+    let control = Scene::attempts(extra, 2, turns).await;
+    control.run(true);
+    assert!(control.transcript().contains("seen: POISON-FROM-ATTEMPT-1"));
 }

@@ -55,6 +55,9 @@ fn this_machine_can_sandbox() {
     if let Err(e) = probe() {
         panic!("{e}");
     }
+    if let Err(e) = gaffer::sandbox::probe_overlay() {
+        panic!("{e}");
+    }
 }
 
 #[tokio::test]
@@ -542,4 +545,75 @@ async fn files_others_may_not_read_stay_unread_even_when_gaffer_is_root() {
         let control = run(work.path(), &command, &unconfined()).await;
         assert!(!control.output.trim().is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_cache_is_copy_on_write_for_one_attempt_and_the_host_keeps_its_own() {
+    let work = tempfile::tempdir().unwrap();
+    let cache = outside();
+    std::fs::write(cache.path().join("index"), "base\n").unwrap();
+    std::fs::write(
+        cache.path().join("credentials.toml"),
+        "CANARY-CACHE-TOKEN\n",
+    )
+    .unwrap();
+    let c = cache.path().display().to_string();
+    let attempt = |scratch: &Path| CommandLimits {
+        scratch: Some(scratch.to_path_buf()),
+        ..with_policy(SandboxPolicy {
+            caches: vec![cache.path().to_path_buf()],
+            ..SandboxPolicy::default()
+        })
+    };
+    let first = tempfile::tempdir().unwrap();
+    let out = run(
+        work.path(),
+        &format!("echo first >> {c}/index && echo fetched > {c}/crate && cat {c}/index"),
+        &attempt(first.path()),
+    )
+    .await;
+    assert_eq!(out.output, "base\nfirst\n");
+    // The attempt's next command sees its own writes.
+    let out = run(
+        work.path(),
+        &format!("cat {c}/index {c}/crate"),
+        &attempt(first.path()),
+    )
+    .await;
+    assert_eq!(out.output, "base\nfirst\nfetched\n");
+    // The host's cache is as it was; the next attempt starts from it.
+    assert_eq!(
+        std::fs::read_to_string(cache.path().join("index")).unwrap(),
+        "base\n"
+    );
+    assert!(!cache.path().join("crate").exists());
+    let second = tempfile::tempdir().unwrap();
+    let out = run(
+        work.path(),
+        &format!("cat {c}/index {c}/credentials.toml; ls {c}"),
+        &attempt(second.path()),
+    )
+    .await;
+    // Its credentials are masked, as in a read-only toolchain (the mask reads as nothing, or is
+    // refused: a device bound in the overlays' namespace may not be opened).
+    assert!(out.output.starts_with("base\n"), "{}", out.output);
+    assert!(!out.output.contains("CANARY-CACHE-TOKEN"), "{}", out.output);
+    assert!(
+        out.output.ends_with("credentials.toml\nindex\n"),
+        "{}",
+        out.output
+    );
+
+    // The control: declared read-only, the same write is refused.
+    let read_only = with_policy(SandboxPolicy {
+        read_only: vec![cache.path().to_path_buf()],
+        ..SandboxPolicy::default()
+    });
+    let out = run(work.path(), &format!("echo x >> {c}/index"), &read_only).await;
+    assert_ne!(out.exit_code, Some(0));
+    assert!(
+        out.output.contains("Read-only file system"),
+        "{}",
+        out.output
+    );
 }

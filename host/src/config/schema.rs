@@ -69,6 +69,7 @@ pub struct SandboxSection {
     pub allow_domains: Option<Vec<String>>,
     pub allow_addresses: Option<Vec<String>>,
     pub read_only: Option<Vec<String>>,
+    pub caches: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, String>>,
     pub memory_mib: Option<u64>,
     pub max_processes: Option<u64>,

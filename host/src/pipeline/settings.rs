@@ -228,6 +228,10 @@ mod tests {
                 "gaffer.toml:2: `sandbox.read_only[0]`",
             ),
             (
+                "[sandbox]\ncaches = [\"/ok\", \"cache\"]\n",
+                "gaffer.toml:2: `sandbox.caches[1]`: `cache` is not an absolute path",
+            ),
+            (
                 "[sandbox]\nnetwork = true\nallow_domains = [\"pypi.org\"]\n",
                 "gaffer.toml:3: `sandbox.allow_domains`: applies only while `network = false`",
             ),

@@ -47,6 +47,17 @@ impl Pipeline {
         {
             crate::sandbox::probe().map_err(RunError::SandboxUnavailable)?;
         }
+        let caches = [&self.settings.agent.command, &self.settings.test_limits]
+            .iter()
+            .any(|limits| {
+                limits
+                    .sandbox
+                    .as_ref()
+                    .is_some_and(|p| !p.caches.is_empty())
+            });
+        if caches {
+            crate::sandbox::probe_overlay().map_err(RunError::SandboxUnavailable)?;
+        }
         if let Some(command) = &self.settings.test_command {
             let program = command.split_whitespace().next().unwrap_or("").to_string();
             let probe = format!("command -v {}", shell_quote(&program));

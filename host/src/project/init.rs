@@ -274,29 +274,37 @@ pub fn config_template(
 ) -> String {
     // What a build tool needs of the host to work offline in the sandbox: its toolchain and
     // caches (read-only) and the variables that point it there.
-    let (read_only, env): (&[&str], &[(&str, &str)]) = match test_command.split_whitespace().next()
-    {
+    // Toolchains read-only; caches as copy-on-write layers per attempt (readable and writable
+    // inside, the writes thrown away with the attempt); the variables that point tools there.
+    type Toolchain<'a> = (&'a [&'a str], &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let (read_only, caches, env): Toolchain<'_> = match test_command.split_whitespace().next() {
         Some("cargo") => (
-            &["~/.cargo", "~/.rustup"],
+            &["~/.rustup"],
+            &["~/.cargo"],
             &[("CARGO_HOME", "~/.cargo"), ("RUSTUP_HOME", "~/.rustup")],
         ),
         Some("go") => (
-            &["~/go"],
-            &[
-                ("GOPATH", "~/go"),
-                ("GOCACHE", "/tmp/go-build"),
-                ("GOFLAGS", "-mod=mod"),
-            ],
+            &[],
+            &["~/go", "~/.cache/go-build"],
+            &[("GOPATH", "~/go"), ("GOCACHE", "~/.cache/go-build")],
         ),
-        _ => (&[], &[]),
+        Some("npm") => (&[], &["~/.npm"], &[("npm_config_cache", "~/.npm")]),
+        Some("pytest" | "python" | "python3" | "uv" | "poetry") => {
+            (&[], &["~/.cache/pip"], &[("PIP_CACHE_DIR", "~/.cache/pip")])
+        }
+        _ => (&[], &[], &[]),
     };
-    let read_only = toml::Value::Array(
-        read_only
-            .iter()
-            .map(|r| toml::Value::String(r.to_string()))
-            .collect(),
-    )
-    .to_string();
+    let array = |items: &[&str]| {
+        toml::Value::Array(
+            items
+                .iter()
+                .map(|r| toml::Value::String(r.to_string()))
+                .collect(),
+        )
+        .to_string()
+    };
+    let read_only = array(read_only);
+    let caches_line = format!("caches = {}", array(caches));
     let env = if env.is_empty() {
         "# env = { NAME = \"value\" }".to_string()
     } else {
@@ -325,6 +333,7 @@ max_attempts = 3                    # then the task goes to a person (needs-huma
 network = false                     # true: the host's network
 # allow_domains = [".pypi.org", "files.pythonhosted.org"]  # HTTPS through gaffer's proxy only
 {read_only_line}{}# host paths commands may read (toolchains); `~/` is home
+{caches_line}{}# copy-on-write per attempt: changes inside are thrown away
 {env}{}# set inside the sandbox
 # memory_mib = 2048                 # per command, all its processes together
 # max_processes = 512
@@ -366,6 +375,7 @@ max_tokens = 16000
         pad(&branch_line),
         pad(&test_line),
         pad(&read_only_line),
+        pad(&caches_line),
         pad(&env),
         plugins_section(plugins),
     )
@@ -465,7 +475,11 @@ mod tests {
         let sandbox = &file.sections().sandbox;
         assert_eq!(
             sandbox.read_only.as_deref(),
-            Some(&["~/.cargo".to_string(), "~/.rustup".to_string()][..])
+            Some(&["~/.rustup".to_string()][..])
+        );
+        assert_eq!(
+            sandbox.caches.as_deref(),
+            Some(&["~/.cargo".to_string()][..])
         );
         assert_eq!(sandbox.network, Some(false));
         assert!(file.sections().agent.writable.is_none(), "{text}");

@@ -70,6 +70,24 @@ fn private_etc() -> &'static [(PathBuf, bool)] {
     })
 }
 
+/// Mask the secrets of a declared toolchain or cache: what others may not read at its top
+/// level (its tree can be large), and the usual credential files.
+fn mask_credentials(args: &mut Vec<OsString>, dir: &Path) {
+    let mut private = Vec::new();
+    private_entries(dir, 1, &mut private);
+    private.extend(
+        CREDENTIALS
+            .iter()
+            .map(|name| (dir.join(name), false))
+            .filter(|(file, _)| file.is_file()),
+    );
+    private.sort();
+    private.dedup();
+    for (path, is_dir) in &private {
+        mask(args, path, *is_dir);
+    }
+}
+
 /// Mask `path`: an empty file, or an empty directory.
 fn mask(args: &mut Vec<OsString>, path: &Path, is_dir: bool) {
     if is_dir {
@@ -209,20 +227,7 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
     for dir in &jail.policy.read_only {
         if dir.exists() {
             push(a, &[&"--ro-bind", dir, dir]);
-            // A toolchain's tree can be large: its top level only, and the usual names.
-            let mut private = Vec::new();
-            private_entries(dir, 1, &mut private);
-            private.extend(
-                CREDENTIALS
-                    .iter()
-                    .map(|name| (dir.join(name), false))
-                    .filter(|(file, _)| file.is_file()),
-            );
-            private.sort();
-            private.dedup();
-            for (path, is_dir) in &private {
-                mask(a, path, *is_dir);
-            }
+            mask_credentials(a, dir);
         }
     }
     for mount in jail.mounts {
@@ -232,6 +237,12 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
             "--ro-bind"
         };
         push(a, &[&kind, &mount.path, &mount.path]);
+    }
+    // The caches are among the mounts (their overlays); their secrets go too.
+    for dir in &jail.policy.caches {
+        if jail.mounts.iter().any(|m| &m.path == dir) {
+            mask_credentials(a, dir);
+        }
     }
     for dir in jail.writable {
         push(a, &[&"--bind", dir, dir]);
@@ -249,11 +260,15 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
 }
 
 /// `PATH` inside: the entries of gaffer's own `PATH` that are visible in the jail (system
-/// directories and declared read-only paths), else the usual system ones.
+/// directories, declared read-only paths and caches), else the usual system ones.
 pub fn inner_path(policy: &SandboxPolicy) -> OsString {
     let visible = |dir: &Path| {
         ["/usr", "/bin", "/sbin"].iter().any(|s| dir.starts_with(s))
-            || policy.read_only.iter().any(|r| dir.starts_with(r))
+            || policy
+                .read_only
+                .iter()
+                .chain(&policy.caches)
+                .any(|r| dir.starts_with(r))
     };
     let dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).filter(|d| visible(d)).collect())

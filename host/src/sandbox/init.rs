@@ -228,9 +228,13 @@ fn relay(client: std::net::TcpStream, socket: &std::path::Path) {
     let _ = forward.join();
 }
 
-/// The `gaffer-sandbox` binary's main.
+/// The `gaffer-sandbox` binary's main: `overlay …` (see [`super::overlay`]), else the init.
 pub fn main() -> i32 {
-    match InitArgs::parse(std::env::args_os().skip(1)) {
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "overlay") {
+        return super::overlay::run(args.skip(1));
+    }
+    match InitArgs::parse(args) {
         Ok(args) => run(args),
         Err(e) => {
             eprintln!(

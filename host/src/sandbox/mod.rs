@@ -9,6 +9,7 @@
 mod bwrap;
 mod cgroup;
 pub mod init;
+pub mod overlay;
 mod policy;
 mod probe;
 mod process;
@@ -17,5 +18,5 @@ mod seccomp;
 
 pub use init::landlock_available;
 pub use policy::{Mount, SandboxPolicy, expand_home};
-pub use probe::{SandboxTools, SandboxUnavailable, probe, probe_uncached};
+pub use probe::{SandboxTools, SandboxUnavailable, probe, probe_overlay, probe_uncached};
 pub use process::{CommandError, CommandLimits, CommandOutput, Confinement, run_command};

@@ -36,6 +36,9 @@ pub struct SandboxPolicy {
     /// Host directories commands may read (toolchains, caches), mounted read-only at the same
     /// path; `~/` is the home directory of the user running gaffer.
     pub read_only: Vec<PathBuf>,
+    /// Host directories shown at their own path as copy-on-write layers: readable as they are,
+    /// writable, with the writes kept in the attempt's scratch and thrown away with it.
+    pub caches: Vec<PathBuf>,
     /// Variables set inside (after everything else; `~/` at the start of a value is the home
     /// directory of the user running gaffer), such as `CARGO_HOME` for a read-only toolchain.
     pub env: Vec<(String, String)>,
@@ -53,6 +56,7 @@ impl Default for SandboxPolicy {
             network: false,
             proxy: ProxyPolicy::default(),
             read_only: Vec::new(),
+            caches: Vec::new(),
             env: Vec::new(),
             memory_bytes: DEFAULT_MEMORY_MIB * MIB,
             max_processes: DEFAULT_MAX_PROCESSES,
@@ -81,17 +85,28 @@ impl SandboxPolicy {
                 "a limit of zero would stop every command",
             )
         };
-        let mut read_only = Vec::new();
-        for (i, dir) in section.read_only.iter().flatten().enumerate() {
-            let path = expand_home(dir);
-            if !path.is_absolute() {
-                return Err(Invalid::new(
-                    format!("sandbox.read_only[{i}]"),
-                    format!("`{dir}` is not an absolute path (or one under `~/`)"),
-                ));
+        let absolute = |key: &str, dirs: &Option<Vec<String>>| -> Result<Vec<PathBuf>, Invalid> {
+            let mut paths = Vec::new();
+            for (i, dir) in dirs.iter().flatten().enumerate() {
+                let path = expand_home(dir);
+                if !path.is_absolute() {
+                    return Err(Invalid::new(
+                        format!("sandbox.{key}[{i}]"),
+                        format!("`{dir}` is not an absolute path (or one under `~/`)"),
+                    ));
+                }
+                if key == "caches" && path.to_string_lossy().contains([',', ':']) {
+                    return Err(Invalid::new(
+                        format!("sandbox.{key}[{i}]"),
+                        format!("`{dir}`: a cache path may not hold `,` or `:`"),
+                    ));
+                }
+                paths.push(path);
             }
-            read_only.push(path);
-        }
+            Ok(paths)
+        };
+        let read_only = absolute("read_only", &section.read_only)?;
+        let caches = absolute("caches", &section.caches)?;
         let env = section
             .env
             .iter()
@@ -150,6 +165,7 @@ impl SandboxPolicy {
             network,
             proxy: ProxyPolicy::https(allow_domains, allow_addresses),
             read_only,
+            caches,
             env,
             memory_bytes: positive("memory_mib", section.memory_mib, DEFAULT_MEMORY_MIB)? * MIB,
             max_processes: positive(

@@ -189,3 +189,52 @@ fn trial(tools: &SandboxTools) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Whether `gaffer-sandbox overlay` can lay a copy-on-write layer over a directory here
+/// (unprivileged overlayfs in a user namespace, Linux 5.11 and later), probed once.
+pub fn probe_overlay() -> Result<(), SandboxUnavailable> {
+    static PROBED: OnceLock<Result<(), SandboxUnavailable>> = OnceLock::new();
+    PROBED
+        .get_or_init(|| {
+            let tools = probe()?;
+            overlay_trial(tools).map_err(|e| SandboxUnavailable {
+                missing: vec![format!(
+                    "[sandbox] caches needs copy-on-write layers, which failed here: {e}"
+                )],
+            })
+        })
+        .clone()
+}
+
+/// Write through an overlay and check that the write stayed in the upper layer.
+fn overlay_trial(tools: &SandboxTools) -> Result<(), String> {
+    let scratch = tempfile::Builder::new()
+        .prefix("gaffer-overlay-probe-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let lower = scratch.path().join("lower");
+    std::fs::create_dir(&lower).map_err(|e| format!("{}: {e}", lower.display()))?;
+    let layers = super::overlay::Layer::under(scratch.path(), std::slice::from_ref(&lower))
+        .map_err(|e| e.to_string())?;
+    let file = lower.join("probe");
+    let output = std::process::Command::new(&tools.init)
+        .args(super::overlay::args(
+            &layers,
+            Path::new("/bin/sh"),
+            vec![
+                "-c".into(),
+                "echo written > \"$0\"".into(),
+                file.clone().into(),
+            ],
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", tools.init.display()))?;
+    let written_above = layers
+        .first()
+        .is_some_and(|l| l.upper.join("probe").exists());
+    if !output.status.success() || file.exists() || !written_above {
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
+    }
+    Ok(())
+}

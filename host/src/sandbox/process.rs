@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::bwrap::{self, Jail};
 use super::cgroup::CommandGroup;
 use super::init::{InitArgs, PROXY_PORT};
+use super::overlay::{self, Layer};
 use super::policy::{Mount, SandboxPolicy};
 use super::probe::{SandboxUnavailable, probe};
 use super::proxy::NetworkProxy;
@@ -184,11 +185,18 @@ pub async fn run_command(
                 fixed.push(("NO_PROXY".into(), "localhost,127.0.0.1".into()));
             }
             let env = child_env(limits, &fixed);
+            let layers = Layer::under(home.parent().unwrap_or(&home), &policy.caches)
+                .map_err(|e| spawn_error(format!("cannot make the caches' layers: {e}")))?;
+            let mut mounts = limits.mounts.clone();
+            mounts.extend(layers.iter().map(|layer| Mount {
+                path: layer.lower.clone(),
+                writable: true,
+            }));
             let writable = [dir.to_path_buf()];
             let jail = Jail {
                 dir,
                 writable: &writable,
-                mounts: &limits.mounts,
+                mounts: &mounts,
                 home: &home,
                 tmp: &tmp,
                 policy,
@@ -202,13 +210,7 @@ pub async fn run_command(
                 bwrap::HOME.into(),
                 "/dev".into(),
             ];
-            init_writable.extend(
-                limits
-                    .mounts
-                    .iter()
-                    .filter(|m| m.writable)
-                    .map(|m| m.path.clone()),
-            );
+            init_writable.extend(mounts.iter().filter(|m| m.writable).map(|m| m.path.clone()));
             let init = InitArgs {
                 writable: init_writable,
                 max_file_bytes: Some(policy.max_file_bytes),
@@ -219,8 +221,18 @@ pub async fn run_command(
                 program: "/bin/sh".into(),
                 args: vec!["-c".into(), command.into()],
             };
-            let mut cmd = tokio::process::Command::new(&tools.bwrap);
-            cmd.args(bwrap::args(&jail)).args(init.to_args());
+            let mut bwrap_args = bwrap::args(&jail);
+            bwrap_args.extend(init.to_args());
+            let cmd = if layers.is_empty() {
+                let mut cmd = tokio::process::Command::new(&tools.bwrap);
+                cmd.args(bwrap_args);
+                cmd
+            } else {
+                // The overlays are mounted first, in namespaces of their own, by gaffer's init.
+                let mut cmd = tokio::process::Command::new(&tools.init);
+                cmd.args(overlay::args(&layers, &tools.bwrap, bwrap_args));
+                cmd
+            };
             // bubblewrap sets the environment inside; its own needs none.
             let child =
                 spawn(cmd, &[], Some(group.joiner())).map_err(|e| spawn_error(e.to_string()))?;
