@@ -802,3 +802,153 @@ async fn without_fuel_the_epoch_enforces_the_deadline() {
         "no fuel is counted without fuel metering"
     );
 }
+
+/// The runtime of the shipped configuration with the given allocator and the test cache.
+fn runtime_using(allocator: gaffer::plugin::AllocatorChoice) -> PluginRuntime {
+    PluginRuntime::builder()
+        .options(gaffer::plugin::EngineOptions {
+            allocator,
+            ..gaffer::plugin::EngineOptions::default()
+        })
+        .cache_dir(Some(support::test_cache_dir()))
+        .build()
+        .expect("runtime builds")
+}
+
+/// The pooling allocator where this machine grants its address space, and on-demand.
+fn both_allocators() -> Vec<(gaffer::plugin::AllocatorKind, PluginRuntime)> {
+    use gaffer::plugin::AllocatorChoice;
+    let mut runtimes = vec![runtime_using(AllocatorChoice::OnDemand)];
+    let auto = runtime_using(AllocatorChoice::Auto);
+    if auto.allocator() == gaffer::plugin::AllocatorKind::Pooling {
+        runtimes.push(auto);
+    }
+    runtimes
+        .into_iter()
+        .map(|runtime| (runtime.allocator(), runtime))
+        .collect()
+}
+
+#[tokio::test]
+async fn host_calls_that_burn_no_fuel_still_meet_the_deadline() {
+    // The plugin hands 32 MiB to `log` in a loop: the copying is the host's work, so the
+    // plugin's fuel barely moves and no fuel yield comes. The epoch ends it.
+    let (runtime, _) = runtime();
+    let mut spec = hostile("log-flood");
+    spec.limits.fuel_per_call = u64::MAX / 4;
+    spec.limits.deadline = Duration::from_secs(2);
+    let plugin = runtime.load(spec).unwrap();
+    let called = route(&plugin).await.unwrap();
+    assert!(
+        matches!(called.fault, Some(PluginError::Deadline { .. })),
+        "{:?}",
+        called.fault
+    );
+    // The deadline holds within twice its setting.
+    assert!(
+        called.run.wall <= Duration::from_secs(4),
+        "ran {:?} against a deadline of 2 s",
+        called.run.wall
+    );
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn reading_a_fifo_fails_cleanly_and_the_next_call_is_served() {
+    let (runtime, _) = runtime();
+    let worktree = tempfile::tempdir().unwrap();
+    let fifo = worktree.path().join("pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::symlink("/dev/zero", worktree.path().join("zero")).unwrap();
+    let ctx = CallContext::new("T-1", 1).with_worktree(worktree.path());
+    for path in ["pipe", "zero"] {
+        let mut spec = hostile("read-file").with_config(json!({"mode": "read-file", "path": path}));
+        spec.grants.files = true;
+        let plugin = runtime.load(spec).unwrap();
+        // Opening a FIFO for reading blocks until a writer comes; none ever does here.
+        let called = tokio::time::timeout(
+            Duration::from_secs(30),
+            plugin.route(&ctx, &samples::route_request()),
+        )
+        .await
+        .expect("the read returns instead of hanging")
+        .unwrap();
+        assert!(called.fault.is_none(), "{:?}", called.fault);
+        assert!(
+            called.decision.reason.starts_with("read refused:"),
+            "{path}: {}",
+            called.decision.reason
+        );
+    }
+    serves_next_call(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_component_with_more_memories_than_allowed_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    // Forty memories of one page each besides the ABI's: tiny, and too many.
+    let wasm = support::many_memories_hook(dir.path(), 40, 1);
+    for (allocator, runtime) in both_allocators() {
+        let mut spec = PluginSpec::new(World::Hook, wasm.clone());
+        spec.name = "many-memories".to_string();
+        let error = runtime.load(spec).expect_err("refused at load");
+        let text = error.to_string();
+        assert!(
+            text.contains("plugin `many-memories`")
+                && text.contains("41 linear memories")
+                && text.contains("at most 4"),
+            "{allocator:?}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_memory_of_an_instance_counts_against_one_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three memories of 100 MiB besides the ABI's one page: each is under a 256 MiB cap, all
+    // together are not.
+    let wasm = support::many_memories_hook(dir.path(), 3, 1600);
+    let task = samples::task();
+    let call = gaffer::plugin::types::ToolCall {
+        name: "read_file".to_string(),
+        arguments: r#"{"path":"README.md"}"#.to_string(),
+    };
+    for (allocator, runtime) in both_allocators() {
+        let mut spec = PluginSpec::new(World::Hook, wasm.clone());
+        spec.name = "three-memories".to_string();
+        spec.limits.memory_bytes = 256 * 1024 * 1024;
+        let plugin = runtime.load(spec.clone()).unwrap();
+        let called = plugin
+            .pre_tool(&CallContext::new("T-1", 1), &task, &call)
+            .await
+            .unwrap();
+        match called.fault {
+            Some(PluginError::MemoryLimit { requested, cap, .. }) => {
+                assert_eq!(cap, 256 * 1024 * 1024, "{allocator:?}");
+                // The fourth memory would bring the total to 1 page + 3 × 100 MiB.
+                assert_eq!(requested, 65536 + 3 * 1600 * 65536, "{allocator:?}");
+            }
+            ref other => panic!("{allocator:?}: expected the memory limit, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                called.decision,
+                gaffer::plugin::types::HookDecision::Deny(_)
+            ),
+            "{allocator:?}: a hook that faults denies"
+        );
+        // Control: with room for all of them, the same hook answers (and fills them).
+        spec.limits.memory_bytes = 512 * 1024 * 1024;
+        let roomy = runtime.load(spec).unwrap();
+        let called = roomy
+            .pre_tool(&CallContext::new("T-1", 1), &task, &call)
+            .await
+            .unwrap();
+        assert!(called.fault.is_none(), "{allocator:?}: {:?}", called.fault);
+        assert_eq!(called.run.memory_bytes, 65536 + 3 * 1600 * 65536);
+    }
+}

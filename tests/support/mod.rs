@@ -213,3 +213,120 @@ pub fn polyglot_guest(lang: Lang, name: &str) -> PathBuf {
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
+
+/// A `hook` component built here from WebAssembly text: it allows everything, and its core
+/// module defines `extra_memories` linear memories of `pages_each` 64 KiB pages besides the
+/// one the canonical ABI uses, each filled with ones by `pre-tool` (so that every page is
+/// touched and counts in the process's resident memory). One memory of such a plugin stays
+/// under any per-memory cap; together they do not. Written to `dir`; its path.
+pub fn many_memories_hook(dir: &Path, extra_memories: u32, pages_each: u32) -> PathBuf {
+    wat_hook(
+        dir,
+        &format!("memories_{extra_memories}x{pages_each}.wasm"),
+        extra_memories,
+        pages_each,
+        None,
+    )
+}
+
+/// A `hook` component built here from WebAssembly text whose `pre-tool` rewrites every call's
+/// arguments to `arguments` (a JSON object as text), and whose other exports allow.
+pub fn rewriting_hook(dir: &Path, name: &str, arguments: &str) -> PathBuf {
+    wat_hook(dir, &format!("{name}.wasm"), 0, 0, Some(arguments))
+}
+
+fn wat_hook(
+    dir: &Path,
+    file: &str,
+    extra_memories: u32,
+    pages_each: u32,
+    rewrite: Option<&str>,
+) -> PathBuf {
+    let mut memories = String::new();
+    let mut fills = String::new();
+    for i in 1..=extra_memories {
+        memories.push_str(&format!("  (memory $m{i} {pages_each})\n"));
+        fills.push_str(&format!(
+            "    (memory.fill $m{i} (i32.const 0) (i32.const 1) (i32.const {}))\n",
+            u64::from(pages_each) * 65536
+        ));
+    }
+    // `pre-tool` answers from offset 16: `ok(allow)` in zeroed memory, or `ok(rewrite(s))`
+    // (result tag 0, decision tag 2 at offset 4, the string's pointer and length at 8 and
+    // 12) with the text at offset 256. `on-edit` and `on-diff` answer `ok(allow)` from
+    // zeroed memory at offset 64. Arguments are copied in through a bump allocator from
+    // offset 1024 up, growing memory 0 as needed.
+    let data = match rewrite {
+        Some(text) => {
+            let mut bytes = vec![0u8, 0, 0, 0, 2, 0, 0, 0];
+            bytes.extend_from_slice(&256u32.to_le_bytes());
+            bytes.extend_from_slice(&u32::try_from(text.len()).unwrap().to_le_bytes());
+            let escape = |b: &[u8]| b.iter().map(|b| format!("\\{b:02x}")).collect::<String>();
+            assert!(text.len() < 700, "the rewrite must fit below offset 1024");
+            format!(
+                "  (data (i32.const 16) \"{}\")\n  (data (i32.const 256) \"{}\")\n",
+                escape(&bytes),
+                escape(text.as_bytes())
+            )
+        }
+        None => String::new(),
+    };
+    let wat = format!(
+        r#"(module
+  (memory (export "memory") 1)
+{memories}{data}
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $at i32) (local $end i32)
+    (local.set $at
+      (i32.and
+        (i32.add (global.get $next) (i32.sub (local.get 2) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get 2))))
+    (local.set $end (i32.add (local.get $at) (local.get 3)))
+    (block $fits
+      (br_if $fits (i32.le_u (local.get $end) (i32.mul (memory.size) (i32.const 65536))))
+      (br_if $fits
+        (i32.ne
+          (memory.grow
+            (i32.add
+              (i32.div_u (i32.sub (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
+                         (i32.const 65536))
+              (i32.const 1)))
+          (i32.const -1)))
+      unreachable)
+    (global.set $next (local.get $end))
+    (local.get $at))
+  (func (export "pre-tool")
+    (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+{fills}    (i32.const 16))
+  (func (export "on-edit") (param i32) (result i32) (i32.const 64))
+  (func (export "on-diff")
+    (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (i32.const 64))
+)"#
+    );
+    let mut module = wat::parse_str(&wat).expect("the hook's text parses");
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(workspace_root().join("wit/0.1.0"))
+        .expect("gaffer's WIT parses");
+    let world = resolve
+        .select_world(&[package], Some("hook"))
+        .expect("the hook world");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("metadata embeds");
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .expect("the module is a component's core")
+        .encode()
+        .expect("the component encodes");
+    let path = dir.join(file);
+    std::fs::write(&path, component).expect("component written");
+    path
+}

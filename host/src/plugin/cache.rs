@@ -193,6 +193,9 @@ impl CompileCache {
             return Ok((component, CacheOutcome::Hit, content_hash));
         }
         let artifact = self.artifact_path(&content_hash);
+        // What an instance would create is checked before compiling: a cached artifact was
+        // checked when it was compiled.
+        super::shape::check(bytes)?;
         let component = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
         let outcome = match &artifact {
             Some(path) => match write_artifact(&component, path) {

@@ -9,6 +9,9 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::error::PluginError;
+use super::state::{
+    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
+};
 
 /// Which instance allocator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -32,24 +35,28 @@ pub enum AllocatorKind {
 
 /// Which meters are compiled into plugin code.
 ///
-/// gaffer ships with fuel on and epoch interruption off, on this evidence (the `metering`
-/// group of `benches/plugin_runtime.rs`, 2-core machine, criterion means):
+/// gaffer ships with both. Fuel is not optional: it is the plugin budget itself (the meter
+/// that mirrors token budgets) and it drives the async yield every
+/// [`EngineOptions::fuel_yield_interval`] instructions that keeps a spinning plugin from
+/// starving other tasks. Epoch interruption is the deadline that holds whatever the plugin
+/// does: a deadline checked only where fuel yields never fires while the plugin spends its
+/// time in host calls that burn no fuel (a hook passing a 32 MiB string to `log` in a loop
+/// ran 752 s against a 2 s deadline), and WASI's imports (random bytes, stream writes) are
+/// host calls too, so charging fuel in gaffer's own imports would not close the class. The
+/// epoch check sits at every loop header and function entry of the plugin's code, so the
+/// call traps within a tick of its deadline once the host call in progress returns.
+///
+/// The price, on a compute-heavy and a call-heavy guest (the `metering` group of
+/// `benches/plugin_runtime.rs`, 2-core machine, criterion means, earlier run):
 ///
 /// | guest                 | unmetered | fuel     | epoch    | fuel + epoch |
 /// |-----------------------|-----------|----------|----------|--------------|
 /// | serial loop (2M)      | 2.957 ms  | 3.329 ms | 3.620 ms | 3.289 ms     |
 /// | recursive fib(25)     | 374.6 µs  | 643.3 µs | 728.0 µs | 1176.6 µs    |
 ///
-/// Fuel is not optional: it is the plugin budget itself (the meter that mirrors token budgets)
-/// and it drives the async yield every [`EngineOptions::fuel_yield_interval`] instructions that
-/// keeps a spinning plugin from starving other tasks. Those yields are also where the wall-clock
-/// timeout around every call (`tokio::time::timeout`, which also bounds awaits on host calls)
-/// gets to fire, so with fuel on, the epoch adds no protection — only +83 % on call-heavy code on
-/// top of fuel. (One observation cuts the other way: a fresh cost-tier `route` measured 30.2 µs
-/// with the epoch on against 33.9 µs off, in one run; the 1 ms ticker thread may keep the other
-/// vCPU awake for the slot reset's cross-core work. Small, unexplained, and noise-sized on these
-/// machines, so it does not outweigh the compute cost.) Epoch interruption stays available for a
-/// configuration without fuel.
+/// Real plugins are short (a cost-tier `route` is a few thousand instructions; the call is
+/// dominated by instantiation), where the difference is within the noise of these machines:
+/// see the `route` group, which measures the shipped configuration against fuel alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metering {
     pub fuel: bool,
@@ -57,10 +64,10 @@ pub struct Metering {
 }
 
 impl Metering {
-    /// Fuel on, epoch off: the shipped configuration (see above).
+    /// Fuel and epoch on: the shipped configuration (see above).
     pub const SHIPPED: Metering = Metering {
         fuel: true,
-        epoch: false,
+        epoch: true,
     };
 }
 
@@ -87,7 +94,9 @@ impl Default for EngineOptions {
             metering: Metering::SHIPPED,
             max_memory_bytes: 512 * 1024 * 1024,
             pool_instances: 64,
-            epoch_tick: Duration::from_millis(1),
+            // Deadlines are hundreds of milliseconds or more; a coarser tick wakes the ticker
+            // thread less often in a long run.
+            epoch_tick: Duration::from_millis(5),
             fuel_yield_interval: 10_000_000,
         }
     }
@@ -119,12 +128,16 @@ fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
         // A component made by wasm-component-ld holds a few core instances (the program, the
         // WASI adapter, shims); Python and JavaScript guests hold more.
         .total_core_instances(n.saturating_mul(16))
-        .total_memories(n.saturating_mul(4))
-        .total_tables(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+        .total_tables(n.saturating_mul(MAX_TABLES_PER_COMPONENT / 2))
         .total_stacks(n)
-        .max_memories_per_component(4)
-        .max_tables_per_component(16)
-        .max_core_instances_per_component(32)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        // The same bounds per module as per component: a multi-memory module is refused by
+        // neither allocator unless the component as a whole has too many.
+        .max_memories_per_module(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_module(MAX_TABLES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(1 << 20)
         .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX));

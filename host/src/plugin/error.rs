@@ -63,7 +63,7 @@ pub enum PluginError {
     },
     /// The plugin tried to grow its memory past its cap.
     #[error(
-        "plugin `{plugin}`: memory limit in `{function}`: tried to grow to {requested} bytes, cap is {cap} bytes"
+        "plugin `{plugin}`: memory limit in `{function}`: its memories and tables together would hold {requested} bytes, cap is {cap} bytes"
     )]
     MemoryLimit {
         plugin: String,

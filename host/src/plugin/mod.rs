@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod samples;
 pub mod scaffold;
 pub mod set;
+pub mod shape;
 pub mod spec;
 pub mod state;
 pub mod types;

@@ -73,17 +73,38 @@ impl ModelAccess for NoModels {
 pub const MAX_READ_BYTES: u64 = 4 * 1024 * 1024;
 /// Log records one call may write; more are dropped, and the drop is logged once.
 pub const MAX_LOG_RECORDS_PER_CALL: u32 = 200;
+/// Bytes of one log message kept; the rest is cut, saying how much.
+pub const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
+/// Fields of one log record kept, and bytes of each key and value.
+pub const MAX_LOG_FIELDS: usize = 32;
+const MAX_LOG_FIELD_BYTES: usize = 1024;
 /// Bytes of a plugin's stderr kept to explain a trap (a Rust panic message lands there).
 pub const STDERR_CAPTURE_BYTES: usize = 64 * 1024;
 
-/// Memory cap of one instance, remembering the growth it refused so that a trap that follows
-/// can be reported as a memory limit rather than a bare `unreachable`.
+/// The most of each kind of part a component's instance may create: the same bounds the
+/// pooling allocator checks when it loads a component, held for the on-demand allocator too
+/// (at load, from the component's structure, and again by the limiter at instantiation).
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+/// Tables an instance may create (see [`MAX_MEMORIES_PER_COMPONENT`]).
+pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
+/// Core instances an instance may create (see [`MAX_MEMORIES_PER_COMPONENT`]).
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Bytes one table element is counted as against the memory cap (a function reference is a
+/// pointer).
+const TABLE_ELEMENT_BYTES: u64 = 8;
+/// Elements one table may have: generous, bounded (and counted against the memory cap too).
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// The memory cap of one instance: every linear memory and every table it creates, together,
+/// remembering the growth it refused so that a trap that follows can be reported as a memory
+/// limit rather than a bare `unreachable`. It also bounds how many memories, tables and core
+/// instances the instance may create.
 pub struct MemoryLimiter {
     cap: u64,
-    /// The size a refused `memory.grow` asked for.
+    /// The size, all memories and tables together, that a refused growth asked for.
     pub refused: Option<u64>,
-    /// Bytes of linear memory the instance holds, all its memories together (they never
-    /// shrink, so this is also its peak).
+    /// Bytes of linear memory and table the instance holds, all together (they never shrink,
+    /// so this is also its peak).
     pub in_use: u64,
 }
 
@@ -100,10 +121,18 @@ impl MemoryLimiter {
     pub fn cap(&self) -> u64 {
         self.cap
     }
-}
 
-/// Table elements one instance may have: generous, bounded.
-const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+    /// Account a growth of `grown` bytes, or refuse it when the total would pass the cap.
+    fn grow(&mut self, grown: u64) -> bool {
+        let total = self.in_use.saturating_add(grown);
+        if total > self.cap {
+            self.refused = Some(total);
+            return false;
+        }
+        self.in_use = total;
+        true
+    }
+}
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
@@ -112,25 +141,33 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.cap {
-            self.refused = Some(desired);
-            return Ok(false);
-        }
         // Creating a memory is a growth from 0 to its initial size, so this sums every memory.
-        self.in_use = self
-            .in_use
-            .saturating_add(desired.saturating_sub(current as u64));
-        Ok(true)
+        Ok(self.grow((desired as u64).saturating_sub(current as u64)))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let grown = (desired as u64).saturating_sub(current as u64);
+        Ok(self.grow(grown.saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES_PER_COMPONENT as usize
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_COMPONENT as usize
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES_PER_COMPONENT as usize
     }
 }
 
@@ -253,9 +290,17 @@ impl PluginState {
             }
             return;
         }
+        let message = bounded(&message, MAX_LOG_MESSAGE_BYTES);
         let fields = fields
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .take(MAX_LOG_FIELDS)
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    bounded(k, MAX_LOG_FIELD_BYTES),
+                    bounded(v, MAX_LOG_FIELD_BYTES)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ");
         let plugin = host.caller.plugin.as_str();
@@ -328,6 +373,22 @@ impl PluginState {
             ))
         })
     }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying how much was cut.
+fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}… [{} more bytes cut]",
+        &text[..end],
+        text.len() - end
+    ))
 }
 
 fn io_error(path: &str, e: std::io::Error) -> HostError {

@@ -117,8 +117,8 @@ pub struct ComponentInfo {
 }
 
 impl PluginRuntime {
-    /// A builder with the shipped defaults: pooling where possible, fuel on (see `Metering`), the
-    /// default disk cache, no model gateway, runs logged.
+    /// A builder with the shipped defaults: pooling where possible, fuel and epoch on (see
+    /// `Metering`), the default disk cache, no model gateway, runs logged.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             options: EngineOptions::default(),

@@ -58,6 +58,15 @@ impl Guest for Hostile {
             "log-loop" => loop {
                 host::log(host::LogLevel::Debug, "still here", &[]);
             },
+            "log-flood" => {
+                // Host calls that burn no fuel of the plugin's: 32 MiB handed to `log` again
+                // and again. Only the deadline can end this.
+                let big = "x".repeat(32 * 1024 * 1024);
+                let fields = vec![("k".repeat(1 << 16), "v".repeat(1 << 16)); 16];
+                loop {
+                    host::log(host::LogLevel::Info, std::hint::black_box(&big), &fields);
+                }
+            }
             "await-host" => {
                 // The test's model access never answers: the call must end at its deadline.
                 let answer = host::complete(&host::CompletionRequest {
