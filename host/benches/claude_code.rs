@@ -43,6 +43,8 @@ fn run(program: &str, args: &[&str], dir: &Path, input: &[u8]) -> Vec<u8> {
     let mut child = Command::new(program)
         .args(args)
         .current_dir(dir)
+        // As Claude Code runs its hooks: the bridge reads the project's gaffer.toml from here.
+        .env("CLAUDE_PROJECT_DIR", dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

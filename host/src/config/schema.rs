@@ -35,6 +35,33 @@ pub struct GafferToml {
     pub plugins: PluginsSection,
     #[serde(default)]
     pub economics: EconomicsSection,
+    #[serde(default)]
+    pub claude_code: ClaudeCodeSection,
+}
+
+/// `[claude_code]`: how the hook bridge (`gaffer hook claude-code`) reads tools it does not
+/// know by itself (resolved by `bridge`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaudeCodeSection {
+    /// Tools that write no file (MCP tools, say), let through to the hooks' `pre-tool`.
+    #[serde(default)]
+    pub read_only_tools: Vec<String>,
+    /// Tools that write a file, by name: which input fields hold the path and the content.
+    #[serde(default)]
+    pub write_tools: BTreeMap<String, WriteToolSection>,
+    /// Seconds the bridge may take before it gives up and denies (exit 2).
+    pub timeout_secs: Option<u64>,
+}
+
+/// One `[claude_code.write_tools."<tool>"]`: the input fields of a tool that writes a file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteToolSection {
+    /// The field holding the file's path.
+    pub path: Option<String>,
+    /// The field holding the file's new content (absent: the content is not known).
+    pub content: Option<String>,
 }
 
 /// `[project]`: where approved work merges and how it is tested (resolved by `pipeline`).

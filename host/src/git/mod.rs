@@ -18,7 +18,7 @@ use std::sync::Mutex;
 pub use blocking::AsyncRepo;
 pub(crate) use command::Git;
 pub use merge::{Candidate, MergeKind, MergeOutcome};
-pub use snapshot::{IgnoredFile, Snapshot};
+pub use snapshot::{IgnoredFile, Snapshot, changed_since, ignored_changed_since, with_ignored};
 
 /// A failed git operation. Every variant names the repository or worktree it concerns; a failed
 /// command also carries its arguments and git's own error output, so the report can say exactly

@@ -10,7 +10,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{Git, GitError, STAGED_DIFF, Worktree, diff};
-use crate::plugin::types::Diff;
+use crate::plugin::types::{Diff, DiffLine, FileDiff, FileStatus, Hunk, LineKind};
 
 /// The commit an attempt's worktree became.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +275,106 @@ fn gitlinks_added(raw: &str) -> Vec<String> {
         }
     }
     paths
+}
+
+/// The change as the `on-diff` hooks see it: every file that merges, and each file (or wholly
+/// ignored directory) git ignores that the attempt left, as an added file with its content.
+/// Ignored files never merge; a rule on `.env` holds even when `.env` is ignored.
+pub fn with_ignored(diff: &Diff, ignored: &[IgnoredFile]) -> Diff {
+    let mut shown = diff.clone();
+    for file in ignored {
+        let text = file
+            .content
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let lines: Vec<DiffLine> = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| DiffLine {
+                kind: LineKind::Added,
+                line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                text: line.to_string(),
+            })
+            .collect();
+        let added = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+        let binary = file
+            .content
+            .as_deref()
+            .is_some_and(|c| c.contains(&0) || std::str::from_utf8(c).is_err());
+        let hunks = if lines.is_empty() {
+            Vec::new()
+        } else {
+            vec![Hunk {
+                old_start: 0,
+                old_lines: 0,
+                new_start: 1,
+                new_lines: added,
+                lines,
+            }]
+        };
+        shown.files.push(FileDiff {
+            path: file.path.clone(),
+            old_path: None,
+            status: FileStatus::Added,
+            binary,
+            hunks,
+            added,
+            removed: 0,
+        });
+    }
+    shown
+}
+
+/// Whether the file at `path` changed at `since` or later, or is gone: by its status-change
+/// time (which a process cannot set back, unlike the modification time), in whole seconds, so
+/// a change within the second `since` falls in.
+pub fn changed_since(path: &Path, since: std::time::SystemTime) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return true;
+    };
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    meta.ctime().max(meta.mtime()) >= since
+}
+
+/// The files git ignores in the working tree at `dir` (a user's repository, not an attempt's)
+/// that were created or changed at `since` or later (by their status-change time, which a
+/// process cannot set back), each with its content up to `cap` bytes; at most `limit` of them,
+/// and `Err` past that, so that a caller that must judge them all can refuse.
+pub fn ignored_changed_since(
+    dir: &Path,
+    since: std::time::SystemTime,
+    cap: u64,
+    limit: usize,
+) -> Result<Vec<IgnoredFile>, GitError> {
+    let listing = Git::new(dir)
+        .args([
+            "ls-files",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+            "-z",
+        ])
+        .run()?;
+    let mut files = Vec::new();
+    for path in listing.split('\0').filter(|p| !p.is_empty()) {
+        let full = dir.join(path);
+        let gone = std::fs::symlink_metadata(&full).is_err();
+        if gone || !changed_since(&full, since) {
+            continue;
+        }
+        if files.len() == limit {
+            return Err(GitError::Io {
+                path: dir.to_path_buf(),
+                reason: format!("more than {limit} ignored files changed; too many to judge"),
+            });
+        }
+        files.push(read_ignored(dir, path, cap)?);
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

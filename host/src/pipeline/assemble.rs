@@ -20,7 +20,7 @@ use crate::plugin::types::{ModelInfo, Prices};
 use crate::plugin::{PluginError, PluginRuntime, PluginSet, PluginSpecs};
 use crate::project::{Project, ProjectError};
 
-use super::policy_files::PolicyFiles;
+use crate::project::policy_files::PolicyFiles;
 use crate::store::{BacklogStore, LedgerStore, MicroUsd};
 
 /// What `gaffer run` adds to the configuration.

@@ -8,14 +8,12 @@
 //! - `stages`: one attempt's stages, one function each;
 //! - `start`: the checks before a run, and recovery from a crashed one;
 //! - `stop`: the run's one stop signal and its reasons;
-//! - `policy_files`: the files no attempt may change (gaffer's own policy and git's).
 
 pub mod assemble;
 pub mod history;
 pub mod hooks;
 pub mod import;
 pub mod plugin_models;
-pub mod policy_files;
 pub mod progress;
 pub mod run_records;
 pub mod runner;

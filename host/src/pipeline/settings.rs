@@ -11,7 +11,7 @@ use crate::config::Invalid;
 use crate::config::schema::GafferToml;
 use crate::sandbox::{CommandLimits, SandboxPolicy};
 
-use super::policy_files::PolicyFiles;
+use crate::project::policy_files::PolicyFiles;
 
 /// The branch approved work merges into when `[project] target_branch` is not given.
 const DEFAULT_TARGET_BRANCH: &str = "main";

@@ -10,12 +10,11 @@ use super::stop::StopReason;
 use crate::agent::session::{Agent, AgentEnd, AgentReport, task_prompt};
 use crate::agent::workspace::Workspace;
 use crate::gateway::metered::CallTag;
-use crate::git::{Candidate, IgnoredFile, MergeKind, MergeOutcome, Worktree};
+use crate::git::{Candidate, MergeKind, MergeOutcome, Worktree};
 use crate::ledger::{BudgetExhausted, format_dollars};
 use crate::plugin::chain::describe;
 use crate::plugin::types::{
-    Attempt, Diff, DiffLine, FileDiff, FileStatus, Finding, Hunk, LineKind, RouteDecision,
-    RouteRequest, Task, TestResult, Verdict, VerifyRequest,
+    Attempt, Diff, Finding, RouteDecision, RouteRequest, Task, TestResult, Verdict, VerifyRequest,
 };
 use crate::plugin::{ActivePlugins, CallContext, CallError, TaskFuel};
 use crate::sandbox::{CommandOutput, Mount, run_command};
@@ -515,8 +514,12 @@ impl Pipeline {
         }
         let tests = self.run_tests(worktree, &commit).await?;
         trace.tests_passed = tests.ran.then_some(tests.passed);
-        self.rules(attempt, worktree, &with_ignored(&diff, &ignored))
-            .await?;
+        self.rules(
+            attempt,
+            worktree,
+            &crate::git::with_ignored(&diff, &ignored),
+        )
+        .await?;
         Ok(Checked { tests, diff })
     }
 
@@ -750,55 +753,6 @@ fn commit_message(attempt: &AttemptContext<'_>, decision: &RouteDecision) -> Str
         "{}: {}\n\nImplemented by gaffer (attempt {}, model {}).",
         attempt.task.id, attempt.task.title, attempt.number, decision.model
     )
-}
-
-/// The change as the `on-diff` hooks see it: every file that merges, and each file (or wholly
-/// ignored directory) git ignores that the attempt left, as an added file with its content.
-/// Ignored files never merge; a rule on `.env` holds even when `.env` is ignored.
-fn with_ignored(diff: &Diff, ignored: &[IgnoredFile]) -> Diff {
-    let mut shown = diff.clone();
-    for file in ignored {
-        let text = file
-            .content
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let lines: Vec<DiffLine> = text
-            .lines()
-            .enumerate()
-            .map(|(i, line)| DiffLine {
-                kind: LineKind::Added,
-                line: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                text: line.to_string(),
-            })
-            .collect();
-        let added = u32::try_from(lines.len()).unwrap_or(u32::MAX);
-        let binary = file
-            .content
-            .as_deref()
-            .is_some_and(|c| c.contains(&0) || std::str::from_utf8(c).is_err());
-        let hunks = if lines.is_empty() {
-            Vec::new()
-        } else {
-            vec![Hunk {
-                old_start: 0,
-                old_lines: 0,
-                new_start: 1,
-                new_lines: added,
-                lines,
-            }]
-        };
-        shown.files.push(FileDiff {
-            path: file.path.clone(),
-            old_path: None,
-            status: FileStatus::Added,
-            binary,
-            hunks,
-            added,
-            removed: 0,
-        });
-    }
-    shown
 }
 
 fn short(commit: &str) -> &str {

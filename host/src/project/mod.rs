@@ -3,6 +3,7 @@
 //! command that works on a project finds these here, not in paths of its own.
 
 pub mod init;
+pub mod policy_files;
 
 use std::path::{Path, PathBuf};
 

@@ -58,7 +58,9 @@ impl PolicyFiles {
         reasons
     }
 
-    fn why(&self, path: &str) -> Option<&'static str> {
+    /// Why `path` (relative to the repository root, `/`-separated) may not be changed by an
+    /// agent, or `None` when it is not a policy file.
+    pub fn why(&self, path: &str) -> Option<&'static str> {
         if self.named.iter().any(|n| n == path) {
             return Some("is the run's policy (gaffer.toml or a plugin it names)");
         }
