@@ -123,9 +123,9 @@ fn bench_route(c: &mut Criterion) {
         b.iter(|| cost_tier::CostTier::route(std::hint::black_box(native_request.clone())))
     });
 
-    let with_epoch = Metering {
+    let fuel_only = Metering {
         fuel: true,
-        epoch: true,
+        epoch: false,
     };
     for (label, allocator, metering) in [
         (
@@ -138,11 +138,12 @@ fn bench_route(c: &mut Criterion) {
             AllocatorChoice::OnDemand,
             Metering::SHIPPED,
         ),
-        // Not shipped: the same with epoch interruption on, for the metering decision.
+        // Not shipped: the same without epoch interruption (a deadline that only fires where
+        // fuel yields), the price of the epoch in the same run.
         (
-            "fresh-sandbox/pooling+epoch",
+            "fresh-sandbox/pooling, fuel only",
             AllocatorChoice::Pooling,
-            with_epoch,
+            fuel_only,
         ),
     ] {
         let rt = runtime(allocator, metering);

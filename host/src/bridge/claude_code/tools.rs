@@ -233,29 +233,19 @@ pub fn classify(
                 change: Change::Replace(replacements),
             }
         }
-        "NotebookEdit" => Tool::WriteFile {
-            path: text(tool, input, "notebook_path")?,
-            change: Change::Notebook {
-                cell_id: input
-                    .get("cell_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                source: input
-                    .get("new_source")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                cell_type: input
-                    .get("cell_type")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                mode: input
-                    .get("edit_mode")
-                    .and_then(Value::as_str)
-                    .unwrap_or("replace")
-                    .to_string(),
-            },
-        },
+        "NotebookEdit" => {
+            let optional =
+                |field: &str| input.get(field).and_then(Value::as_str).map(str::to_string);
+            Tool::WriteFile {
+                path: text(tool, input, "notebook_path")?,
+                change: Change::Notebook {
+                    cell_id: optional("cell_id"),
+                    source: optional("new_source").unwrap_or_default(),
+                    cell_type: optional("cell_type"),
+                    mode: optional("edit_mode").unwrap_or_else(|| "replace".to_string()),
+                },
+            }
+        }
         "Bash" | "PowerShell" => Tool::Shell {
             command: text(tool, input, "command")?,
         },
