@@ -242,7 +242,12 @@ impl EpochTicker {
             .name("gaffer-epoch".to_string())
             .spawn(move || {
                 while !stop_flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
+                    // Parked rather than asleep, so that dropping the engine wakes it at once
+                    // instead of waiting out a tick (a hook bridge process ends right after).
+                    std::thread::park_timeout(tick);
+                    if stop_flag.load(Ordering::Relaxed) {
+                        break;
+                    }
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,
@@ -258,6 +263,7 @@ impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
