@@ -882,6 +882,10 @@ fn the_printed_settings_install_a_hook_the_agent_cannot_steer() {
     );
     let settings: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(settings["allowManagedHooksOnly"], true);
+    // From --settings, this outranks a `disableAllHooks: true` the agent writes into the
+    // project's settings.
+    assert_eq!(settings["disableAllHooks"], false);
+    assert_eq!(settings["disableSkillShellExecution"], true);
     let config = root.join("gaffer.toml").canonicalize().unwrap();
     for event_name in ["PreToolUse", "PostToolUse"] {
         let entry = &settings["hooks"][event_name][0];

@@ -485,7 +485,7 @@ impl Bridge {
         };
         let mut out = event.input.clone();
         match event.tool.as_str() {
-            "Bash" | "PowerShell" => {
+            "Bash" | "PowerShell" | "Monitor" => {
                 out.insert("command".into(), get("command")?);
             }
             "Write" => {
@@ -683,8 +683,9 @@ impl Bridge {
 /// managed settings (`/etc/claude-code/managed-settings.json` on Linux), or a file outside the
 /// project passed as `claude --settings FILE --setting-sources user` — never the project's
 /// `.claude/settings.json`. Every tool is matched (an unknown one is denied), a hook that
-/// fails to start, times out or crashes blocks (`onFailure: block`), and only managed hooks
-/// run where these are the managed settings.
+/// fails to start, times out or crashes blocks (`onFailure: block`; Claude Code's default lets
+/// the call through), hooks cannot be switched off by a lower settings file, skills run no
+/// shell lines, and only managed hooks run where these are the managed settings.
 pub fn settings(config: &Path, program: &[String]) -> Value {
     let quote = |word: &str| {
         if word
@@ -706,7 +707,14 @@ pub fn settings(config: &Path, program: &[String]) -> Value {
         "onFailure": "block",
     });
     json!({
+        // Managed settings: only managed hooks run. Ignored elsewhere.
         "allowManagedHooksOnly": true,
+        // From `--settings` (which outranks user, project and local settings) this keeps a
+        // `disableAllHooks` the agent writes into `.claude/settings.local.json` from turning
+        // the hook off, also mid-session (observed with Claude Code 2.1.328).
+        "disableAllHooks": false,
+        // A skill's `!cmd` lines run with no Bash hook.
+        "disableSkillShellExecution": true,
         "hooks": {
             "PreToolUse": [{"matcher": "*", "hooks": [hook.clone()]}],
             "PostToolUse": [{"matcher": "*", "hooks": [hook]}],

@@ -12,8 +12,8 @@ use crate::config::schema::ClaudeCodeSection;
 
 /// Claude Code's own tools that write no file (as named by `@anthropic-ai/claude-code`
 /// 2.1.328, and a few older names). Their calls go to the hooks' `pre-tool`. Tools that write
-/// through a side door (`EnterWorktree` makes a git worktree) are left unknown, so denied
-/// until declared.
+/// through a side door (`EnterWorktree` makes a git worktree; `Workflow` and `REPL` run code)
+/// are left unknown, so denied until declared. `Monitor` runs a command: it is judged as one.
 pub const READ_ONLY_TOOLS: &[&str] = &[
     "Read",
     "Glob",
@@ -24,9 +24,13 @@ pub const READ_ONLY_TOOLS: &[&str] = &[
     "WebFetch",
     "WebSearch",
     "ToolSearch",
+    // Subagents' own tool calls come through the same hooks.
     "Task",
     "Agent",
+    "ListAgents",
     "SendMessage",
+    "SendUserMessage",
+    "ReportFindings",
     "TaskCreate",
     "TaskGet",
     "TaskList",
@@ -37,14 +41,22 @@ pub const READ_ONLY_TOOLS: &[&str] = &[
     "BashOutput",
     "KillShell",
     "KillBash",
+    "CronCreate",
+    "CronDelete",
+    "CronList",
+    "ScheduleWakeup",
     "ExitPlanMode",
     "EnterPlanMode",
     "AskUserQuestion",
+    // A skill's `!cmd` lines run without a Bash hook: the printed settings turn them off
+    // (`disableSkillShellExecution`).
     "Skill",
     "SlashCommand",
     "StructuredOutput",
+    "WaitForMcpServers",
     "ListMcpResourcesTool",
     "ReadMcpResourceTool",
+    "ReadMcpResourceDirTool",
 ];
 
 /// Default seconds the bridge may take on one event: under Claude Code's own hook timeout (60
@@ -246,7 +258,7 @@ pub fn classify(
                 },
             }
         }
-        "Bash" | "PowerShell" => Tool::Shell {
+        "Bash" | "PowerShell" | "Monitor" => Tool::Shell {
             command: text(tool, input, "command")?,
         },
         _ => {
