@@ -722,55 +722,73 @@ pub fn settings(config: &Path, program: &[String]) -> Value {
     })
 }
 
-/// Decide one event against the configuration at `config` (see [`config_path`]).
-pub async fn decide(event: &Value, config: Option<&Path>) -> Answer {
-    let refuse = |reason: String| Answer::Refuse(format!("gaffer (fail closed): {reason}"));
-    let event = match Event::parse(event) {
-        Ok(event) => event,
-        Err(reason) => return refuse(reason),
-    };
-    let config = match config_path(config) {
-        Ok(config) => config,
-        Err(reason) => return refuse(reason),
-    };
-    let bridge = match Bridge::load(&config) {
-        Ok(bridge) => bridge,
-        Err(reason) => return refuse(reason),
-    };
-    bridge.decide(&event).await
-}
-
-/// How long the bridge waits before it gives up on an event whose configuration it could not
-/// read (the configured `timeout_secs` cannot be known then).
+/// How long the bridge may take before its configuration is read (and so before the
+/// configured `timeout_secs` is known).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `gaffer hook claude-code`: the event on stdin, the answer on stdout. Every way out that is
-/// not an answer — a panic, its own timeout, input it cannot read — exits with status 2.
+/// The bridge's own deadline, on a thread of its own, so that a hook or a read stuck where no
+/// await returns cannot outlast it: past the limit (counted from the start), exit status 2.
+struct Watchdog {
+    limit_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::Thread>,
+}
+
+impl Watchdog {
+    fn start(limit: Duration) -> Watchdog {
+        use std::sync::atomic::Ordering;
+        let limit_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(millis(limit)));
+        let shared = std::sync::Arc::clone(&limit_ms);
+        let started = std::time::Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("gaffer-bridge-timeout".to_string())
+            .spawn(move || {
+                loop {
+                    let limit = Duration::from_millis(shared.load(Ordering::Relaxed));
+                    let elapsed = started.elapsed();
+                    if elapsed >= limit {
+                        eprintln!(
+                            "gaffer (fail closed): no decision within {} s; denied",
+                            limit.as_secs()
+                        );
+                        std::process::exit(2);
+                    }
+                    std::thread::park_timeout(limit - elapsed);
+                }
+            })
+            .ok()
+            .map(|handle| handle.thread().clone());
+        Watchdog { limit_ms, thread }
+    }
+
+    /// The limit the configuration sets, from the start.
+    fn set(&self, limit: Duration) {
+        self.limit_ms
+            .store(millis(limit), std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = &self.thread {
+            thread.unpark();
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `gaffer hook claude-code`: the configuration (`--config`, else `$CLAUDE_PROJECT_DIR`'s),
+/// then the event on stdin, the answer on stdout. Every way out that is not an answer — no
+/// configuration, a plugin that does not load, input it cannot read, a panic, its own timeout
+/// — exits with status 2.
 pub async fn run(config: Option<PathBuf>) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("gaffer (fail closed): internal error: {info}; denied");
         std::process::exit(2);
     }));
-    let timeout = config_path(config.as_deref())
-        .ok()
-        .and_then(|path| ConfigFile::load(&path).ok())
-        .and_then(|file| {
-            file.resolve(|s, _| BridgeSettings::from_config(&s.claude_code))
-                .ok()
-        })
-        .map_or(STARTUP_TIMEOUT, |settings| settings.timeout);
-    // A thread of its own, so that a hook or a read stuck where no await returns cannot
-    // outlast it.
-    let _ = std::thread::Builder::new()
-        .name("gaffer-bridge-timeout".to_string())
-        .spawn(move || {
-            std::thread::sleep(timeout);
-            eprintln!(
-                "gaffer (fail closed): no decision within {} s; denied",
-                timeout.as_secs()
-            );
-            std::process::exit(2);
-        });
+    let watchdog = Watchdog::start(STARTUP_TIMEOUT);
+    let bridge = match config_path(config.as_deref()).and_then(|path| Bridge::load(&path)) {
+        Ok(bridge) => bridge,
+        Err(reason) => return fail_closed(&reason),
+    };
+    watchdog.set(bridge.timeout());
     let mut text = String::new();
     let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut text);
     let event: Value = match read
@@ -781,7 +799,10 @@ pub async fn run(config: Option<PathBuf>) -> ExitCode {
         Ok(_) => return fail_closed("the hook input is not a JSON object"),
         Err(e) => return fail_closed(&format!("the hook input is not readable JSON: {e}")),
     };
-    let answer = decide(&event, config.as_deref()).await;
+    let answer = match Event::parse(&event) {
+        Ok(event) => bridge.decide(&event).await,
+        Err(reason) => return fail_closed(&reason),
+    };
     if let Answer::Refuse(reason) = &answer {
         eprintln!("{reason}; denied");
         return ExitCode::from(2);
@@ -795,8 +816,8 @@ pub async fn run(config: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Input that cannot be read: exit status 2 with the reason on stderr, the documented way to
-/// block without JSON.
+/// What the bridge cannot decide on: exit status 2 with the reason on stderr, the documented
+/// way to block without JSON.
 fn fail_closed(reason: &str) -> ExitCode {
     eprintln!("gaffer (fail closed): {reason}; denied");
     ExitCode::from(2)
