@@ -10,5 +10,6 @@ pub use crate::store::{MicroUsd, Prices, TokenCounts};
 pub use budget::{BudgetExhausted, Caps, Ledger, LedgerError, Reservation, WorstCase};
 pub use cost::Electricity;
 pub use money::{
-    AmountError, decimal_dollars, dollars_at, format_dollars, parse_dollars, price_at,
+    AmountError, decimal_dollars, dollars_at, format_dollars, format_dollars_fixed, parse_dollars,
+    price_at,
 };

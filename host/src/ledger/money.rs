@@ -148,6 +148,26 @@ pub fn format_dollars(amount: MicroUsd) -> String {
     format!("${}.{digits}", micros / MICROS_PER_DOLLAR)
 }
 
+/// `$1.2346`: dollars rounded half up to `decimals` places (at most six), every amount of a
+/// column with the same number of places so that they line up and compare at a glance.
+pub fn format_dollars_fixed(amount: MicroUsd, decimals: u32) -> String {
+    let decimals = decimals.min(6);
+    let unit = 10u64.pow(6 - decimals);
+    let rounded = (amount.get() / unit).saturating_add(u64::from(
+        amount.get() % unit >= unit.div_ceil(2) && unit > 1,
+    ));
+    let scale = 10u64.pow(decimals);
+    if decimals == 0 {
+        return format!("${rounded}");
+    }
+    format!(
+        "${}.{:0width$}",
+        rounded / scale,
+        rounded % scale,
+        width = decimals as usize
+    )
+}
+
 /// `1.234567`: dollars with all six decimals, for machine-readable output (CSV).
 pub fn decimal_dollars(amount: MicroUsd) -> String {
     amount.decimal()
@@ -225,5 +245,19 @@ mod tests {
         assert_eq!(format_dollars(MicroUsd(1_650_000)), "$1.65");
         assert_eq!(format_dollars(MicroUsd(150)), "$0.00015");
         assert_eq!(format_dollars(MicroUsd(0)), "$0.00");
+    }
+
+    #[test]
+    fn column_dollars_round_half_up_to_one_width() {
+        // $140.19155 → $140.1916 (the fifth decimal 5 rounds up), $0.1758, $0.022 → $0.0220.
+        assert_eq!(format_dollars_fixed(MicroUsd(140_191_550), 4), "$140.1916");
+        assert_eq!(format_dollars_fixed(MicroUsd(175_800), 4), "$0.1758");
+        assert_eq!(format_dollars_fixed(MicroUsd(22_000), 4), "$0.0220");
+        assert_eq!(format_dollars_fixed(MicroUsd(49), 4), "$0.0000");
+        assert_eq!(format_dollars_fixed(MicroUsd(50), 4), "$0.0001");
+        assert_eq!(format_dollars_fixed(MicroUsd(1_994_999), 2), "$1.99");
+        assert_eq!(format_dollars_fixed(MicroUsd(1_995_000), 2), "$2.00");
+        assert_eq!(format_dollars_fixed(MicroUsd(1_234_567), 6), "$1.234567");
+        assert_eq!(format_dollars_fixed(MicroUsd(2_500_000), 0), "$3");
     }
 }

@@ -81,9 +81,12 @@ impl MicroUsd {
         }
     }
 
-    /// An equal share of `n` (rounded down); the whole amount when `n` is zero.
+    /// An equal share of `n`, rounded half up to the micro-dollar; the whole amount when `n` is
+    /// zero.
     pub fn per(self, n: u64) -> MicroUsd {
-        MicroUsd(self.0 / n.max(1))
+        let n = n.max(1);
+        // Rounded half up, not truncated: $0.999999 over 2 tasks is $0.500000 a task.
+        MicroUsd(self.0 / n + u64::from(self.0 % n >= n.div_ceil(2) && n > 1))
     }
 }
 
