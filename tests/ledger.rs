@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use gaffer::ledger::{Caps, Ledger, LedgerError, MicroUsd, Prices, TokenCounts, WorstCase};
+use gaffer::ledger::{
+    CallTry, Caps, Ledger, LedgerError, MicroUsd, Prices, TokenCounts, WorstCase,
+};
 use gaffer::store::{
     CapLevel, CapLimit, LedgerStore, Phase, Role, RowScope, RowState, SqliteStore, Stage,
     StoreError, owner_is_alive,
@@ -51,7 +53,10 @@ async fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
         max_output_tokens: 8_192,
     };
     // 100 000 × 3.75 $/Mtok + 8 192 × 15 $/Mtok = 0.375 + 0.12288 = $0.49788 = 497 880 µ$.
-    let reservation = ledger.reserve(&scope("T-1", 1), worst, None).await.unwrap();
+    let reservation = ledger
+        .reserve(&scope("T-1", 1), CallTry::FIRST, worst, None)
+        .await
+        .unwrap();
     assert_eq!(reservation.amount, MicroUsd(497_880));
     assert_eq!(
         store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
@@ -111,11 +116,21 @@ async fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
         },
     );
     let first = ledger
-        .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(700_000)), None)
+        .reserve(
+            &scope("T-1", 1),
+            CallTry::FIRST,
+            WorstCase::Amount(MicroUsd(700_000)),
+            None,
+        )
         .await
         .unwrap();
     let error = ledger
-        .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(400_000)), None)
+        .reserve(
+            &scope("T-1", 1),
+            CallTry::FIRST,
+            WorstCase::Amount(MicroUsd(400_000)),
+            None,
+        )
         .await
         .unwrap_err();
     match &error {
@@ -141,13 +156,19 @@ async fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
     // Another task is not affected; the router's attempt cap is.
     assert!(
         ledger
-            .reserve(&scope("T-2", 1), WorstCase::Amount(MicroUsd(400_000)), None)
+            .reserve(
+                &scope("T-2", 1),
+                CallTry::FIRST,
+                WorstCase::Amount(MicroUsd(400_000)),
+                None
+            )
             .await
             .is_ok()
     );
     let error = ledger
         .reserve(
             &scope("T-3", 1),
+            CallTry::FIRST,
             WorstCase::Amount(MicroUsd(400_000)),
             Some(MicroUsd(300_000)),
         )
@@ -161,7 +182,12 @@ async fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
     ledger.release(&first).await.unwrap();
     assert!(
         ledger
-            .reserve(&scope("T-1", 2), WorstCase::Amount(MicroUsd(900_000)), None)
+            .reserve(
+                &scope("T-1", 2),
+                CallTry::FIRST,
+                WorstCase::Amount(MicroUsd(900_000)),
+                None
+            )
             .await
             .is_ok()
     );
@@ -180,6 +206,7 @@ async fn an_overrun_is_booked_in_full_and_closes_the_cap() {
     let r = ledger
         .reserve(
             &scope("T-1", 1),
+            CallTry::FIRST,
             WorstCase::Tokens {
                 prices: PRICES,
                 max_input_tokens: 1_000,
@@ -211,7 +238,12 @@ async fn an_overrun_is_booked_in_full_and_closes_the_cap() {
     // The task cap (100 000) is crossed: even the smallest call is now refused.
     assert!(matches!(
         ledger
-            .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(1)), None)
+            .reserve(
+                &scope("T-1", 1),
+                CallTry::FIRST,
+                WorstCase::Amount(MicroUsd(1)),
+                None
+            )
             .await,
         Err(LedgerError::Exhausted(_))
     ));
@@ -222,7 +254,12 @@ async fn missing_usage_charges_the_reservation_and_says_so() {
     let (_dir, store) = store();
     let ledger = Ledger::new(store.clone(), Caps::default());
     let r = ledger
-        .reserve(&scope("T-1", 1), WorstCase::Amount(MicroUsd(12_345)), None)
+        .reserve(
+            &scope("T-1", 1),
+            CallTry::FIRST,
+            WorstCase::Amount(MicroUsd(12_345)),
+            None,
+        )
         .await
         .unwrap();
     ledger.mark_sent(&r).await.unwrap();
@@ -238,8 +275,9 @@ async fn missing_usage_charges_the_reservation_and_says_so() {
 fn the_protocol_refuses_out_of_order_steps() {
     let (_dir, store) = store();
     let id = store
-        .try_reserve(&scope("T-1", 1), MicroUsd(10), &[])
-        .unwrap();
+        .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(10), &[])
+        .unwrap()
+        .id;
     let settle = gaffer::store::Settlement {
         tokens: Default::default(),
         prices: Default::default(),
@@ -303,8 +341,9 @@ fn concurrent_callers_never_exceed_a_cap() {
                 let store = SqliteStore::open(&path).unwrap();
                 let task = if i % 2 == 0 { "T-even" } else { "T-odd" };
                 barrier.wait();
-                match store.try_reserve(&scope(task, 1), CALL, &caps) {
-                    Ok(id) => {
+                match store.try_reserve(&scope(task, 1), CallTry::FIRST, CALL, &caps) {
+                    Ok(reserved) => {
+                        let id = reserved.id;
                         store.mark_sent(id).unwrap();
                         // Each call costs exactly what it reserved, so admissions cannot
                         // depend on settlement timing.
@@ -363,12 +402,14 @@ fn a_killed_process_is_recovered() {
     if let Ok(path) = std::env::var("GAFFER_CRASH_DB") {
         let store = SqliteStore::open(&path).unwrap();
         let sent = store
-            .try_reserve(&scope("T-1", 1), MicroUsd(40_000), &[])
-            .unwrap();
+            .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(40_000), &[])
+            .unwrap()
+            .id;
         store.mark_sent(sent).unwrap();
         store
-            .try_reserve(&scope("T-1", 1), MicroUsd(7_000), &[])
-            .unwrap();
+            .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(7_000), &[])
+            .unwrap()
+            .id;
         println!("READY");
         std::thread::sleep(Duration::from_secs(120));
         return;
@@ -432,8 +473,9 @@ fn a_killed_process_is_recovered() {
 fn recovery_leaves_live_owners_alone() {
     let (_dir, store) = store();
     let id = store
-        .try_reserve(&scope("T-1", 1), MicroUsd(5), &[])
-        .unwrap();
+        .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(5), &[])
+        .unwrap()
+        .id;
     store.mark_sent(id).unwrap();
     assert_eq!(store.recover(&owner_is_alive).unwrap(), Default::default());
     assert_eq!(store.rows().unwrap()[0].state, RowState::Sent);
@@ -492,17 +534,21 @@ fn cap_totals_always_equal_what_the_rows_say() {
         outcome: "ok".into(),
     };
     let a = store
-        .try_reserve(&scope("T-1", 1), MicroUsd(1_000), &[])
-        .unwrap();
+        .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(1_000), &[])
+        .unwrap()
+        .id;
     let b = store
-        .try_reserve(&scope("T-1", 2), MicroUsd(2_000), &[])
-        .unwrap();
+        .try_reserve(&scope("T-1", 2), CallTry::FIRST, MicroUsd(2_000), &[])
+        .unwrap()
+        .id;
     let c = store
-        .try_reserve(&scope("T-2", 1), MicroUsd(3_000), &[])
-        .unwrap();
+        .try_reserve(&scope("T-2", 1), CallTry::FIRST, MicroUsd(3_000), &[])
+        .unwrap()
+        .id;
     let d = store
-        .try_reserve(&scope("T-2", 1), MicroUsd(4_000), &[])
-        .unwrap();
+        .try_reserve(&scope("T-2", 1), CallTry::FIRST, MicroUsd(4_000), &[])
+        .unwrap()
+        .id;
     store.mark_sent(a).unwrap();
     store.settle(a, &settle(Some(MicroUsd(250)))).unwrap(); // under its reservation
     store.mark_sent(b).unwrap();

@@ -194,7 +194,15 @@ impl Gateway {
         };
         let mut scope = tag.scope.clone();
         scope.model = model.key.clone();
-        let reservation = self.ledger.reserve(&scope, worst, tag.attempt_cap).await?;
+        let reservation = self
+            .ledger
+            .reserve(
+                &scope,
+                crate::ledger::CallTry::FIRST,
+                worst,
+                tag.attempt_cap,
+            )
+            .await?;
         // From here on, a crash charges the reservation.
         self.ledger.mark_sent(&reservation).await?;
         let started = Instant::now();

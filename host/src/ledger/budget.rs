@@ -9,7 +9,7 @@ use super::money::{dollars_at, format_dollars};
 use crate::config::Invalid;
 use crate::config::schema::{BudgetSection, ModelSection};
 use crate::store::{
-    CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
+    CallTry, CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
     RowScope, Settled, Settlement, StoreError, TokenCounts, off_runtime,
 };
 
@@ -132,12 +132,24 @@ impl From<StoreError> for LedgerError {
     }
 }
 
-/// A reservation held for one call.
+/// A reservation held for one try of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub id: ReservationId,
     pub amount: MicroUsd,
     pub prices: Prices,
+    /// The call this try belongs to; the next try of the same call reserves under it.
+    pub call: CallTry,
+}
+
+impl Reservation {
+    /// The next try of the same call.
+    pub fn next_try(&self) -> CallTry {
+        CallTry {
+            call_id: self.call.call_id,
+            number: self.call.number.saturating_add(1),
+        }
+    }
 }
 
 /// The worst case of one call: what gets reserved.
@@ -232,11 +244,13 @@ impl Ledger {
         self.store.record_plugin_run(scope, fuel, wall_ms, outcome)
     }
 
-    /// Reserve the worst case of a call against every cap that covers it, atomically, or refuse
-    /// it before anything is sent.
+    /// Reserve the worst case of one try of a call against every cap that covers it,
+    /// atomically, or refuse it before anything is sent. Each try reserves again, so the caps
+    /// bound the sum of all tries.
     pub async fn reserve(
         &self,
         scope: &RowScope,
+        call: CallTry,
         worst: WorstCase,
         attempt_cap: Option<MicroUsd>,
     ) -> Result<Reservation, LedgerError> {
@@ -248,10 +262,18 @@ impl Ledger {
         };
         let owned = scope.clone();
         match self
-            .on_store(move |store| store.try_reserve(&owned, amount, &limits))
+            .on_store(move |store| store.try_reserve(&owned, call, amount, &limits))
             .await
         {
-            Ok(id) => Ok(Reservation { id, amount, prices }),
+            Ok(reserved) => Ok(Reservation {
+                id: reserved.id,
+                amount,
+                prices,
+                call: CallTry {
+                    call_id: Some(reserved.call_id),
+                    number: call.number,
+                },
+            }),
             Err(error) => Err(match LedgerError::from(error) {
                 LedgerError::Exhausted(mut exhausted) => {
                     exhausted.model = Some(scope.model.clone());

@@ -6,7 +6,7 @@ pub mod budget;
 pub mod cost;
 pub mod money;
 
-pub use crate::store::{MicroUsd, Prices, TokenCounts};
+pub use crate::store::{CallTry, MicroUsd, Prices, TokenCounts};
 pub use budget::{BudgetExhausted, Caps, Ledger, LedgerError, Reservation, WorstCase};
 pub use cost::Electricity;
 pub use money::{

@@ -128,6 +128,8 @@ mod tests {
             outcome: None,
             overrun: false,
             usage_missing: false,
+            call_id: (fuel == 0).then_some(1),
+            try_number: (fuel == 0).then_some(1),
             recovered: false,
             owner: String::new(),
             day: String::new(),

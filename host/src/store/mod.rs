@@ -14,7 +14,9 @@ pub use blocking::{AsyncBacklog, off_runtime};
 pub use owner::{owner_is_alive, this_process_owner};
 pub use sqlite::SqliteStore;
 pub use units::{MicroUsd, Prices, TokenCounts};
-pub use vocabulary::{AttemptOutcome, CapLevel, Phase, Role, RowState, Stage, TaskState};
+pub use vocabulary::{
+    AttemptOutcome, CapLevel, Certainty, Phase, Role, RowState, Stage, TaskState,
+};
 
 /// A cap to check a reservation against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +69,34 @@ impl RowScope {
     }
 }
 
-/// The identity of a reservation.
+/// Which try of which call a model-call row is. Every try on the wire is its own row; the
+/// call id is the row id of the call's first try, so it is unique without coordination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallTry {
+    /// `None` for a call's first try (its row's id becomes the call id).
+    pub call_id: Option<i64>,
+    /// 1 for the first try.
+    pub number: u32,
+}
+
+impl CallTry {
+    /// The first try of a new call.
+    pub const FIRST: CallTry = CallTry {
+        call_id: None,
+        number: 1,
+    };
+}
+
+/// The identity of a reservation, and of the call it is a try of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ReservationId(pub i64);
+
+/// A reservation made: its row, and the call it belongs to (for the next try's row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reserved {
+    pub id: ReservationId,
+    pub call_id: i64,
+}
 
 /// How a sent call ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,10 +145,46 @@ pub struct LedgerRow {
     pub overrun: bool,
     pub usage_missing: bool,
     pub recovered: bool,
+    /// The call this row is a try of (the row id of its first try); `None` for a plugin run.
+    pub call_id: Option<i64>,
+    /// Which try of its call (1 for the first); `None` for a plugin run.
+    pub try_number: Option<u32>,
     /// `host:pid` of the process that made the row.
     pub owner: String,
     pub day: String,
     pub month: String,
+}
+
+impl LedgerRow {
+    /// A model call's try (not a plugin run). Rows from before call ids are migrated to one try
+    /// per call.
+    pub fn is_model_call(&self) -> bool {
+        self.call_id.is_some()
+    }
+
+    /// How sure the row's charge is; `None` while it is open (its reservation held, not yet
+    /// charged) or released.
+    pub fn certainty(&self) -> Option<Certainty> {
+        if self.state != RowState::Settled {
+            return None;
+        }
+        Some(if self.usage_missing || self.recovered {
+            Certainty::Estimated
+        } else if self.overrun {
+            Certainty::Overrun
+        } else {
+            Certainty::Measured
+        })
+    }
+
+    /// What the row holds against the caps now without being charged yet: its reservation
+    /// while reserved or on the wire.
+    pub fn open_reservation(&self) -> MicroUsd {
+        match self.state {
+            RowState::Reserved | RowState::Sent => self.reserved,
+            RowState::Settled | RowState::Released => MicroUsd::ZERO,
+        }
+    }
 }
 
 /// A reservation that does not fit, or a store failure.
@@ -168,9 +231,10 @@ pub trait LedgerStore: Send + Sync {
     fn try_reserve(
         &self,
         scope: &RowScope,
+        call: CallTry,
         amount: MicroUsd,
         caps: &[CapLimit],
-    ) -> Result<ReservationId, StoreError>;
+    ) -> Result<Reserved, StoreError>;
     /// Mark a reservation as sent, before the request leaves.
     fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError>;
     /// Settle a sent reservation to its real cost.
@@ -194,6 +258,9 @@ pub trait LedgerStore: Send + Sync {
     fn rows(&self) -> Result<Vec<LedgerRow>, StoreError>;
     /// The rows of one task, oldest first (its cost end to end).
     fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError>;
+    /// The rows whose reservation is held now (reserved or on the wire), oldest first: what
+    /// the caps count beyond what was charged.
+    fn open_rows(&self) -> Result<Vec<LedgerRow>, StoreError>;
 }
 
 /// A task to add to the backlog.

@@ -150,6 +150,20 @@ stored_names! {
 }
 
 stored_names! {
+    /// How sure a charged amount is: what a finance reader needs beside the figure itself.
+    pub enum Certainty {
+        /// From the provider's usage at the configured prices (or a local model's measured
+        /// power), within what was reserved.
+        Measured = "measured",
+        /// The reservation charged because the usage is unknown: no usage block, a reply cut
+        /// off or unreadable, a timeout after the request left, recovered after a crash.
+        Estimated = "estimated",
+        /// From the usage, but above what was reserved (the caps it crossed are closed).
+        Overrun = "overrun",
+    }
+}
+
+stored_names! {
     /// A level at which a money cap applies, with the rows it covers.
     pub enum CapLevel {
         /// One model call: the reservation itself.

@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::store::{
-    CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
-    RowScope, RowState, Settled, Settlement, StoreError, TokenCounts,
+    CallTry, CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
+    Reserved, RowScope, RowState, Settled, Settlement, StoreError, TokenCounts,
 };
 
 /// The key of the cap-total row a cap at `level` reads for a call in `scope`, on `day` and in
@@ -236,9 +236,10 @@ impl LedgerStore for SqliteStore {
     fn try_reserve(
         &self,
         scope: &RowScope,
+        call: CallTry,
         amount: MicroUsd,
         caps: &[CapLimit],
-    ) -> Result<ReservationId, StoreError> {
+    ) -> Result<Reserved, StoreError> {
         let amount_sql = signed(amount, self)?;
         self.write(|tx| {
             let (day, month) = today(tx).map_err(|e| self.db_err(e))?;
@@ -267,7 +268,17 @@ impl LedgerStore for SqliteStore {
             self.insert_row(tx, scope, &row, &day, &month)?;
             adjust_totals(tx, scope, &day, &month, amount_sql).map_err(|e| self.db_err(e))?;
             let id = tx.last_insert_rowid();
-            Ok(ReservationId(id))
+            // A call's first try names the call.
+            let call_id = call.call_id.unwrap_or(id);
+            tx.execute(
+                "UPDATE ledger SET call_id = ?2, try_number = ?3 WHERE id = ?1",
+                params![id, call_id, call.number],
+            )
+            .map_err(|e| self.db_err(e))?;
+            Ok(Reserved {
+                id: ReservationId(id),
+                call_id,
+            })
         })
     }
 
@@ -426,6 +437,10 @@ impl LedgerStore for SqliteStore {
     fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError> {
         self.select_rows("task_id = ?1", &[&task])
     }
+
+    fn open_rows(&self) -> Result<Vec<LedgerRow>, StoreError> {
+        self.select_rows("state IN ('reserved', 'sent')", &[])
+    }
 }
 
 impl SqliteStore {
@@ -443,7 +458,8 @@ impl SqliteStore {
                             reserved_micros, charged_micros, input_tokens, output_tokens,
                             cache_read_tokens, cache_write_tokens, price_input, price_output,
                             price_cache_read, price_cache_write, fuel, wall_ms, outcome,
-                            overrun, usage_missing, recovered, owner, day, month
+                            overrun, usage_missing, recovered, owner, day, month,
+                            call_id, try_number
                      FROM ledger WHERE {filter} ORDER BY id"
                 ))
                 .map_err(|e| self.db_err(e))?;
@@ -486,6 +502,8 @@ impl SqliteStore {
                         owner: r.get(25)?,
                         day: r.get(26)?,
                         month: r.get(27)?,
+                        call_id: r.get(28)?,
+                        try_number: r.get(29)?,
                     })
                 })
                 .map_err(|e| self.db_err(e))?;

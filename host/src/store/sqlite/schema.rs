@@ -108,6 +108,15 @@ const MIGRATIONS: &[&str] = &[
     // 5: the vocabulary as CHECK constraints (see `typed_columns`), built at run time from
     // the enums, so the names the schema allows are the names the code reads back.
     "",
+    // 6: every try on the wire is its own row, tied to its call. The call id is the row id of
+    // the call's first try. Rows from before were one row per call: each model call becomes a
+    // call of one try (a plugin run reserves and charges nothing, and keeps no call id), and
+    // no amount changes, so every total stays as it was.
+    "ALTER TABLE ledger ADD COLUMN call_id INTEGER;
+    ALTER TABLE ledger ADD COLUMN try_number INTEGER CHECK (try_number IS NULL OR try_number >= 1);
+    UPDATE ledger SET call_id = id, try_number = 1
+        WHERE reserved_micros > 0 OR charged_micros > 0 OR input_tokens > 0 OR output_tokens > 0;
+    CREATE INDEX ledger_call ON ledger (call_id) WHERE call_id IS NOT NULL;",
 ];
 
 /// Migration 5: the tables rebuilt with `CHECK` constraints on their named columns (SQLite
