@@ -125,7 +125,32 @@ fn a_database_of_bb66ba5_migrates_and_its_figures_are_unchanged() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
+
+    // Each model call of before is a call of one try; plugin runs (which reserved nothing) are
+    // no call. The fixture's model calls, counted in its own dump before the migration: every
+    // row that reserved something.
+    let dump = rusqlite::Connection::open_in_memory().unwrap();
+    dump.execute_batch(&std::fs::read_to_string(fixture("gaffer.sql")).unwrap())
+        .unwrap();
+    let calls_before: Vec<i64> = dump
+        .prepare("SELECT id FROM ledger WHERE reserved_micros > 0 ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!calls_before.is_empty());
+    let calls_after: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.is_model_call())
+        .map(|r| {
+            assert_eq!(r.call_id, Some(r.id), "row {} is its own call", r.id);
+            assert_eq!(r.try_number, Some(1), "row {} is a first try", r.id);
+            r.id
+        })
+        .collect();
+    assert_eq!(calls_after, calls_before);
     let refused = conn.execute(
         "UPDATE ledger SET stage = 'merge-ish' WHERE id = (SELECT MIN(id) FROM ledger)",
         [],
