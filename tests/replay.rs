@@ -407,3 +407,118 @@ fn the_held_out_outcomes_do_not_change_the_choice() {
     // ... while the held-out figures did change.
     assert_ne!(second["held_out"], first["held_out"]);
 }
+
+#[test]
+fn the_verifiers_cost_is_added_to_every_attempt_and_its_basis_printed() {
+    let name = "cascade deepseek-v3.2-reasoner → gemini-3-pro-preview";
+    let results = json(&["--cascade", CASCADE, "--verifier-cost", "0.01"]);
+    // The stated figures (386 solved, $130.364713, 700 attempts) + 700 reviews × $0.01.
+    let cascade = policy(&results, name);
+    assert_eq!(figures(cascade), (386, 137_364_713, 700));
+    assert_eq!(cascade["verifier_micros"], 7_000_000);
+    // $137.364713 / 386 = $0.35586713…: $0.355867.
+    assert_eq!(cascade["cost_per_solved_micros"], 355_867);
+    // The oracle reviews its one attempt a solved task: $37.038287 + 436 × $0.01.
+    assert_eq!(figures(policy(&results, "oracle")), (436, 41_398_287, 436));
+    let out = replay(&["--cascade", CASCADE, "--verifier-cost", "0.01"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("recorded cost + $0.0100 an attempt for the verifier"),
+        "{text}"
+    );
+    // Without the flag the basis says nothing was added.
+    let text = String::from_utf8_lossy(&replay(&["--cascade", CASCADE]).stdout).to_string();
+    assert!(
+        text.contains("+ $0.0000 an attempt for the verifier"),
+        "{text}"
+    );
+    // A ledger's costs already hold the verifier's rows: adding it again is refused.
+    let out = replay(&["--from-ledger", "--verifier-cost", "0.01"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--verifier-cost"));
+}
+
+#[test]
+fn the_table_names_the_unsolved_share_and_gives_dollars_one_width() {
+    let out = replay(&["--cascade", CASCADE]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("policy"))
+        .expect("a table");
+    assert!(header.trim_end().ends_with("spend on unsolved"), "{header}");
+    // Every dollar amount of the table has four decimals: $130.364713 → $130.3647, and
+    // $130.364713 / 386 = $0.33773…: $0.3377.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("cascade"))
+        .expect("the cascade's row");
+    assert!(
+        row.contains("$130.3647") && row.contains("$0.3377"),
+        "{row}"
+    );
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("policy"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(table.len(), 26);
+    for line in &table {
+        for word in line.split_whitespace().filter(|w| w.starts_with('$')) {
+            let decimals = word.split_once('.').map(|(_, d)| d.len());
+            assert_eq!(decimals, Some(4), "{word} in {line}");
+        }
+    }
+}
+
+#[test]
+fn a_cascade_naming_a_model_twice_is_refused_with_its_name() {
+    for args in [
+        vec!["--cascade", "deepseek-v3.2-reasoner,deepseek-v3.2-reasoner"],
+        vec![
+            "--search",
+            "--candidates",
+            "gemini-3-pro-preview,deepseek-v3.2-reasoner,gemini-3-pro-preview",
+        ],
+    ] {
+        let out = replay(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let model = if args[0] == "--search" {
+            "`gemini-3-pro-preview`"
+        } else {
+            "`deepseek-v3.2-reasoner`"
+        };
+        assert!(err.contains(model) && err.contains("twice"), "{err}");
+    }
+}
+
+#[test]
+fn cost_per_solved_is_the_cost_over_the_solved_rounded_half_up() {
+    let text = std::fs::read_to_string(data()).unwrap();
+    let mut sums: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for line in text.lines() {
+        let v: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
+        for (model, run) in v["runs"].as_object().unwrap() {
+            let entry = sums.entry(model.clone()).or_default();
+            entry.0 += u64::from(run["resolved"].as_bool().unwrap());
+            entry.1 += micros(&run["cost_usd"].to_string());
+        }
+    }
+    let results = json(&[]);
+    let mut rounded_up = 0;
+    for (model, (solved, cost)) in sums {
+        // Half up, in integers: floor((2·cost + solved) / (2·solved)).
+        let expected = (2 * cost + solved) / (2 * solved);
+        rounded_up += usize::from(expected != cost / solved);
+        assert_eq!(
+            policy(&results, &model)["cost_per_solved_micros"].as_u64(),
+            Some(expected),
+            "{model}"
+        );
+    }
+    // Some of the 24 are rounded up (truncation would have got them wrong).
+    assert!(rounded_up > 0);
+}

@@ -8,13 +8,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::args::{positive, rate};
+use super::args::{dollars, positive, rate};
 use super::{Format, ProjectArgs};
+use crate::ledger::format_dollars_fixed;
 use crate::plugin::{PluginRuntime, PluginSpec, World};
 use crate::report::replay::{
     Dataset, Policy, PolicyResult, Replayer, Searched, VerifierErrors, cascade_config, cascades,
-    choose, pareto, render_svg, render_text,
+    check_cascade, choose, pareto, render_svg, render_text,
 };
+use crate::store::MicroUsd;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -43,6 +45,10 @@ pub struct ReplayArgs {
     /// Attempts per task for a router.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
+    /// The verifier's own cost per attempt, in dollars, added to each attempt's recorded cost
+    /// (a ledger's recorded costs already include it).
+    #[arg(long, value_parser = dollars, conflicts_with = "from_ledger")]
+    verifier_cost: Option<MicroUsd>,
     /// Chance that the verifier accepts an unresolved attempt.
     #[arg(long, default_value_t = 0.0, value_parser = rate)]
     false_accept: f64,
@@ -101,7 +107,7 @@ fn parse_tiers(text: &str, data: &Dataset) -> anyhow::Result<BTreeMap<String, u8
     Ok(tiers)
 }
 
-/// Model keys written `a,b,c`, in order; at least one.
+/// Model keys written `a,b,c`, in order; at least one, none twice.
 pub fn model_list(flag: &str, text: &str) -> anyhow::Result<Vec<String>> {
     let models: Vec<String> = text
         .split(',')
@@ -109,7 +115,27 @@ pub fn model_list(flag: &str, text: &str) -> anyhow::Result<Vec<String>> {
         .filter(|m| !m.is_empty())
         .collect();
     anyhow::ensure!(!models.is_empty(), "{flag} names no model");
+    check_cascade(&models).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
     Ok(models)
+}
+
+/// What the replay's costs are made of, for the header.
+fn basis(options: &ReplayArgs) -> String {
+    let verifier = if options.from_ledger {
+        "the verifier's cost as the ledger recorded it (its rows are in each attempt's cost)"
+            .to_string()
+    } else {
+        format!(
+            "cost = each attempt's recorded cost + {} an attempt for the verifier (--verifier-cost)",
+            format_dollars_fixed(options.verifier_cost.unwrap_or_default(), 4)
+        )
+    };
+    format!(
+        "{verifier}; verifier: {:.1}% false accepts, {:.1}% false rejects, seed {}",
+        options.false_accept * 100.0,
+        options.false_reject * 100.0,
+        options.seed
+    )
 }
 
 /// `gaffer replay`.
@@ -126,6 +152,7 @@ pub async fn run(options: ReplayArgs) -> anyhow::Result<ExitCode> {
             false_accept: options.false_accept,
             false_reject: options.false_reject,
         },
+        verifier_cost: options.verifier_cost.unwrap_or_default(),
         seed: options.seed,
     };
     if options.search.search {
@@ -172,16 +199,14 @@ pub async fn run(options: ReplayArgs) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&results)?),
         Format::Text => {
             println!(
-                "replay of {} tasks from {} (recorded costs and outcomes; verifier: {:.1}% false accepts, {:.1}% false rejects, seed {})\n",
+                "replay of {} tasks from {} (recorded costs and outcomes)\n{}\n",
                 data.tasks.len(),
                 if options.from_ledger {
                     "this project's ledger".to_string()
                 } else {
                     options.data.display().to_string()
                 },
-                options.false_accept * 100.0,
-                options.false_reject * 100.0,
-                options.seed
+                basis(&options)
             );
             print!("{}", render_text(&results));
             let untried: u32 = results.iter().map(|r| r.untried).sum();
@@ -233,9 +258,11 @@ async fn run_search(
         }
         None => (data.clone(), None),
     };
+    let verifier_cost = options.verifier_cost.unwrap_or_default();
     let on_train = Replayer {
         data: &train,
         errors,
+        verifier_cost,
         seed: options.seed,
     }
     .search(&all)
@@ -249,6 +276,7 @@ async fn run_search(
         let replay = Replayer {
             data: test,
             errors,
+            verifier_cost,
             seed: options.seed,
         };
         let on_test = replay
@@ -281,14 +309,15 @@ async fn run_search(
         }
         Format::Text => {
             println!(
-                "searched {} cascades of up to {} of {} models on {} tasks{}\n",
+                "searched {} cascades of up to {} of {} models on {} tasks{}\n{}\n",
                 on_train.len(),
                 search.max_length,
                 models.len(),
                 train.tasks.len(),
                 test.as_ref()
                     .map(|t| format!(" ({} more held out, seed {})", t.tasks.len(), options.seed))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                basis(options)
             );
             println!("Pareto frontier (cost against tasks solved):");
             let results: Vec<PolicyResult> = frontier.iter().map(|s| s.result.clone()).collect();

@@ -14,7 +14,7 @@ mod search;
 
 pub use dataset::{DataTask, Dataset, RunOutcome};
 pub(crate) use policies::draw;
-pub use policies::{Policy, PolicyResult, Replayer, VerifierErrors};
+pub use policies::{Policy, PolicyResult, Replayer, VerifierErrors, check_cascade};
 pub use render::{render_svg, render_text};
 pub use search::{Searched, cascade_config, cascade_name, cascades, choose, pareto};
 
@@ -37,6 +37,10 @@ pub enum ReplayError {
         task: String,
         reason: String,
     },
+    #[error(
+        "model `{model}` is named twice in the cascade `{cascade}`: a cascade tries each model once"
+    )]
+    RepeatedModel { model: String, cascade: String },
     #[error("{0}")]
     Invalid(String),
 }

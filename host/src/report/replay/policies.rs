@@ -28,8 +28,12 @@ pub struct PolicyResult {
     pub name: String,
     pub tasks: u32,
     pub solved: u32,
+    /// Everything spent: the attempts' recorded costs and the verifier's cost of each.
     pub cost_micros: MicroUsd,
     pub attempts: u32,
+    /// The verifier's part of `cost_micros`: its cost per attempt × attempts.
+    pub verifier_micros: MicroUsd,
+    /// `cost_micros` over `solved`, rounded half up to the micro-dollar.
     pub cost_per_solved_micros: Option<MicroUsd>,
     /// Spent on tasks that ended unsolved.
     pub unsolved_spend_micros: MicroUsd,
@@ -50,6 +54,7 @@ impl PolicyResult {
             solved: 0,
             cost_micros: MicroUsd::ZERO,
             attempts: 0,
+            verifier_micros: MicroUsd::ZERO,
             cost_per_solved_micros: None,
             unsolved_spend_micros: MicroUsd::ZERO,
             unsolved_spend_share: 0.0,
@@ -87,7 +92,24 @@ pub enum Policy<'a> {
 pub struct Replayer<'a> {
     pub data: &'a Dataset,
     pub errors: VerifierErrors,
+    /// The verifier's own cost per attempt (a model review, say), added to each attempt's
+    /// recorded cost. Zero when the recorded costs already include it (a ledger's).
+    pub verifier_cost: MicroUsd,
     pub seed: u64,
+}
+
+/// Refuse a cascade that names a model twice: a cascade tries each model once, so a repeat is
+/// a typing error, not a retry policy.
+pub fn check_cascade(models: &[String]) -> Result<(), ReplayError> {
+    for (i, m) in models.iter().enumerate() {
+        if models[..i].contains(m) {
+            return Err(ReplayError::RepeatedModel {
+                model: m.clone(),
+                cascade: models.join(","),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A number in [0, 1) from the generator (53 random bits).
@@ -102,6 +124,7 @@ impl Replayer<'_> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let mut result = PolicyResult::new(name);
         if let Policy::Cascade(models) = policy {
+            check_cascade(models)?;
             for m in models {
                 self.data.check_model(m)?;
             }
@@ -129,7 +152,8 @@ impl Replayer<'_> {
                     break;
                 };
                 result.attempts += 1;
-                spent += run.cost;
+                result.verifier_micros += self.verifier_cost;
+                spent += run.cost + self.verifier_cost;
                 let accepted = if run.resolved {
                     let rejected =
                         self.errors.false_reject > 0.0 && draw(&mut rng) < self.errors.false_reject;
@@ -155,7 +179,7 @@ impl Replayer<'_> {
                     model,
                     outcome: AttemptOutcome::Rejected,
                     reasons: vec!["the verifier rejected the change".to_string()],
-                    cost: run.cost,
+                    cost: run.cost + self.verifier_cost,
                     tokens: TokenCounts::default(),
                 });
             }
@@ -181,8 +205,8 @@ impl Replayer<'_> {
         Ok(out)
     }
 
-    /// The oracle: on each task the cheapest model that solved it, once; unsolvable tasks cost
-    /// nothing.
+    /// The oracle: on each task the cheapest model that solved it, once (and the verifier's
+    /// review of that attempt); unsolvable tasks cost nothing.
     pub fn oracle(&self) -> PolicyResult {
         let mut result = PolicyResult::new("oracle");
         for task in &self.data.tasks {
@@ -196,7 +220,8 @@ impl Replayer<'_> {
             {
                 result.solved += 1;
                 result.attempts += 1;
-                result.cost_micros += cost;
+                result.verifier_micros += self.verifier_cost;
+                result.cost_micros += cost + self.verifier_cost;
             }
         }
         result.close()
@@ -286,6 +311,7 @@ pub(super) mod tests {
         let replay = Replayer {
             data: &d,
             errors: VerifierErrors::default(),
+            verifier_cost: MicroUsd::ZERO,
             seed: 1,
         };
         let r = replay
@@ -315,6 +341,7 @@ pub(super) mod tests {
                 false_accept: 1.0,
                 false_reject: 0.0,
             },
+            verifier_cost: MicroUsd::ZERO,
             seed: 7,
         };
         let r = replay
@@ -334,5 +361,75 @@ pub(super) mod tests {
             .await
             .unwrap();
         assert_eq!((r.solved, r.attempts, r.false_rejects), (0, 6, 3));
+    }
+
+    #[tokio::test]
+    async fn the_verifiers_cost_is_paid_on_every_attempt_and_included_in_cost() {
+        let d = data();
+        let replay = Replayer {
+            data: &d,
+            errors: VerifierErrors::default(),
+            verifier_cost: MicroUsd(10_000),
+            seed: 1,
+        };
+        let r = replay
+            .run("c", &Policy::Cascade(vec!["cheap".into(), "strong".into()]))
+            .await
+            .unwrap();
+        // By hand: 5 attempts ($5.60 recorded) + 5 × $0.01 = $5.65; $0.05 of it the verifier's.
+        assert_eq!(r.cost_micros, MicroUsd(5_650_000));
+        assert_eq!(r.verifier_micros, MicroUsd(50_000));
+        // Task c's two attempts: $3.30 + $0.02.
+        assert_eq!(r.unsolved_spend_micros, MicroUsd(3_320_000));
+        // $5.65 / 2.
+        assert_eq!(r.cost_per_solved_micros, Some(MicroUsd(2_825_000)));
+        // The oracle: a at $0.10, b at $2, one review each.
+        let oracle = replay.oracle();
+        assert_eq!(oracle.cost_micros, MicroUsd(2_120_000));
+    }
+
+    #[tokio::test]
+    async fn cost_per_solved_is_rounded_half_up_not_truncated() {
+        // strong alone: a $1.000001 solved, b $2 solved, c $3 unsolved = $6.000001 over 2 =
+        // $3.0000005, rounded half up: $3.000001 (truncation gave $3.000000).
+        let d = data();
+        let replay = Replayer {
+            data: &d,
+            errors: VerifierErrors::default(),
+            verifier_cost: MicroUsd::ZERO,
+            seed: 1,
+        };
+        let r = replay
+            .run("strong", &Policy::Cascade(vec!["strong".into()]))
+            .await
+            .unwrap();
+        assert_eq!((r.solved, r.cost_micros), (2, MicroUsd(6_000_001)));
+        assert_eq!(r.cost_per_solved_micros, Some(MicroUsd(3_000_001)));
+    }
+
+    #[tokio::test]
+    async fn a_cascade_naming_a_model_twice_is_refused_with_its_name() {
+        let d = data();
+        let replay = Replayer {
+            data: &d,
+            errors: VerifierErrors::default(),
+            verifier_cost: MicroUsd::ZERO,
+            seed: 1,
+        };
+        let err = replay
+            .run(
+                "c",
+                &Policy::Cascade(vec!["cheap".into(), "strong".into(), "cheap".into()]),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ReplayError::RepeatedModel {
+                model: "cheap".into(),
+                cascade: "cheap,strong,cheap".into()
+            }
+        );
+        assert!(err.to_string().contains("`cheap`"), "{err}");
     }
 }

@@ -1,24 +1,31 @@
 //! Replay results as a terminal table and as an SVG plot of cost against tasks solved.
 
 use super::policies::PolicyResult;
-use crate::ledger::format_dollars;
+use crate::ledger::{format_dollars, format_dollars_fixed};
 use crate::store::MicroUsd;
 
-/// The results as a terminal table, cheapest first.
+/// Decimal places of every dollar column of the table: one width a column, so that amounts
+/// line up and compare at a glance.
+const DECIMALS: u32 = 4;
+
+/// The results as a terminal table, in the order given. `cost` includes the verifier's cost
+/// of each attempt; `spend on unsolved` is the share of `cost` spent on tasks that ended
+/// unsolved.
 pub fn render_text(results: &[PolicyResult]) -> String {
+    let usd = |m: MicroUsd| format_dollars_fixed(m, DECIMALS);
     let mut s = format!(
-        "{:<56} {:>7} {:>14} {:>9} {:>12} {:>9}\n",
-        "policy", "solved", "cost", "attempts", "per solved", "unsolved"
+        "{:<56} {:>7} {:>14} {:>9} {:>12} {:>19}\n",
+        "policy", "solved", "cost", "attempts", "per solved", "spend on unsolved"
     );
     for r in results {
         s.push_str(&format!(
-            "{:<56} {:>7} {:>14} {:>9} {:>12} {:>8.1}%\n",
+            "{:<56} {:>7} {:>14} {:>9} {:>12} {:>18.1}%\n",
             r.name,
             r.solved,
-            format_dollars(r.cost_micros),
+            usd(r.cost_micros),
             r.attempts,
             r.cost_per_solved_micros
-                .map(format_dollars)
+                .map(usd)
                 .unwrap_or_else(|| "-".into()),
             r.unsolved_spend_share * 100.0
         ));
@@ -85,4 +92,31 @@ fn xml_escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_columns_have_one_width_and_the_share_is_named() {
+        let mut a = PolicyResult::new("a");
+        a.cost_micros = MicroUsd(140_191_550);
+        a.solved = 2;
+        a.cost_per_solved_micros = Some(MicroUsd(175_800));
+        let mut b = PolicyResult::new("b");
+        b.cost_micros = MicroUsd(22_000);
+        b.solved = 1;
+        b.cost_per_solved_micros = Some(MicroUsd(22_000));
+        let text = render_text(&[a, b]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("spend on unsolved"), "{text}");
+        // $140.19155 rounds half up to $140.1916; $0.1758 and $0.022 get four places.
+        assert!(
+            lines[1].contains("$140.1916") && lines[1].contains("$0.1758"),
+            "{text}"
+        );
+        assert!(lines[2].contains("$0.0220"), "{text}");
+        assert_eq!(lines[1].len(), lines[2].len());
+    }
 }
