@@ -11,10 +11,15 @@ use clap::Args;
 use super::Format;
 use super::args::{dollars, positive, rate};
 use super::replay_cmd::{default_data, model_list};
-use crate::ledger::format_dollars;
-use crate::report::estimate::{LabelProfile, ProfilesFile, Scenario, profiles_from_data, simulate};
+use crate::ledger::format_dollars_fixed;
+use crate::report::estimate::{
+    LabelProfile, ProfilesFile, Scenario, Spread, profiles_from_data, simulate,
+};
 use crate::report::replay::{Dataset, VerifierErrors};
 use crate::store::MicroUsd;
+
+/// Decimal places of every dollar amount printed: one width for all.
+const DECIMALS: u32 = 4;
 
 #[derive(Debug, Args)]
 pub struct EstimateArgs {
@@ -49,9 +54,11 @@ pub struct EstimateArgs {
     simulations: u32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// A person's hourly rate in dollars, for the baseline.
+    /// A person's hourly rate in dollars, for the baseline (compared on the tasks the agents
+    /// solve).
     #[arg(long, value_parser = dollars)]
     hourly_rate: Option<MicroUsd>,
+    /// A person's hours per task, for the baseline.
     #[arg(long, default_value_t = 2.0, value_parser = positive)]
     hours_per_task: f64,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -113,7 +120,7 @@ pub fn run(options: EstimateArgs) -> anyhow::Result<ExitCode> {
                 toml::from_str(&text).with_context(|| file.display().to_string())?;
             let profiles = parsed
                 .profiles()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                .with_context(|| file.display().to_string())?;
             (profiles, None, format!("profiles from {}", file.display()))
         }
         (None, Some(list)) => {
@@ -161,7 +168,7 @@ pub fn run(options: EstimateArgs) -> anyhow::Result<ExitCode> {
         human_per_task: hourly
             .map(|h| MicroUsd((h.get() as f64 * options.hours_per_task).round() as u64)),
     };
-    let estimate = simulate(&profiles, &scenario).map_err(anyhow::Error::msg)?;
+    let estimate = simulate(&profiles, &scenario)?;
     let used: Vec<&LabelProfile> = mix.keys().filter_map(|l| profiles.get(l)).collect();
     match options.format {
         Format::Json => {
@@ -174,7 +181,9 @@ pub fn run(options: EstimateArgs) -> anyhow::Result<ExitCode> {
                     "verifier_cost_micros": scenario.verifier_cost,
                     "false_accept": options.false_accept,
                     "false_reject": options.false_reject,
-                    "tasks_per_month": scenario.tasks_per_month,
+                    "tasks_per_month": estimate.tasks_per_month,
+                    "hourly_rate_micros": hourly,
+                    "hours_per_task": hourly.map(|_| options.hours_per_task),
                     "human_per_task_micros": scenario.human_per_task,
                     "simulations": estimate.simulations,
                     "seed": estimate.seed,
@@ -183,52 +192,78 @@ pub fn run(options: EstimateArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         Format::Text => {
-            let usd = |v: f64| format_dollars(MicroUsd(v.max(0.0).round() as u64));
+            let usd = |v: f64| format_dollars_fixed(MicroUsd::from_f64(v), DECIMALS);
+            let range = |s: &Spread| format!("(p5 {} – p95 {})", usd(s.p5), usd(s.p95));
             println!(
                 "estimate for {total} tasks ({} simulations, seed {})",
                 estimate.simulations, estimate.seed
             );
             let c = &estimate.cost_per_task_micros;
             println!(
-                "  cost per task    {} (p5 {} – p95 {})",
+                "  cost per task     {} {}, the backlog's average",
                 usd(c.mean),
-                usd(c.p5),
-                usd(c.p95)
-            );
-            let m = &estimate.cost_per_month_micros;
-            println!(
-                "  cost per month   {} (p5 {} – p95 {}) at {} tasks a month",
-                usd(m.mean),
-                usd(m.p5),
-                usd(m.p95),
-                scenario.tasks_per_month
+                range(c)
             );
             let s = &estimate.tasks_solved;
             println!(
-                "  tasks solved     {:.1} (p5 {:.0} – p95 {:.0}) of {total}",
+                "  tasks solved      {:.1} (p5 {:.0} – p95 {:.0}) of {total}",
                 s.mean, s.p5, s.p95
             );
+            if let Some(p) = &estimate.cost_per_solved_micros {
+                println!("  cost per solved   {} {}", usd(p.mean), range(p));
+            }
             let a = &estimate.attempts_per_task;
             println!(
-                "  attempts a task  {:.2} (p5 {:.2} – p95 {:.2})",
+                "  attempts a task   {:.2} (p5 {:.2} – p95 {:.2})",
                 a.mean, a.p5, a.p95
             );
-            if let Some(h) = estimate.human_per_month_micros {
+            let m = &estimate.cost_per_month_micros;
+            println!(
+                "  cost per month    {} {}, a month of {} tasks simulated at that volume",
+                usd(m.mean),
+                range(m),
+                estimate.tasks_per_month
+            );
+            let sm = &estimate.solved_per_month;
+            println!(
+                "  solved a month    {:.1} (p5 {:.0} – p95 {:.0}) of {}",
+                sm.mean, sm.p5, sm.p95, estimate.tasks_per_month
+            );
+            if let (Some(h), Some(rate)) = (&estimate.human, hourly) {
                 println!(
-                    "  a person         {} a month ({} h a task)",
-                    usd(h),
-                    options.hours_per_task
+                    "  a person          {} a task ({} h at {} an hour){}",
+                    usd(h.per_task_micros.as_f64()),
+                    options.hours_per_task,
+                    format_dollars_fixed(rate, DECIMALS),
+                    estimate
+                        .cost_per_solved_micros
+                        .map(|p| format!(", against the agents' {} a solved task", usd(p.mean)))
+                        .unwrap_or_default()
                 );
+                let f = &h.for_month_solved_micros;
+                println!(
+                    "  like for like     the {:.1} tasks the agents solve a month would cost a person {} {};\n                    \
+                     the agents spend {} on that month, the attempts at its unsolved tasks included",
+                    sm.mean,
+                    usd(f.mean),
+                    range(f),
+                    usd(m.mean)
+                );
+            }
+            println!("\ncaveats:");
+            for caveat in &estimate.caveats {
+                println!("  - {caveat}");
             }
             println!("\nassumptions: {source}");
             println!(
                 "  verifier: {} an attempt, {:.1}% false accepts, {:.1}% false rejects",
-                format_dollars(scenario.verifier_cost),
+                format_dollars_fixed(scenario.verifier_cost, DECIMALS),
                 options.false_accept * 100.0,
                 options.false_reject * 100.0
             );
             println!(
-                "  {:<28} {:>6}  steps: model, P(success | earlier failed), mean cost, calls, observed",
+                "  {:<28} {:>6}  steps: model, P(success | earlier failed), P(success | an earlier \
+                 step solved it: after a false reject), mean cost, calls, observed",
                 "label", "tasks"
             );
             for p in used {
@@ -237,10 +272,13 @@ pub fn run(options: EstimateArgs) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|s| {
                         format!(
-                            "{} {:.3} {} {:.0} n={}",
+                            "{} {:.3} {} {} {:.0} n={}",
                             s.model,
                             s.success,
-                            format_dollars(s.mean_cost),
+                            s.success_after_solved
+                                .map(|a| format!("{a:.3}"))
+                                .unwrap_or_else(|| "-".into()),
+                            format_dollars_fixed(s.mean_cost, DECIMALS),
                             s.calls_per_attempt,
                             s.observed
                         )
