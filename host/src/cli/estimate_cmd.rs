@@ -38,7 +38,8 @@ pub struct EstimateArgs {
     /// Scale the mix to this many tasks.
     #[arg(long)]
     tasks: Option<u32>,
-    /// Tasks a month (default: the backlog's size).
+    /// Tasks a month: each simulation draws a month of this many tasks from the mix (default:
+    /// the backlog's size).
     #[arg(long, value_parser = positive)]
     tasks_per_month: Option<f64>,
     /// The verifier's own cost per attempt, in dollars.
