@@ -2,7 +2,9 @@
 //! against the caps, the distribution of cost per task, the model mix, cost against outcome).
 //! No script, no external resource: it opens anywhere, offline.
 
-use super::ledger_report::Report;
+use super::ledger_report::{
+    CertaintySplit, Report, column_dollars, describe_human, describe_projection, exact_dollars,
+};
 use crate::ledger::{MicroUsd, format_dollars};
 use crate::store::TaskState;
 
@@ -155,44 +157,125 @@ pub fn charts(r: &Report, caps: CapLines) -> String {
     out
 }
 
+/// A dollar cell of a table: the amount to four decimals, its µ$ in `data-micros`.
+fn money_cell(amount: MicroUsd) -> String {
+    format!(
+        "<td class=\"num\" data-micros=\"{}\">{}</td>",
+        amount.get(),
+        column_dollars(amount)
+    )
+}
+
+/// The cells of a certainty split: measured, estimated, overrun, calls, tries.
+fn certainty_cells(c: &CertaintySplit) -> String {
+    format!(
+        "{}{}{}<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+        money_cell(c.measured_micros),
+        money_cell(c.estimated_micros),
+        money_cell(c.overrun_micros),
+        c.calls,
+        c.tries
+    )
+}
+
+const CERTAINTY_HEADS: &str =
+    "<th>measured</th><th>estimated</th><th>overrun</th><th>calls</th><th>tries</th>";
+
 /// The whole page.
 pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
     let mut rows = String::new();
     for t in &r.tasks {
         rows.push_str(&format!(
-            "<tr data-task=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\" data-micros=\"{}\">{}</td><td class=\"num\">{}</td></tr>\n",
+            "<tr data-task=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td>{}{}<td class=\"num\">{}</td>{}<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
             esc(&t.title),
             esc(&t.labels.join(", ")),
             t.state,
-            t.cost_micros.get(),
-            format_dollars(t.cost_micros),
+            money_cell(t.cost_micros),
+            certainty_cells(&t.certainty),
             t.attempts.len(),
+            money_cell(t.verifier_micros),
+            t.rejections.tests,
+            t.rejections.hooks,
+            t.rejections.verifier,
+            t.rejections.other,
             id = esc(&t.id),
         ));
     }
     let mut models = String::new();
     for m in &r.models {
         models.push_str(&format!(
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td>{}{}<td class=\"num\">{}</td></tr>\n",
             esc(&m.name),
             m.attempts,
             m.acceptance_rate * 100.0,
-            format_dollars(m.cost_micros),
-            m.cost_per_merged_micros.map(format_dollars).unwrap_or_else(|| "-".into()),
+            money_cell(m.cost_micros),
+            certainty_cells(&m.certainty),
+            m.cost_per_merged_micros.map(column_dollars).unwrap_or_else(|| "-".into()),
         ));
     }
+    let mut runs = String::new();
+    for run in &r.runs {
+        runs.push_str(&format!(
+            "<tr data-run=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>{}{}</tr>\n",
+            esc(&run.first_day),
+            esc(&run.last_day),
+            run.tasks,
+            money_cell(run.cost_micros),
+            certainty_cells(&run.certainty),
+            id = esc(&run.run),
+        ));
+    }
+    let c = &r.certainty;
+    let certainty = format!(
+        "<p id=\"certainty\">How sure: measured <b data-micros=\"{}\">{}</b> + estimated <b data-micros=\"{}\">{}</b> \
+         + overrun <b data-micros=\"{}\">{}</b> = {} (the ledger, to the µ$) · {} calls in {} tries; \
+         estimated tries: {} without usage, {} recovered after a crash; overrun tries: {}{}</p>\n\
+         <p id=\"verifier\">The verifier's own model calls: <b data-micros=\"{}\">{}</b> of the total. \
+         Rejected attempts: {} by tests, {} by hooks, {} by the verifier, {} other.</p>",
+        c.measured_micros.get(),
+        exact_dollars(c.measured_micros),
+        c.estimated_micros.get(),
+        exact_dollars(c.estimated_micros),
+        c.overrun_micros.get(),
+        exact_dollars(c.overrun_micros),
+        exact_dollars(r.total_micros),
+        c.calls,
+        c.tries,
+        c.usage_missing_tries,
+        c.recovered_tries,
+        c.overrun_tries,
+        if r.open_reserved_micros.is_zero() {
+            String::new()
+        } else {
+            format!(
+                "; held now in open reservations, not charged: {}",
+                exact_dollars(r.open_reserved_micros)
+            )
+        },
+        r.verifier_micros.get(),
+        column_dollars(r.verifier_micros),
+        r.rejections.tests,
+        r.rejections.hooks,
+        r.rejections.verifier,
+        r.rejections.other,
+    );
     let projection = r
         .projection
         .as_ref()
         .map(|p| {
             format!(
-                "<p id=\"projection\">A month at {:.0} tasks ({}): <b>{}</b> (p5 {} – p95 {}).</p>",
-                p.tasks_per_month,
-                p.basis,
-                format_dollars(p.monthly_micros),
-                format_dollars(p.monthly_p5_micros),
-                format_dollars(p.monthly_p95_micros)
+                "<p id=\"projection\" data-thin=\"{}\">{}.</p>",
+                p.thin,
+                esc(&describe_projection(p))
             )
+        })
+        .unwrap_or_default();
+    let human = r
+        .human
+        .as_ref()
+        .map(|h| {
+            let lines: Vec<String> = describe_human(h).iter().map(|l| esc(l)).collect();
+            format!("<p id=\"human\">{}.</p>", lines.join(".<br>"))
         })
         .unwrap_or_default();
     let merged = r
@@ -203,21 +286,23 @@ pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>\
          body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin:1rem 0}}\
-         td,th{{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left}}.num{{text-align:right}}\
+         td,th{{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left}}.num{{text-align:right;font-variant-numeric:tabular-nums}}\
          figure{{display:inline-block;margin:1rem}}figcaption{{font-weight:600}}.big{{font-size:1.4rem}}</style></head>\n\
          <body><h1>{title}</h1>\n\
          <p class=\"big\">Spent <b id=\"total\" data-micros=\"{total}\">{total_usd}</b> · <b id=\"merged\">{merged}</b> merged · \
          <b id=\"unmerged\" data-micros=\"{unmerged}\">{unmerged_usd}</b> ({share:.1}%) on attempts that did not merge</p>\n\
-         {projection}\n{charts}\n\
-         <h2>Tasks</h2><table id=\"tasks\"><tr><th>task</th><th>title</th><th>labels</th><th>state</th><th>cost</th><th>attempts</th></tr>\n{rows}</table>\n\
-         <h2>Models</h2><table id=\"models\"><tr><th>model</th><th>attempts</th><th>accepted</th><th>cost</th><th>per merged task</th></tr>\n{models}</table>\n\
+         {certainty}\n{projection}\n{human}\n{charts}\n\
+         <h2>Tasks</h2><table id=\"tasks\"><tr><th>task</th><th>title</th><th>labels</th><th>state</th><th>cost</th>{heads}<th>attempts</th><th>verifier</th><th>rejected: tests</th><th>hooks</th><th>verifier</th><th>other</th></tr>\n{rows}</table>\n\
+         <h2>Models</h2><table id=\"models\"><tr><th>model</th><th>attempts</th><th>accepted</th><th>cost</th>{heads}<th>per merged task</th></tr>\n{models}</table>\n\
+         <h2>Runs</h2><table id=\"runs\"><tr><th>run</th><th>first day</th><th>last day</th><th>tasks</th><th>cost</th>{heads}</tr>\n{runs}</table>\n\
          </body></html>\n",
         title = esc(title),
         total = r.total_micros.get(),
         total_usd = format_dollars(r.total_micros),
         unmerged = r.unmerged_micros.get(),
-        unmerged_usd = format_dollars(r.unmerged_micros),
+        unmerged_usd = column_dollars(r.unmerged_micros),
         share = r.unmerged_share * 100.0,
+        heads = CERTAINTY_HEADS,
         charts = charts(r, caps),
     )
 }

@@ -1,19 +1,39 @@
 //! `gaffer report`: the economics of a ledger — each task end to end with every attempt and
-//! the phases its tokens went to, per model and per label, the spend on work that never
-//! merged, where agents fail, the monthly projection and the comparison with a person.
+//! the phases its tokens went to, per model, per label and per run, how sure each dollar is
+//! (measured, estimated, overrun), the spend on work that never merged, why attempts were
+//! rejected, what the verifier cost, the monthly projection and the comparison with a person.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
-use crate::ledger::{MicroUsd, decimal_dollars, format_dollars};
+use crate::ledger::{MicroUsd, decimal_dollars, format_dollars, format_dollars_fixed};
 use crate::store::{
-    AttemptRecord, BacklogStore, LedgerRow, LedgerStore, Phase, Role, Stage, StoreError,
-    TaskRecord, TaskState,
+    AttemptOutcome, AttemptRecord, BacklogStore, Certainty, LedgerRow, LedgerStore, Phase, Role,
+    RowState, Stage, StoreError, TaskRecord, TaskState,
 };
 
-/// What reports and replays read from a store: every task, its finished attempts, the ledger.
+/// Finished tasks a projection needs at least; below, only the per-task figure is given.
+pub const MIN_PROJECTION_TASKS: u32 = 20;
+/// Days with spend a projection at the observed pace needs at least.
+pub const MIN_PROJECTION_DAYS: u32 = 3;
+/// Decimals of the dollar columns of the text and HTML tables (one width per column).
+pub const COLUMN_DECIMALS: u32 = 4;
+
+/// A dollar amount for a table column: rounded half up to [`COLUMN_DECIMALS`] places.
+pub fn column_dollars(amount: MicroUsd) -> String {
+    format_dollars_fixed(amount, COLUMN_DECIMALS)
+}
+
+/// A dollar amount to the micro-dollar, fixed width: for the certainty split, whose parts must
+/// visibly add up to the total.
+pub fn exact_dollars(amount: MicroUsd) -> String {
+    format_dollars_fixed(amount, 6)
+}
+
+/// What reports and replays read from a store: every task, its finished attempts, the ledger,
+/// and the reservations held now.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     pub tasks: Vec<TaskRecord>,
@@ -92,6 +112,7 @@ impl HumanRates {
 /// Tokens and dollars of one phase (or, outside the agent, one stage).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Spend {
+    /// Tries on the wire (one row each; a retried call counts once per try).
     pub calls: u64,
     pub input: u64,
     pub output: u64,
@@ -111,17 +132,189 @@ impl Spend {
     }
 }
 
+/// How sure the dollars of a task, attempt, model, label, run or the whole report are:
+/// `measured_micros + estimated_micros + overrun_micros` is exactly the charged sum of the same
+/// rows. With the counts of model calls and of their tries on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CertaintySplit {
+    /// From the provider's usage at the configured prices, within what was reserved.
+    pub measured_micros: MicroUsd,
+    /// The reservation charged because the usage is unknown: no usage reported, a reply cut off
+    /// or unreadable, a timeout after the request left, or recovered after a crash.
+    pub estimated_micros: MicroUsd,
+    /// From the usage, but above what was reserved.
+    pub overrun_micros: MicroUsd,
+    /// Model calls (distinct call ids: a call's retries are one call).
+    pub calls: u64,
+    /// Tries (model-call rows; a released reservation, never sent, is none).
+    pub tries: u64,
+    /// Tries charged at their reservation because the call ended without usage (no usage
+    /// reported, cut off, timed out); recovered tries are not counted here.
+    pub usage_missing_tries: u64,
+    /// Tries charged at their reservation by recovery after a crash.
+    pub recovered_tries: u64,
+    /// Tries charged above their reservation.
+    pub overrun_tries: u64,
+    #[serde(skip)]
+    call_ids: BTreeSet<i64>,
+}
+
+impl CertaintySplit {
+    /// Count one row: its charge under its certainty, and its call and try when it is a model
+    /// call.
+    pub fn add(&mut self, row: &LedgerRow) {
+        let part = match row.certainty() {
+            Some(Certainty::Measured) => &mut self.measured_micros,
+            Some(Certainty::Overrun) => &mut self.overrun_micros,
+            // An open or released row charges nothing; were one ever charged, its amount is
+            // no measurement, and the parts must still add up to the total.
+            Some(Certainty::Estimated) | None => &mut self.estimated_micros,
+        };
+        *part = part.saturating_add(row.charged);
+        // A released reservation never left: no try on the wire.
+        if let Some(call) = row.call_id
+            && row.state != RowState::Released
+        {
+            self.tries += 1;
+            if self.call_ids.insert(call) {
+                self.calls += 1;
+            }
+            if row.certainty().is_some() {
+                // Recovery flags its rows `usage-missing` too: counted once, as recovered.
+                self.usage_missing_tries += u64::from(row.usage_missing && !row.recovered);
+                self.recovered_tries += u64::from(row.recovered);
+                self.overrun_tries += u64::from(row.certainty() == Some(Certainty::Overrun));
+            }
+        }
+    }
+
+    /// The sum of the three parts: the charged total of the rows counted.
+    pub fn total(&self) -> MicroUsd {
+        self.measured_micros
+            .saturating_add(self.estimated_micros)
+            .saturating_add(self.overrun_micros)
+    }
+
+    /// `measured $x + estimated $y + overrun $z · n calls, m tries`, to the micro-dollar.
+    pub fn describe(&self) -> String {
+        format!(
+            "measured {} + estimated {} + overrun {} · {} calls, {} tries",
+            exact_dollars(self.measured_micros),
+            exact_dollars(self.estimated_micros),
+            exact_dollars(self.overrun_micros),
+            self.calls,
+            self.tries
+        )
+    }
+}
+
+/// What rejected an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectionCause {
+    /// The project's tests failed (the verifier, or without one the built-in bar, rejected
+    /// failing tests; or the tests failed once merged onto a target that had moved).
+    Tests,
+    /// The team's hooks denied the change (`on-diff`).
+    Hooks,
+    /// The verifier rejected a change whose tests passed or did not run.
+    Verifier,
+    /// Anything else: the attempt changed nothing, or its change conflicted with the target.
+    Other,
+}
+
+impl RejectionCause {
+    /// The name shown and written.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectionCause::Tests => "tests",
+            RejectionCause::Hooks => "hooks",
+            RejectionCause::Verifier => "verifier",
+            RejectionCause::Other => "other",
+        }
+    }
+
+    /// Why a finished attempt was rejected; `None` when it was not (approved, parked for a
+    /// person, out of budget, failed). Read from what the pipeline records: the verifier's
+    /// findings are each written `verifier: ...`, a hook's `<hook>: ...`, and the test result.
+    pub fn of(attempt: &AttemptRecord) -> Option<RejectionCause> {
+        match attempt.outcome {
+            AttemptOutcome::Rejected => {}
+            AttemptOutcome::Conflict => return Some(RejectionCause::Other),
+            _ => return None,
+        }
+        let from_verifier = |r: &String| r.starts_with("verifier: ");
+        let merged_tests =
+            |r: &String| r.contains("moved while the attempt ran") && r.contains("tests fail");
+        let nothing = |r: &String| r.starts_with("the attempt changed nothing");
+        let reasons = &attempt.reasons;
+        Some(if reasons.iter().any(merged_tests) {
+            RejectionCause::Tests
+        } else if reasons.is_empty() || reasons.iter().any(nothing) {
+            RejectionCause::Other
+        } else if reasons.iter().all(from_verifier) {
+            if attempt.tests_passed == Some(false) {
+                RejectionCause::Tests
+            } else {
+                RejectionCause::Verifier
+            }
+        } else {
+            RejectionCause::Hooks
+        })
+    }
+}
+
+/// Rejected attempts counted by what rejected them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rejections {
+    pub tests: u32,
+    pub hooks: u32,
+    pub verifier: u32,
+    pub other: u32,
+}
+
+impl Rejections {
+    fn count(&mut self, cause: RejectionCause) {
+        match cause {
+            RejectionCause::Tests => self.tests += 1,
+            RejectionCause::Hooks => self.hooks += 1,
+            RejectionCause::Verifier => self.verifier += 1,
+            RejectionCause::Other => self.other += 1,
+        }
+    }
+
+    fn add(&mut self, other: &Rejections) {
+        self.tests += other.tests;
+        self.hooks += other.hooks;
+        self.verifier += other.verifier;
+        self.other += other.other;
+    }
+
+    /// All rejected attempts.
+    pub fn total(&self) -> u32 {
+        self.tests + self.hooks + self.verifier + self.other
+    }
+}
+
 /// One attempt in a report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AttemptLine {
     pub number: u32,
+    /// The run the attempt belongs to.
+    pub run: String,
     pub model: String,
     /// `approved`, `rejected`, ... or `interrupted` (a crash or stop; no verdict).
     pub outcome: String,
+    /// What rejected it (`tests`, `hooks`, `verifier`, `other`), when it was rejected.
+    pub rejected_by: Option<RejectionCause>,
     /// Keyed by phase (`read-task`, `explore`, `implement`, `iterate`) for the agent's calls,
     /// by stage (`verify`, `route`, `check`) for the plugins' own model calls.
     pub phases: BTreeMap<String, Spend>,
     pub cost_micros: MicroUsd,
+    /// How sure `cost_micros` is, and its calls and tries.
+    pub certainty: CertaintySplit,
+    /// What the verifier's own model calls cost (part of `cost_micros`).
+    pub verifier_micros: MicroUsd,
     pub fuel: u64,
     pub wall_ms: u64,
     pub turns: u32,
@@ -138,13 +331,20 @@ pub struct TaskLine {
     pub attempts: Vec<AttemptLine>,
     /// Every µ$ of its rows: all attempts, all roles.
     pub cost_micros: MicroUsd,
+    /// How sure `cost_micros` is, and its calls and tries.
+    pub certainty: CertaintySplit,
+    /// What the verifier's own model calls cost (part of `cost_micros`).
+    pub verifier_micros: MicroUsd,
     pub fuel: u64,
     pub wall_ms: u64,
     pub turns: u32,
+    /// Attempts whose tests failed (whatever then rejected them).
     pub test_failures: u32,
+    /// Rejected attempts by what rejected them.
+    pub rejections: Rejections,
 }
 
-/// A model's or a label's figures.
+/// A model's, a label's or a run's figures.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct GroupLine {
     pub name: String,
@@ -152,45 +352,97 @@ pub struct GroupLine {
     pub approved: u32,
     pub acceptance_rate: f64,
     pub cost_micros: MicroUsd,
+    /// How sure `cost_micros` is, and its calls and tries.
+    pub certainty: CertaintySplit,
     pub merged_tasks: u32,
+    /// `cost_micros` over `merged_tasks`, rounded half up.
     pub cost_per_merged_micros: Option<MicroUsd>,
 }
 
-/// The monthly projection.
+/// One run's spend.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RunLine {
+    pub run: String,
+    /// First and last day with rows of the run.
+    pub first_day: String,
+    pub last_day: String,
+    /// Tasks with rows in the run.
+    pub tasks: u32,
+    /// Every µ$ of the run's rows.
+    pub cost_micros: MicroUsd,
+    /// How sure `cost_micros` is, and its calls and tries.
+    pub certainty: CertaintySplit,
+}
+
+/// The monthly projection, with what it rests on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Projection {
     /// `observed` (the ledger's pace) or `given` (`--tasks-per-month`).
     pub basis: String,
-    pub tasks_per_month: f64,
+    /// Finished tasks (not queued or running) the per-task cost is the mean of.
+    pub finished_tasks: u32,
+    /// Days with spend the observed pace is measured over.
+    pub days: u32,
+    /// Too few tasks (under [`MIN_PROJECTION_TASKS`]) or, at the observed pace, too few days
+    /// (under [`MIN_PROJECTION_DAYS`]) to project a month: only the per-task figure is given.
+    pub thin: bool,
+    /// Tasks a month (absent when the observed pace is too thin to project).
+    pub tasks_per_month: Option<f64>,
     pub cost_per_task_micros: MicroUsd,
-    pub monthly_micros: MicroUsd,
+    pub monthly_micros: Option<MicroUsd>,
     /// p5 and p95 of the monthly cost (bootstrap over the observed tasks' costs, seeded).
-    pub monthly_p5_micros: MicroUsd,
-    pub monthly_p95_micros: MicroUsd,
+    pub monthly_p5_micros: Option<MicroUsd>,
+    pub monthly_p95_micros: Option<MicroUsd>,
 }
 
-/// The comparison with a person.
+/// The comparison with a person, like for like: a person is paid only for the tasks that
+/// merged, the agents' whole spend (failed work included) is set against it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HumanComparison {
     pub hourly_micros: MicroUsd,
+    /// Tasks merged, the only ones a person's cost is counted for.
+    pub merged_tasks: u32,
     /// A person's cost for the merged tasks.
     pub merged_tasks_micros: MicroUsd,
     /// gaffer's whole spend (failed work included) for the same period.
     pub agents_micros: MicroUsd,
-    pub monthly_micros: MicroUsd,
+    /// Per merged task: a person's cost, and the agents' whole spend shared over them.
+    pub person_per_merged_micros: Option<MicroUsd>,
+    pub agents_per_merged_micros: Option<MicroUsd>,
+    /// Merged tasks a month: the projection's tasks a month at the observed merge rate
+    /// (absent without a projection that is not thin).
+    pub merged_per_month: Option<f64>,
+    /// A person's monthly cost for `merged_per_month` tasks.
+    pub monthly_micros: Option<MicroUsd>,
+    /// The agents' monthly cost for the same merged tasks, at their spend per merged task.
+    pub agents_monthly_micros: Option<MicroUsd>,
+    /// The basis in words.
+    pub basis: String,
 }
 
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Report {
     pub tasks: Vec<TaskLine>,
+    /// By the model each attempt was routed to (all the attempt's rows).
     pub models: Vec<GroupLine>,
     pub labels: Vec<GroupLine>,
+    pub runs: Vec<RunLine>,
+    /// Every µ$ charged in the rows covered.
     pub total_micros: MicroUsd,
+    /// How sure `total_micros` is: its parts add up to it exactly.
+    pub certainty: CertaintySplit,
+    /// Reservations held now by the rows covered (reserved or on the wire): not charged yet,
+    /// so in no figure above.
+    pub open_reserved_micros: MicroUsd,
+    /// What the verifier's own model calls cost (part of `total_micros`).
+    pub verifier_micros: MicroUsd,
     pub merged: u32,
     /// Spent on attempts that did not merge.
     pub unmerged_micros: MicroUsd,
     pub unmerged_share: f64,
+    /// Rejected attempts by what rejected them.
+    pub rejections: Rejections,
     /// The costliest tasks (up to five), and the labels they share.
     pub hardest: Vec<String>,
     pub hardest_labels: Vec<String>,
@@ -256,29 +508,54 @@ pub fn build(
             state: task.state,
             attempts: Vec::new(),
             cost_micros: MicroUsd::ZERO,
+            certainty: CertaintySplit::default(),
+            verifier_micros: MicroUsd::ZERO,
             fuel: 0,
             wall_ms: 0,
             turns: 0,
             test_failures: 0,
+            rejections: Rejections::default(),
         };
         for number in numbers {
             let record = recorded.iter().find(|a| a.number == number);
+            let attempt_rows: Vec<&LedgerRow> = task_rows
+                .iter()
+                .filter(|r| r.scope.attempt == Some(number))
+                .map(|r| **r)
+                .collect();
             let mut attempt = AttemptLine {
                 number,
+                run: record.map_or_else(
+                    || {
+                        attempt_rows
+                            .first()
+                            .map(|r| r.scope.run_id.clone())
+                            .unwrap_or_default()
+                    },
+                    |a| a.run_id.clone(),
+                ),
                 model: record.map(|a| a.model.clone()).unwrap_or_default(),
                 outcome: record.map_or_else(
                     || "interrupted".to_string(),
                     |a| a.outcome.name().to_string(),
                 ),
+                rejected_by: record.and_then(RejectionCause::of),
                 phases: BTreeMap::new(),
                 cost_micros: MicroUsd::ZERO,
+                certainty: CertaintySplit::default(),
+                verifier_micros: MicroUsd::ZERO,
                 fuel: 0,
                 wall_ms: record.map_or(0, |a| a.wall_ms),
                 turns: record.map_or(0, |a| a.turns),
                 tests_passed: record.and_then(|a| a.tests_passed),
             };
-            for row in task_rows.iter().filter(|r| r.scope.attempt == Some(number)) {
+            for row in &attempt_rows {
                 attempt.cost_micros = attempt.cost_micros.saturating_add(row.charged);
+                attempt.certainty.add(row);
+                line.certainty.add(row);
+                if row.scope.role == Role::Verifier {
+                    attempt.verifier_micros = attempt.verifier_micros.saturating_add(row.charged);
+                }
                 attempt.fuel = attempt.fuel.saturating_add(row.fuel);
                 // A plugin run reserves nothing and costs nothing; a model call always reserves.
                 if !row.reserved.is_zero() || !row.charged.is_zero() {
@@ -293,11 +570,15 @@ pub fn build(
                 unmerged = unmerged.saturating_add(attempt.cost_micros);
             }
             line.cost_micros = line.cost_micros.saturating_add(attempt.cost_micros);
+            line.verifier_micros = line.verifier_micros.saturating_add(attempt.verifier_micros);
             line.fuel = line.fuel.saturating_add(attempt.fuel);
             line.wall_ms = line.wall_ms.saturating_add(attempt.wall_ms);
             line.turns += attempt.turns;
             if attempt.tests_passed == Some(false) {
                 line.test_failures += 1;
+            }
+            if let Some(cause) = attempt.rejected_by {
+                line.rejections.count(cause);
             }
             let approved = u32::from(attempt.outcome == "approved");
             let g = group(&mut models, &attempt.model);
@@ -305,21 +586,28 @@ pub fn build(
             g.approved += approved;
             g.cost_micros = g.cost_micros.saturating_add(attempt.cost_micros);
             g.merged_tasks += approved;
+            for row in &attempt_rows {
+                g.certainty.add(row);
+            }
             for label in &task.labels {
                 let g = group(&mut labels, label);
                 g.attempts += 1;
                 g.approved += approved;
                 g.cost_micros = g.cost_micros.saturating_add(attempt.cost_micros);
+                for row in &attempt_rows {
+                    g.certainty.add(row);
+                }
             }
             line.attempts.push(attempt);
         }
         // Rows of no attempt (none today) still count toward the task.
-        let outside: MicroUsd = task_rows
-            .iter()
-            .filter(|r| r.scope.attempt.is_none())
-            .map(|r| r.charged)
-            .sum();
-        line.cost_micros = line.cost_micros.saturating_add(outside);
+        for row in task_rows.iter().filter(|r| r.scope.attempt.is_none()) {
+            line.cost_micros = line.cost_micros.saturating_add(row.charged);
+            line.certainty.add(row);
+            if row.scope.role == Role::Verifier {
+                line.verifier_micros = line.verifier_micros.saturating_add(row.charged);
+            }
+        }
         if task.state == TaskState::Merged {
             for label in &task.labels {
                 group(&mut labels, label).merged_tasks += 1;
@@ -337,6 +625,51 @@ pub fn build(
             (g.merged_tasks > 0).then(|| g.cost_micros.per(u64::from(g.merged_tasks)));
     }
     let total: MicroUsd = rows.iter().map(|r| r.charged).sum();
+    let mut certainty = CertaintySplit::default();
+    let mut runs: BTreeMap<String, (RunLine, BTreeSet<&str>)> = BTreeMap::new();
+    for r in &rows {
+        certainty.add(r);
+        let (run, run_tasks) = runs.entry(r.scope.run_id.clone()).or_insert_with(|| {
+            (
+                RunLine {
+                    run: r.scope.run_id.clone(),
+                    first_day: r.day.clone(),
+                    last_day: r.day.clone(),
+                    ..RunLine::default()
+                },
+                BTreeSet::new(),
+            )
+        });
+        if r.day < run.first_day {
+            run.first_day = r.day.clone();
+        }
+        if r.day > run.last_day {
+            run.last_day = r.day.clone();
+        }
+        run.cost_micros = run.cost_micros.saturating_add(r.charged);
+        run.certainty.add(r);
+        if let Some(task) = r.scope.task_id.as_deref() {
+            run_tasks.insert(task);
+        }
+    }
+    let mut runs: Vec<RunLine> = runs
+        .into_values()
+        .map(|(mut run, run_tasks)| {
+            run.tasks = run_tasks.len() as u32;
+            run
+        })
+        .collect();
+    runs.sort_by(|a, b| (&a.first_day, &a.run).cmp(&(&b.first_day, &b.run)));
+    let open_reserved: MicroUsd = rows.iter().map(|r| r.open_reservation()).sum();
+    let verifier: MicroUsd = rows
+        .iter()
+        .filter(|r| r.scope.role == Role::Verifier)
+        .map(|r| r.charged)
+        .sum();
+    let mut rejections = Rejections::default();
+    for l in &lines {
+        rejections.add(&l.rejections);
+    }
     let merged = lines
         .iter()
         .filter(|t| t.state == TaskState::Merged)
@@ -373,32 +706,16 @@ pub fn build(
         .human
         .as_ref()
         .filter(|h| !h.hourly.is_zero())
-        .map(|h| {
-            let person = |t: &TaskLine| MicroUsd::from_f64(h.hours(&t.labels) * h.hourly.as_f64());
-            let merged_tasks_micros = lines
-                .iter()
-                .filter(|t| t.state == TaskState::Merged)
-                .map(person)
-                .sum();
-            let per_task = if lines.is_empty() {
-                0.0
-            } else {
-                lines.iter().map(person).sum::<MicroUsd>().as_f64() / lines.len() as f64
-            };
-            HumanComparison {
-                hourly_micros: h.hourly,
-                merged_tasks_micros,
-                agents_micros: total,
-                monthly_micros: projection.as_ref().map_or(MicroUsd::ZERO, |p| {
-                    MicroUsd::from_f64(p.tasks_per_month * per_task)
-                }),
-            }
-        });
+        .map(|h| compare_with_person(h, &lines, total, projection.as_ref()));
     Report {
         tasks: lines,
         models: models.into_values().collect(),
         labels: labels.into_values().collect(),
+        runs,
         total_micros: total,
+        certainty,
+        open_reserved_micros: open_reserved,
+        verifier_micros: verifier,
         merged,
         unmerged_micros: unmerged,
         unmerged_share: if total.is_zero() {
@@ -406,6 +723,7 @@ pub fn build(
         } else {
             unmerged.as_f64() / total.as_f64()
         },
+        rejections,
         hardest,
         hardest_labels,
         projection,
@@ -414,8 +732,65 @@ pub fn build(
     }
 }
 
+fn finished(t: &TaskLine) -> bool {
+    !matches!(t.state, TaskState::Queued | TaskState::Running)
+}
+
+/// A person's cost for the merged tasks against the agents' whole spend; per merged task on
+/// both sides; a month of merged tasks on the same basis.
+fn compare_with_person(
+    h: &HumanRates,
+    lines: &[TaskLine],
+    total: MicroUsd,
+    projection: Option<&Projection>,
+) -> HumanComparison {
+    let person = |t: &TaskLine| MicroUsd::from_f64(h.hours(&t.labels) * h.hourly.as_f64());
+    let merged_lines: Vec<&TaskLine> = lines
+        .iter()
+        .filter(|t| t.state == TaskState::Merged)
+        .collect();
+    let merged = merged_lines.len() as u32;
+    let merged_tasks_micros: MicroUsd = merged_lines.iter().map(|t| person(t)).sum();
+    let person_per_merged = (merged > 0).then(|| merged_tasks_micros.per(u64::from(merged)));
+    let agents_per_merged = (merged > 0).then(|| total.per(u64::from(merged)));
+    // The projection's volume is of finished tasks; a person is paid for the share that merged.
+    let merged_per_month = projection
+        .filter(|p| !p.thin && p.finished_tasks > 0)
+        .and_then(|p| p.tasks_per_month)
+        .map(|per_month| {
+            let finished_merged = lines
+                .iter()
+                .filter(|t| finished(t) && t.state == TaskState::Merged)
+                .count() as f64;
+            let finished_all = lines.iter().filter(|t| finished(t)).count().max(1) as f64;
+            per_month * finished_merged / finished_all
+        });
+    let monthly = |per: Option<MicroUsd>| {
+        merged_per_month
+            .zip(per)
+            .map(|(n, per)| MicroUsd::from_f64(n * per.as_f64()))
+    };
+    HumanComparison {
+        hourly_micros: h.hourly,
+        merged_tasks: merged,
+        merged_tasks_micros,
+        agents_micros: total,
+        person_per_merged_micros: person_per_merged,
+        agents_per_merged_micros: agents_per_merged,
+        merged_per_month,
+        monthly_micros: monthly(person_per_merged),
+        agents_monthly_micros: monthly(agents_per_merged),
+        basis: format!(
+            "a person's hours for the {merged} merged tasks only, against the agents' whole \
+             spend (failed and unfinished work included); per merged task and per month on \
+             the same basis"
+        ),
+    }
+}
+
 /// The month at the observed pace (finished tasks per day over the days with spend) or at the
-/// given volume; the spread comes from resampling the observed tasks' costs.
+/// given volume; the spread comes from resampling the observed tasks' costs. Too few finished
+/// tasks or days: the per-task figure only, marked thin.
 fn project(
     lines: &[TaskLine],
     days: &BTreeMap<String, MicroUsd>,
@@ -423,20 +798,37 @@ fn project(
 ) -> Option<Projection> {
     let costs: Vec<MicroUsd> = lines
         .iter()
-        .filter(|t| !matches!(t.state, TaskState::Queued | TaskState::Running))
+        .filter(|t| finished(t))
         .map(|t| t.cost_micros)
         .collect();
     if costs.is_empty() {
         return None;
     }
-    let (basis, per_month) = match options.tasks_per_month {
-        Some(n) => ("given", n),
-        None => {
-            let span = days.len().max(1) as f64;
-            ("observed", costs.len() as f64 / span * 30.0)
-        }
+    let finished_tasks = costs.len() as u32;
+    let span = days.len() as u32;
+    let (basis, per_month, thin) = match options.tasks_per_month {
+        Some(n) => ("given", n, finished_tasks < MIN_PROJECTION_TASKS),
+        None => (
+            "observed",
+            f64::from(finished_tasks) / f64::from(span.max(1)) * 30.0,
+            finished_tasks < MIN_PROJECTION_TASKS || span < MIN_PROJECTION_DAYS,
+        ),
     };
-    let mean = costs.iter().sum::<MicroUsd>().as_f64() / costs.len() as f64;
+    let cost_per_task = costs.iter().sum::<MicroUsd>().per(costs.len() as u64);
+    let mut projection = Projection {
+        basis: basis.to_string(),
+        finished_tasks,
+        days: span,
+        thin,
+        tasks_per_month: (!thin || options.tasks_per_month.is_some()).then_some(per_month),
+        cost_per_task_micros: cost_per_task,
+        monthly_micros: None,
+        monthly_p5_micros: None,
+        monthly_p95_micros: None,
+    };
+    if thin {
+        return Some(projection);
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut means: Vec<f64> = (0..2000)
         .map(|_| {
@@ -448,14 +840,10 @@ fn project(
         .collect();
     means.sort_by(f64::total_cmp);
     let at = |q: f64| means[((means.len() - 1) as f64 * q).round() as usize];
-    Some(Projection {
-        basis: basis.to_string(),
-        tasks_per_month: per_month,
-        cost_per_task_micros: MicroUsd::from_f64(mean),
-        monthly_micros: MicroUsd::from_f64(mean * per_month),
-        monthly_p5_micros: MicroUsd::from_f64(at(0.05) * per_month),
-        monthly_p95_micros: MicroUsd::from_f64(at(0.95) * per_month),
-    })
+    projection.monthly_micros = Some(MicroUsd::from_f64(cost_per_task.as_f64() * per_month));
+    projection.monthly_p5_micros = Some(MicroUsd::from_f64(at(0.05) * per_month));
+    projection.monthly_p95_micros = Some(MicroUsd::from_f64(at(0.95) * per_month));
+    Some(projection)
 }
 
 /// Where an attempt's money went, in the order work happens: the agent's phases, then the
@@ -472,38 +860,124 @@ pub fn phase_order(name: &str) -> usize {
     spend_keys().position(|p| p == name).unwrap_or(usize::MAX)
 }
 
-/// The report as terminal tables.
+/// The projection in one sentence, with what it rests on; a thin one gives the per-task figure
+/// only and says why.
+pub fn describe_projection(p: &Projection) -> String {
+    let basis = format!(
+        "{} finished task{} over {} day{} with spend",
+        p.finished_tasks,
+        if p.finished_tasks == 1 { "" } else { "s" },
+        p.days,
+        if p.days == 1 { "" } else { "s" }
+    );
+    let per_task = column_dollars(p.cost_per_task_micros);
+    match (p.tasks_per_month, p.monthly_micros) {
+        (Some(n), Some(monthly)) if !p.thin => format!(
+            "month at {} tasks ({}, from {basis}): {} (p5 {} – p95 {}), {per_task} a finished task",
+            n.round(),
+            p.basis,
+            column_dollars(monthly),
+            p.monthly_p5_micros
+                .map(column_dollars)
+                .unwrap_or_else(|| "-".into()),
+            p.monthly_p95_micros
+                .map(column_dollars)
+                .unwrap_or_else(|| "-".into()),
+        ),
+        _ => format!(
+            "no monthly projection: {basis} is too thin a basis (it needs {MIN_PROJECTION_TASKS} \
+             finished tasks{}); {per_task} a finished task",
+            if p.basis == "observed" {
+                format!(" and {MIN_PROJECTION_DAYS} days")
+            } else {
+                String::new()
+            }
+        ),
+    }
+}
+
+/// The comparison with a person in sentences: the totals, per merged task, the month, the
+/// basis.
+pub fn describe_human(h: &HumanComparison) -> Vec<String> {
+    let mut out = vec![format!(
+        "a person at {}/h: {} for the {} merged tasks, against {} spent by agents",
+        format_dollars(h.hourly_micros),
+        column_dollars(h.merged_tasks_micros),
+        h.merged_tasks,
+        column_dollars(h.agents_micros),
+    )];
+    if let (Some(person), Some(agents)) = (h.person_per_merged_micros, h.agents_per_merged_micros) {
+        out.push(format!(
+            "per merged task: a person {}, the agents {}",
+            column_dollars(person),
+            column_dollars(agents)
+        ));
+    }
+    match (
+        h.merged_per_month,
+        h.monthly_micros,
+        h.agents_monthly_micros,
+    ) {
+        (Some(n), Some(person), Some(agents)) => out.push(format!(
+            "a month at {} merged tasks: a person {}, the agents {}",
+            n.round(),
+            column_dollars(person),
+            column_dollars(agents)
+        )),
+        _ => out.push("no monthly comparison: no projection to rest it on".to_string()),
+    }
+    out.push(format!("basis: {}", h.basis));
+    out
+}
+
+/// The report as terminal tables. Dollar columns have four decimals; the certainty lines are
+/// to the micro-dollar, so that their parts visibly add up.
 pub fn render_text(r: &Report) -> String {
     let mut s = String::new();
-    s.push_str("tasks\n");
+    s.push_str(
+        "tasks (rejected t/h/v: attempts rejected by failing tests / the hooks / the verifier)\n",
+    );
     s.push_str(&format!(
-        "  {:<8} {:<18} {:>8} {:>12} {:>6} {:>6}  title\n",
-        "task", "state", "attempts", "cost", "turns", "fails"
+        "  {:<8} {:<18} {:>8} {:>12} {:>12} {:>6} {:>14}  title\n",
+        "task", "state", "attempts", "cost", "verifier", "turns", "rejected t/h/v"
     ));
     for t in &r.tasks {
         s.push_str(&format!(
-            "  {:<8} {:<18} {:>8} {:>12} {:>6} {:>6}  {}\n",
+            "  {:<8} {:<18} {:>8} {:>12} {:>12} {:>6} {:>14}  {}\n",
             t.id,
             t.state.to_string(),
             t.attempts.len(),
-            format_dollars(t.cost_micros),
+            column_dollars(t.cost_micros),
+            column_dollars(t.verifier_micros),
             t.turns,
-            t.test_failures,
+            format!(
+                "{}/{}/{}",
+                t.rejections.tests, t.rejections.hooks, t.rejections.verifier
+            ),
             t.title
+        ));
+        s.push_str(&format!(
+            "      how sure: {} = {}\n",
+            t.certainty.describe(),
+            exact_dollars(t.cost_micros)
         ));
         for a in &t.attempts {
             let mut phases: Vec<(&String, &Spend)> = a.phases.iter().collect();
             phases.sort_by_key(|(p, _)| phase_order(p));
             let phases: Vec<String> = phases
                 .iter()
-                .map(|(p, sp)| format!("{p} {}", format_dollars(sp.cost_micros)))
+                .map(|(p, sp)| format!("{p} {}", column_dollars(sp.cost_micros)))
                 .collect();
+            let outcome = match a.rejected_by {
+                Some(cause) => format!("{} ({})", a.outcome, cause.name()),
+                None => a.outcome.clone(),
+            };
             s.push_str(&format!(
-                "      attempt {} {:<12} {:<12} {:>12}  fuel {}  {} ms  {}\n",
+                "      attempt {} {:<12} {:<20} {:>12}  fuel {}  {} ms  {}\n",
                 a.number,
                 a.model,
-                a.outcome,
-                format_dollars(a.cost_micros),
+                outcome,
+                column_dollars(a.cost_micros),
                 a.fuel,
                 a.wall_ms,
                 phases.join(", ")
@@ -521,20 +995,69 @@ pub fn render_text(r: &Report) -> String {
                 g.name,
                 g.attempts,
                 g.acceptance_rate * 100.0,
-                format_dollars(g.cost_micros),
+                column_dollars(g.cost_micros),
                 g.merged_tasks,
                 g.cost_per_merged_micros
-                    .map(format_dollars)
+                    .map(column_dollars)
                     .unwrap_or_else(|| "-".into())
+            ));
+            s.push_str(&format!("      how sure: {}\n", g.certainty.describe()));
+        }
+    }
+    if !r.runs.is_empty() {
+        s.push_str(&format!(
+            "\nruns\n  {:<36} {:<23} {:>6} {:>12}\n",
+            "run", "days", "tasks", "cost"
+        ));
+        for run in &r.runs {
+            let days = if run.first_day == run.last_day {
+                run.first_day.clone()
+            } else {
+                format!("{} – {}", run.first_day, run.last_day)
+            };
+            s.push_str(&format!(
+                "  {:<36} {:<23} {:>6} {:>12}\n      how sure: {}\n",
+                run.run,
+                days,
+                run.tasks,
+                column_dollars(run.cost_micros),
+                run.certainty.describe()
             ));
         }
     }
+    let c = &r.certainty;
     s.push_str(&format!(
         "\ntotal {} · {} merged · {} ({:.1}%) on attempts that did not merge\n",
-        format_dollars(r.total_micros),
+        column_dollars(r.total_micros),
         r.merged,
-        format_dollars(r.unmerged_micros),
+        column_dollars(r.unmerged_micros),
         r.unmerged_share * 100.0
+    ));
+    s.push_str(&format!(
+        "how sure: measured {} + estimated {} + overrun {} = {} (the ledger, to the µ$)\n",
+        exact_dollars(c.measured_micros),
+        exact_dollars(c.estimated_micros),
+        exact_dollars(c.overrun_micros),
+        exact_dollars(r.total_micros),
+    ));
+    s.push_str(&format!(
+        "  {} calls in {} tries; estimated tries: {} without usage, {} recovered after a crash; \
+         overrun tries: {}\n",
+        c.calls, c.tries, c.usage_missing_tries, c.recovered_tries, c.overrun_tries
+    ));
+    if !r.open_reserved_micros.is_zero() {
+        s.push_str(&format!(
+            "  held now in open reservations, not charged: {}\n",
+            exact_dollars(r.open_reserved_micros)
+        ));
+    }
+    s.push_str(&format!(
+        "verifier: {} of the total (its own model calls)\n",
+        column_dollars(r.verifier_micros)
+    ));
+    s.push_str(&format!(
+        "rejected attempts: {} by tests, {} by hooks, {} by the verifier, {} other\n",
+        r.rejections.tests, r.rejections.hooks, r.rejections.verifier, r.rejections.other
     ));
     if !r.hardest.is_empty() {
         s.push_str(&format!(
@@ -548,39 +1071,42 @@ pub fn render_text(r: &Report) -> String {
         ));
     }
     if let Some(p) = &r.projection {
-        s.push_str(&format!(
-            "month at {} tasks ({}): {} (p5 {} – p95 {}), {} a task\n",
-            p.tasks_per_month.round(),
-            p.basis,
-            format_dollars(p.monthly_micros),
-            format_dollars(p.monthly_p5_micros),
-            format_dollars(p.monthly_p95_micros),
-            format_dollars(p.cost_per_task_micros)
-        ));
+        s.push_str(&describe_projection(p));
+        s.push('\n');
     }
     if let Some(h) = &r.human {
-        s.push_str(&format!(
-            "a person at {}/h: {} for the merged tasks, against {} spent by agents; {} a month\n",
-            format_dollars(h.hourly_micros),
-            format_dollars(h.merged_tasks_micros),
-            format_dollars(h.agents_micros),
-            format_dollars(h.monthly_micros)
-        ));
+        for line in describe_human(h) {
+            s.push_str(&line);
+            s.push('\n');
+        }
     }
     s
 }
 
-/// One CSV row per attempt, with its phases' costs as columns (dollars with six decimals).
+/// One CSV row per attempt, with its phases' costs as columns, how sure its cost is, what the
+/// verifier cost and what rejected it (dollars with six decimals). Its run, model and task
+/// columns give every grouping of the report.
 pub fn render_csv(r: &Report) -> String {
     let mut header: Vec<String> = [
         "task",
         "title",
         "labels",
         "state",
+        "run",
         "attempt",
         "model",
         "outcome",
+        "rejected_by",
         "cost_usd",
+        "measured_usd",
+        "estimated_usd",
+        "overrun_usd",
+        "verifier_usd",
+        "calls",
+        "tries",
+        "usage_missing_tries",
+        "recovered_tries",
+        "overrun_tries",
         "input",
         "output",
         "cache_read",
@@ -605,15 +1131,29 @@ pub fn render_csv(r: &Report) -> String {
                 acc.cache_write += p.cache_write;
                 acc
             });
+            let c = &a.certainty;
             let mut record: Vec<String> = vec![
                 t.id.clone(),
                 t.title.clone(),
                 t.labels.join(";"),
                 t.state.to_string(),
+                a.run.clone(),
                 a.number.to_string(),
                 a.model.clone(),
                 a.outcome.clone(),
+                a.rejected_by
+                    .map(|c| c.name().to_string())
+                    .unwrap_or_default(),
                 decimal_dollars(a.cost_micros),
+                decimal_dollars(c.measured_micros),
+                decimal_dollars(c.estimated_micros),
+                decimal_dollars(c.overrun_micros),
+                decimal_dollars(a.verifier_micros),
+                c.calls.to_string(),
+                c.tries.to_string(),
+                c.usage_missing_tries.to_string(),
+                c.recovered_tries.to_string(),
+                c.overrun_tries.to_string(),
                 tokens.input.to_string(),
                 tokens.output.to_string(),
                 tokens.cache_read.to_string(),
