@@ -1,13 +1,15 @@
-//! `gaffer status`: the backlog by state, spend against the caps, what is running.
+//! `gaffer status`: the backlog by state, spend against the caps (settled and reserved apart,
+//! for the day, the month and all time), what is running and what each running task holds.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::{Format, ProjectArgs};
-use crate::ledger::{Caps, format_dollars};
+use crate::ledger::{Caps, MicroUsd};
 use crate::project::Project;
-use crate::report::dashboard::{STATES, Status};
+use crate::report::dashboard::{PERIODS, STATES, Status};
+use crate::report::ledger_report::column_dollars;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -46,22 +48,32 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 let n = status.tasks.get(state.name()).copied().unwrap_or(0);
                 println!("  {:<18} {n}", state.name());
             }
-            println!("spend");
-            for (name, cap) in &status.spend {
-                let spent = cap.spent_micros;
-                match cap.cap_micros {
-                    Some(limit) => println!(
-                        "  {name:<6} {} of {} ({} left)",
-                        format_dollars(spent),
-                        format_dollars(limit),
-                        format_dollars(limit.saturating_sub(spent))
-                    ),
-                    None => println!("  {name:<6} {} (no cap)", format_dollars(spent)),
-                }
+            println!(
+                "spend   {:>12} {:>12} {:>12} {:>12} {:>12}",
+                "settled", "reserved", "counted", "cap", "left"
+            );
+            for name in PERIODS {
+                let Some(cap) = status.spend.get(name) else {
+                    continue;
+                };
+                let or_none =
+                    |v: Option<MicroUsd>| v.map(column_dollars).unwrap_or_else(|| "-".into());
+                println!(
+                    "  {name:<6}{:>12} {:>12} {:>12} {:>12} {:>12}",
+                    column_dollars(cap.settled_micros),
+                    column_dollars(cap.reserved_micros),
+                    column_dollars(cap.spent_micros),
+                    cap.cap_micros
+                        .map(column_dollars)
+                        .unwrap_or_else(|| "no cap".into()),
+                    or_none(cap.left_micros),
+                );
             }
-            println!("  all    {}", format_dollars(status.spent_all_time_micros));
+            println!(
+                "  (settled: charged; reserved: held now by calls in flight; counted: both, what a cap counts)"
+            );
             if let Some(cap) = status.per_task_cap_micros {
-                println!("  per task cap {}", format_dollars(cap));
+                println!("  per task cap {}", column_dollars(cap));
             }
             if status.running.is_empty() {
                 println!("nothing running");
@@ -69,10 +81,12 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 println!("running");
                 for t in &status.running {
                     println!(
-                        "  {:<6} attempt {} {:<10} {}  ({})",
+                        "  {:<6} attempt {} {:<10} settled {} reserved {}  {}  ({})",
                         t.id,
                         t.attempt,
                         t.stage.map_or("-", |s| s.name()),
+                        column_dollars(t.settled_micros),
+                        column_dollars(t.reserved_micros),
                         t.title,
                         t.worker.as_deref().unwrap_or("-")
                     );

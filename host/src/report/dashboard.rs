@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::html::{CapLines, charts};
+use super::ledger_report::column_dollars;
 use super::ledger_report::{History, Options};
 use crate::ledger::{Caps, MicroUsd, format_dollars};
 use crate::store::{BacklogStore, CapLevel, LedgerStore, RowScope, Stage, StoreError, TaskState};
@@ -27,11 +28,31 @@ pub struct Dashboard {
     pub title: String,
 }
 
-/// Spent now against one cap.
-#[derive(Debug, Clone, serde::Serialize)]
+/// Spend in one period (the day, the month, all time), settled and reserved apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CapSpend {
+    /// Charged: settled calls.
+    pub settled_micros: MicroUsd,
+    /// Held now by open reservations (reserved, or on the wire), not charged yet.
+    pub reserved_micros: MicroUsd,
+    /// `settled_micros + reserved_micros`: what the cap counts against its limit.
     pub spent_micros: MicroUsd,
     pub cap_micros: Option<MicroUsd>,
+    /// The cap less `spent_micros`.
+    pub left_micros: Option<MicroUsd>,
+}
+
+impl CapSpend {
+    fn new(settled: MicroUsd, reserved: MicroUsd, cap: Option<MicroUsd>) -> CapSpend {
+        let spent = settled.saturating_add(reserved);
+        CapSpend {
+            settled_micros: settled,
+            reserved_micros: reserved,
+            spent_micros: spent,
+            cap_micros: cap,
+            left_micros: cap.map(|c| c.saturating_sub(spent)),
+        }
+    }
 }
 
 /// A running task.
@@ -42,20 +63,29 @@ pub struct RunningTask {
     pub stage: Option<Stage>,
     pub attempt: u32,
     pub worker: Option<String>,
+    /// Charged to the task so far, every attempt.
+    pub settled_micros: MicroUsd,
+    /// Held now by the task's open reservations.
+    pub reserved_micros: MicroUsd,
 }
 
 /// The live figures `gaffer status` prints and the dashboard shows: tasks by state, spend
-/// against the day and month caps, what is running.
+/// (settled and reserved apart) for the day, the month and all time against the caps, what is
+/// running.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
     /// Every state, in the order tasks move through them, with its count.
     pub tasks: BTreeMap<&'static str, usize>,
-    /// `day` and `month`.
+    /// `day`, `month` (the store's current UTC day and month) and `all` (all time, no cap).
     pub spend: BTreeMap<&'static str, CapSpend>,
+    /// Settled in all time (charged; open reservations are in `spend.all.reserved_micros`).
     pub spent_all_time_micros: MicroUsd,
     pub per_task_cap_micros: Option<MicroUsd>,
     pub running: Vec<RunningTask>,
 }
+
+/// The periods of [`Status::spend`], in the order they are shown.
+pub const PERIODS: [&str; 3] = ["day", "month", "all"];
 
 /// The states in the order tasks move through them.
 pub const STATES: [TaskState; 7] = [
@@ -68,10 +98,21 @@ pub const STATES: [TaskState; 7] = [
     TaskState::Failed,
 ];
 
+/// Today's UTC day (`YYYY-MM-DD`) and month (`YYYY-MM`) by this machine's clock: the day and
+/// month the store keys its cap totals by.
+fn utc_day_and_month() -> (String, String) {
+    let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let month = day.get(..7).unwrap_or(&day).to_string();
+    (day, month)
+}
+
 impl Status {
-    /// Read the figures from the store.
+    /// Read the figures from the store: the caps' totals (which count open reservations) less
+    /// the open reservations of the period are what was settled in it.
     pub fn read(store: &dyn DashboardStore, caps: &Caps) -> Result<Status, StoreError> {
         let tasks = store.tasks()?;
+        let open = store.open_rows()?;
+        let (today, this_month) = utc_day_and_month();
         // Day and month totals do not depend on the run.
         let scope = RowScope::of_run("");
         let mut spend = BTreeMap::new();
@@ -79,13 +120,38 @@ impl Status {
             ("day", CapLevel::Day, caps.per_day),
             ("month", CapLevel::Month, caps.per_month),
         ] {
+            let counted = store.spent(level, &scope)?;
+            let reserved: MicroUsd = open
+                .iter()
+                .filter(|r| match level {
+                    CapLevel::Day => r.day == today,
+                    _ => r.month == this_month,
+                })
+                .map(|r| r.open_reservation())
+                .sum();
             spend.insert(
                 name,
-                CapSpend {
-                    spent_micros: store.spent(level, &scope)?,
-                    cap_micros: cap,
-                },
+                CapSpend::new(counted.saturating_sub(reserved), reserved, cap),
             );
+        }
+        let settled_all: MicroUsd = store.rows()?.iter().map(|r| r.charged).sum();
+        let reserved_all: MicroUsd = open.iter().map(|r| r.open_reservation()).sum();
+        spend.insert("all", CapSpend::new(settled_all, reserved_all, None));
+        let mut running = Vec::new();
+        for t in tasks.iter().filter(|t| t.state == TaskState::Running) {
+            running.push(RunningTask {
+                id: t.id.clone(),
+                title: t.title.clone(),
+                stage: t.stage,
+                attempt: t.attempts,
+                worker: t.lease_owner.clone(),
+                settled_micros: store.task_rows(&t.id)?.iter().map(|r| r.charged).sum(),
+                reserved_micros: open
+                    .iter()
+                    .filter(|r| r.scope.task_id.as_deref() == Some(t.id.as_str()))
+                    .map(|r| r.open_reservation())
+                    .sum(),
+            });
         }
         Ok(Status {
             tasks: STATES
@@ -93,19 +159,9 @@ impl Status {
                 .map(|s| (s.name(), tasks.iter().filter(|t| t.state == *s).count()))
                 .collect(),
             spend,
-            spent_all_time_micros: store.rows()?.iter().map(|r| r.charged).sum(),
+            spent_all_time_micros: settled_all,
             per_task_cap_micros: caps.per_task,
-            running: tasks
-                .iter()
-                .filter(|t| t.state == TaskState::Running)
-                .map(|t| RunningTask {
-                    id: t.id.clone(),
-                    title: t.title.clone(),
-                    stage: t.stage,
-                    attempt: t.attempts,
-                    worker: t.lease_owner.clone(),
-                })
-                .collect(),
+            running,
         })
     }
 }
@@ -138,14 +194,19 @@ impl Dashboard {
             ));
         }
         let mut spend = String::new();
-        for (level, cap) in &status.spend {
+        for level in PERIODS {
+            let Some(cap) = status.spend.get(level) else {
+                continue;
+            };
             let limit = cap
                 .cap_micros
-                .map(format_dollars)
+                .map(column_dollars)
                 .unwrap_or_else(|| "no cap".into());
             spend.push_str(&format!(
-                "<tr><td>{level}</td><td class=\"num\" data-spent=\"{level}\">{}</td><td class=\"num\">{limit}</td></tr>",
-                format_dollars(cap.spent_micros)
+                "<tr><td>{level}</td><td class=\"num\" data-settled=\"{level}\">{}</td><td class=\"num\" data-reserved=\"{level}\">{}</td><td class=\"num\" data-spent=\"{level}\">{}</td><td class=\"num\">{limit}</td></tr>",
+                column_dollars(cap.settled_micros),
+                column_dollars(cap.reserved_micros),
+                column_dollars(cap.spent_micros),
             ));
         }
         let total = status.spent_all_time_micros;
@@ -157,20 +218,21 @@ td,th{{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left}}.num{{
 <body><h1>{title}</h1>
 <p>Spent in all: <b id="total" data-micros="{total}">{total_usd}</b> · updated <span id="updated">at load</span></p>
 <table id="backlog"><tr><th>backlog</th><th>tasks</th></tr>{states}</table>
-<table id="spend"><tr><th>spend</th><th>spent</th><th>cap</th></tr>{spend}</table>
-<table id="running"><tr><th>running</th><th>stage</th><th>attempt</th></tr></table>
+<table id="spend"><tr><th>spend</th><th>settled</th><th>reserved now</th><th>counted by the cap</th><th>cap</th></tr>{spend}</table>
+<table id="running"><tr><th>running</th><th>stage</th><th>attempt</th><th>settled</th><th>reserved now</th></tr></table>
 <h2>Charts</h2>
 {charts}
 <script>
 function usd(m){{var w=Math.floor(m/1e6),f=String(m%1e6).padStart(6,'0').replace(/0+$/,'');while(f.length<2)f+='0';return '$'+w+'.'+f;}}
+function col(m){{var t=Math.floor(m/100)+(m%100>=50?1:0);return '$'+Math.floor(t/1e4)+'.'+String(t%1e4).padStart(4,'0');}}
 async function refresh(){{
   try{{
     const s=await (await fetch('/api/status')).json();
     for(const [state,n] of Object.entries(s.tasks)){{const c=document.querySelector('[data-state="'+state+'"]');if(c)c.textContent=n;}}
-    for(const [level,cap] of Object.entries(s.spend)){{const c=document.querySelector('[data-spent="'+level+'"]');if(c)c.textContent=usd(cap.spent_micros);}}
+    for(const [level,cap] of Object.entries(s.spend)){{for(const [k,v] of [['settled',cap.settled_micros],['reserved',cap.reserved_micros],['spent',cap.spent_micros]]){{const c=document.querySelector('[data-'+k+'="'+level+'"]');if(c)c.textContent=col(v);}}}}
     const t=document.getElementById('total');t.textContent=usd(s.spent_all_time_micros);t.dataset.micros=s.spent_all_time_micros;
     const r=document.getElementById('running');while(r.rows.length>1)r.deleteRow(1);
-    for(const task of s.running){{const row=r.insertRow();row.dataset.task=task.id;row.insertCell().textContent=task.id+' '+task.title;row.insertCell().textContent=task.stage||'';row.insertCell().textContent=task.attempt;}}
+    for(const task of s.running){{const row=r.insertRow();row.dataset.task=task.id;row.insertCell().textContent=task.id+' '+task.title;row.insertCell().textContent=task.stage||'';row.insertCell().textContent=task.attempt;row.insertCell().textContent=col(task.settled_micros);row.insertCell().textContent=col(task.reserved_micros);}}
     document.getElementById('updated').textContent=new Date().toISOString();
     document.body.dataset.live='yes';
   }}catch(e){{document.getElementById('updated').textContent='(the server is not answering)';}}
