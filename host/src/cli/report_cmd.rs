@@ -1,5 +1,6 @@
-//! `gaffer report`: the economics of the project's ledger, as tables, JSON, CSV or one HTML
-//! file.
+//! `gaffer report`: the economics of the project's ledger — how sure each dollar is, rejections
+//! by cause, the verifier's cost, the month ahead and a person's cost on like terms — as
+//! tables, JSON, CSV or one HTML file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +37,8 @@ pub struct ReportArgs {
     /// Last day (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = day)]
     until: Option<String>,
-    /// Project the month at this volume instead of the observed pace.
+    /// Project the month at this volume instead of the observed pace (under 20 finished tasks
+    /// the basis is too thin and only the cost per task is given).
     #[arg(long, value_parser = positive)]
     tasks_per_month: Option<f64>,
     /// A person's hourly rate in dollars (overrides [economics] hourly_rate).
