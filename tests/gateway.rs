@@ -14,7 +14,10 @@ use gaffer::gateway::chat::{Block, ChatRequest, Message, StopReason, ToolSpec};
 use gaffer::gateway::metered::{CallTag, Gateway, GatewayError, ModelEntry, Pricing};
 use gaffer::gateway::provider::{Provider, ProviderConfig, ProviderError, ProviderKind};
 use gaffer::ledger::{Caps, Electricity, Ledger, MicroUsd, Prices};
-use gaffer::store::{LedgerRow, LedgerStore, Phase, Role, RowScope, RowState, SqliteStore, Stage};
+use gaffer::store::{
+    CapLevel, Certainty, LedgerRow, LedgerStore, Phase, Role, RowScope, RowState, SqliteStore,
+    Stage,
+};
 use serde_json::{Value, json};
 
 // µ$ per Mtok: $1 in, $5 out, $0.10 cache read, $1.25 cache write.
@@ -265,15 +268,24 @@ async fn a_429_waits_as_long_as_retry_after_says() {
         done.charged,
         MicroUsd(openai_charge(&received[1].reply_json().unwrap()["usage"]))
     );
-    assert_eq!(only_row(&setup).charged, done.charged);
+    // The 429 is a refusal, not billed: its try is kept, released; the answer is charged.
+    let rows = setup.store.rows().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[0].state, rows[0].charged),
+        (RowState::Released, MicroUsd(0))
+    );
+    assert_eq!(rows[1].charged, done.charged);
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_then_reported_and_cost_nothing() {
+async fn an_overloaded_provider_is_retried_and_its_refusals_cost_nothing() {
+    // An OpenAI-compatible 503 ("overloaded") is a refusal before any model runs: each try is
+    // its own row, released, and the call's reservation is free again for the next try.
     let error = || {
         Reply::json(
-            500,
-            json!({"error": {"message": "upstream exploded", "type": "server_error"}}),
+            503,
+            json!({"error": {"message": "engine overloaded", "type": "server_error"}}),
         )
     };
     let setup = setup(
@@ -294,19 +306,80 @@ async fn server_errors_are_retried_then_reported_and_cost_nothing() {
             charged,
         } => {
             assert_eq!(*attempts, 3, "the first try and max_retries = 2");
-            assert_eq!(*charged, MicroUsd(0), "an error status is not billed");
+            assert_eq!(*charged, MicroUsd(0), "a refusal is not billed");
             assert!(
                 last.to_string()
-                    .contains("HTTP 500: server_error: upstream exploded"),
+                    .contains("HTTP 503: server_error: engine overloaded"),
                 "{last}"
             );
         }
         other => panic!("expected exhausted retries, got {other:?}"),
     }
     assert_eq!(setup.fake.received().len(), 3);
-    let row = only_row(&setup);
-    assert_eq!((row.state, row.charged), (RowState::Settled, MicroUsd(0)));
-    assert!(row.outcome.unwrap().contains("upstream exploded"));
+    let rows = setup.store.rows().unwrap();
+    assert_eq!(rows.len(), 3, "one row per try on the wire: {rows:?}");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!((row.state, row.charged), (RowState::Released, MicroUsd(0)));
+        assert_eq!(row.call_id, Some(rows[0].id), "one call");
+        assert_eq!(row.try_number, Some(i as u32 + 1));
+        assert!(row.outcome.as_deref().unwrap().starts_with("not billed: "));
+    }
+    assert_eq!(
+        setup.store.spent(CapLevel::Task, &tag().scope).unwrap(),
+        MicroUsd(0),
+        "nothing stays held against the caps"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_that_may_be_billed_are_charged_each_try_its_reservation() {
+    // A 500 may come after the model ran (or from a proxy in front of one that did): each try
+    // is charged its reservation, flagged as usage missing.
+    let error = || {
+        Reply::json(
+            500,
+            json!({"error": {"message": "upstream exploded", "type": "server_error"}}),
+        )
+    };
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![error(), error(), error()],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    let reservation = reservation_for(&request());
+    match &err {
+        GatewayError::Provider {
+            error: ProviderError::RetriesExhausted { attempts, .. },
+            charged,
+        } => {
+            assert_eq!(*attempts, 3);
+            assert_eq!(*charged, MicroUsd(3 * reservation));
+        }
+        other => panic!("expected exhausted retries, got {other:?}"),
+    }
+    assert_eq!(setup.fake.received().len(), 3);
+    let rows = setup.store.rows().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(
+            (row.state, row.charged),
+            (RowState::Settled, MicroUsd(reservation))
+        );
+        assert_eq!(row.certainty(), Some(Certainty::Estimated));
+        assert!(
+            row.outcome
+                .as_deref()
+                .unwrap()
+                .contains("upstream exploded")
+        );
+    }
 }
 
 #[tokio::test]
@@ -333,6 +406,185 @@ async fn a_client_error_is_not_retried() {
         "{err}"
     );
     assert_eq!(setup.fake.received().len(), 1);
+    // Refused before the model ran: the try is kept, free, its reservation given back.
+    let row = only_row(&setup);
+    assert_eq!((row.state, row.charged), (RowState::Released, MicroUsd(0)));
+    assert_eq!(row.certainty(), None);
+}
+
+#[tokio::test]
+async fn a_cut_off_try_and_its_good_retry_are_both_charged() {
+    // The provider billed two answers: the first was cut off on the way (the reservation
+    // stands for it, flagged), the second arrived with its usage.
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![
+            openai_reply(120, 40, 0).truncated(40),
+            openai_reply(120, 40, 0),
+        ],
+        Caps::default(),
+        |_| {},
+    )
+    .await;
+    let done = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap();
+    let received = setup.fake.received();
+    assert_eq!(received.len(), 2);
+    let answered = openai_charge(&received[1].reply_json().unwrap()["usage"]);
+    let reservation = reservation_for(&request());
+    assert_eq!(done.charged, MicroUsd(reservation + answered));
+    assert_eq!(done.attempts, 2);
+    let rows = setup.store.rows().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].charged, MicroUsd(reservation));
+    assert_eq!(rows[0].certainty(), Some(Certainty::Estimated));
+    assert_eq!(rows[1].charged, MicroUsd(answered));
+    assert_eq!(rows[1].certainty(), Some(Certainty::Measured));
+    assert_eq!(
+        (rows[0].call_id, rows[1].call_id),
+        (Some(rows[0].id), Some(rows[0].id))
+    );
+    assert_eq!(
+        setup.store.spent(CapLevel::Task, &tag().scope).unwrap(),
+        MicroUsd(reservation + answered)
+    );
+}
+
+#[tokio::test]
+async fn every_timed_out_try_is_charged_when_retries_run_out() {
+    // Three tries that time out after the request left: the provider may have billed each.
+    let slow = || openai_reply(2_500, 900, 0).delayed(Duration::from_secs(3));
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![slow(), slow(), slow()],
+        Caps::default(),
+        |c| c.request_timeout = Duration::from_millis(300),
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    let reservation = reservation_for(&request());
+    match &err {
+        GatewayError::Provider {
+            error: ProviderError::RetriesExhausted { attempts, .. },
+            charged,
+        } => {
+            assert_eq!(*attempts, 3);
+            assert_eq!(*charged, MicroUsd(3 * reservation));
+        }
+        other => panic!("expected exhausted retries, got {other:?}"),
+    }
+    assert_eq!(setup.fake.received().len(), 3);
+    let rows = setup.store.rows().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r.charged == MicroUsd(reservation)
+                && r.certainty() == Some(Certainty::Estimated))
+    );
+}
+
+#[tokio::test]
+async fn the_caps_bound_the_sum_of_a_calls_tries() {
+    // Room for two tries' reservations under the task cap, not three: the third try is
+    // refused before it leaves, and the call stops on the budget with the two charged.
+    let reservation = reservation_for(&request());
+    let caps = Caps {
+        per_task: Some(MicroUsd(2 * reservation + reservation / 2)),
+        ..Caps::default()
+    };
+    let slow = || openai_reply(2_500, 900, 0).delayed(Duration::from_secs(3));
+    let setup = setup(
+        ProviderKind::OpenaiCompatible,
+        vec![slow(), slow(), slow()],
+        caps,
+        |c| c.request_timeout = Duration::from_millis(300),
+    )
+    .await;
+    let err = setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err();
+    match &err {
+        GatewayError::Budget { exhausted, charged } => {
+            assert_eq!(*charged, MicroUsd(2 * reservation));
+            assert_eq!(exhausted.spent, MicroUsd(2 * reservation));
+        }
+        other => panic!("expected the budget to stop the call, got {other:?}"),
+    }
+    assert_eq!(setup.fake.received().len(), 2, "the third try never left");
+    let rows = setup.store.rows().unwrap();
+    assert_eq!(rows.len(), 2);
+    let total: MicroUsd = rows.iter().map(|r| r.charged).sum();
+    assert_eq!(total, MicroUsd(2 * reservation));
+    assert!(total <= MicroUsd(2 * reservation + reservation / 2));
+}
+
+#[tokio::test]
+async fn a_refused_connection_costs_nothing_however_often_it_is_tried() {
+    // A port with nothing listening: the connection is never made, nothing is sent.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
+    let ledger = Arc::new(Ledger::new(store.clone(), Caps::default()));
+    let model = ModelEntry {
+        key: "cheap".into(),
+        provider: "fake".into(),
+        id: "fake-model-1".into(),
+        pricing: Pricing::Tokens(PRICES),
+        max_tokens: 1_000,
+        context_window: 200_000,
+        fallbacks: vec![],
+    };
+    let provider = Provider::new(config(ProviderKind::OpenaiCompatible, &base)).unwrap();
+    let gateway = Gateway::new([provider], [model], ledger);
+    for _run in 0..2 {
+        let err = gateway
+            .complete(&tag(), "cheap", request())
+            .await
+            .unwrap_err();
+        match &err {
+            GatewayError::Provider {
+                error: ProviderError::RetriesExhausted { attempts, last, .. },
+                charged,
+            } => {
+                assert_eq!(*attempts, 3);
+                assert!(matches!(**last, ProviderError::Transport { .. }), "{last}");
+                assert_eq!(*charged, MicroUsd(0));
+            }
+            other => panic!("expected a refused connection, got {other:?}"),
+        }
+    }
+    let rows = store.rows().unwrap();
+    assert_eq!(rows.len(), 6, "three tries a run, each kept as a row");
+    assert!(
+        rows.iter()
+            .all(|r| r.state == RowState::Released && r.charged.is_zero())
+    );
+    assert_eq!(
+        rows.iter()
+            .filter_map(|r| r.call_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        2,
+        "two calls"
+    );
+    for level in [CapLevel::Task, CapLevel::Day, CapLevel::Month] {
+        assert_eq!(
+            store.spent(level, &tag().scope).unwrap(),
+            MicroUsd(0),
+            "{level}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -461,7 +713,7 @@ async fn a_call_over_budget_never_reaches_the_provider() {
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, GatewayError::Budget(_)), "{text}");
+    assert!(matches!(err, GatewayError::Budget { .. }), "{text}");
     assert!(
         text.starts_with("budget exhausted: the task cap of $0.001 would be exceeded"),
         "{text}"
@@ -686,16 +938,28 @@ async fn a_failing_provider_falls_back_to_the_same_class_elsewhere() {
         "the first try and its one retry"
     );
     let rows = store.rows().unwrap();
-    assert_eq!(rows.len(), 2, "each try is booked on its own");
-    assert_eq!(
-        (rows[0].scope.model.as_str(), rows[0].charged),
-        ("cheap", MicroUsd(0))
-    );
-    assert!(rows[0].outcome.as_deref().unwrap().contains("overloaded"));
+    assert_eq!(rows.len(), 3, "each try is booked on its own");
+    for row in &rows[..2] {
+        assert_eq!(
+            (row.scope.model.as_str(), row.state, row.charged),
+            ("cheap", RowState::Released, MicroUsd(0))
+        );
+        assert!(row.outcome.as_deref().unwrap().contains("overloaded"));
+    }
     let expected = openai_charge(&secondary.received()[0].reply_json().unwrap()["usage"]);
     assert_eq!(
-        (rows[1].scope.model.as_str(), rows[1].charged),
+        (rows[2].scope.model.as_str(), rows[2].charged),
         ("cheap-elsewhere", MicroUsd(expected))
+    );
+    assert_eq!(done.charged, MicroUsd(expected));
+    assert_eq!(done.attempts, 3);
+    assert!(
+        rows.iter().all(|r| r.call_id == Some(rows[0].id)),
+        "the fallback's try belongs to the same call"
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.try_number).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
     );
 }
 
@@ -709,7 +973,7 @@ async fn a_budget_refusal_does_not_fall_back() {
         two_providers(vec![], vec![openai_reply(1, 1, 0)], caps).await;
     assert!(matches!(
         gateway.complete(&tag(), "cheap", request()).await,
-        Err(GatewayError::Budget(_))
+        Err(GatewayError::Budget { .. })
     ));
     assert!(primary.received().is_empty() && secondary.received().is_empty());
 }

@@ -408,8 +408,7 @@ fn a_killed_process_is_recovered() {
         store.mark_sent(sent).unwrap();
         store
             .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(7_000), &[])
-            .unwrap()
-            .id;
+            .unwrap();
         println!("READY");
         std::thread::sleep(Duration::from_secs(120));
         return;

@@ -235,7 +235,9 @@ impl Agent<'_> {
             report.turns += 1;
             let done = match self.gateway.complete(&tag, &self.model, request).await {
                 Ok(done) => done,
-                Err(GatewayError::Budget(exhausted)) => {
+                Err(GatewayError::Budget { exhausted, charged }) => {
+                    // Earlier tries of the call may have been booked before a retry was refused.
+                    report.charged = report.charged.saturating_add(charged);
                     report.end = AgentEnd::Budget(exhausted);
                     return report;
                 }

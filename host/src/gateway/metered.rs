@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::chat::{ChatRequest, ChatResponse};
-use super::provider::{Provider, ProviderError};
+use super::provider::{Billing, Provider, ProviderError};
 use crate::ledger::{
-    BudgetExhausted, Electricity, Ledger, LedgerError, MicroUsd, Prices, Reservation, TokenCounts,
-    WorstCase,
+    BudgetExhausted, CallTry, Electricity, Ledger, LedgerError, MicroUsd, Prices, Reservation,
+    TokenCounts, WorstCase,
 };
 use crate::store::RowScope;
 
@@ -53,9 +53,13 @@ pub struct Completed {
     /// The model key that answered (a fallback's when the first provider failed).
     pub model: String,
     pub response: ChatResponse,
+    /// Every try of the call, failed ones and fallbacks' included.
     pub charged: MicroUsd,
+    /// The answering try's charge exceeded its reservation.
     pub overrun: bool,
+    /// The answering try reported no usage (charged its reservation).
     pub usage_missing: bool,
+    /// Tries on the wire, over every model of the call.
     pub attempts: usize,
 }
 
@@ -66,10 +70,14 @@ pub enum GatewayError {
     UnknownModel { model: String, known: String },
     #[error("model `{model}` names provider `{provider}`, which is not configured")]
     UnknownProvider { model: String, provider: String },
-    /// Refused before anything was sent.
-    #[error(transparent)]
-    Budget(BudgetExhausted),
-    /// The provider failed; `charged` is what the call was booked at.
+    /// A try was refused before it was sent; `charged` is what the call's earlier tries were
+    /// booked at (zero when the first try was refused).
+    #[error("{exhausted}")]
+    Budget {
+        exhausted: BudgetExhausted,
+        charged: MicroUsd,
+    },
+    /// The provider failed; `charged` is what the call's tries were booked at.
     #[error("{error} (booked at {} µ$)", charged.get())]
     Provider {
         error: ProviderError,
@@ -82,10 +90,21 @@ pub enum GatewayError {
 impl From<LedgerError> for GatewayError {
     fn from(error: LedgerError) -> Self {
         match error {
-            LedgerError::Exhausted(e) => GatewayError::Budget(e),
+            LedgerError::Exhausted(exhausted) => GatewayError::Budget {
+                exhausted,
+                charged: MicroUsd::ZERO,
+            },
             LedgerError::Store(e) => GatewayError::Ledger(e.to_string()),
         }
     }
+}
+
+/// One logical call as it goes: the next try's place in the call, and what its tries cost.
+#[derive(Debug)]
+struct CallProgress {
+    next: CallTry,
+    charged: MicroUsd,
+    tries: usize,
 }
 
 /// The gateway: providers, models and the ledger that meters them.
@@ -125,7 +144,8 @@ impl Gateway {
     }
 
     /// Make one metered call of `model_key` for `tag`; when its provider fails after its
-    /// retries, try the model's fallbacks in order. Each try is booked on its own.
+    /// retries, try the model's fallbacks in order. Every try on the wire, retries and
+    /// fallbacks included, is its own ledger row of the same call, reserved before it leaves.
     pub async fn complete(
         &self,
         tag: &CallTag,
@@ -138,9 +158,17 @@ impl Gateway {
                 .collect(),
             None => vec![model_key.to_string()],
         };
+        let mut progress = CallProgress {
+            next: CallTry::FIRST,
+            charged: MicroUsd::ZERO,
+            tries: 0,
+        };
         let mut last = None;
         for (i, key) in chain.iter().enumerate() {
-            match self.complete_one(tag, key, request.clone()).await {
+            match self
+                .complete_one(tag, key, request.clone(), &mut progress)
+                .await
+            {
                 Err(GatewayError::Provider { error, charged }) if i + 1 < chain.len() => {
                     tracing::warn!(model = %key, next = %chain[i + 1], "{error}; trying the fallback");
                     last = Some(GatewayError::Provider { error, charged });
@@ -154,12 +182,14 @@ impl Gateway {
         }))
     }
 
-    /// One metered call of one model, without fallbacks.
+    /// The tries of one model, without fallbacks: each reserved before it is sent and settled
+    /// on its own outcome, with the provider's backoff between them.
     async fn complete_one(
         &self,
         tag: &CallTag,
         model_key: &str,
         mut request: ChatRequest,
+        progress: &mut CallProgress,
     ) -> Result<Completed, GatewayError> {
         let model = self
             .models
@@ -187,79 +217,130 @@ impl Gateway {
                 max_input_tokens: request.input_token_bound().min(model.context_window),
                 max_output_tokens: u64::from(request.max_tokens),
             },
-            // The most a local call can run: the provider's bound on one call's total time.
+            // The most a local try can run: the provider's bound on one call's total time.
             Pricing::Electricity(power) => {
                 WorstCase::Amount(power.cost(provider.config().max_total_time))
             }
         };
         let mut scope = tag.scope.clone();
         scope.model = model.key.clone();
-        let reservation = self
-            .ledger
-            .reserve(
-                &scope,
-                crate::ledger::CallTry::FIRST,
-                worst,
-                tag.attempt_cap,
-            )
-            .await?;
-        // From here on, a crash charges the reservation.
-        self.ledger.mark_sent(&reservation).await?;
-        let started = Instant::now();
-        let sent = provider.send(&request).await;
-        let wall = started.elapsed();
-        match sent.result {
-            Ok(response) => {
-                let settled = self
-                    .settle_success(model, &reservation, response.usage, wall)
-                    .await?;
-                Ok(Completed {
-                    model: model.key.clone(),
-                    response,
-                    charged: settled.charged,
-                    overrun: settled.overrun,
-                    usage_missing: settled.usage_missing,
-                    attempts: sent.attempts,
-                })
-            }
-            Err(error) => {
-                let outcome = format!("error: {error}");
-                let settled = match (model.pricing, sent.maybe_billed) {
-                    // Power was drawn either way.
-                    (Pricing::Electricity(power), _) => {
-                        self.ledger
-                            .settle_amount(
-                                &reservation,
-                                power.cost(wall),
-                                TokenCounts::default(),
-                                wall,
-                                &outcome,
-                            )
-                            .await
-                    }
-                    // The provider may have billed it: the reservation is the charge.
-                    (Pricing::Tokens(_), true) => {
-                        self.ledger.settle(&reservation, None, wall, &outcome).await
-                    }
-                    // Refused by the provider before any work: nothing to pay.
-                    (Pricing::Tokens(_), false) => {
-                        self.ledger
-                            .settle_amount(
-                                &reservation,
-                                MicroUsd::ZERO,
-                                TokenCounts::default(),
-                                wall,
-                                &outcome,
-                            )
-                            .await
-                    }
-                }?;
-                Err(GatewayError::Provider {
-                    error,
-                    charged: settled.charged,
-                })
+        let body = provider.request_body(&request);
+        let mut schedule = provider.retry_schedule();
+        let mut tries_here = 0usize;
+        loop {
+            // Every try reserves again, so the caps bound the sum of all tries.
+            let reservation = match self
+                .ledger
+                .reserve(&scope, progress.next, worst, tag.attempt_cap)
+                .await
+            {
+                Ok(reservation) => reservation,
+                Err(LedgerError::Exhausted(exhausted)) => {
+                    return Err(GatewayError::Budget {
+                        exhausted,
+                        charged: progress.charged,
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            };
+            progress.next = reservation.next_try();
+            progress.tries += 1;
+            tries_here += 1;
+            // From here on, a crash charges the reservation.
+            self.ledger.mark_sent(&reservation).await?;
+            let started = Instant::now();
+            let outcome = provider.try_once(&body).await;
+            let wall = started.elapsed();
+            let error = match outcome.result {
+                Ok(response) => {
+                    let settled = self
+                        .settle_success(model, &reservation, response.usage, wall)
+                        .await?;
+                    progress.charged = progress.charged.saturating_add(settled.charged);
+                    return Ok(Completed {
+                        model: model.key.clone(),
+                        response,
+                        charged: progress.charged,
+                        overrun: settled.overrun,
+                        usage_missing: settled.usage_missing,
+                        attempts: progress.tries,
+                    });
+                }
+                Err(error) => error,
+            };
+            let charged = self
+                .settle_failure(model, &reservation, outcome.billing, wall, &error)
+                .await?;
+            progress.charged = progress.charged.saturating_add(charged);
+            match schedule.next_wait(&error) {
+                Some(wait) => {
+                    tracing::warn!(
+                        provider = %provider.config().name,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "{error}; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    let error = if tries_here > 1 && error.is_retryable() {
+                        ProviderError::RetriesExhausted {
+                            provider: provider.config().name.clone(),
+                            attempts: tries_here,
+                            last: Box::new(error),
+                        }
+                    } else {
+                        error
+                    };
+                    return Err(GatewayError::Provider {
+                        error,
+                        charged: progress.charged,
+                    });
+                }
             }
         }
+    }
+
+    /// Book a try that failed, by how sure it is that the provider billed it; returns what it
+    /// was charged.
+    async fn settle_failure(
+        &self,
+        model: &ModelEntry,
+        reservation: &Reservation,
+        billing: Billing,
+        wall: Duration,
+        error: &ProviderError,
+    ) -> Result<MicroUsd, GatewayError> {
+        let outcome = format!("error: {error}");
+        Ok(match (billing, model.pricing) {
+            // Nothing reached the model: free, and the reservation goes back to the caps.
+            (Billing::NotBilled, _) => {
+                self.ledger
+                    .release_unbilled(reservation, wall, &format!("not billed: {outcome}"))
+                    .await?;
+                MicroUsd::ZERO
+            }
+            // A local model drew power for as long as the try ran.
+            (Billing::Answered | Billing::MaybeBilled, Pricing::Electricity(power)) => {
+                self.ledger
+                    .settle_amount(
+                        reservation,
+                        power.cost(wall),
+                        TokenCounts::default(),
+                        wall,
+                        &outcome,
+                    )
+                    .await?
+                    .charged
+            }
+            // The provider may have billed it and said nothing: the reservation is the charge,
+            // flagged as usage missing.
+            (Billing::Answered | Billing::MaybeBilled, Pricing::Tokens(_)) => {
+                self.ledger
+                    .settle(reservation, None, wall, &outcome)
+                    .await?
+                    .charged
+            }
+        })
     }
 
     async fn settle_success(

@@ -2,10 +2,9 @@
 //! Sends a [`ChatRequest`] and returns the parsed answer, retrying what is worth retrying.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Semaphore;
 
 use super::chat::{ChatRequest, ChatResponse, WireError};
@@ -30,6 +29,19 @@ impl ProviderKind {
             "openai-compatible" => Some(ProviderKind::OpenaiCompatible),
             _ => None,
         }
+    }
+
+    /// Whether an answer with this error status may have been billed. Both formats refuse a
+    /// request with a 4xx before any model runs (bad request, authentication, permission,
+    /// not found, too large, rate limited): not billed. Anthropic's 529 (`overloaded_error`)
+    /// and an OpenAI-compatible server's 503 (overloaded, "slow down") are refusals before any
+    /// work too. Any other 5xx (500, 502, 504, ...) may come after the model ran, or from a
+    /// proxy in front of one that did: perhaps billed.
+    pub fn bills_error_status(self, status: u16) -> bool {
+        !matches!(
+            (self, status),
+            (_, 400..=499) | (ProviderKind::Anthropic, 529) | (ProviderKind::OpenaiCompatible, 503)
+        )
     }
 
     /// Where the provider's public API is when `base_url` is not given.
@@ -128,14 +140,64 @@ impl ProviderError {
     }
 }
 
-/// The outcome of one logical call: the answer or the error, and whether the provider may
-/// have billed it (a request that timed out or broke after being sent, or an answer we could
-/// not read). A billed call is never recorded as free.
+/// Whether the provider may have billed one try on the wire. A billed try is never recorded as
+/// free; a try is recorded as free only when it certainly was not billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Billing {
+    /// The provider answered: its usage says what it billed (when it says nothing, the try
+    /// may have been billed and is charged its reservation).
+    Answered,
+    /// Certainly not billed: the connection could not be made (nothing was sent), or the
+    /// provider refused the request with a status it does not bill
+    /// ([`ProviderKind::bills_error_status`]).
+    NotBilled,
+    /// Perhaps billed: the request left and the answer is unknown (timed out after sending, cut
+    /// off, unreadable, or an error status the provider may bill).
+    MaybeBilled,
+}
+
+/// One try on the wire: the answer or the error, and whether the provider may have billed it.
 #[derive(Debug)]
-pub struct Sent {
+pub struct TryOutcome {
     pub result: Result<ChatResponse, ProviderError>,
-    pub maybe_billed: bool,
-    pub attempts: usize,
+    pub billing: Billing,
+}
+
+/// The waits between the tries of one call: exponential backoff with jitter from the
+/// provider's settings, `Retry-After` when the provider says, and never past the call's time
+/// bound. The gateway drives it, so that each try is reserved and booked on its own.
+pub struct RetrySchedule {
+    backoff: backon::ExponentialBackoff,
+    started: Instant,
+    max_total: Duration,
+}
+
+impl std::fmt::Debug for RetrySchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetrySchedule")
+            .field("elapsed", &self.started.elapsed())
+            .field("max_total", &self.max_total)
+            .finish()
+    }
+}
+
+impl RetrySchedule {
+    /// The wait before another try after `error`; `None` when the error is not worth another
+    /// try, the retries are spent, or the wait would pass the call's time bound.
+    pub fn next_wait(&mut self, error: &ProviderError) -> Option<Duration> {
+        if !error.is_retryable() {
+            return None;
+        }
+        let next = self.backoff.next()?;
+        let wait = match error {
+            ProviderError::Status {
+                retry_after: Some(after),
+                ..
+            } => *after,
+            _ => next,
+        };
+        (self.started.elapsed() + wait <= self.max_total).then_some(wait)
+    }
 }
 
 /// A configured provider with its HTTP client.
@@ -218,91 +280,57 @@ impl Provider {
         }
     }
 
-    /// Send `request`, retrying with exponential backoff and jitter (honouring `Retry-After`)
-    /// within the configured bounds.
-    pub async fn send(&self, request: &ChatRequest) -> Sent {
-        let body = match self.config.kind {
+    /// The body of `request` in the provider's wire format.
+    pub fn request_body(&self, request: &ChatRequest) -> String {
+        match self.config.kind {
             ProviderKind::Anthropic => anthropic::request_body(request),
             ProviderKind::OpenaiCompatible => {
                 openai::request_body(request, self.config.max_tokens_field)
             }
-        };
-        let body = body.to_string();
-        let started = Instant::now();
-        let maybe_billed = AtomicBool::new(false);
-        let attempts = std::sync::atomic::AtomicUsize::new(0);
-        let max_total = self.config.max_total_time;
-        let backoff = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(self.config.retry_min_delay)
-            .with_max_delay(Duration::from_secs(60))
-            .with_max_times(self.config.max_retries);
-        let result = (|| async {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.attempt(&body).await;
-            if let Err(error) = &outcome
-                && matches!(
-                    error,
-                    ProviderError::Timeout { .. }
-                        | ProviderError::Transport { .. }
-                        | ProviderError::Wire { .. }
-                )
-            {
-                maybe_billed.store(true, Ordering::Relaxed);
-            }
-            outcome
-        })
-        .retry(backoff)
-        .when(ProviderError::is_retryable)
-        .adjust(|error, next| {
-            let next = next?;
-            let wait = match error {
-                ProviderError::Status {
-                    retry_after: Some(after),
-                    ..
-                } => *after,
-                _ => next,
-            };
-            // Stop when the wait would pass the call's time bound.
-            (started.elapsed() + wait <= max_total).then_some(wait)
-        })
-        .notify(|error, wait| {
-            tracing::warn!(
-                provider = %self.config.name,
-                wait_ms = wait.as_millis() as u64,
-                "{error}; retrying"
-            )
-        })
-        .await;
-        let attempts = attempts.load(Ordering::Relaxed);
-        let result = match result {
-            Err(error) if attempts > 1 && error.is_retryable() => {
-                Err(ProviderError::RetriesExhausted {
-                    provider: self.config.name.clone(),
-                    attempts,
-                    last: Box::new(error),
-                })
-            }
-            other => other,
-        };
-        Sent {
-            maybe_billed: maybe_billed.load(Ordering::Relaxed) || result.is_ok(),
-            result,
-            attempts,
+        }
+        .to_string()
+    }
+
+    /// The waits between the tries of a call that starts now.
+    pub fn retry_schedule(&self) -> RetrySchedule {
+        RetrySchedule {
+            backoff: ExponentialBuilder::default()
+                .with_jitter()
+                .with_min_delay(self.config.retry_min_delay)
+                .with_max_delay(Duration::from_secs(60))
+                .with_max_times(self.config.max_retries)
+                .build(),
+            started: Instant::now(),
+            max_total: self.config.max_total_time,
         }
     }
 
-    /// One HTTP exchange.
-    async fn attempt(&self, body: &str) -> Result<ChatResponse, ProviderError> {
+    /// One try on the wire, and whether the provider may have billed it.
+    pub async fn try_once(&self, body: &str) -> TryOutcome {
+        match self.attempt(body).await {
+            Ok(response) => TryOutcome {
+                result: Ok(response),
+                billing: Billing::Answered,
+            },
+            Err((error, billing)) => TryOutcome {
+                result: Err(error),
+                billing,
+            },
+        }
+    }
+
+    /// One HTTP exchange; an error says whether the provider may have billed it.
+    async fn attempt(&self, body: &str) -> Result<ChatResponse, (ProviderError, Billing)> {
         let provider = || self.config.name.clone();
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| ProviderError::Transport {
-                provider: provider(),
-                reason: "the provider's request slots are closed".to_string(),
-            })?;
+        let _slot = self.slots.acquire().await.map_err(|_| {
+            (
+                ProviderError::Transport {
+                    provider: provider(),
+                    reason: "the provider's request slots are closed".to_string(),
+                },
+                Billing::NotBilled,
+            )
+        })?;
         let mut builder = self
             .client
             .post(self.endpoint())
@@ -320,7 +348,15 @@ impl Provider {
             (ProviderKind::OpenaiCompatible, None) => builder,
         };
         let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
+            // Nothing left when the connection could not be made (refused, no route, DNS,
+            // TLS, or the connect timeout): certainly not billed. Anything later may have
+            // reached the provider.
+            let billing = if e.is_connect() || e.is_builder() {
+                Billing::NotBilled
+            } else {
+                Billing::MaybeBilled
+            };
+            let error = if e.is_timeout() {
                 ProviderError::Timeout {
                     provider: provider(),
                     timeout: self.config.request_timeout,
@@ -331,7 +367,8 @@ impl Provider {
                     provider: provider(),
                     reason: e.without_url().to_string(),
                 }
-            }
+            };
+            (error, billing)
         };
         let response = builder.send().await.map_err(transport)?;
         let status = response.status();
@@ -344,26 +381,40 @@ impl Provider {
             }
             .unwrap_or_else(|| super::chat::excerpt(&bytes));
             let message = self.redact(message);
-            return Err(ProviderError::Status {
-                provider: provider(),
-                status: status.as_u16(),
-                message,
-                retry_after: after,
-            });
+            let billing = if self.config.kind.bills_error_status(status.as_u16()) {
+                Billing::MaybeBilled
+            } else {
+                Billing::NotBilled
+            };
+            return Err((
+                ProviderError::Status {
+                    provider: provider(),
+                    status: status.as_u16(),
+                    message,
+                    retry_after: after,
+                },
+                billing,
+            ));
         }
         let parsed = match self.config.kind {
             ProviderKind::Anthropic => anthropic::parse_response(&bytes),
             ProviderKind::OpenaiCompatible => openai::parse_response(&bytes),
         };
-        parsed.map_err(|error| ProviderError::Wire {
-            provider: provider(),
-            error: match error {
-                WireError::Malformed { reason, excerpt } => WireError::Malformed {
-                    reason,
-                    excerpt: self.redact(excerpt),
+        // A success status with a body we cannot read: the provider did the work.
+        parsed.map_err(|error| {
+            (
+                ProviderError::Wire {
+                    provider: provider(),
+                    error: match error {
+                        WireError::Malformed { reason, excerpt } => WireError::Malformed {
+                            reason,
+                            excerpt: self.redact(excerpt),
+                        },
+                        other => other,
+                    },
                 },
-                other => other,
-            },
+                Billing::MaybeBilled,
+            )
         })
     }
 
@@ -414,6 +465,23 @@ mod tests {
             error.to_string(),
             "provider `anthropic`: the API key variable `GAFFER_TEST_SURELY_UNSET_KEY` is not set"
         );
+    }
+
+    #[test]
+    fn which_error_statuses_may_be_billed() {
+        use ProviderKind::{Anthropic, OpenaiCompatible};
+        for kind in [Anthropic, OpenaiCompatible] {
+            for refused in [400, 401, 403, 404, 408, 413, 422, 429] {
+                assert!(!kind.bills_error_status(refused), "{kind:?} {refused}");
+            }
+            for perhaps in [500, 502, 504] {
+                assert!(kind.bills_error_status(perhaps), "{kind:?} {perhaps}");
+            }
+        }
+        assert!(!Anthropic.bills_error_status(529));
+        assert!(Anthropic.bills_error_status(503));
+        assert!(!OpenaiCompatible.bills_error_status(503));
+        assert!(OpenaiCompatible.bills_error_status(529));
     }
 
     #[test]

@@ -296,6 +296,22 @@ impl Ledger {
         Ok(self.on_store(move |store| store.release(id)).await?)
     }
 
+    /// Release a sent try that the provider certainly did not bill: the row stays with its
+    /// outcome, its reservation goes back to the caps.
+    pub async fn release_unbilled(
+        &self,
+        reservation: &Reservation,
+        wall: Duration,
+        outcome: &str,
+    ) -> Result<(), LedgerError> {
+        let id = reservation.id;
+        let wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
+        let outcome = outcome.to_string();
+        Ok(self
+            .on_store(move |store| store.release_unbilled(id, wall_ms, &outcome))
+            .await?)
+    }
+
     /// Settle a sent call to its real cost (`usage` `None`: the provider reported none, so the
     /// reservation stands as the charge).
     pub async fn settle(

@@ -78,7 +78,7 @@ impl ModelAccess for GatewayModels {
                     cost: done.charged,
                     stop_reason: done.response.stop.contract_name().to_string(),
                 }),
-                Err(GatewayError::Budget(exhausted)) => {
+                Err(GatewayError::Budget { exhausted, .. }) => {
                     Err(HostError::BudgetExhausted(exhausted.to_string()))
                 }
                 Err(error) => Err(HostError::Failed(error.to_string())),

@@ -241,6 +241,15 @@ pub trait LedgerStore: Send + Sync {
     fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, StoreError>;
     /// Release a reservation whose request was never sent.
     fn release(&self, id: ReservationId) -> Result<(), StoreError>;
+    /// Release a sent try that the provider certainly did not bill (the connection was never
+    /// made, or it refused the request with a status it does not bill). The row stays, with
+    /// its outcome and wall time, so the try is counted; its reservation is given back.
+    fn release_unbilled(
+        &self,
+        id: ReservationId,
+        wall_ms: u64,
+        outcome: &str,
+    ) -> Result<(), StoreError>;
     /// After a crash: release the unsent reservations of dead owners, and charge their sent
     /// ones at the reserved amount (flagged). `is_alive` says whether an owner still runs.
     fn recover(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Recovery, StoreError>;

@@ -350,6 +350,30 @@ impl LedgerStore for SqliteStore {
         })
     }
 
+    fn release_unbilled(
+        &self,
+        id: ReservationId,
+        wall_ms: u64,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let wall = count(wall_ms, self)?;
+        self.write(|tx| {
+            self.transition(
+                tx,
+                id.0,
+                RowState::Sent,
+                RowState::Released,
+                "release unbilled",
+            )?;
+            tx.execute(
+                "UPDATE ledger SET wall_ms = ?2, outcome = ?3 WHERE id = ?1",
+                params![id.0, wall, outcome],
+            )
+            .map_err(|e| self.db_err(e))?;
+            self.give_back(tx, id.0)
+        })
+    }
+
     fn recover(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Recovery, StoreError> {
         self.write(|tx| {
             let open: Vec<(i64, RowState, String, MicroUsd)> = {
