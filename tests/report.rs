@@ -676,3 +676,56 @@ fn the_history_of_a_store_reports_what_build_does() {
     assert_eq!(report.total_micros, MicroUsd(410_000));
     assert_eq!(report.certainty.total(), report.total_micros);
 }
+
+#[test]
+fn a_try_the_provider_did_not_bill_is_counted_free() {
+    // One call: its first try refused unbilled (a 429, released by the gateway), its second
+    // answered at 12 345 µ$. By hand: 1 call, 2 tries, 1 of them free; 12 345 µ$ measured.
+    let (dir, store) = project();
+    store.add_tasks(&[task("Rate limited once")]).unwrap();
+    let t = store.claim(OWNER, LEASE).unwrap().unwrap().id;
+    let agent = scope("run-1", &t, 1, Role::Agent, "cheap");
+    let first = send(&store, &agent, CallTry::FIRST, 90_000);
+    store
+        .release_unbilled(first.id, 3, "not billed: error: HTTP 429")
+        .unwrap();
+    let second = send(
+        &store,
+        &agent,
+        CallTry {
+            call_id: Some(first.call_id),
+            number: 2,
+        },
+        90_000,
+    );
+    settle(&store, second, Some(12_345));
+    store
+        .finish_attempt(
+            &record(&t, 1, "run-1", "cheap", AttemptOutcome::Approved),
+            OWNER,
+            TaskState::Merged,
+            "approved",
+        )
+        .unwrap();
+
+    let json: serde_json::Value =
+        serde_json::from_str(&gaffer(dir.path(), &["report", "--format", "json"])).unwrap();
+    let c = &json["certainty"];
+    assert_eq!(c["calls"], 1);
+    assert_eq!(c["tries"], 2);
+    assert_eq!(c["unbilled_tries"], 1);
+    assert_eq!(c["measured_micros"], 12_345);
+    assert_eq!(c["estimated_micros"], 0);
+    assert_eq!(json["total_micros"], 12_345);
+    let text = gaffer(dir.path(), &["report"]);
+    assert!(
+        text.contains("1 calls in 2 tries") && text.contains("free tries (not billed): 1"),
+        "{text}"
+    );
+    let csv = gaffer(dir.path(), &["report", "--format", "csv"]);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "unbilled_tries").unwrap();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(row[column], "1");
+}

@@ -229,7 +229,8 @@ pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
     let certainty = format!(
         "<p id=\"certainty\">How sure: measured <b data-micros=\"{}\">{}</b> + estimated <b data-micros=\"{}\">{}</b> \
          + overrun <b data-micros=\"{}\">{}</b> = {} (the ledger, to the µ$) · {} calls in {} tries; \
-         estimated tries: {} without usage, {} recovered after a crash; overrun tries: {}{}</p>\n\
+         estimated tries: {} without usage, {} recovered after a crash; overrun tries: {}; \
+         free tries (not billed): {}{}</p>\n\
          <p id=\"verifier\">The verifier's own model calls: <b data-micros=\"{}\">{}</b> of the total. \
          Rejected attempts: {} by tests, {} by hooks, {} by the verifier, {} other.</p>",
         c.measured_micros.get(),
@@ -244,6 +245,7 @@ pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
         c.usage_missing_tries,
         c.recovered_tries,
         c.overrun_tries,
+        c.unbilled_tries,
         if r.open_reserved_micros.is_zero() {
             String::new()
         } else {

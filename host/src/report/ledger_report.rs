@@ -146,8 +146,12 @@ pub struct CertaintySplit {
     pub overrun_micros: MicroUsd,
     /// Model calls (distinct call ids: a call's retries are one call).
     pub calls: u64,
-    /// Tries (model-call rows; a released reservation, never sent, is none).
+    /// Tries on the wire (model-call rows that were sent; a reservation released before it was
+    /// sent is none).
     pub tries: u64,
+    /// Tries the provider certainly did not bill (no connection, or a refusal it does not
+    /// bill), released: free.
+    pub unbilled_tries: u64,
     /// Tries charged at their reservation because the call ended without usage (no usage
     /// reported, cut off, timed out); recovered tries are not counted here.
     pub usage_missing_tries: u64,
@@ -171,11 +175,11 @@ impl CertaintySplit {
             Some(Certainty::Estimated) | None => &mut self.estimated_micros,
         };
         *part = part.saturating_add(row.charged);
-        // A released reservation never left: no try on the wire.
         if let Some(call) = row.call_id
-            && row.state != RowState::Released
+            && row.is_try()
         {
             self.tries += 1;
+            self.unbilled_tries += u64::from(row.released_unbilled());
             if self.call_ids.insert(call) {
                 self.calls += 1;
             }
@@ -1042,8 +1046,13 @@ pub fn render_text(r: &Report) -> String {
     ));
     s.push_str(&format!(
         "  {} calls in {} tries; estimated tries: {} without usage, {} recovered after a crash; \
-         overrun tries: {}\n",
-        c.calls, c.tries, c.usage_missing_tries, c.recovered_tries, c.overrun_tries
+         overrun tries: {}; free tries (not billed): {}\n",
+        c.calls,
+        c.tries,
+        c.usage_missing_tries,
+        c.recovered_tries,
+        c.overrun_tries,
+        c.unbilled_tries
     ));
     if !r.open_reserved_micros.is_zero() {
         s.push_str(&format!(
@@ -1107,6 +1116,7 @@ pub fn render_csv(r: &Report) -> String {
         "usage_missing_tries",
         "recovered_tries",
         "overrun_tries",
+        "unbilled_tries",
         "input",
         "output",
         "cache_read",
@@ -1154,6 +1164,7 @@ pub fn render_csv(r: &Report) -> String {
                 c.usage_missing_tries.to_string(),
                 c.recovered_tries.to_string(),
                 c.overrun_tries.to_string(),
+                c.unbilled_tries.to_string(),
                 tokens.input.to_string(),
                 tokens.output.to_string(),
                 tokens.cache_read.to_string(),

@@ -162,6 +162,24 @@ impl LedgerRow {
         self.call_id.is_some()
     }
 
+    /// A try that went on the wire (or was attempted: a refused connection): a model call's
+    /// row that was sent, settled, or released unbilled after sending. A reservation released
+    /// before sending (a crash before the request left) is no try.
+    pub fn is_try(&self) -> bool {
+        self.is_model_call()
+            && match self.state {
+                RowState::Sent | RowState::Settled => true,
+                RowState::Released => self.released_unbilled(),
+                RowState::Reserved => false,
+            }
+    }
+
+    /// A try the provider certainly did not bill, released after it was sent (the gateway
+    /// records why in its outcome).
+    pub fn released_unbilled(&self) -> bool {
+        self.state == RowState::Released && !self.recovered && self.outcome.is_some()
+    }
+
     /// How sure the row's charge is; `None` while it is open (its reservation held, not yet
     /// charged) or released.
     pub fn certainty(&self) -> Option<Certainty> {
