@@ -11,7 +11,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use crate::ledger::{MicroUsd, decimal_dollars, format_dollars, format_dollars_fixed};
 use crate::store::{
     AttemptOutcome, AttemptRecord, BacklogStore, Certainty, LedgerRow, LedgerStore, Phase, Role,
-    RowState, Stage, StoreError, TaskRecord, TaskState,
+    Stage, StoreError, TaskRecord, TaskState,
 };
 
 /// Finished tasks a projection needs at least; below, only the per-task figure is given.
