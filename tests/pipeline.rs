@@ -15,8 +15,8 @@ use gaffer::demo::scripted_provider::{
     LoggedCall, Script, ScriptedCall, ScriptedProvider, TaskScript, Turn,
 };
 use gaffer::store::{
-    AttemptOutcome, BacklogStore, LedgerRow, LedgerStore, MicroUsd, NewTask, Phase, Role, RowState,
-    SqliteStore, TaskState,
+    AttemptOutcome, BacklogStore, LedgerRow, LedgerStore, MicroUsd, NewTask, Phase, RejectionCause,
+    Role, RowState, SqliteStore, TaskState,
 };
 use serde_json::json;
 
@@ -318,6 +318,7 @@ async fn a_rejected_cheap_attempt_escalates_and_both_attempts_are_charged_to_the
         "{:?}",
         attempts[0].reasons
     );
+    assert_eq!(attempts[0].rejected_by, Some(RejectionCause::Tests));
     assert_eq!(attempts[0].tests_passed, Some(false));
     // The ledger has both attempts' calls, each at its model's price, and they add up to the
     // task's cost as the provider reported it.
@@ -392,6 +393,7 @@ async fn protected_writes_are_denied_with_the_reason_and_shell_writes_are_caught
     );
     let attempts = p.store().attempts("T-1").unwrap();
     assert_eq!(attempts[0].outcome, AttemptOutcome::Rejected);
+    assert_eq!(attempts[0].rejected_by, Some(RejectionCause::Hooks));
     // Nothing protected was merged; main did not move.
     assert_eq!(p.main_tip(), before);
     assert!(
@@ -972,6 +974,10 @@ fn the_demo_runs_the_whole_pipeline_offline_and_ends_with_the_economics() {
         [pair("small", Rejected), pair("large", Approved)]
     );
     assert_eq!(models("T-4"), [pair("small", Approved)]);
+    // T-2's first attempt failed its tests; T-3's broke a hook's rule.
+    let cause = |id: &str| store.attempts(id).unwrap()[0].rejected_by;
+    assert_eq!(cause("T-2"), Some(RejectionCause::Tests));
+    assert_eq!(cause("T-3"), Some(RejectionCause::Hooks));
     let python = Command::new("python3")
         .args(["-m", "unittest", "discover", "-s", "tests"])
         .current_dir(&dir)

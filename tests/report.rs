@@ -14,8 +14,8 @@ use gaffer::report::dashboard::Status;
 use gaffer::report::{History, HumanRates, Options, build};
 use gaffer::store::{
     AttemptOutcome, AttemptRecord, BacklogStore, CallTry, LedgerRow, LedgerStore, MicroUsd,
-    NewTask, Prices, Reserved, Role, RowScope, RowState, Settlement, SqliteStore, Stage,
-    TaskRecord, TaskState, TokenCounts,
+    NewTask, Prices, RejectionCause, Reserved, Role, RowScope, RowState, Settlement, SqliteStore,
+    Stage, TaskRecord, TaskState, TokenCounts,
 };
 
 const OWNER: &str = "tester:1";
@@ -113,6 +113,8 @@ fn record(
         turns: 3,
         tests_passed: Some(true),
         wall_ms: 100,
+        // As recorded before schema 7: the cause is read from the reasons.
+        rejected_by: None,
     }
 }
 
@@ -395,7 +397,8 @@ fn status_shows_settled_and_reserved_apart_at_every_level() {
     );
 }
 
-/// Three tasks rejected once each, for a different cause, then approved.
+/// Four tasks rejected once each, for a different cause, then approved; recorded as before
+/// schema 7, without a cause, so the report reads it from the reasons.
 #[test]
 fn rejections_are_counted_by_cause() {
     let (dir, store) = project();
@@ -728,4 +731,29 @@ fn a_try_the_provider_did_not_bill_is_counted_free() {
     let column = header.iter().position(|h| *h == "unbilled_tries").unwrap();
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(row[column], "1");
+}
+
+#[test]
+fn the_recorded_cause_wins_over_what_the_reasons_look_like() {
+    // A team hook named `verifier` writes reasons that read like the verifier's; the pipeline
+    // recorded that hooks rejected it, and the report says so.
+    let (dir, store) = project();
+    store.add_tasks(&[task("Hook named verifier")]).unwrap();
+    let id = store.claim(OWNER, LEASE).unwrap().unwrap().id;
+    let mut first = record(&id, 1, "run-1", "cheap", AttemptOutcome::Rejected);
+    first.reasons = vec!["verifier: layering: ui may not import db".into()];
+    first.rejected_by = Some(RejectionCause::Hooks);
+    store
+        .finish_attempt(&first, OWNER, TaskState::RejectedRequeued, "rejected")
+        .unwrap();
+    assert_eq!(
+        store.attempts(&id).unwrap()[0].rejected_by,
+        Some(RejectionCause::Hooks),
+        "the cause is stored"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&gaffer(dir.path(), &["report", "--format", "json"])).unwrap();
+    assert_eq!(json["rejections"]["hooks"], 1);
+    assert_eq!(json["rejections"]["verifier"], 0);
+    assert_eq!(json["tasks"][0]["attempts"][0]["rejected_by"], "hooks");
 }

@@ -156,6 +156,7 @@ mod tests {
             turns: 2,
             tests_passed: Some(true),
             wall_ms: 0,
+            rejected_by: None,
         }];
         let history = history(&attempts, &rows);
         assert_eq!(history[0].cost, MicroUsd(150));

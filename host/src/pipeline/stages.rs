@@ -19,7 +19,8 @@ use crate::plugin::types::{
 use crate::plugin::{ActivePlugins, CallContext, CallError, TaskFuel};
 use crate::sandbox::{CommandOutput, Mount, run_command};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, CapLevel, MicroUsd, Role, RowScope, Stage, TaskRecord, TaskState,
+    AttemptOutcome, AttemptRecord, CapLevel, MicroUsd, RejectionCause, Role, RowScope, Stage,
+    TaskRecord, TaskState,
 };
 
 /// How an attempt ended, before it is written down.
@@ -34,6 +35,8 @@ pub(super) struct Ending {
     pub(super) model: Option<String>,
     pub(super) turns: u32,
     pub(super) tests_passed: Option<bool>,
+    /// What rejected the attempt, when it was rejected.
+    pub(super) rejected_by: Option<RejectionCause>,
 }
 
 impl Ending {
@@ -51,6 +54,7 @@ impl Ending {
             model: None,
             turns: 0,
             tests_passed: None,
+            rejected_by: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl Ending {
             model: None,
             turns: 0,
             tests_passed: None,
+            rejected_by: None,
         }
     }
 
@@ -73,6 +78,12 @@ impl Ending {
 
     fn with_reasons(mut self, reasons: Vec<String>) -> Ending {
         self.reasons = reasons;
+        self
+    }
+
+    /// Say what rejected the attempt.
+    fn rejected_by(mut self, cause: RejectionCause) -> Ending {
+        self.rejected_by = Some(cause);
         self
     }
 
@@ -482,7 +493,8 @@ impl Pipeline {
             };
             return Err(self.rejected(
                 attempt,
-                Ending::new(TaskState::RejectedRequeued, AttemptOutcome::Rejected, why),
+                Ending::new(TaskState::RejectedRequeued, AttemptOutcome::Rejected, why)
+                    .rejected_by(RejectionCause::Other),
             ));
         }
         let mut policy = self.settings.policy_files.touched(&diff);
@@ -568,7 +580,8 @@ impl Pipeline {
                 AttemptOutcome::Rejected,
                 format!("the change breaks the team's rules: {}", denials.join("; ")),
             )
-            .with_reasons(denials);
+            .with_reasons(denials)
+            .rejected_by(RejectionCause::Hooks);
             return Err(self.rejected(attempt, ending));
         }
         Ok(())
@@ -621,7 +634,13 @@ impl Pipeline {
                     AttemptOutcome::Rejected,
                     format!("rejected: {}", reasons.join("; ")),
                 )
-                .with_reasons(reasons);
+                .with_reasons(reasons)
+                // Failing tests are the cause whoever judged them; else the verifier's view.
+                .rejected_by(if checked.tests.ran && !checked.tests.passed {
+                    RejectionCause::Tests
+                } else {
+                    RejectionCause::Verifier
+                });
                 Err(self.rejected(attempt, ending))
             }
             Verdict::NeedsHuman(reason) => Err(Ending::new(
@@ -664,7 +683,8 @@ impl Pipeline {
                             TaskState::RejectedRequeued,
                             AttemptOutcome::Conflict,
                             reason.clone(),
-                        ),
+                        )
+                        .rejected_by(RejectionCause::Other),
                     ));
                 }
             };
@@ -683,7 +703,8 @@ impl Pipeline {
                              fail: {}",
                             tail(&tests.output_tail, 600)
                         ),
-                    );
+                    )
+                    .rejected_by(RejectionCause::Tests);
                     return Err(self.rejected(attempt, ending));
                 }
                 let change = self
@@ -720,7 +741,8 @@ impl Pipeline {
                             TaskState::RejectedRequeued,
                             AttemptOutcome::Conflict,
                             reason,
-                        ),
+                        )
+                        .rejected_by(RejectionCause::Other),
                     ));
                 }
                 // The target moved again: a new candidate on its new tip.

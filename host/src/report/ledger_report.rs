@@ -10,8 +10,8 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 use crate::ledger::{MicroUsd, decimal_dollars, format_dollars, format_dollars_fixed};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, BacklogStore, Certainty, LedgerRow, LedgerStore, Phase, Role,
-    Stage, StoreError, TaskRecord, TaskState,
+    AttemptOutcome, AttemptRecord, BacklogStore, Certainty, LedgerRow, LedgerStore, Phase,
+    RejectionCause, Role, Stage, StoreError, TaskRecord, TaskState,
 };
 
 /// Finished tasks a projection needs at least; below, only the per-task figure is given.
@@ -212,59 +212,41 @@ impl CertaintySplit {
     }
 }
 
-/// What rejected an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RejectionCause {
-    /// The project's tests failed (the verifier, or without one the built-in bar, rejected
-    /// failing tests; or the tests failed once merged onto a target that had moved).
-    Tests,
-    /// The team's hooks denied the change (`on-diff`).
-    Hooks,
-    /// The verifier rejected a change whose tests passed or did not run.
-    Verifier,
-    /// Anything else: the attempt changed nothing, or its change conflicted with the target.
-    Other,
+/// Why a finished attempt was rejected; `None` when it was not (approved, parked for a
+/// person, out of budget, failed). The cause the pipeline recorded, or for an attempt recorded
+/// before it did (schema 7), the cause its reasons show.
+pub fn rejection_cause(attempt: &AttemptRecord) -> Option<RejectionCause> {
+    match attempt.outcome {
+        AttemptOutcome::Rejected | AttemptOutcome::Conflict => {}
+        _ => return None,
+    }
+    Some(attempt.rejected_by.unwrap_or_else(|| legacy_cause(attempt)))
 }
 
-impl RejectionCause {
-    /// The name shown and written.
-    pub fn name(self) -> &'static str {
-        match self {
-            RejectionCause::Tests => "tests",
-            RejectionCause::Hooks => "hooks",
-            RejectionCause::Verifier => "verifier",
-            RejectionCause::Other => "other",
-        }
+/// The cause of an attempt recorded before the pipeline kept one, from its reasons as the
+/// pipeline then wrote them: the verifier's findings each `verifier: ...`, a hook's
+/// `<hook>: ...`, the merge's failing tests, an attempt that changed nothing.
+fn legacy_cause(attempt: &AttemptRecord) -> RejectionCause {
+    if attempt.outcome == AttemptOutcome::Conflict {
+        return RejectionCause::Other;
     }
-
-    /// Why a finished attempt was rejected; `None` when it was not (approved, parked for a
-    /// person, out of budget, failed). Read from what the pipeline records: the verifier's
-    /// findings are each written `verifier: ...`, a hook's `<hook>: ...`, and the test result.
-    pub fn of(attempt: &AttemptRecord) -> Option<RejectionCause> {
-        match attempt.outcome {
-            AttemptOutcome::Rejected => {}
-            AttemptOutcome::Conflict => return Some(RejectionCause::Other),
-            _ => return None,
-        }
-        let from_verifier = |r: &String| r.starts_with("verifier: ");
-        let merged_tests =
-            |r: &String| r.contains("moved while the attempt ran") && r.contains("tests fail");
-        let nothing = |r: &String| r.starts_with("the attempt changed nothing");
-        let reasons = &attempt.reasons;
-        Some(if reasons.iter().any(merged_tests) {
+    let from_verifier = |r: &String| r.starts_with("verifier: ");
+    let merged_tests =
+        |r: &String| r.contains("moved while the attempt ran") && r.contains("tests fail");
+    let nothing = |r: &String| r.starts_with("the attempt changed nothing");
+    let reasons = &attempt.reasons;
+    if reasons.iter().any(merged_tests) {
+        RejectionCause::Tests
+    } else if reasons.is_empty() || reasons.iter().any(nothing) {
+        RejectionCause::Other
+    } else if reasons.iter().all(from_verifier) {
+        if attempt.tests_passed == Some(false) {
             RejectionCause::Tests
-        } else if reasons.is_empty() || reasons.iter().any(nothing) {
-            RejectionCause::Other
-        } else if reasons.iter().all(from_verifier) {
-            if attempt.tests_passed == Some(false) {
-                RejectionCause::Tests
-            } else {
-                RejectionCause::Verifier
-            }
         } else {
-            RejectionCause::Hooks
-        })
+            RejectionCause::Verifier
+        }
+    } else {
+        RejectionCause::Hooks
     }
 }
 
@@ -543,7 +525,7 @@ pub fn build(
                     || "interrupted".to_string(),
                     |a| a.outcome.name().to_string(),
                 ),
-                rejected_by: record.and_then(RejectionCause::of),
+                rejected_by: record.and_then(rejection_cause),
                 phases: BTreeMap::new(),
                 cost_micros: MicroUsd::ZERO,
                 certainty: CertaintySplit::default(),

@@ -15,7 +15,7 @@ pub use owner::{owner_is_alive, this_process_owner};
 pub use sqlite::SqliteStore;
 pub use units::{MicroUsd, Prices, TokenCounts};
 pub use vocabulary::{
-    AttemptOutcome, CapLevel, Certainty, Phase, Role, RowState, Stage, TaskState,
+    AttemptOutcome, CapLevel, Certainty, Phase, RejectionCause, Role, RowState, Stage, TaskState,
 };
 
 /// A cap to check a reservation against.
@@ -339,6 +339,9 @@ pub struct AttemptRecord {
     /// Whether the project's tests passed (`None`: they did not run).
     pub tests_passed: Option<bool>,
     pub wall_ms: u64,
+    /// What rejected it, when it was rejected (`None` for attempts recorded before schema 7,
+    /// whose cause the report reads from their reasons).
+    pub rejected_by: Option<RejectionCause>,
 }
 
 /// The backlog's operations. Each is atomic; a claimed task is held by a lease that expires by

@@ -150,6 +150,21 @@ stored_names! {
 }
 
 stored_names! {
+    /// What rejected an attempt, as the pipeline knew it when the attempt ended.
+    pub enum RejectionCause {
+        /// The project's tests failed (the verifier, or without one the built-in bar, rejected
+        /// failing tests; or they failed once merged onto a target that had moved).
+        Tests = "tests",
+        /// The team's hooks denied the change (`on-diff`, on the attempt or on the merge).
+        Hooks = "hooks",
+        /// The verifier rejected a change whose tests passed or did not run.
+        Verifier = "verifier",
+        /// Anything else: the attempt changed nothing, or its change conflicted with the target.
+        Other = "other",
+    }
+}
+
+stored_names! {
     /// How sure a charged amount is: what a finance reader needs beside the figure itself.
     pub enum Certainty {
         /// From the provider's usage at the configured prices (or a local model's measured

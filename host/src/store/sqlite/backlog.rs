@@ -149,8 +149,8 @@ impl BacklogStore for SqliteStore {
             )?;
             tx.execute(
                 "INSERT OR REPLACE INTO attempts (task_id, number, run_id, model, outcome, reasons,
-                                                  turns, tests_passed, wall_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                                  turns, tests_passed, wall_ms, rejected_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     attempt.task_id,
                     attempt.number,
@@ -160,7 +160,8 @@ impl BacklogStore for SqliteStore {
                     reasons,
                     attempt.turns,
                     attempt.tests_passed,
-                    wall
+                    wall,
+                    attempt.rejected_by
                 ],
             )
             .map_err(|e| self.db_err(e))?;
@@ -173,7 +174,7 @@ impl BacklogStore for SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT task_id, number, run_id, model, outcome, reasons, turns, tests_passed,
-                            wall_ms
+                            wall_ms, rejected_by
                      FROM attempts WHERE task_id = ?1 ORDER BY number",
                 )
                 .map_err(|e| self.db_err(e))?;
@@ -190,6 +191,7 @@ impl BacklogStore for SqliteStore {
                         turns: r.get(6)?,
                         tests_passed: r.get(7)?,
                         wall_ms: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
+                        rejected_by: r.get(9)?,
                     })
                 })
                 .map_err(|e| self.db_err(e))?;

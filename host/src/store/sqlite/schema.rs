@@ -3,7 +3,9 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::store::vocabulary::{AttemptOutcome, CapLevel, Phase, Role, RowState, Stage, TaskState};
+use crate::store::vocabulary::{
+    AttemptOutcome, CapLevel, Phase, RejectionCause, Role, RowState, Stage, TaskState,
+};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a database is.
 const MIGRATIONS: &[&str] = &[
@@ -117,7 +119,19 @@ const MIGRATIONS: &[&str] = &[
     UPDATE ledger SET call_id = id, try_number = 1
         WHERE reserved_micros > 0 OR charged_micros > 0 OR input_tokens > 0 OR output_tokens > 0;
     CREATE INDEX ledger_call ON ledger (call_id) WHERE call_id IS NOT NULL;",
+    // 7: what rejected an attempt, as the pipeline knew it (see `rejection_column`).
+    "",
 ];
+
+/// Migration 7: the attempts' rejection cause, its names checked like the vocabulary of
+/// migration 5. Attempts recorded before keep `NULL`.
+fn rejection_column() -> String {
+    format!(
+        "ALTER TABLE attempts ADD COLUMN rejected_by TEXT
+             CHECK (rejected_by IS NULL OR rejected_by IN ({}));",
+        RejectionCause::sql_list()
+    )
+}
 
 /// Migration 5: the tables rebuilt with `CHECK` constraints on their named columns (SQLite
 /// cannot add a constraint to a table in place). Rows are copied as they are; a row the
@@ -269,6 +283,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
     {
         let sql = match i + 1 {
             5 => typed_columns(),
+            7 => rejection_column(),
             _ => fixed.to_string(),
         };
         tx.execute_batch(&sql)
