@@ -134,6 +134,27 @@ fn reservation_for(request: &ChatRequest) -> u64 {
     (bound * 1_250_000 + 500 * 5_000_000).div_ceil(1_000_000) as u64
 }
 
+/// The call of `request()` on `cheap`, which must fail.
+async fn failed_call(setup: &Setup) -> GatewayError {
+    setup
+        .gateway
+        .complete(&tag(), "cheap", request())
+        .await
+        .unwrap_err()
+}
+
+/// A call whose provider's retries ran out: its tries on this provider, the last error, and
+/// what all its tries were booked at.
+fn retries_exhausted(err: &GatewayError) -> (usize, &ProviderError, MicroUsd) {
+    match err {
+        GatewayError::Provider {
+            error: ProviderError::RetriesExhausted { attempts, last, .. },
+            charged,
+        } => (*attempts, last.as_ref(), *charged),
+        other => panic!("expected exhausted retries, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_openai_answer_is_booked_at_what_its_usage_says() {
     let setup = setup(
@@ -295,26 +316,15 @@ async fn an_overloaded_provider_is_retried_and_its_refusals_cost_nothing() {
         |_| {},
     )
     .await;
-    let err = setup
-        .gateway
-        .complete(&tag(), "cheap", request())
-        .await
-        .unwrap_err();
-    match &err {
-        GatewayError::Provider {
-            error: ProviderError::RetriesExhausted { attempts, last, .. },
-            charged,
-        } => {
-            assert_eq!(*attempts, 3, "the first try and max_retries = 2");
-            assert_eq!(*charged, MicroUsd(0), "a refusal is not billed");
-            assert!(
-                last.to_string()
-                    .contains("HTTP 503: server_error: engine overloaded"),
-                "{last}"
-            );
-        }
-        other => panic!("expected exhausted retries, got {other:?}"),
-    }
+    let err = failed_call(&setup).await;
+    let (attempts, last, charged) = retries_exhausted(&err);
+    assert_eq!(attempts, 3, "the first try and max_retries = 2");
+    assert_eq!(charged, MicroUsd(0), "a refusal is not billed");
+    assert!(
+        last.to_string()
+            .contains("HTTP 503: server_error: engine overloaded"),
+        "{last}"
+    );
     assert_eq!(setup.fake.received().len(), 3);
     let rows = setup.store.rows().unwrap();
     assert_eq!(rows.len(), 3, "one row per try on the wire: {rows:?}");
@@ -348,22 +358,10 @@ async fn server_errors_that_may_be_billed_are_charged_each_try_its_reservation()
         |_| {},
     )
     .await;
-    let err = setup
-        .gateway
-        .complete(&tag(), "cheap", request())
-        .await
-        .unwrap_err();
     let reservation = reservation_for(&request());
-    match &err {
-        GatewayError::Provider {
-            error: ProviderError::RetriesExhausted { attempts, .. },
-            charged,
-        } => {
-            assert_eq!(*attempts, 3);
-            assert_eq!(*charged, MicroUsd(3 * reservation));
-        }
-        other => panic!("expected exhausted retries, got {other:?}"),
-    }
+    let err = failed_call(&setup).await;
+    let (attempts, _, charged) = retries_exhausted(&err);
+    assert_eq!((attempts, charged), (3, MicroUsd(3 * reservation)));
     assert_eq!(setup.fake.received().len(), 3);
     let rows = setup.store.rows().unwrap();
     assert_eq!(rows.len(), 3);
@@ -464,22 +462,10 @@ async fn every_timed_out_try_is_charged_when_retries_run_out() {
         |c| c.request_timeout = Duration::from_millis(300),
     )
     .await;
-    let err = setup
-        .gateway
-        .complete(&tag(), "cheap", request())
-        .await
-        .unwrap_err();
     let reservation = reservation_for(&request());
-    match &err {
-        GatewayError::Provider {
-            error: ProviderError::RetriesExhausted { attempts, .. },
-            charged,
-        } => {
-            assert_eq!(*attempts, 3);
-            assert_eq!(*charged, MicroUsd(3 * reservation));
-        }
-        other => panic!("expected exhausted retries, got {other:?}"),
-    }
+    let err = failed_call(&setup).await;
+    let (attempts, _, charged) = retries_exhausted(&err);
+    assert_eq!((attempts, charged), (3, MicroUsd(3 * reservation)));
     assert_eq!(setup.fake.received().len(), 3);
     let rows = setup.store.rows().unwrap();
     assert_eq!(rows.len(), 3);
@@ -552,17 +538,9 @@ async fn a_refused_connection_costs_nothing_however_often_it_is_tried() {
             .complete(&tag(), "cheap", request())
             .await
             .unwrap_err();
-        match &err {
-            GatewayError::Provider {
-                error: ProviderError::RetriesExhausted { attempts, last, .. },
-                charged,
-            } => {
-                assert_eq!(*attempts, 3);
-                assert!(matches!(**last, ProviderError::Transport { .. }), "{last}");
-                assert_eq!(*charged, MicroUsd(0));
-            }
-            other => panic!("expected a refused connection, got {other:?}"),
-        }
+        let (attempts, last, charged) = retries_exhausted(&err);
+        assert_eq!((attempts, charged), (3, MicroUsd(0)));
+        assert!(matches!(last, ProviderError::Transport { .. }), "{last}");
     }
     let rows = store.rows().unwrap();
     assert_eq!(rows.len(), 6, "three tries a run, each kept as a row");
