@@ -4,40 +4,12 @@
 
 mod support;
 
+use support::browser::headless;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use gaffer::store::{BacklogStore, LedgerStore, SqliteStore, TaskState};
-
-/// Chromium as Debian packages it (installed by scripts/setup.sh); GAFFER_CHROMIUM overrides.
-fn chromium() -> String {
-    let bin = std::env::var("GAFFER_CHROMIUM").unwrap_or_else(|_| "chromium".to_string());
-    let found = Command::new(&bin).arg("--version").output();
-    assert!(
-        found.as_ref().is_ok_and(|o| o.status.success()),
-        "`{bin}` does not run: scripts/setup.sh installs Debian's chromium package"
-    );
-    bin
-}
-
-/// Headless Chromium with the flags this closed network needs (no background connections).
-fn headless(profile: &Path) -> Command {
-    let mut cmd = Command::new(chromium());
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    cmd
-}
 
 struct Server(Child);
 
