@@ -2,6 +2,7 @@
 //! verifier cycles included, where the tokens went, where agents fail, the month ahead, a
 //! person's cost), its HTML page, and `replay` of routing policies over recorded outcomes.
 
+pub mod assets;
 pub mod dashboard;
 pub mod economics;
 pub mod estimate;
