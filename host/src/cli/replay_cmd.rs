@@ -12,6 +12,7 @@ use super::args::{dollars, positive, rate};
 use super::{Format, ProjectArgs};
 use crate::ledger::format_dollars_fixed;
 use crate::plugin::{PluginRuntime, PluginSpec, World};
+use crate::report::html::{FrontierPoint, frontier_page, mark_frontier};
 use crate::report::replay::{
     Dataset, Policy, PolicyResult, Replayer, Searched, VerifierErrors, cascade_config, cascades,
     check_cascade, choose, pareto, render_svg, render_text,
@@ -57,7 +58,9 @@ pub struct ReplayArgs {
     false_reject: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Write an SVG plot of cost against tasks solved.
+    /// Write a plot of cost against tasks solved: an interactive HTML page when the file ends
+    /// in `.html` (every policy a point with its name, the Pareto frontier drawn, the chosen
+    /// cascade marked), an SVG otherwise.
     #[arg(long)]
     plot: Option<PathBuf>,
     #[command(flatten)]
@@ -192,8 +195,15 @@ pub async fn run(options: ReplayArgs) -> anyhow::Result<ExitCode> {
     results.extend(singles);
     results.push(replayer.oracle());
     if let Some(plot) = &options.plot {
-        std::fs::write(plot, render_svg(&results))
-            .with_context(|| format!("writing {}", plot.display()))?;
+        // The policy asked about (a router or a cascade, listed first) is the one marked.
+        let asked = options.router.is_some() || options.cascade.is_some();
+        let mut points: Vec<FrontierPoint> = results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| point(r, asked && i == 0))
+            .collect();
+        mark_frontier(&mut points);
+        write_plot(plot, &results, &points, &basis(&options))?;
     }
     match options.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&results)?),
@@ -221,6 +231,38 @@ pub async fn run(options: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A policy's result as a point of the plot.
+fn point(r: &PolicyResult, chosen: bool) -> FrontierPoint {
+    FrontierPoint {
+        name: r.name.clone(),
+        cost_micros: r.cost_micros,
+        solved: r.solved,
+        tasks: r.tasks,
+        frontier: false,
+        chosen,
+    }
+}
+
+/// `--plot`: the interactive page when the file ends in `.html` or `.htm`, the SVG of
+/// `results` otherwise.
+fn write_plot(
+    plot: &Path,
+    results: &[PolicyResult],
+    points: &[FrontierPoint],
+    basis: &str,
+) -> anyhow::Result<()> {
+    let html = plot
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let text = if html {
+        frontier_page(points, "gaffer replay: cost against tasks solved", basis)
+    } else {
+        render_svg(results)
+    };
+    std::fs::write(plot, text).with_context(|| format!("writing {}", plot.display()))
 }
 
 /// The data set shipped as an example, relative to a checkout.
@@ -290,8 +332,17 @@ async fn run_search(
     }
     if let Some(plot) = &options.plot {
         let results: Vec<PolicyResult> = frontier.iter().map(|s| s.result.clone()).collect();
-        std::fs::write(plot, render_svg(&results))
-            .with_context(|| format!("writing {}", plot.display()))?;
+        let chosen_name = chosen.as_ref().map(|(pick, _)| pick.result.name.as_str());
+        let on_frontier: std::collections::BTreeSet<&str> =
+            frontier.iter().map(|s| s.result.name.as_str()).collect();
+        let points: Vec<FrontierPoint> = on_train
+            .iter()
+            .map(|s| FrontierPoint {
+                frontier: on_frontier.contains(s.result.name.as_str()),
+                ..point(&s.result, chosen_name == Some(s.result.name.as_str()))
+            })
+            .collect();
+        write_plot(plot, &results, &points, &basis(options))?;
     }
     match options.format {
         Format::Json => {
