@@ -1,4 +1,5 @@
-//! `gaffer serve`: the dashboard over the project's store until interrupted.
+//! `gaffer serve`: the dashboard over the project's store until interrupted. It listens on
+//! loopback unless told otherwise, and answers only requests addressed to that address.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,7 +16,9 @@ use crate::report::dashboard::{self, Dashboard};
 pub struct ServeArgs {
     #[command(flatten)]
     project: ProjectArgs,
-    /// Address to listen on (port 0: any free port; the URL is printed).
+    /// Address to listen on (port 0: any free port; the URL is printed). Loopback by default:
+    /// the dashboard has no authentication. Requests whose Host header is not this address
+    /// (or, on loopback, localhost or [::1] with its port) are refused with 421.
     #[arg(long, default_value = "127.0.0.1:7420")]
     bind: std::net::SocketAddr,
 }
@@ -30,13 +33,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     println!("gaffer dashboard on http://{address}/ (Ctrl-C stops it)");
     std::io::stdout().flush()?;
+    let root = std::fs::canonicalize(project.root())?;
     let dashboard = Dashboard {
         store,
         caps,
-        title: format!(
-            "gaffer · {}",
-            std::fs::canonicalize(project.root())?.display()
-        ),
+        title: format!("gaffer · {}", root.display()),
+        repo: Some(root),
     };
     tokio::select! {
         served = dashboard::serve(dashboard, listener) => served?,
