@@ -148,7 +148,11 @@ fn the_dashboard_shows_the_ledgers_figures_in_a_real_browser() {
         assert!(dom.contains(&format!("href=\"/tasks/{}\"", t.id)), "{dom}");
     }
     assert!(dom.contains(&format!("{n} of {n} tasks", n = tasks.len())));
-    assert!(dom.contains("<h2>Charts</h2>"), "the report's charts");
+    assert_eq!(
+        dom.matches("<figure data-chart=").count(),
+        5,
+        "the report's charts"
+    );
 
     let shot = artifacts().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
@@ -371,6 +375,20 @@ fn a_run_is_watched_live_without_a_reload_and_a_task_opens_its_page() {
     );
     let refreshes = js(&tab, "Number(document.body.dataset.refreshes)");
     assert!(refreshes.as_u64().unwrap() >= 2, "{refreshes}");
+    // The charts are redrawn from /api/charts as the run goes (every fifth refresh).
+    wait_for(
+        &tab,
+        "Number(document.body.dataset.chartsDrawn||0)>=1",
+        Duration::from_secs(30),
+        "the charts redrawn",
+    );
+    assert_eq!(
+        js(
+            &tab,
+            "document.querySelectorAll('#charts figure[data-chart]').length"
+        ),
+        5
+    );
 
     // Filtered by label, then sorted by cost, dearest first (two clicks on the column).
     js(

@@ -2,8 +2,9 @@
 //! every task with its state, attempts, models, cost and how sure that cost is (sortable,
 //! filterable, live), what is running with its spend against the attempt and task caps, spend
 //! against every other cap, the report's charts, and a page per task with each attempt, why it
-//! ended so, and every ledger row. No external resource: a small script polls `/api/status`
-//! and `/api/tasks` and redraws the live parts without a reload.
+//! ended so, and every ledger row. No external resource (ECharts is inline): a small script
+//! polls `/api/status`, `/api/tasks` and `/api/charts` and redraws the live parts, charts
+//! included, without a reload.
 //!
 //! It has no authentication, so it listens on loopback by default and answers only requests
 //! addressed to the address it listens on: a page elsewhere that points a name of its own at
@@ -20,7 +21,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::html::{CapLines, charts};
+use super::assets::echarts_script;
+use super::html::{CapLines, chart_data, charts};
 use super::ledger_report::{
     CertaintySplit, History, Options, Spend, TaskLine, build, column_dollars, exact_dollars,
     rejection_cause,
@@ -422,6 +424,18 @@ impl Dashboard {
         Ok(history.report(&Options::default()))
     }
 
+    fn cap_lines(&self) -> CapLines {
+        CapLines {
+            per_day: self.caps.per_day,
+            per_month: self.caps.per_month,
+        }
+    }
+
+    /// The charts' data (`/api/charts`), for the page's script to redraw them with.
+    pub fn charts(&self) -> Result<serde_json::Value, String> {
+        Ok(chart_data(&self.report()?, self.cap_lines()))
+    }
+
     /// Every task, in the order added, from the report's lines and the backlog.
     pub fn tasks(&self) -> Result<Vec<TaskRow>, String> {
         let history = History::read(self.store.as_ref()).map_err(|e| e.to_string())?;
@@ -577,10 +591,7 @@ impl Dashboard {
         let history = History::read(self.store.as_ref()).map_err(|e| e.to_string())?;
         let report = history.report(&Options::default());
         let tasks = task_rows(&history, &report.tasks);
-        let caps = CapLines {
-            per_day: self.caps.per_day,
-            per_month: self.caps.per_month,
-        };
+        let caps = self.cap_lines();
         let mut states = String::new();
         for state in STATES {
             let name = state.name();
@@ -633,7 +644,8 @@ impl Dashboard {
         Ok(format!(
             r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>{STYLE}</style></head>
+<style>{STYLE}</style>
+{echarts}</head>
 <body><h1>{title}</h1>
 <p>Spent in all: <b id="total" data-micros="{total}">{total_usd}</b> · updated <span id="updated">at load</span></p>
 <table id="backlog"><tr><th>backlog</th><th>tasks</th></tr>{states}</table>
@@ -646,7 +658,7 @@ impl Dashboard {
 <span id="shown">{shown} of {shown} tasks</span> · click a column to sort</p>
 <table id="tasks"><thead><tr><th data-sort="id">task</th><th data-sort="title">title</th><th data-sort="labels">labels</th><th data-sort="state">state</th><th data-sort="attempts">attempts</th><th data-sort="models">models</th><th data-sort="cost_micros" class="num">cost</th><th data-sort="measured_micros" class="num">measured</th><th data-sort="estimated_micros" class="num">estimated</th><th data-sort="overrun_micros" class="num">overrun</th><th data-sort="reason">why</th></tr></thead><tbody>{task_table}</tbody></table>
 <h2>Charts</h2>
-{charts}
+<div id="charts">{charts}</div>
 <script>{SCRIPT}</script>
 </body></html>
 "#,
@@ -657,6 +669,7 @@ impl Dashboard {
             task_cap = cap_text(status.per_task_cap_micros),
             shown = tasks.len(),
             charts = charts(&report, caps),
+            echarts = echarts_script(),
         ))
     }
 
@@ -923,7 +936,8 @@ tr[data-state=failed] td.state,tr[data-state=budget-exhausted] td.state,tr[data-
 figure{display:inline-block;margin:1rem}figcaption{font-weight:600}pre{white-space:pre-wrap}";
 
 /// The page's script: redraws the live figures, what is running and the task table from
-/// `/api/status` and `/api/tasks` every second; sorts and filters the table. Every value goes
+/// `/api/status` and `/api/tasks` every second, and the charts from `/api/charts` every five;
+/// sorts and filters the table. Every value goes
 /// into the page as text, never as markup.
 const SCRIPT: &str = r#"
 document.body.dataset.loadId=String(Math.random()).slice(2);
@@ -995,6 +1009,11 @@ async function refresh(){
     if(!s.running.length){var r=body.insertRow();r.className='none';var c=cell(r,'nothing running');c.colSpan=7;}
     tasks=list;drawTasks();
     refreshes++;document.body.dataset.refreshes=refreshes;
+    if(refreshes%5===0&&typeof gafferCharts==='function'){
+      var data=await fetch('/api/charts').then(function(r){return r.json();});
+      gafferCharts(document.querySelector('#charts .gaffer-charts'),data);
+      document.body.dataset.chartsDrawn=Number(document.body.dataset.chartsDrawn||0)+1;
+    }
     document.getElementById('updated').textContent=new Date().toISOString();
     document.body.dataset.live='yes';
   }catch(e){document.getElementById('updated').textContent='(the server is not answering)';}
@@ -1067,6 +1086,13 @@ async fn task_json(State(d): State<Arc<Dashboard>>, Path(id): Path<String>) -> R
         )
             .into_response(),
         Ok(Err((DashboardError::Store(e), _))) | Err(e) => failure(e),
+    }
+}
+
+async fn chart_json(State(d): State<Arc<Dashboard>>) -> Response {
+    match blocking(d, |d| d.charts()).await.and_then(|r| r) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => failure(e),
     }
 }
 
@@ -1176,6 +1202,7 @@ pub fn router(dashboard: Dashboard, allowed: AllowedHosts) -> axum::Router {
         .route("/api/tasks", axum::routing::get(tasks))
         .route("/api/tasks/{id}", axum::routing::get(task_json))
         .route("/tasks/{id}", axum::routing::get(task_page))
+        .route("/api/charts", axum::routing::get(chart_json))
         .route("/api/report", axum::routing::get(report))
         .route("/api/report.csv", axum::routing::get(report_csv))
         .with_state(Arc::new(dashboard))
