@@ -139,14 +139,17 @@ fn spend_data(r: &Report, caps: CapLines) -> Value {
         running = running.saturating_add(*v);
         to_date.push(usd(running));
     }
-    let cap_note = |cap: Option<MicroUsd>, name: &str| match cap {
-        Some(c) => format!("the {name} cap ({}) is the dashed line", format_dollars(c)),
+    let cap_note = |cap: Option<MicroUsd>, name: &str, how: &str| match cap {
+        Some(c) => format!(
+            "the {name} cap ({}) is the {how} dashed line",
+            format_dollars(c)
+        ),
         None => format!("no {name} cap is configured, so none is drawn"),
     };
     let note = format!(
-        "Bars: spend per day (left axis); line: spend so far in the month (right axis). {}; {}.",
-        cap_note(caps.per_day, "day"),
-        cap_note(caps.per_month, "month")
+        "Bars: spend per day (left axis); line: spend so far in the month (right axis); {}; {}.",
+        cap_note(caps.per_day, "day", "red"),
+        cap_note(caps.per_month, "month", "purple")
     );
     json!({
         "title": "Spend over time, against the day and month caps",
@@ -528,7 +531,7 @@ pub const CHARTS_JS: &str = r##"function gafferCharts(container, data) {
     if (!fig) {
       fig = document.createElement('figure');
       fig.setAttribute('data-chart', key);
-      fig.innerHTML = '<figcaption></figcaption><div class="chart" style="width:640px;height:340px"></div><p class="chart-note"></p>';
+      fig.innerHTML = '<figcaption></figcaption><div class="chart" style="width:600px;height:340px"></div><p class="chart-note"></p>';
       container.appendChild(fig);
     }
     fig.querySelector('figcaption').textContent = spec.title;
@@ -562,7 +565,7 @@ pub fn charts(r: &Report, caps: CapLines) -> String {
         let spec = &data[key];
         out.push_str(&format!(
             "<figure data-chart=\"{key}\"><figcaption>{}</figcaption>\
-             <div class=\"chart\" style=\"width:640px;height:340px\"></div>\
+             <div class=\"chart\" style=\"width:600px;height:340px\"></div>\
              <p class=\"chart-note\">{}</p></figure>\n",
             esc(spec["title"].as_str().unwrap_or_default()),
             esc(spec["note"].as_str().unwrap_or_default()),
@@ -816,7 +819,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#22
 table{border-collapse:collapse;margin:1rem 0}td,th{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left}\
 .num{text-align:right;font-variant-numeric:tabular-nums}tr.attempt td{color:#555;font-size:.9em;border-bottom:1px dotted #eee}\
 .gaffer-charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0;padding:.5rem;border:1px solid #eee;border-radius:6px}\
-figcaption{font-weight:600;margin-bottom:.25rem}.chart-note{font-size:.85em;color:#555;max-width:640px;margin:.25rem 0}\
+figcaption{font-weight:600;margin-bottom:.25rem}.chart-note{font-size:.85em;color:#555;max-width:600px;margin:.25rem 0}\
 .big{font-size:1.4rem}";
 
 /// The whole page: the headline, the charts, then every section of the text report, with the
@@ -914,7 +917,7 @@ const FRONTIER_JS: &str = r##"(function () {
       axisLabel: { formatter: function (v) { return '$' + v; }, hideOverlap: true } },
     yAxis: { type: 'value', name: 'tasks solved', nameLocation: 'middle', nameGap: 50, scale: true, minInterval: 1 },
     series: [
-      { name: 'other policies', type: 'scatter', data: others, symbolSize: 6, itemStyle: { color: '#9aa5b1', opacity: 0.6 } },
+      { name: 'other policies', type: 'scatter', data: others, symbolSize: 8, itemStyle: { color: '#9aa5b1', opacity: 0.7 } },
       { name: 'Pareto frontier', type: 'line', data: front, symbolSize: 8, itemStyle: { color: '#e76f51' }, lineStyle: { width: 2 } },
       { name: 'chosen', type: 'scatter', data: chosen, symbol: 'pin', symbolSize: 34, itemStyle: { color: '#2a9d8f' },
         label: { show: true, position: 'top', formatter: function (d) { return d.data.p.name; }, color: '#2a9d8f', fontWeight: 'bold' } }
@@ -961,7 +964,7 @@ pub fn frontier_page(points: &[FrontierPoint], title: &str, basis: &str) -> Stri
          <figure data-chart=\"frontier\"><figcaption>Cost against tasks solved: {n} policies, {f} on the Pareto frontier</figcaption>\
          <div id=\"frontier\" class=\"chart\" style=\"width:1000px;height:600px\"></div>\
          <p class=\"chart-note\">Each point is a policy (hover for its name, cost and tasks solved); the line joins the Pareto frontier \
-         (no policy solves more for less); the star is the chosen policy.</p></figure>\n{chosen}\n\
+         (no policy solves more for less); the pin marks the chosen policy.</p></figure>\n{chosen}\n\
          <h2>The frontier</h2>\n<table id=\"frontier-table\"><tr><th>policy</th><th>solved</th><th>cost</th></tr>\n{rows}</table>\n\
          <script type=\"application/json\" id=\"frontier-data\">{data}</script>\n<script>{FRONTIER_JS}</script>\n</body></html>\n",
         title = esc(title),
