@@ -532,7 +532,7 @@ fn the_pages_json_is_the_reports_and_every_section_of_the_text_report_is_there()
     // Not merged: T-1's first attempt 120 000, T-2's 80 000, T-3's 470 000 + 1 500 000.
     assert!(page.contains("id=\"unmerged\" data-micros=\"2170000\""));
     assert!(page.contains(&format!(
-        "Measured <b data-micros=\"{TOTAL}\">$3.680000</b> + estimated <b data-micros=\"0\">"
+        "measured <b data-micros=\"{TOTAL}\">$3.680000</b> + estimated <b data-micros=\"0\">"
     )));
     assert!(page.contains("12 calls in 12 tries"), "{page}");
     // The verifier: 50 000 + 60 000 + 70 000 + 40 000.

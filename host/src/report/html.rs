@@ -732,7 +732,7 @@ fn certainty_section(r: &Report) -> String {
     let c = &r.certainty;
     format!(
         "<h2>How sure each dollar is</h2>\n\
-         <p id=\"certainty\">Measured <b data-micros=\"{}\">{}</b> + estimated <b data-micros=\"{}\">{}</b> \
+         <p id=\"certainty\">How sure: measured <b data-micros=\"{}\">{}</b> + estimated <b data-micros=\"{}\">{}</b> \
          + overrun <b data-micros=\"{}\">{}</b> = {} (the ledger, to the µ$) · {} calls in {} tries; \
          estimated tries: {} without usage, {} recovered after a crash; overrun tries: {}; \
          free tries (not billed): {}{}</p>\n\
