@@ -933,7 +933,7 @@ tr[data-state=failed] td.state,tr[data-state=budget-exhausted] td.state,tr[data-
 .gauge{display:inline-block;width:8rem;height:.7rem;background:#eee;vertical-align:middle;overflow:hidden}\
 .gauge span{display:inline-block;height:100%}.gauge .settled{background:#3a7ca5}.gauge .reserved{background:#f0ad4e}\
 .none{color:#777}.filters label{margin-right:1rem}section.attempt{border-left:3px solid #ddd;padding-left:1rem;margin:1rem 0}\
-figure{display:inline-block;margin:1rem}figcaption{font-weight:600}pre{white-space:pre-wrap}";
+figure{display:inline-block;margin:1rem}figcaption{font-weight:600}pre,.reasons li{white-space:pre-wrap}";
 
 /// The page's script: redraws the live figures, what is running and the task table from
 /// `/api/status` and `/api/tasks` every second, and the charts from `/api/charts` every five;
