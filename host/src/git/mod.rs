@@ -203,14 +203,19 @@ impl Repo {
             // Known to git or not, the directory goes; `worktree prune` below forgets it.
             remove_dir(dir)?;
         }
+        // A crashed try's entry is still locked (see below): unlock it so the prune forgets it.
+        unlock_worktree(&self.root, dir);
         Git::new(&self.root).args(["worktree", "prune"]).run()?;
         if self.branch_tip(branch).is_ok() {
             Git::new(&self.root)
                 .args(["branch", "-D", "--quiet", branch])
                 .run()?;
         }
+        // Locked for its life: another worker's `git worktree prune` (each add and remove runs
+        // one) must never take this worktree's entry, also when its `.git` is for a moment not
+        // a pointer home (the agent's private git dir, or an agent that removed it).
         Git::new(&self.root)
-            .args(["worktree", "add", "--quiet", "-b", branch])
+            .args(["worktree", "add", "--quiet", "--lock", "-b", branch])
             .arg(dir)
             .arg(&base_commit)
             .run()?;
@@ -260,6 +265,7 @@ impl Repo {
             if entry.path.exists() || entry.path.is_symlink() {
                 remove_dir(&entry.path)?;
             }
+            unlock_worktree(&self.root, &entry.path);
             if let Some(branch) = &entry.branch
                 && self.branch_tip(branch).is_ok()
             {
@@ -413,6 +419,7 @@ impl Worktree {
         if self.path.exists() || self.path.is_symlink() {
             remove_dir(&self.path)?;
         }
+        unlock_worktree(repo.root(), &self.path);
         Git::new(repo.root()).args(["worktree", "prune"]).run()?;
         if repo.branch_tip(&self.branch).is_ok() {
             Git::new(repo.root())
@@ -452,6 +459,16 @@ pub(crate) fn uncommitted_in(dir: &Path) -> Result<Vec<String>, GitError> {
 }
 
 /// The worktrees git knows, the main worktree first.
+/// Let `git worktree prune` take the entry of the worktree at `path` again. gaffer locks its
+/// worktrees while they live; one that is not locked, or that git does not know, needs nothing,
+/// so git's refusal then is no error.
+fn unlock_worktree(root: &Path, path: &Path) {
+    let _ = Git::new(root)
+        .args(["worktree", "unlock"])
+        .arg(path)
+        .output();
+}
+
 pub(crate) fn list_worktrees(dir: &Path) -> Result<Vec<WorktreeEntry>, GitError> {
     let out = Git::new(dir)
         .args(["worktree", "list", "--porcelain"])
@@ -586,6 +603,34 @@ pub(crate) mod tests {
 
     pub(crate) fn read(path: &Path) -> String {
         std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn another_workers_prune_never_takes_a_live_worktree() {
+        // Worker A's worktree has, for a moment, no `.git` pointer home (its agent removed it,
+        // or gaffer is rewriting it); worker B adds and removes worktrees, each of which runs
+        // `git worktree prune`. A's entry must survive, and A's snapshot must still commit.
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let a = repo
+            .add_worktree(&tmp.path().join("wts/T-1-a1"), "gaffer/T-1/a1", "main")
+            .unwrap();
+        write(&a.path.join("note.txt"), "from A\n");
+        std::fs::remove_file(a.path.join(".git")).unwrap();
+        let b = repo
+            .add_worktree(&tmp.path().join("wts/T-2-a1"), "gaffer/T-2/a1", "main")
+            .unwrap();
+        b.remove(&repo).unwrap();
+        assert!(a.git_dir.is_dir(), "A's entry was pruned");
+        let snapshot = a.snapshot("T-1: note").unwrap();
+        assert!(!snapshot.commit.is_empty());
+        // Removing A unlocks it, so nothing of it is left behind.
+        a.remove(&repo).unwrap();
+        let listed = sh(repo.root(), &["worktree", "list", "--porcelain"]);
+        assert!(
+            !listed.contains("T-1-a1") && !listed.contains("T-2-a1"),
+            "{listed}"
+        );
+        assert!(repo.branch_tip("gaffer/T-1/a1").is_err());
     }
 
     #[test]

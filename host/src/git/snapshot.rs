@@ -203,14 +203,21 @@ impl Worktree {
                 if std::fs::read_to_string(&pointer).ok().as_deref() == Some(expected.as_str()) {
                     return Ok(());
                 }
-                std::fs::remove_file(&pointer).map_err(io)?;
             }
+            // A directory (or anything else) cannot be renamed over: it goes first.
             Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&pointer).map_err(io)?,
-            Ok(_) => std::fs::remove_file(&pointer).map_err(io)?,
+            Ok(meta) if !meta.is_file() => std::fs::remove_file(&pointer).map_err(io)?,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
-        std::fs::write(&pointer, expected).map_err(io)
+        // Written beside and renamed over, so `.git` never stops existing (git prunes a
+        // worktree whose `.git` is missing).
+        let fresh = self
+            .path
+            .join(format!(".git.gaffer-{}", std::process::id()));
+        std::fs::write(&fresh, expected).map_err(io)?;
+        std::fs::rename(&fresh, &pointer).map_err(io)
     }
 }
 
