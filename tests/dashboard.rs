@@ -12,6 +12,7 @@
 mod support;
 
 use support::browser::{chromium, headless};
+use support::ledger_rows::{scope, send, settle};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -27,9 +28,8 @@ use gaffer::demo::scripted_provider::ScriptedProvider;
 use gaffer::ledger::Caps;
 use gaffer::report::dashboard::{self, Dashboard};
 use gaffer::store::{
-    AttemptOutcome, AttemptRecord, BacklogStore, CallTry, LedgerStore, MicroUsd, NewTask, Prices,
-    RejectionCause, Reserved, Role, RowScope, Settlement, SqliteStore, Stage, TaskState,
-    TokenCounts,
+    AttemptOutcome, AttemptRecord, BacklogStore, CallTry, LedgerStore, MicroUsd, NewTask,
+    RejectionCause, Role, SqliteStore, TaskState,
 };
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
@@ -556,46 +556,6 @@ async fn a_request_addressed_to_another_host_is_refused() {
         assert!(status.starts_with("HTTP/1.1 200"), "{host}: {status}");
         assert!(body.contains("\"tasks\""), "{body}");
     }
-}
-
-fn scope(run: &str, task: &str, attempt: u32, role: Role, model: &str) -> RowScope {
-    let stage = if role == Role::Verifier {
-        Stage::Verify
-    } else {
-        Stage::Implement
-    };
-    RowScope {
-        model: model.to_string(),
-        ..RowScope::attempt(run, task, attempt, stage, role)
-    }
-}
-
-fn send(store: &SqliteStore, scope: &RowScope, call: CallTry, reserved: u64) -> Reserved {
-    let r = store
-        .try_reserve(scope, call, MicroUsd(reserved), &[])
-        .unwrap();
-    store.mark_sent(r.id).unwrap();
-    r
-}
-
-/// Settle at `cost` µ$ (`None`: no usage reported) with `input`/`output` tokens.
-fn settle(store: &SqliteStore, r: Reserved, cost: Option<u64>, input: u64, output: u64) {
-    store
-        .settle(
-            r.id,
-            &Settlement {
-                tokens: TokenCounts {
-                    input,
-                    output,
-                    ..TokenCounts::default()
-                },
-                prices: Prices::default(),
-                cost: cost.map(MicroUsd),
-                wall_ms: 10,
-                outcome: "ok".into(),
-            },
-        )
-        .unwrap();
 }
 
 async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {

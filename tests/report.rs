@@ -4,6 +4,8 @@
 //! rejections by cause; a projection refused on too thin a basis; the comparison with a person
 //! on like terms. Every expected figure is worked out here, not read from the code under test.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -14,9 +16,11 @@ use gaffer::report::dashboard::Status;
 use gaffer::report::{History, HumanRates, Options, build};
 use gaffer::store::{
     AttemptOutcome, AttemptRecord, BacklogStore, CallTry, LedgerRow, LedgerStore, MicroUsd,
-    NewTask, Prices, RejectionCause, Reserved, Role, RowScope, RowState, Settlement, SqliteStore,
-    Stage, TaskRecord, TaskState, TokenCounts,
+    NewTask, Prices, RejectionCause, Reserved, Role, RowState, SqliteStore, TaskRecord, TaskState,
+    TokenCounts,
 };
+
+use support::ledger_rows::{self, scope, send};
 
 const OWNER: &str = "tester:1";
 const GHOST: &str = "ghost:1";
@@ -55,45 +59,9 @@ fn task(title: &str) -> NewTask {
     }
 }
 
-fn scope(run: &str, task: &str, attempt: u32, role: Role, model: &str) -> RowScope {
-    let stage = if role == Role::Verifier {
-        Stage::Verify
-    } else {
-        Stage::Implement
-    };
-    RowScope {
-        model: model.to_string(),
-        ..RowScope::attempt(run, task, attempt, stage, role)
-    }
-}
-
-/// Reserve `reserved` µ$ for a try and send it.
-fn send(store: &SqliteStore, scope: &RowScope, call: CallTry, reserved: u64) -> Reserved {
-    let r = store
-        .try_reserve(scope, call, MicroUsd(reserved), &[])
-        .unwrap();
-    store.mark_sent(r.id).unwrap();
-    r
-}
-
-/// Settle a sent try at `cost` µ$ (`None`: the provider reported no usage).
+/// Settle a sent try at `cost` µ$ (`None`: the provider reported no usage), 1 000 in, 100 out.
 fn settle(store: &SqliteStore, r: Reserved, cost: Option<u64>) {
-    store
-        .settle(
-            r.id,
-            &Settlement {
-                tokens: TokenCounts {
-                    input: 1_000,
-                    output: 100,
-                    ..TokenCounts::default()
-                },
-                prices: Prices::default(),
-                cost: cost.map(MicroUsd),
-                wall_ms: 10,
-                outcome: "ok".into(),
-            },
-        )
-        .unwrap();
+    ledger_rows::settle(store, r, cost, 1_000, 100);
 }
 
 fn record(

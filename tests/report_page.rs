@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::browser::headless;
+use support::ledger_rows;
 
 use gaffer::report::html::{self, CapLines};
 use gaffer::report::{History, Options};
 use gaffer::store::{
-    AttemptOutcome, AttemptRecord, BacklogStore, CallTry, LedgerStore, MicroUsd, NewTask, Phase,
-    Prices, RejectionCause, Role, RowScope, Settlement, SqliteStore, Stage, TaskState, TokenCounts,
+    AttemptOutcome, AttemptRecord, BacklogStore, CallTry, NewTask, Phase, RejectionCause, Role,
+    RowScope, SqliteStore, Stage, TaskState,
 };
 
 const OWNER: &str = "tester:1";
@@ -50,26 +51,8 @@ fn gaffer(dir: &Path, args: &[&str]) -> String {
 
 /// A model call of `cost` µ$ (reserved at twice that), measured.
 fn call(store: &SqliteStore, scope: &RowScope, cost: u64) {
-    let r = store
-        .try_reserve(scope, CallTry::FIRST, MicroUsd(cost * 2), &[])
-        .unwrap();
-    store.mark_sent(r.id).unwrap();
-    store
-        .settle(
-            r.id,
-            &Settlement {
-                tokens: TokenCounts {
-                    input: 1_000,
-                    output: 100,
-                    ..TokenCounts::default()
-                },
-                prices: Prices::default(),
-                cost: Some(MicroUsd(cost)),
-                wall_ms: 10,
-                outcome: "ok".into(),
-            },
-        )
-        .unwrap();
+    let r = ledger_rows::send(store, scope, CallTry::FIRST, cost * 2);
+    ledger_rows::settle(store, r, Some(cost), 1_000, 100);
 }
 
 fn agent(task: &str, attempt: u32, model: &str, phase: Phase) -> RowScope {

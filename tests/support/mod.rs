@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod ledger_rows;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
