@@ -11,7 +11,7 @@
 
 mod support;
 
-use support::browser::{chromium, headless};
+use support::browser::{self, artifacts, chromium, headless};
 use support::ledger_rows::{scope, send, settle};
 
 use std::collections::BTreeMap;
@@ -64,12 +64,6 @@ fn serve(dir: &Path) -> (Killed, String) {
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string();
     (server, url)
-}
-
-fn artifacts() -> PathBuf {
-    let shots = support::workspace_root().join("target/test-artifacts");
-    std::fs::create_dir_all(&shots).unwrap();
-    shots
 }
 
 #[test]
@@ -154,25 +148,8 @@ fn the_dashboard_shows_the_ledgers_figures_in_a_real_browser() {
         "the report's charts"
     );
 
-    let shot = artifacts().join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let taken = headless(&profile)
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1280,1400")
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        taken.status.success(),
-        "{}",
-        String::from_utf8_lossy(&taken.stderr)
-    );
-    let png = std::fs::read(&shot).unwrap();
-    assert!(
-        png.len() > 10_000 && png.starts_with(b"\x89PNG"),
-        "{} bytes",
-        png.len()
-    );
+    let bytes = browser::screenshot(&profile, &url, "dashboard.png", "1280,1400");
+    assert!(bytes > 10_000, "{bytes} bytes");
 }
 
 /// Chromium's executable by its full path (the DevTools client needs one).
@@ -238,7 +215,7 @@ fn wait_for(tab: &Tab, expression: &str, limit: Duration, what: &str) {
     }
 }
 
-fn screenshot(tab: &Tab, name: &str) -> PathBuf {
+fn tab_screenshot(tab: &Tab, name: &str) -> PathBuf {
     let png = tab
         .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
         .unwrap();
@@ -357,7 +334,7 @@ fn a_run_is_watched_live_without_a_reload_and_a_task_opens_its_page() {
         running[6].as_str().unwrap().ends_with('%'),
         "spend against the $0.50 task cap: {running}"
     );
-    let live = screenshot(&tab, "dashboard-live.png");
+    let live = tab_screenshot(&tab, "dashboard-live.png");
 
     // Third read, still the same page: merged.
     wait_for(
@@ -480,7 +457,7 @@ fn a_run_is_watched_live_without_a_reload_and_a_task_opens_its_page() {
         commits.as_u64().unwrap() >= 2,
         "the merged commit in the diff summary: {commits}"
     );
-    let page = screenshot(&tab, "task-page.png");
+    let page = tab_screenshot(&tab, "task-page.png");
     eprintln!("screenshots: {} {}", live.display(), page.display());
     drop(run);
     drop(provider);

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::browser::headless;
+use support::browser::{self, headless};
 use support::ledger_rows;
 
 use gaffer::report::html::{self, CapLines};
@@ -336,26 +336,14 @@ fn layout_of(dir: &Path, page: &str, name: &str) -> Vec<Value> {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
-/// A PNG of `page` at target/test-artifacts/`name`.
+/// A PNG of the file `page` at target/test-artifacts/`name`.
 fn screenshot(dir: &Path, page: &Path, name: &str, size: &str) -> usize {
-    let shots = support::workspace_root().join("target/test-artifacts");
-    std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join(name);
-    let _ = std::fs::remove_file(&shot);
-    let taken = headless(&dir.join("shot-profile"))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("--window-size={size}"))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(
-        taken.status.success(),
-        "{}",
-        String::from_utf8_lossy(&taken.stderr)
-    );
-    let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "{} is no PNG", shot.display());
-    png.len()
+    browser::screenshot(
+        &dir.join("shot-profile"),
+        &format!("file://{}", page.display()),
+        name,
+        size,
+    )
 }
 
 /// A chart's findings, by its name.

@@ -33,3 +33,31 @@ pub fn headless(profile: &Path) -> Command {
     .arg(format!("--user-data-dir={}", profile.display()));
     cmd
 }
+
+/// Where the tests leave what a person would look at: target/test-artifacts/.
+pub fn artifacts() -> std::path::PathBuf {
+    let shots = super::workspace_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
+/// A PNG of `url` at `size` (`width,height`), saved as target/test-artifacts/`name`, with a
+/// profile under `profile`; returns its size in bytes.
+pub fn screenshot(profile: &Path, url: &str, name: &str, size: &str) -> usize {
+    let shot = artifacts().join(name);
+    let _ = std::fs::remove_file(&shot);
+    let taken = headless(profile)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("--window-size={size}"))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{} is no PNG", shot.display());
+    png.len()
+}

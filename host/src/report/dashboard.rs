@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::assets::echarts_script;
-use super::html::{CapLines, chart_data, charts};
+use super::html::{CapLines, chart_data, charts, esc};
 use super::ledger_report::{
     CertaintySplit, History, Options, Spend, TaskLine, build, column_dollars, exact_dollars,
     rejection_cause,
@@ -385,15 +385,6 @@ fn url_path_segment(text: &str) -> String {
         }
     }
     out
-}
-
-/// Text made safe for HTML content and attribute values.
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 fn usd(amount: MicroUsd) -> String {

@@ -35,7 +35,7 @@ pub struct CapLines {
 }
 
 /// Text for HTML, escaped (element content and quoted attribute values alike).
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
