@@ -321,6 +321,7 @@ fn phases_data(r: &Report) -> Value {
         "rows": rows,
         "series": series,
         "count_name": "tries",
+        "count_one": "try",
         "note": "The agent's phases (read-task, explore, implement, iterate), then the plugins' own model calls by stage (check, verify, route); split by the model each attempt was routed to.",
     })
 }
@@ -369,6 +370,7 @@ fn outcomes_data(r: &Report) -> Value {
         "rows": rows,
         "series": series,
         "count_name": "attempts",
+        "count_one": "attempt",
         "note": "Every attempt's dollars by its outcome (a rejection by what rejected it), split by model: all but `approved` is spend that did not merge.",
     })
 }
@@ -396,6 +398,22 @@ pub const CHARTS_JS: &str = r##"function gafferCharts(container, data) {
   var KEYS = ['spend', 'per_task', 'models', 'phases', 'outcomes'];
   var RED = '#c0392b', PURPLE = '#8e44ad';
   var PALETTE = ['#3a7ca5', '#e76f51', '#2a9d8f', '#e9c46a', '#6d597a', '#8ab17d', '#b56576', '#264653'];
+  // One colour per model across every chart: the models' names in order, each its palette slot.
+  var MODEL_NAMES = [];
+  ['models', 'phases', 'outcomes'].forEach(function (key) {
+    var spec = data[key];
+    if (!spec) { return; }
+    (spec.rows || []).concat(spec.series || []).forEach(function (r) {
+      if (key === 'models' || (spec.series || []).indexOf(r) >= 0) {
+        if (MODEL_NAMES.indexOf(r.name) < 0) { MODEL_NAMES.push(r.name); }
+      }
+    });
+  });
+  MODEL_NAMES.sort();
+  function modelColor(name) {
+    var i = MODEL_NAMES.indexOf(name);
+    return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
+  }
   // Dollars with the decimals a step of `step` needs (two at least, six at most).
   function places(step) {
     var d = 2;
@@ -492,7 +510,7 @@ pub const CHARTS_JS: &str = r##"function gafferCharts(container, data) {
         yAxis: { type: 'category', data: rows.map(function (r) { return r.name; }), axisLabel: { hideOverlap: true } },
         series: [{
           name: 'dollars', type: 'bar', barMaxWidth: 36,
-          data: rows.map(function (r, i) { return { value: r.dollars, itemStyle: { color: PALETTE[(rows.length - 1 - i) % PALETTE.length] } }; }),
+          data: rows.map(function (r) { return { value: r.dollars, itemStyle: { color: modelColor(r.name) } }; }),
           label: { show: true, position: 'right', formatter: function (p) { var r = rows[p.dataIndex]; return money(r.dollars) + ' · ' + (r.share * 100).toFixed(0) + '%'; } }
         }]
       };
@@ -511,11 +529,11 @@ pub const CHARTS_JS: &str = r##"function gafferCharts(container, data) {
           var last = i === s.series.length - 1;
           return {
             name: x.name, type: 'bar', stack: 'all', barMaxWidth: 32,
-            itemStyle: { color: PALETTE[i % PALETTE.length] },
+            itemStyle: { color: modelColor(x.name) },
             data: x.data.slice().reverse(),
             label: last ? {
               show: true, position: 'right', color: '#222',
-              formatter: function (p) { var r = rows[p.dataIndex]; return money(r.dollars) + ' · ' + r.attempts + ' ' + s.count_name; }
+              formatter: function (p) { var r = rows[p.dataIndex]; return money(r.dollars) + ' · ' + r.attempts + ' ' + (r.attempts === 1 ? s.count_one : s.count_name); }
             } : { show: false }
           };
         })
