@@ -28,8 +28,8 @@ use gaffer::demo::scripted_provider::ScriptedProvider;
 use gaffer::ledger::Caps;
 use gaffer::report::dashboard::{self, Dashboard};
 use gaffer::store::{
-    AttemptOutcome, AttemptRecord, BacklogStore, CallTry, LedgerStore, MicroUsd, NewTask,
-    RejectionCause, Role, SqliteStore, TaskState,
+    AttemptOutcome, AttemptRecord, BacklogStore, CallTry, ChangedFile, LedgerStore, MicroUsd,
+    NewTask, RejectionCause, Role, SqliteStore, TaskState,
 };
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
@@ -604,6 +604,12 @@ async fn a_tasks_page_shows_each_attempt_and_every_ledger_row_of_a_hand_built_le
                 tests_passed: Some(true),
                 wall_ms: 1_000,
                 rejected_by: Some(RejectionCause::Verifier),
+                changed: vec![ChangedFile {
+                    path: "src/<b>lib</b>.rs".into(),
+                    status: "modified".into(),
+                    added: 3,
+                    removed: 1,
+                }],
             },
             OWNER,
             TaskState::RejectedRequeued,
@@ -631,6 +637,7 @@ async fn a_tasks_page_shows_each_attempt_and_every_ledger_row_of_a_hand_built_le
                 tests_passed: Some(true),
                 wall_ms: 500,
                 rejected_by: None,
+                changed: Vec::new(),
             },
             OWNER,
             TaskState::Merged,
@@ -668,6 +675,12 @@ async fn a_tasks_page_shows_each_attempt_and_every_ledger_row_of_a_hand_built_le
     assert_eq!(attempts[0]["phases"]["implement"]["cost_micros"], 140_000);
     assert_eq!(attempts[0]["phases"]["implement"]["calls"], 2);
     assert_eq!(attempts[0]["phases"]["verify"]["cost_micros"], 70_000);
+    // The rejected attempt's change is kept though its worktree is gone.
+    assert_eq!(
+        attempts[0]["changed"],
+        serde_json::json!([{"path": "src/<b>lib</b>.rs", "status": "modified", "added": 3, "removed": 1}])
+    );
+    assert_eq!(attempts[1]["changed"], Value::Array(vec![]));
     assert_eq!(attempts[1]["outcome"], "approved");
     assert_eq!(attempts[1]["rejected_by"], Value::Null);
     assert_eq!(attempts[1]["model"], "strong");
@@ -783,6 +796,10 @@ async fn a_tasks_page_shows_each_attempt_and_every_ledger_row_of_a_hand_built_le
         "<span class=\"outcome\">rejected</span> · rejected by <span class=\"rejected-by\">verifier</span>"
     ));
     assert!(html.contains("<span class=\"outcome\">approved</span></h3>"));
+    assert!(html.contains(
+        "<tr><td>src/&lt;b&gt;lib&lt;/b&gt;.rs</td><td>modified</td><td class=\"num\">+3</td><td class=\"num\">-1</td></tr>"
+    ));
+    assert!(html.contains("no changed files recorded"));
     assert!(html.contains("Cost <b id=\"cost\">$0.235000</b>"));
     assert!(html.contains(
         "measured $0.065000 + estimated $0.100000 + overrun $0.070000 · 3 calls, 4 tries"

@@ -394,6 +394,15 @@ async fn protected_writes_are_denied_with_the_reason_and_shell_writes_are_caught
     let attempts = p.store().attempts("T-1").unwrap();
     assert_eq!(attempts[0].outcome, AttemptOutcome::Rejected);
     assert_eq!(attempts[0].rejected_by, Some(RejectionCause::Hooks));
+    // What it changed is kept with the attempt, though its worktree is gone.
+    assert!(
+        attempts[0]
+            .changed
+            .iter()
+            .any(|f| f.path == ".env" && f.status == "added" && f.added == 1),
+        "{:?}",
+        attempts[0].changed
+    );
     // Nothing protected was merged; main did not move.
     assert_eq!(p.main_tip(), before);
     assert!(

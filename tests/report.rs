@@ -83,6 +83,7 @@ fn record(
         wall_ms: 100,
         // As recorded before schema 7: the cause is read from the reasons.
         rejected_by: None,
+        changed: Vec::new(),
     }
 }
 

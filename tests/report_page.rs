@@ -93,6 +93,7 @@ fn finish(
         tests_passed: Some(cause != Some(RejectionCause::Tests)),
         wall_ms: 1_000,
         rejected_by: cause,
+        changed: Vec::new(),
     };
     store.finish_attempt(&record, OWNER, state, "done").unwrap();
 }

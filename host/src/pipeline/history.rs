@@ -157,6 +157,7 @@ mod tests {
             tests_passed: Some(true),
             wall_ms: 0,
             rejected_by: None,
+            changed: Vec::new(),
         }];
         let history = history(&attempts, &rows);
         assert_eq!(history[0].cost, MicroUsd(150));

@@ -421,6 +421,7 @@ impl Pipeline {
                     tests_passed: ending.tests_passed,
                     wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     rejected_by: ending.rejected_by,
+                    changed: ending.changed.clone(),
                 };
                 self.backlog
                     .finish_attempt(record, &self.owner, ending.state, &ending.reason)

@@ -14,13 +14,14 @@ use crate::git::{Candidate, MergeKind, MergeOutcome, Worktree};
 use crate::ledger::{BudgetExhausted, format_dollars};
 use crate::plugin::chain::describe;
 use crate::plugin::types::{
-    Attempt, Diff, Finding, RouteDecision, RouteRequest, Task, TestResult, Verdict, VerifyRequest,
+    Attempt, Diff, FileStatus, Finding, RouteDecision, RouteRequest, Task, TestResult, Verdict,
+    VerifyRequest,
 };
 use crate::plugin::{ActivePlugins, CallContext, CallError, TaskFuel};
 use crate::sandbox::{CommandOutput, Mount, run_command};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, CapLevel, MicroUsd, RejectionCause, Role, RowScope, Stage,
-    TaskRecord, TaskState,
+    AttemptOutcome, AttemptRecord, CapLevel, ChangedFile, MicroUsd, RejectionCause, Role, RowScope,
+    Stage, TaskRecord, TaskState,
 };
 
 /// How an attempt ended, before it is written down.
@@ -37,6 +38,8 @@ pub(super) struct Ending {
     pub(super) tests_passed: Option<bool>,
     /// What rejected the attempt, when it was rejected.
     pub(super) rejected_by: Option<RejectionCause>,
+    /// The files its change touched, once it was diffed.
+    pub(super) changed: Vec<ChangedFile>,
 }
 
 impl Ending {
@@ -55,6 +58,7 @@ impl Ending {
             turns: 0,
             tests_passed: None,
             rejected_by: None,
+            changed: Vec::new(),
         }
     }
 
@@ -69,6 +73,7 @@ impl Ending {
             turns: 0,
             tests_passed: None,
             rejected_by: None,
+            changed: Vec::new(),
         }
     }
 
@@ -92,8 +97,30 @@ impl Ending {
         self.model = self.model.or_else(|| trace.model.clone());
         self.turns = trace.turns;
         self.tests_passed = self.tests_passed.or(trace.tests_passed);
+        if self.changed.is_empty() {
+            self.changed.clone_from(&trace.changed);
+        }
         self
     }
+}
+
+/// The files a diff touches, as the attempt's record keeps them.
+fn changed_files(diff: &Diff) -> Vec<ChangedFile> {
+    diff.files
+        .iter()
+        .map(|f| ChangedFile {
+            path: f.path.clone(),
+            status: match f.status {
+                FileStatus::Added => "added",
+                FileStatus::Modified => "modified",
+                FileStatus::Deleted => "deleted",
+                FileStatus::Renamed => "renamed",
+            }
+            .to_string(),
+            added: f.added,
+            removed: f.removed,
+        })
+        .collect()
 }
 
 /// What an attempt has done so far, for its ending.
@@ -102,6 +129,7 @@ struct Trace {
     model: Option<String>,
     turns: u32,
     tests_passed: Option<bool>,
+    changed: Vec<ChangedFile>,
 }
 
 /// What every stage of one attempt knows.
@@ -476,6 +504,7 @@ impl Pipeline {
             .diff_commits(worktree, &worktree.base, &commit)
             .await
             .map_err(git_failed)?;
+        trace.changed = changed_files(&diff);
         self.repo
             .reset_to(worktree, &commit)
             .await

@@ -29,8 +29,8 @@ use super::ledger_report::{
 };
 use crate::ledger::{Caps, MicroUsd, format_dollars};
 use crate::store::{
-    BacklogStore, CapLevel, LedgerRow, LedgerStore, RejectionCause, RowScope, Stage, StoreError,
-    TaskState,
+    BacklogStore, CapLevel, ChangedFile, LedgerRow, LedgerStore, RejectionCause, RowScope, Stage,
+    StoreError, TaskState,
 };
 
 /// What the dashboard reads.
@@ -245,6 +245,9 @@ pub struct AttemptView {
     pub tests_passed: Option<bool>,
     pub turns: u32,
     pub wall_ms: u64,
+    /// The files its change touched, as the pipeline recorded them when it diffed the attempt
+    /// (empty: no change, not diffed yet, or recorded before gaffer kept them).
+    pub changed: Vec<ChangedFile>,
 }
 
 /// One ledger row on a task's page: one try of one model call, or one plugin run.
@@ -322,8 +325,8 @@ pub struct CommitStat {
 
 /// What the repository keeps of a task's work: the commits on its local branches whose subject
 /// is the task's (`T-n: title`, as the pipeline writes it), merged or parked on
-/// `gaffer/merged/<task>`. Rejected attempts' snapshots live in worktrees the pipeline removes:
-/// nothing is kept of them.
+/// `gaffer/merged/<task>`. Each attempt's own changed files (rejected ones too) are on its
+/// [`AttemptView`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DiffSummary {
     pub commits: Vec<CommitStat>,
@@ -464,6 +467,7 @@ impl Dashboard {
                 },
                 rejected_by: record.and_then(rejection_cause),
                 reasons: record.map(|r| r.reasons.clone()).unwrap_or_default(),
+                changed: record.map(|r| r.changed.clone()).unwrap_or_default(),
                 phases: a.phases.clone(),
                 cost_micros: a.cost_micros,
                 certainty: a.certainty.clone(),
@@ -563,11 +567,11 @@ impl Dashboard {
             });
         }
         let note = if commits.is_empty() {
-            "no commit of this task on the repository's branches: it has not merged (the \
-             pipeline keeps no diff of a rejected or unfinished attempt; its worktree is removed)"
+            "no commit of this task on the repository's branches: it has not merged (each \
+             attempt's changed files are listed with the attempt)"
         } else {
             "commits on the repository's branches whose subject is the task's, from git log \
-             --shortstat (the pipeline keeps no diff of rejected attempts)"
+             --shortstat (each attempt's changed files, rejected ones too, are listed with it)"
         };
         DiffSummary {
             commits,
@@ -790,11 +794,32 @@ fn render_task_page(dashboard_title: &str, t: &TaskDetail) -> String {
                 .map(|r| format!("<li>{}</li>", esc(r)))
                 .collect()
         };
+        let changed = if a.changed.is_empty() {
+            "<p class=\"changed none\">no changed files recorded</p>".to_string()
+        } else {
+            let rows: String = a
+                .changed
+                .iter()
+                .map(|f| {
+                    format!(
+                        "<tr><td>{}</td><td>{}</td><td class=\"num\">+{}</td><td class=\"num\">-{}</td></tr>",
+                        esc(&f.path),
+                        esc(&f.status),
+                        f.added,
+                        f.removed
+                    )
+                })
+                .collect();
+            format!(
+                "<table class=\"changed\"><tr><th>changed file</th><th>how</th><th>added</th><th>removed</th></tr>{rows}</table>"
+            )
+        };
         attempts.push_str(&format!(
             r#"<section class="attempt" data-attempt="{n}"><h3>Attempt {n} · <span class="outcome">{outcome}</span>{cause}</h3>
 <p>model <b>{model}</b> · run {run} · {turns} turns · tests {tests} · cost <b class="cost">{cost}</b> ({certainty}){reserved}</p>
 <ul class="reasons">{reasons}</ul>
-<table class="phases"><tr><th>phase</th><th>tries</th><th>input</th><th>output</th><th>cache read</th><th>cost</th></tr>{phases}</table></section>
+<table class="phases"><tr><th>phase</th><th>tries</th><th>input</th><th>output</th><th>cache read</th><th>cost</th></tr>{phases}</table>
+{changed}</section>
 "#,
             n = a.number,
             outcome = esc(&a.outcome),

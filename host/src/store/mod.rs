@@ -342,6 +342,20 @@ pub struct AttemptRecord {
     /// What rejected it, when it was rejected (`None` for attempts recorded before schema 7,
     /// whose cause the report reads from their reasons).
     pub rejected_by: Option<RejectionCause>,
+    /// The files its change touched, with lines added and removed (empty when it made no
+    /// change, ended before it was diffed, or was recorded before schema 8). Kept because the
+    /// attempt's worktree and branch are removed when it ends.
+    pub changed: Vec<ChangedFile>,
+}
+
+/// One file an attempt's change touched.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChangedFile {
+    pub path: String,
+    /// `added`, `modified`, `deleted` or `renamed`.
+    pub status: String,
+    pub added: u32,
+    pub removed: u32,
 }
 
 /// The backlog's operations. Each is atomic; a claimed task is held by a lease that expires by

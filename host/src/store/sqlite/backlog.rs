@@ -138,6 +138,7 @@ impl BacklogStore for SqliteStore {
         reason: &str,
     ) -> Result<(), StoreError> {
         let reasons = serde_json::to_string(&attempt.reasons).unwrap_or_else(|_| "[]".into());
+        let changed = serde_json::to_string(&attempt.changed).unwrap_or_else(|_| "[]".into());
         let wall = i64::try_from(attempt.wall_ms).unwrap_or(i64::MAX);
         self.write(|tx| {
             self.held_update_in(
@@ -149,8 +150,9 @@ impl BacklogStore for SqliteStore {
             )?;
             tx.execute(
                 "INSERT OR REPLACE INTO attempts (task_id, number, run_id, model, outcome, reasons,
-                                                  turns, tests_passed, wall_ms, rejected_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                                  turns, tests_passed, wall_ms, rejected_by,
+                                                  changed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     attempt.task_id,
                     attempt.number,
@@ -161,7 +163,8 @@ impl BacklogStore for SqliteStore {
                     attempt.turns,
                     attempt.tests_passed,
                     wall,
-                    attempt.rejected_by
+                    attempt.rejected_by,
+                    changed
                 ],
             )
             .map_err(|e| self.db_err(e))?;
@@ -174,7 +177,7 @@ impl BacklogStore for SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT task_id, number, run_id, model, outcome, reasons, turns, tests_passed,
-                            wall_ms, rejected_by
+                            wall_ms, rejected_by, changed
                      FROM attempts WHERE task_id = ?1 ORDER BY number",
                 )
                 .map_err(|e| self.db_err(e))?;
@@ -192,6 +195,7 @@ impl BacklogStore for SqliteStore {
                         tests_passed: r.get(7)?,
                         wall_ms: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
                         rejected_by: r.get(9)?,
+                        changed: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
                     })
                 })
                 .map_err(|e| self.db_err(e))?;

@@ -121,6 +121,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_call ON ledger (call_id) WHERE call_id IS NOT NULL;",
     // 7: what rejected an attempt, as the pipeline knew it (see `rejection_column`).
     "",
+    // 8: the files each attempt's change touched (JSON), since its worktree does not outlive it.
+    "ALTER TABLE attempts ADD COLUMN changed TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Migration 7: the attempts' rejection cause, its names checked like the vocabulary of
