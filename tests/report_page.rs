@@ -19,6 +19,8 @@ use serde_json::Value;
 use support::browser::{self, headless};
 use support::ledger_rows;
 
+use gaffer::ledger::Caps;
+use gaffer::report::dashboard::Dashboard;
 use gaffer::report::html::{self, CapLines};
 use gaffer::report::{History, Options};
 use gaffer::store::{
@@ -669,4 +671,38 @@ fn the_replay_frontier_is_a_page_with_every_policy_the_frontier_and_the_choice()
     );
     let bytes = screenshot(dir.path(), &plot, "replay-frontier.png", "1100,900");
     assert!(bytes > 20_000, "{bytes} bytes");
+}
+
+#[test]
+fn the_dashboards_charts_draw_with_the_caps_and_no_overlap_on_the_same_ledger() {
+    // The dashboard draws the report's charts with the same code; its page as served, on the
+    // ledger of several days, models, rejections and a budget-exhausted task, with its caps.
+    let (dir, db) = project();
+    let dashboard = Dashboard {
+        store: std::sync::Arc::new(SqliteStore::open(&db).unwrap()),
+        caps: Caps {
+            per_day: Some(gaffer::store::MicroUsd(2_000_000)),
+            per_month: Some(gaffer::store::MicroUsd(5_000_000)),
+            ..Caps::default()
+        },
+        title: "gaffer · several days".to_string(),
+        repo: None,
+    };
+    let page = dashboard.page().unwrap();
+    assert_eq!(page.matches("Apache ECharts 6.1.0").count(), 1);
+    let layout = layout_of(dir.path(), &page, "dashboard");
+    assert_eq!(layout.len(), 5, "{layout:?}");
+    for c in &layout {
+        assert_eq!(c["svg"], true, "{c}");
+        assert!(c["shapes"].as_u64().unwrap() > 5, "{c}");
+        assert_eq!(c["overlaps"], serde_json::json!([]), "labels overlap: {c}");
+    }
+    let spend = texts(chart(&layout, "spend"));
+    assert!(spend.contains(&"day cap $2.00".to_string()), "{spend:?}");
+    assert!(spend.contains(&"month cap $5.00".to_string()), "{spend:?}");
+    let outcomes = texts(chart(&layout, "outcomes"));
+    assert!(
+        outcomes.contains(&"budget-exhausted".to_string()),
+        "{outcomes:?}"
+    );
 }
