@@ -750,7 +750,7 @@ async fn a_tasks_page_shows_each_attempt_and_every_ledger_row_of_a_hand_built_le
                 0,
                 0,
                 0,
-                s("measured")
+                s("plugin run")
             ),
             (
                 Some(c.call_id),

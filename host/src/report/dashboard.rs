@@ -273,8 +273,9 @@ pub struct RowView {
     pub cache_write_tokens: u64,
     pub reserved_micros: MicroUsd,
     pub charged_micros: MicroUsd,
-    /// `measured`, `estimated`, `overrun`; `open` while its reservation is held, `released`
-    /// when it was given back.
+    /// `measured`, `estimated`, `overrun`; `open` while its reservation is held; `not billed`
+    /// for a try the provider certainly did not bill, `released` for a reservation given back
+    /// before it was sent; `plugin run` for a plugin's row (fuel and time, no money).
     pub certainty: &'static str,
     /// What the provider answered or the plugin decided.
     pub outcome: Option<String>,
@@ -302,7 +303,9 @@ impl RowView {
             reserved_micros: r.reserved,
             charged_micros: r.charged,
             certainty: match r.certainty() {
+                _ if !r.is_model_call() => "plugin run",
                 Some(c) => c.name(),
+                None if r.released_unbilled() => "not billed",
                 None if r.open_reservation().is_zero() => "released",
                 None => "open",
             },
