@@ -127,21 +127,14 @@ pub const STATES: [TaskState; 7] = [
     TaskState::Failed,
 ];
 
-/// Today's UTC day (`YYYY-MM-DD`) and month (`YYYY-MM`) by this machine's clock: the day and
-/// month the store keys its cap totals by.
-fn utc_day_and_month() -> (String, String) {
-    let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-    let month = day.get(..7).unwrap_or(&day).to_string();
-    (day, month)
-}
-
 impl Status {
     /// Read the figures from the store: the caps' totals (which count open reservations) less
     /// the open reservations of the period are what was settled in it.
     pub fn read(store: &dyn DashboardStore, caps: &Caps) -> Result<Status, StoreError> {
         let tasks = store.tasks()?;
         let open = store.open_rows()?;
-        let (today, this_month) = utc_day_and_month();
+        // The store's clock, which dated the rows and keys the day and month totals.
+        let (today, this_month) = store.today()?;
         // Day and month totals do not depend on the run.
         let scope = RowScope::of_run("");
         let mut spend = BTreeMap::new();

@@ -288,6 +288,9 @@ pub trait LedgerStore: Send + Sync {
     /// The rows whose reservation is held now (reserved or on the wire), oldest first: what
     /// the caps count beyond what was charged.
     fn open_rows(&self) -> Result<Vec<LedgerRow>, StoreError>;
+    /// Today (`YYYY-MM-DD`) and this month (`YYYY-MM`) by the store's clock, UTC: the day and
+    /// month new rows get and the day and month caps count.
+    fn today(&self) -> Result<(String, String), StoreError>;
 }
 
 /// A task to add to the backlog.

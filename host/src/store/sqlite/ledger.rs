@@ -465,6 +465,10 @@ impl LedgerStore for SqliteStore {
     fn open_rows(&self) -> Result<Vec<LedgerRow>, StoreError> {
         self.select_rows("state IN ('reserved', 'sent')", &[])
     }
+
+    fn today(&self) -> Result<(String, String), StoreError> {
+        self.with_conn(|conn| today(conn).map_err(|e| self.db_err(e)))
+    }
 }
 
 impl SqliteStore {
