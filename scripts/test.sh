@@ -3,6 +3,9 @@
 # workspace (benchmarks run once each as tests, so they cannot rot), doc examples, formatting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A full run gains nothing from incremental artefacts (gigabytes of them); a developer's own
+# `cargo test` keeps them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo fmt --all -- --check
