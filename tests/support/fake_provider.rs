@@ -23,6 +23,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Announce the whole body but send only this many bytes, then close.
     pub truncate_to: Option<usize>,
+    /// Server-sent events: the body goes out one event at a time, without a length.
+    pub stream: bool,
 }
 
 impl Reply {
@@ -33,6 +35,30 @@ impl Reply {
             body: body.to_string().into_bytes(),
             delay: Duration::ZERO,
             truncate_to: None,
+            stream: false,
+        }
+    }
+    /// A stream of server-sent events, each `(event name, data)`; an empty name writes a
+    /// `data:` line only (OpenAI's format). Data that is a JSON string is written as is
+    /// (`[DONE]`).
+    pub fn sse(events: &[(&str, serde_json::Value)]) -> Reply {
+        let mut body = String::new();
+        for (name, data) in events {
+            if !name.is_empty() {
+                body.push_str(&format!("event: {name}\n"));
+            }
+            match data {
+                serde_json::Value::String(text) => body.push_str(&format!("data: {text}\n\n")),
+                other => body.push_str(&format!("data: {other}\n\n")),
+            }
+        }
+        Reply {
+            status: 200,
+            headers: vec![],
+            body: body.into_bytes(),
+            delay: Duration::ZERO,
+            truncate_to: None,
+            stream: true,
         }
     }
     pub fn raw(status: u16, body: &[u8]) -> Reply {
@@ -42,6 +68,7 @@ impl Reply {
             body: body.to_vec(),
             delay: Duration::ZERO,
             truncate_to: None,
+            stream: false,
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -231,11 +258,18 @@ async fn write_reply(stream: &mut tokio::net::TcpStream, reply: Reply) -> std::i
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut out = format!(
-        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-        reply.status,
-        reply.body.len()
-    );
+    let mut out = if reply.stream {
+        format!(
+            "HTTP/1.1 {} X\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n",
+            reply.status
+        )
+    } else {
+        format!(
+            "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            reply.status,
+            reply.body.len()
+        )
+    };
     for (name, value) in &reply.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -245,7 +279,15 @@ async fn write_reply(stream: &mut tokio::net::TcpStream, reply: Reply) -> std::i
         Some(n) => &reply.body[..n.min(reply.body.len())],
         None => &reply.body[..],
     };
-    stream.write_all(body).await?;
+    if reply.stream {
+        // One event per write, as a provider streams them.
+        for event in body.split_inclusive(|b| *b == b'\n') {
+            stream.write_all(event).await?;
+            stream.flush().await?;
+        }
+    } else {
+        stream.write_all(body).await?;
+    }
     stream.flush().await?;
     stream.shutdown().await
 }

@@ -143,6 +143,33 @@ impl Gateway {
         self.models.values()
     }
 
+    /// The configured model `key` and the provider that serves it.
+    pub fn model_and_provider(
+        &self,
+        key: &str,
+    ) -> Result<(&ModelEntry, &Arc<Provider>), GatewayError> {
+        let model = self
+            .models
+            .get(key)
+            .ok_or_else(|| GatewayError::UnknownModel {
+                model: key.to_string(),
+                known: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+        let provider =
+            self.providers
+                .get(&model.provider)
+                .ok_or_else(|| GatewayError::UnknownProvider {
+                    model: model.key.clone(),
+                    provider: model.provider.clone(),
+                })?;
+        Ok((model, provider))
+    }
+
+    /// The ledger every call is reserved and booked in.
+    pub(super) fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Make one metered call of `model_key` for `tag`; when its provider fails after its
     /// retries, try the model's fallbacks in order. Every try on the wire, retries and
     /// fallbacks included, is its own ledger row of the same call, reserved before it leaves.
@@ -191,37 +218,19 @@ impl Gateway {
         mut request: ChatRequest,
         progress: &mut CallProgress,
     ) -> Result<Completed, GatewayError> {
-        let model = self
-            .models
-            .get(model_key)
-            .ok_or_else(|| GatewayError::UnknownModel {
-                model: model_key.to_string(),
-                known: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
-            })?;
-        let provider =
-            self.providers
-                .get(&model.provider)
-                .ok_or_else(|| GatewayError::UnknownProvider {
-                    model: model.key.clone(),
-                    provider: model.provider.clone(),
-                })?;
+        let (model, provider) = self.model_and_provider(model_key)?;
         request.model = model.id.clone();
         request.max_tokens = if request.max_tokens == 0 {
             model.max_tokens
         } else {
             request.max_tokens.min(model.max_tokens)
         };
-        let worst = match model.pricing {
-            Pricing::Tokens(prices) => WorstCase::Tokens {
-                prices,
-                max_input_tokens: request.input_token_bound().min(model.context_window),
-                max_output_tokens: u64::from(request.max_tokens),
-            },
-            // The most a local try can run: the provider's bound on one call's total time.
-            Pricing::Electricity(power) => {
-                WorstCase::Amount(power.cost(provider.config().max_total_time))
-            }
-        };
+        let worst = worst_case(
+            model,
+            provider,
+            request.input_token_bound(),
+            u64::from(request.max_tokens),
+        );
         let mut scope = tag.scope.clone();
         scope.model = model.key.clone();
         let body = provider.request_body(&request);
@@ -302,7 +311,7 @@ impl Gateway {
 
     /// Book a try that failed, by how sure it is that the provider billed it; returns what it
     /// was charged.
-    async fn settle_failure(
+    pub(super) async fn settle_failure(
         &self,
         model: &ModelEntry,
         reservation: &Reservation,
@@ -343,7 +352,8 @@ impl Gateway {
         })
     }
 
-    async fn settle_success(
+    /// Book a try that was answered, at its usage (at its reservation when it reported none).
+    pub(super) async fn settle_success(
         &self,
         model: &ModelEntry,
         reservation: &Reservation,
@@ -364,5 +374,26 @@ impl Gateway {
                     .await?
             }
         })
+    }
+}
+
+/// What one try of `model` may cost at most: `max_input_tokens` (bounded by the model's
+/// context window) at the highest input-side price and `max_output_tokens` at the output
+/// price; for a local model, its power over the provider's bound on one call's time.
+pub(super) fn worst_case(
+    model: &ModelEntry,
+    provider: &Provider,
+    max_input_tokens: u64,
+    max_output_tokens: u64,
+) -> WorstCase {
+    match model.pricing {
+        Pricing::Tokens(prices) => WorstCase::Tokens {
+            prices,
+            max_input_tokens: max_input_tokens.min(model.context_window),
+            max_output_tokens,
+        },
+        Pricing::Electricity(power) => {
+            WorstCase::Amount(power.cost(provider.config().max_total_time))
+        }
     }
 }

@@ -5,6 +5,7 @@ pub mod anthropic;
 pub mod catalog;
 pub mod chat;
 pub mod metered;
+pub mod metering_proxy;
 pub mod openai;
 pub mod provider;
 pub mod settings;

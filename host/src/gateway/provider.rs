@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::chat::{ChatRequest, ChatResponse, WireError};
 use super::{anthropic, openai};
@@ -200,6 +200,25 @@ impl RetrySchedule {
     }
 }
 
+/// Where [`Provider::forward`] sends a body: the endpoints of both wire formats that the
+/// metering proxy passes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Anthropic Messages (`/v1/messages`).
+    Messages,
+    /// Anthropic token counting (`/v1/messages/count_tokens`), free of charge.
+    CountTokens,
+    /// OpenAI Chat Completions (`/chat/completions`).
+    ChatCompletions,
+    /// OpenAI Responses (`/responses`).
+    Responses,
+}
+
+/// `Retry-After` of an answer (public for the metering proxy, which passes it on).
+pub fn retry_after_of(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    retry_after(headers)
+}
+
 /// A configured provider with its HTTP client.
 pub struct Provider {
     config: ProviderConfig,
@@ -321,80 +340,19 @@ impl Provider {
 
     /// One HTTP exchange; an error says whether the provider may have billed it.
     async fn attempt(&self, body: &str) -> Result<ChatResponse, (ProviderError, Billing)> {
-        let provider = || self.config.name.clone();
-        let _slot = self.slots.acquire().await.map_err(|_| {
-            (
-                ProviderError::Transport {
-                    provider: provider(),
-                    reason: "the provider's request slots are closed".to_string(),
-                },
-                Billing::NotBilled,
-            )
-        })?;
-        let mut builder = self
-            .client
-            .post(self.endpoint())
-            .header("content-type", "application/json")
+        let _slot = self.slot().await?;
+        let builder = self
+            .authorised(self.client.post(self.endpoint()))
             .body(body.to_string());
-        builder = match (self.config.kind, &self.api_key) {
-            (ProviderKind::Anthropic, key) => {
-                let b = builder.header("anthropic-version", anthropic::API_VERSION);
-                match key {
-                    Some(key) => b.header("x-api-key", key),
-                    None => b,
-                }
-            }
-            (ProviderKind::OpenaiCompatible, Some(key)) => builder.bearer_auth(key),
-            (ProviderKind::OpenaiCompatible, None) => builder,
-        };
-        let transport = |e: reqwest::Error| {
-            // Nothing left when the connection could not be made (refused, no route, DNS,
-            // TLS, or the connect timeout): certainly not billed. Anything later may have
-            // reached the provider.
-            let billing = if e.is_connect() || e.is_builder() {
-                Billing::NotBilled
-            } else {
-                Billing::MaybeBilled
-            };
-            let error = if e.is_timeout() {
-                ProviderError::Timeout {
-                    provider: provider(),
-                    timeout: self.config.request_timeout,
-                }
-            } else {
-                // Without the URL: it is not secret, but the error chain is enough.
-                ProviderError::Transport {
-                    provider: provider(),
-                    reason: e.without_url().to_string(),
-                }
-            };
-            (error, billing)
-        };
-        let response = builder.send().await.map_err(transport)?;
+        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let after = retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
-            let message = match self.config.kind {
-                ProviderKind::Anthropic => anthropic::error_message(&bytes),
-                ProviderKind::OpenaiCompatible => openai::error_message(&bytes),
-            }
-            .unwrap_or_else(|| super::chat::excerpt(&bytes));
-            let message = self.redact(message);
-            let billing = if self.config.kind.bills_error_status(status.as_u16()) {
-                Billing::MaybeBilled
-            } else {
-                Billing::NotBilled
-            };
-            return Err((
-                ProviderError::Status {
-                    provider: provider(),
-                    status: status.as_u16(),
-                    message,
-                    retry_after: after,
-                },
-                billing,
-            ));
+            return Err(self.status_error(status.as_u16(), after, &bytes));
         }
         let parsed = match self.config.kind {
             ProviderKind::Anthropic => anthropic::parse_response(&bytes),
@@ -404,7 +362,7 @@ impl Provider {
         parsed.map_err(|error| {
             (
                 ProviderError::Wire {
-                    provider: provider(),
+                    provider: self.config.name.clone(),
                     error: match error {
                         WireError::Malformed { reason, excerpt } => WireError::Malformed {
                             reason,
@@ -418,8 +376,130 @@ impl Provider {
         })
     }
 
+    /// Send a body that is already in this provider's wire format to `endpoint` (the
+    /// metering proxy's way out): the provider's own key and version headers are added here,
+    /// nothing of the client's. The answer comes back unread, whatever its status, with the
+    /// request slot it holds until it is dropped (a stream holds it as long as it runs).
+    pub async fn forward(
+        &self,
+        endpoint: Endpoint,
+        body: Vec<u8>,
+        anthropic_beta: Option<&str>,
+    ) -> Result<(reqwest::Response, OwnedSemaphorePermit), (ProviderError, Billing)> {
+        let slot = self.slot().await?;
+        let base = self.config.base_url.trim_end_matches('/');
+        let url = match (self.config.kind, endpoint) {
+            (ProviderKind::Anthropic, Endpoint::Messages) => format!("{base}/v1/messages"),
+            (ProviderKind::Anthropic, Endpoint::CountTokens) => {
+                format!("{base}/v1/messages/count_tokens")
+            }
+            (ProviderKind::OpenaiCompatible, Endpoint::ChatCompletions) => {
+                format!("{base}/chat/completions")
+            }
+            (ProviderKind::OpenaiCompatible, Endpoint::Responses) => format!("{base}/responses"),
+            (kind, endpoint) => {
+                return Err((
+                    ProviderError::Transport {
+                        provider: self.config.name.clone(),
+                        reason: format!("a {kind:?} provider has no {endpoint:?} endpoint"),
+                    },
+                    Billing::NotBilled,
+                ));
+            }
+        };
+        let mut builder = self.authorised(self.client.post(url)).body(body);
+        if let (ProviderKind::Anthropic, Some(beta)) = (self.config.kind, anthropic_beta) {
+            builder = builder.header("anthropic-beta", beta);
+        }
+        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
+        Ok((response, slot))
+    }
+
+    /// A request slot (the provider's concurrency bound).
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, (ProviderError, Billing)> {
+        Arc::clone(&self.slots).acquire_owned().await.map_err(|_| {
+            (
+                ProviderError::Transport {
+                    provider: self.config.name.clone(),
+                    reason: "the provider's request slots are closed".to_string(),
+                },
+                Billing::NotBilled,
+            )
+        })
+    }
+
+    /// The provider's content type, version and key headers.
+    fn authorised(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let builder = builder.header("content-type", "application/json");
+        match (self.config.kind, &self.api_key) {
+            (ProviderKind::Anthropic, key) => {
+                let b = builder.header("anthropic-version", anthropic::API_VERSION);
+                match key {
+                    Some(key) => b.header("x-api-key", key),
+                    None => b,
+                }
+            }
+            (ProviderKind::OpenaiCompatible, Some(key)) => builder.bearer_auth(key),
+            (ProviderKind::OpenaiCompatible, None) => builder,
+        }
+    }
+
+    /// A transport failure, and whether the provider may have billed it.
+    pub fn transport_error(&self, e: reqwest::Error) -> (ProviderError, Billing) {
+        // Nothing left when the connection could not be made (refused, no route, DNS, TLS,
+        // or the connect timeout): certainly not billed. Anything later may have reached the
+        // provider.
+        let billing = if e.is_connect() || e.is_builder() {
+            Billing::NotBilled
+        } else {
+            Billing::MaybeBilled
+        };
+        let error = if e.is_timeout() {
+            ProviderError::Timeout {
+                provider: self.config.name.clone(),
+                timeout: self.config.request_timeout,
+            }
+        } else {
+            // Without the URL: it is not secret, but the error chain is enough.
+            ProviderError::Transport {
+                provider: self.config.name.clone(),
+                reason: e.without_url().to_string(),
+            }
+        };
+        (error, billing)
+    }
+
+    /// An answer with an error status: the provider's own message (the key redacted), and
+    /// whether it may have been billed ([`ProviderKind::bills_error_status`]).
+    pub fn status_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> (ProviderError, Billing) {
+        let message = match self.config.kind {
+            ProviderKind::Anthropic => anthropic::error_message(body),
+            ProviderKind::OpenaiCompatible => openai::error_message(body),
+        }
+        .unwrap_or_else(|| super::chat::excerpt(body));
+        let billing = if self.config.kind.bills_error_status(status) {
+            Billing::MaybeBilled
+        } else {
+            Billing::NotBilled
+        };
+        (
+            ProviderError::Status {
+                provider: self.config.name.clone(),
+                status,
+                message: self.redact(message),
+                retry_after,
+            },
+            billing,
+        )
+    }
+
     /// Some providers echo the key in their error text: it never leaves this module.
-    fn redact(&self, text: String) -> String {
+    pub fn redact(&self, text: String) -> String {
         match &self.api_key {
             Some(key) if !key.is_empty() && text.contains(key.as_str()) => {
                 text.replace(key.as_str(), "[redacted]")

@@ -18,6 +18,8 @@ pub const HOME: &str = "/home/agent";
 pub const INIT: &str = "/run/gaffer/sandbox-init";
 /// Where gaffer's proxy socket is inside.
 pub const PROXY_SOCKET: &str = "/run/gaffer/proxy.sock";
+/// Where gaffer's metering proxy socket (an external agent's model calls) is inside.
+pub const MODEL_SOCKET: &str = "/run/gaffer/model.sock";
 /// The uid and gid of the command inside (not root).
 pub const UID: u32 = 1000;
 
@@ -130,6 +132,8 @@ pub struct Jail<'a> {
     pub init: &'a Path,
     /// gaffer's proxy socket on the host, when commands may go through it.
     pub proxy_socket: Option<&'a Path>,
+    /// gaffer's metering proxy socket on the host, when an external agent runs inside.
+    pub model_socket: Option<&'a Path>,
     /// The command's environment.
     pub env: &'a [(OsString, OsString)],
 }
@@ -250,6 +254,9 @@ pub fn args(jail: &Jail<'_>) -> Vec<OsString> {
     if let Some(socket) = jail.proxy_socket {
         push(a, &[&"--bind", &socket, &PROXY_SOCKET]);
     }
+    if let Some(socket) = jail.model_socket {
+        push(a, &[&"--bind", &socket, &MODEL_SOCKET]);
+    }
     push(a, &[&"--ro-bind", &jail.init, &INIT, &"--chdir", &jail.dir]);
     push(a, &[&"--clearenv"]);
     for (name, value) in jail.env {
@@ -346,6 +353,7 @@ mod tests {
             policy: &policy,
             init: Path::new("/usr/local/bin/gaffer-sandbox"),
             proxy_socket: None,
+            model_socket: None,
             env: &env,
         };
         let text = joined(&args(&jail));

@@ -5,10 +5,11 @@
 //!
 //! With `--proxy-socket PATH`, a relay listens on `127.0.0.1:3128` inside the sandbox's network
 //! namespace and passes each connection to gaffer's proxy on that Unix socket
-//! ([`super::proxy`]); it lives as long as the sandbox.
+//! ([`super::proxy`]); with `--model-socket PATH`, another on `127.0.0.1:3129` passes an
+//! external agent's model calls to gaffer's metering proxy. They live as long as the sandbox.
 //!
-//! Usage: `gaffer-sandbox [--write DIR]... [--max-file BYTES] [--proxy-socket PATH] -- PROGRAM
-//! [ARG]...`
+//! Usage: `gaffer-sandbox [--write DIR]... [--max-file BYTES] [--proxy-socket PATH]
+//! [--model-socket PATH] -- PROGRAM [ARG]...`
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -25,6 +26,9 @@ pub const SETUP_FAILED: i32 = 125;
 /// Where the relay to gaffer's proxy listens inside the sandbox.
 pub const PROXY_PORT: u16 = 3128;
 
+/// Where the relay to gaffer's metering proxy (model calls) listens inside the sandbox.
+pub const MODEL_PORT: u16 = 3129;
+
 /// The Landlock ABI whose write rights are handled (V5 to V8 share one write set).
 const LANDLOCK_ABI: ABI = ABI::V8;
 
@@ -34,6 +38,7 @@ pub struct InitArgs {
     pub writable: Vec<PathBuf>,
     pub max_file_bytes: Option<u64>,
     pub proxy_socket: Option<PathBuf>,
+    pub model_socket: Option<PathBuf>,
     pub program: OsString,
     pub args: Vec<OsString>,
 }
@@ -54,6 +59,10 @@ impl InitArgs {
             out.push("--proxy-socket".into());
             out.push(socket.clone().into_os_string());
         }
+        if let Some(socket) = &self.model_socket {
+            out.push("--model-socket".into());
+            out.push(socket.clone().into_os_string());
+        }
         out.push("--".into());
         out.push(self.program.clone());
         out.extend(self.args.iter().cloned());
@@ -66,6 +75,7 @@ impl InitArgs {
         let mut writable = Vec::new();
         let mut max_file_bytes = None;
         let mut proxy_socket = None;
+        let mut model_socket = None;
         loop {
             let Some(arg) = args.next() else {
                 return Err("no command after `--`".to_string());
@@ -88,6 +98,11 @@ impl InitArgs {
                         args.next().ok_or("--proxy-socket needs a path")?,
                     ))
                 }
+                Some("--model-socket") => {
+                    model_socket = Some(PathBuf::from(
+                        args.next().ok_or("--model-socket needs a path")?,
+                    ))
+                }
                 Some("--") => break,
                 _ => return Err(format!("unexpected argument {arg:?}")),
             }
@@ -97,6 +112,7 @@ impl InitArgs {
             writable,
             max_file_bytes,
             proxy_socket,
+            model_socket,
             program,
             args: args.collect(),
         })
@@ -172,8 +188,15 @@ pub fn run(args: InitArgs) -> i32 {
     if let Err(e) = super::seccomp::install(&filters) {
         return fail(e);
     }
-    if let Some(socket) = &args.proxy_socket
-        && let Err(e) = start_relay(socket)
+    let relays: Vec<(u16, PathBuf)> = [
+        (PROXY_PORT, args.proxy_socket.clone()),
+        (MODEL_PORT, args.model_socket.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(port, socket)| socket.map(|s| (port, s)))
+    .collect();
+    if !relays.is_empty()
+        && let Err(e) = start_relays(&relays)
     {
         return fail(e);
     }
@@ -189,19 +212,33 @@ pub fn run(args: InitArgs) -> i32 {
     }
 }
 
-/// Listen on `127.0.0.1:3128` (before the command starts, so its first connection finds the
-/// port open), then fork: the child relays connections to `socket` until the sandbox ends,
-/// the parent goes on to execute the command.
-fn start_relay(socket: &std::path::Path) -> Result<(), String> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{PROXY_PORT} for the proxy: {e}"))?;
+/// Listen on each `127.0.0.1:<port>` (before the command starts, so its first connection
+/// finds the port open), then fork: the child relays each port's connections to its socket
+/// until the sandbox ends, the parent goes on to execute the command.
+fn start_relays(relays: &[(u16, PathBuf)]) -> Result<(), String> {
+    let mut listeners = Vec::new();
+    for (port, socket) in relays {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", *port))
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port} for a relay: {e}"))?;
+        listeners.push((listener, socket.clone()));
+    }
     // SAFETY: this process has one thread; the child only uses std's I/O and threads.
     match unsafe { libc::fork() } {
         -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
         0 => {
-            for client in listener.incoming().flatten() {
-                let socket = socket.to_path_buf();
-                std::thread::spawn(move || relay(client, &socket));
+            let threads: Vec<_> = listeners
+                .into_iter()
+                .map(|(listener, socket)| {
+                    std::thread::spawn(move || {
+                        for client in listener.incoming().flatten() {
+                            let socket = socket.clone();
+                            std::thread::spawn(move || relay(client, &socket));
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                let _ = thread.join();
             }
             std::process::exit(0)
         }
@@ -255,6 +292,7 @@ mod tests {
             writable: vec!["/w".into(), "/tmp".into()],
             max_file_bytes: Some(1024),
             proxy_socket: Some("/run/gaffer/proxy.sock".into()),
+            model_socket: Some("/run/gaffer/model.sock".into()),
             program: "/bin/sh".into(),
             args: vec!["-c".into(), "echo --write".into()],
         };

@@ -156,12 +156,14 @@ fn trial(tools: &SandboxTools) -> Result<(), String> {
         policy: &policy,
         init: &tools.init,
         proxy_socket: None,
+        model_socket: None,
         env: &env,
     };
     let init = InitArgs {
         writable: vec![work.clone(), "/tmp".into()],
         max_file_bytes: Some(policy.max_file_bytes),
         proxy_socket: None,
+        model_socket: None,
         program: "/bin/sh".into(),
         args: vec!["-c".into(), "touch \"$0/ok\"".into(), work.clone().into()],
     };

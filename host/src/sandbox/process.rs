@@ -49,6 +49,9 @@ pub struct CommandLimits {
     pub scratch: Option<PathBuf>,
     /// More host directories of the attempt shown inside (its private git dir).
     pub mounts: Vec<Mount>,
+    /// gaffer's metering proxy on a Unix socket, reached inside at `127.0.0.1:3129`
+    /// ([`super::init::MODEL_PORT`]) when an external agent runs in the sandbox.
+    pub model_socket: Option<PathBuf>,
 }
 
 impl Default for CommandLimits {
@@ -65,6 +68,7 @@ impl Default for CommandLimits {
             sandbox: Some(SandboxPolicy::default()),
             scratch: None,
             mounts: Vec::new(),
+            model_socket: None,
         }
     }
 }
@@ -202,6 +206,7 @@ pub async fn run_command(
                 policy,
                 init: &tools.init,
                 proxy_socket: cleanup.proxy.as_ref().map(NetworkProxy::socket),
+                model_socket: limits.model_socket.as_deref(),
                 env: &env,
             };
             let mut init_writable: Vec<PathBuf> = vec![
@@ -218,6 +223,10 @@ pub async fn run_command(
                     .proxy
                     .as_ref()
                     .map(|_| PathBuf::from(bwrap::PROXY_SOCKET)),
+                model_socket: limits
+                    .model_socket
+                    .as_ref()
+                    .map(|_| PathBuf::from(bwrap::MODEL_SOCKET)),
                 program: "/bin/sh".into(),
                 args: vec!["-c".into(), command.into()],
             };
