@@ -98,6 +98,7 @@ fn settings(protocol: AgentProtocol) -> ProxySettings {
             },
             attempt_cap: None,
         },
+        max_calls: Some(3),
     }
 }
 
@@ -342,6 +343,42 @@ async fn any_model_name_maps_to_the_routed_model_and_an_ungranted_one_is_refused
         "the refused call never left"
     );
     assert_eq!(setup.rows().await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_attempts_turns_bound_its_calls() {
+    let answer = || {
+        Reply::json(
+            200,
+            json!({"id": "m", "type": "message", "role": "assistant", "model": "x",
+            "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        )
+    };
+    let setup = setup(
+        AgentProtocol::Anthropic,
+        vec![answer(), answer(), answer(), answer()],
+        Caps::default(),
+    )
+    .await;
+    for _ in 0..3 {
+        let (status, _) = setup
+            .post(
+                "/v1/messages",
+                &anthropic_request("claude-sonnet-4-5", false),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = setup
+        .post(
+            "/v1/messages",
+            &anthropic_request("claude-sonnet-4-5", false),
+        )
+        .await;
+    assert_eq!(status, 402, "{body}");
+    assert!(body.contains("3 model calls are used up"), "{body}");
+    assert_eq!(setup.fake.received().len(), 3);
+    assert!(setup.proxy.summary().call_limit_hit);
 }
 
 #[tokio::test]
@@ -668,4 +705,45 @@ async fn an_agent_whose_format_the_routed_provider_does_not_speak_is_refused_at_
          agent speaks Anthropic Messages; gaffer does not translate between them: route this \
          agent to a model of a provider of kind `anthropic`"
     );
+}
+
+#[tokio::test]
+async fn thinking_is_cut_to_fit_the_clamped_output_bound() {
+    let answer = || {
+        Reply::json(
+            200,
+            json!({"id": "m", "type": "message", "role": "assistant", "model": "x",
+            "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        )
+    };
+    // $0.10 of task cap: the body's bytes at $3.75 per Mtok, the rest buys about 6,600 output
+    // tokens at $15 (thinking on half); $0.03: about 1,950 (too few to halve: no thinking).
+    for (cap, halved) in [(100_000u64, true), (30_000, false)] {
+        let setup = setup(
+            AgentProtocol::Anthropic,
+            vec![answer()],
+            Caps {
+                per_task: Some(MicroUsd(cap)),
+                ..Caps::default()
+            },
+        )
+        .await;
+        let mut request = anthropic_request("claude-sonnet-4-5", false);
+        request["thinking"] = json!({"type": "enabled", "budget_tokens": 31_999});
+        let (status, body) = setup.post("/v1/messages", &request).await;
+        assert_eq!(status, 200, "{body}");
+        let bytes = serde_json::to_vec(&request).unwrap().len() as u64;
+        let max_tokens = (cap * 1_000_000 - bytes * 3_750_000) / 15_000_000;
+        let sent = &setup.fake.received()[0].body;
+        assert_eq!(sent["max_tokens"], max_tokens);
+        if halved {
+            assert_eq!(
+                sent["thinking"],
+                json!({"type": "enabled", "budget_tokens": max_tokens / 2})
+            );
+        } else {
+            assert!(max_tokens / 2 < 1_024);
+            assert_eq!(sent["thinking"], json!({"type": "disabled"}));
+        }
+    }
 }

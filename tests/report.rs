@@ -84,6 +84,8 @@ fn record(
         // As recorded before schema 7: the cause is read from the reasons.
         rejected_by: None,
         changed: Vec::new(),
+        implementer: None,
+        agent_cost: None,
     }
 }
 

@@ -96,6 +96,8 @@ fn finish(
         wall_ms: 1_000,
         rejected_by: cause,
         changed: Vec::new(),
+        implementer: None,
+        agent_cost: None,
     };
     store.finish_attempt(&record, OWNER, state, "done").unwrap();
 }

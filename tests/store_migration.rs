@@ -121,17 +121,18 @@ fn a_database_of_bb66ba5_migrates_and_its_figures_are_unchanged() {
         [AttemptOutcome::Rejected, AttemptOutcome::Approved]
     );
     assert!(
-        attempts
-            .iter()
-            .all(|a| a.rejected_by.is_none() && a.changed.is_empty()),
-        "an old attempt's cause and change are not made up"
+        attempts.iter().all(|a| a.rejected_by.is_none()
+            && a.changed.is_empty()
+            && a.implementer.is_none()
+            && a.agent_cost.is_none()),
+        "an old attempt's cause, change, implementer and agent's figure are not made up"
     );
 
     // The schema now holds the vocabulary: a word the code cannot read back is refused.
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
 
     // Each model call of before is a call of one try; plugin runs (which reserved nothing) are
     // no call. The fixture's model calls, counted in its own dump before the migration: every

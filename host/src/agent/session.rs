@@ -89,12 +89,17 @@ pub enum AgentEnd {
     ContextFull,
     /// The run is stopping (a signal); the attempt is parked.
     Stopped,
+    /// The implementer could not run at all (an external agent's program missing, a model
+    /// whose provider does not speak its format); the attempt fails with the reason.
+    Failed(String),
 }
 
 /// What the agent did.
 #[derive(Debug, Clone)]
 pub struct AgentReport {
     pub end: AgentEnd,
+    /// An external agent's own account of its cost and turns, beside gaffer's ledger.
+    pub agent_figure: Option<super::external::AgentFigure>,
     /// Model calls made.
     pub turns: u32,
     /// Dollars charged for them, in µ$.
@@ -193,6 +198,7 @@ impl Agent<'_> {
         let mut messages = vec![Message::user(prompt)];
         let mut report = AgentReport {
             end: AgentEnd::TurnLimit,
+            agent_figure: None,
             turns: 0,
             charged: MicroUsd::ZERO,
             tool_calls: 0,

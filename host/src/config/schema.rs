@@ -37,6 +37,22 @@ pub struct GafferToml {
     pub economics: EconomicsSection,
     #[serde(default)]
     pub claude_code: ClaudeCodeSection,
+    #[serde(default)]
+    pub implementers: BTreeMap<String, ImplementerSection>,
+}
+
+/// `[implementers.<name>]`: how an external agent is started (resolved by `agent`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImplementerSection {
+    /// The agent's program: a path (relative to this file) or a name on `PATH`.
+    pub program: Option<String>,
+    /// The model key its side calls (a small model's name) map to.
+    pub side_model: Option<String>,
+    /// Fragments of model names that mark a side call.
+    pub side_patterns: Option<Vec<String>>,
+    /// Wall-clock bound on one attempt's run of the agent.
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[claude_code]`: how the hook bridge (`gaffer hook claude-code`) reads tools it does not
@@ -77,6 +93,8 @@ pub struct ProjectSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
+    /// Who implements: `builtin` (the default) or an external agent (`claude-code`).
+    pub implementer: Option<String>,
     pub max_turns: Option<u32>,
     pub max_attempts: Option<u32>,
     pub max_tokens: Option<u32>,
@@ -151,6 +169,8 @@ pub struct ProviderSection {
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     pub provider: Option<String>,
+    /// The implementer for attempts routed to this model (over `[agent] implementer`).
+    pub implementer: Option<String>,
     pub id: Option<String>,
     pub tier: Option<u8>,
     pub max_tokens: Option<u32>,

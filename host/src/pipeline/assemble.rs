@@ -3,6 +3,7 @@
 //! ledger, the gateway, the plugin runtime and the repository are joined. Every check that can
 //! fail before work starts happens here or in [`Pipeline::preflight`].
 
+use crate::agent::external::ImplementerSettings;
 use std::sync::Arc;
 
 use super::plugin_models::GatewayModels;
@@ -111,6 +112,7 @@ pub fn assemble(
     if let Some(n) = options.workers {
         settings.workers = n;
     }
+    settings.implementers = config.resolve(ImplementerSettings::from_config)?;
     settings.max_tasks = options.max_tasks;
     settings.watch = options.watch;
     settings.allow_dirty = options.allow_dirty;

@@ -158,6 +158,8 @@ mod tests {
             wall_ms: 0,
             rejected_by: None,
             changed: Vec::new(),
+            implementer: None,
+            agent_cost: None,
         }];
         let history = history(&attempts, &rows);
         assert_eq!(history[0].cost, MicroUsd(150));

@@ -422,6 +422,8 @@ impl Pipeline {
                     wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     rejected_by: ending.rejected_by,
                     changed: ending.changed.clone(),
+                    implementer: ending.implementer.clone(),
+                    agent_cost: ending.agent_cost,
                 };
                 self.backlog
                     .finish_attempt(record, &self.owner, ending.state, &ending.reason)

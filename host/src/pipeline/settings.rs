@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::agent::AgentSettings;
+use crate::agent::external::ImplementerSettings;
 use crate::config::Invalid;
 use crate::config::schema::GafferToml;
 use crate::sandbox::{CommandLimits, SandboxPolicy};
@@ -47,6 +48,8 @@ pub struct PipelineSettings {
     pub allow_dirty: bool,
     /// The files no attempt may change (set by `assemble`, which knows the plugins' paths).
     pub policy_files: PolicyFiles,
+    /// Who implements, per routed model (set by `assemble`, which knows the file's directory).
+    pub implementers: ImplementerSettings,
 }
 
 impl PipelineSettings {
@@ -158,6 +161,7 @@ impl PipelineSettings {
             worktrees_dir,
             allow_dirty: false,
             policy_files: PolicyFiles::default(),
+            implementers: ImplementerSettings::default(),
         })
     }
 }

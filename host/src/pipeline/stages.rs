@@ -7,6 +7,7 @@ use super::history::{budget_view, contract_task, fuel_used, history};
 use super::hooks::PluginHooks;
 use super::runner::Pipeline;
 use super::stop::StopReason;
+use crate::agent::external::ExternalAgent;
 use crate::agent::session::{Agent, AgentEnd, AgentReport, task_prompt};
 use crate::agent::workspace::Workspace;
 use crate::gateway::metered::CallTag;
@@ -40,6 +41,10 @@ pub(super) struct Ending {
     pub(super) rejected_by: Option<RejectionCause>,
     /// The files its change touched, once it was diffed.
     pub(super) changed: Vec<ChangedFile>,
+    /// The external agent that implemented it (`None`: the built-in loop).
+    pub(super) implementer: Option<String>,
+    /// That agent's own figure for its cost, beside the ledger's.
+    pub(super) agent_cost: Option<crate::ledger::MicroUsd>,
 }
 
 impl Ending {
@@ -59,6 +64,8 @@ impl Ending {
             tests_passed: None,
             rejected_by: None,
             changed: Vec::new(),
+            implementer: None,
+            agent_cost: None,
         }
     }
 
@@ -74,6 +81,8 @@ impl Ending {
             tests_passed: None,
             rejected_by: None,
             changed: Vec::new(),
+            implementer: None,
+            agent_cost: None,
         }
     }
 
@@ -100,6 +109,8 @@ impl Ending {
         if self.changed.is_empty() {
             self.changed.clone_from(&trace.changed);
         }
+        self.implementer = self.implementer.or_else(|| trace.implementer.clone());
+        self.agent_cost = self.agent_cost.or(trace.agent_cost);
         self
     }
 }
@@ -130,6 +141,8 @@ struct Trace {
     turns: u32,
     tests_passed: Option<bool>,
     changed: Vec<ChangedFile>,
+    implementer: Option<String>,
+    agent_cost: Option<crate::ledger::MicroUsd>,
 }
 
 /// What every stage of one attempt knows.
@@ -429,31 +442,61 @@ impl Pipeline {
             .into_iter()
             .map(|(path, writable)| Mount { path, writable })
             .collect();
-        let agent = Agent {
-            gateway: &self.gateway,
-            workspace: &workspace,
-            hooks: &hooks,
-            settings: &settings,
-            tag: CallTag {
-                scope: attempt.scope.clone(),
-                attempt_cap: Some(decision.attempt_budget),
-            },
-            model: decision.model.clone(),
-            stop: cancel,
+        let tag = CallTag {
+            scope: attempt.scope.clone(),
+            attempt_cap: Some(decision.attempt_budget),
         };
         let prompt = task_prompt(
             &attempt.contract,
             &earlier,
             self.settings.test_command.as_deref(),
         );
-        let report = agent.run(prompt).await;
+        let report = match self.settings.implementers.for_model(&decision.model) {
+            None => {
+                let agent = Agent {
+                    gateway: &self.gateway,
+                    workspace: &workspace,
+                    hooks: &hooks,
+                    settings: &settings,
+                    tag,
+                    model: decision.model.clone(),
+                    stop: cancel,
+                };
+                agent.run(prompt).await
+            }
+            Some(implementer) => {
+                trace.implementer = Some(implementer.kind.name().to_string());
+                let agent = ExternalAgent {
+                    gateway: &self.gateway,
+                    implementer,
+                    tag,
+                    model: decision.model.clone(),
+                    worktree: &worktree.path,
+                    limits: &settings.command,
+                    max_turns: settings.max_turns,
+                    stop: cancel,
+                };
+                agent.run(&prompt).await
+            }
+        };
         trace.turns = report.turns;
+        trace.agent_cost = report.agent_figure.as_ref().and_then(|f| f.cost);
         if let Some(exhausted) = hooks.fuel_exhausted() {
             return Err(self.plugin_failed(exhausted));
         }
         match &report.end {
             AgentEnd::Finished { .. } | AgentEnd::TurnLimit | AgentEnd::ContextFull => {}
-            AgentEnd::Budget(exhausted) => return Err(self.budget_ending(exhausted)),
+            AgentEnd::Budget(exhausted) => {
+                let mut ending = self.budget_ending(exhausted);
+                // What an external agent showed when the cap refused its call.
+                if let (Some(agent), Some(said)) = (
+                    &trace.implementer,
+                    report.agent_figure.as_ref().and_then(|f| f.said.as_ref()),
+                ) {
+                    ending.reasons.push(format!("{agent} said: {said}"));
+                }
+                return Err(ending);
+            }
             AgentEnd::Stopped => {
                 let why = self
                     .stop
@@ -461,6 +504,7 @@ impl Pipeline {
                     .map_or_else(|| "the run stopped".to_string(), |r| r.to_string());
                 return Err(Ending::parked(format!("requeued: {why}")));
             }
+            AgentEnd::Failed(reason) => return Err(Ending::failed(reason.clone())),
             AgentEnd::Provider(error) => {
                 self.stop.request(StopReason::Provider {
                     message: error.clone(),

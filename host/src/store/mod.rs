@@ -349,6 +349,12 @@ pub struct AttemptRecord {
     /// change, ended before it was diffed, or was recorded before schema 8). Kept because the
     /// attempt's worktree and branch are removed when it ends.
     pub changed: Vec<ChangedFile>,
+    /// The external agent that implemented it (`claude-code`); `None` for the built-in loop
+    /// (and for attempts recorded before schema 9).
+    pub implementer: Option<String>,
+    /// That agent's own figure for what its model calls cost (Claude Code's
+    /// `total_cost_usd`), kept beside the ledger's; `None` when it gave none.
+    pub agent_cost: Option<MicroUsd>,
 }
 
 /// One file an attempt's change touched.

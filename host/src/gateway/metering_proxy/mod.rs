@@ -64,6 +64,8 @@ pub struct ProxySettings {
     pub side_patterns: Vec<String>,
     /// The ledger tag of the attempt.
     pub tag: CallTag,
+    /// Generation calls the attempt may make (its turns); `None`: no bound but the caps.
+    pub max_calls: Option<u64>,
 }
 
 /// Why the proxy could not start.
@@ -100,6 +102,8 @@ pub struct ProxySummary {
     pub refused: u64,
     /// The last cap that refused a call, if one did: the attempt ends budget-exhausted.
     pub budget: Option<BudgetExhausted>,
+    /// A call was refused because the attempt's calls were used up.
+    pub call_limit_hit: bool,
 }
 
 struct Shared {
@@ -107,6 +111,8 @@ struct Shared {
     settings: ProxySettings,
     token: String,
     summary: Mutex<ProxySummary>,
+    /// Generation calls admitted so far (refused ones not counted).
+    admitted: std::sync::atomic::AtomicU64,
     /// Streams still settling.
     settling: TaskTracker,
 }
@@ -167,6 +173,7 @@ impl MeteringProxy {
             settings,
             token,
             summary: Mutex::new(ProxySummary::default()),
+            admitted: std::sync::atomic::AtomicU64::new(0),
             settling: TaskTracker::new(),
         });
         let app = router(Arc::clone(&shared));
@@ -354,6 +361,11 @@ fn error_response(protocol: AgentProtocol, status: u16, kind: &str, message: &st
 }
 
 fn refuse(shared: &Shared, protocol: AgentProtocol, refusal: Refusal) -> Response {
+    tracing::warn!(
+        status = refusal.status,
+        "the metering proxy refused a call: {}",
+        refusal.message
+    );
     shared.count_refusal(None);
     error_response(protocol, refusal.status, refusal.kind, &refusal.message)
 }
@@ -446,6 +458,22 @@ async fn generate(
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
+    if let Some(max) = shared.settings.max_calls {
+        let admitted = shared
+            .admitted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if admitted >= max {
+            shared
+                .admitted
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            lock(&shared.summary).call_limit_hit = true;
+            shared.count_refusal(None);
+            return budget_refusal(
+                protocol,
+                &format!("gaffer: this attempt's {max} model calls are used up"),
+            );
+        }
+    }
     let input_bound = (body.len() as u64).saturating_add(inspected.images * TOKENS_PER_IMAGE);
     let mut max_tokens = inspected
         .max_tokens
@@ -478,6 +506,7 @@ async fn generate(
                     }
                     _ => {
                         let message = format!("gaffer: {exhausted}");
+                        tracing::warn!("the metering proxy refused a call: {message}");
                         shared.count_refusal(Some(exhausted));
                         return budget_refusal(protocol, &message);
                     }
@@ -491,19 +520,17 @@ async fn generate(
     if let Some(budget) = inspected.thinking_budget
         && budget >= max_tokens
     {
-        // The output bound was clamped below the thinking budget: think less, or not at all.
+        // The output bound was clamped below the thinking budget (Anthropic requires it
+        // below `max_tokens`): think on half of it, or not at all when half is under the least
+        // budget Anthropic accepts.
         let halved = max_tokens / 2;
-        if halved < MIN_THINKING_BUDGET {
-            let _ = ledger.release(&reservation).await;
-            let message = format!(
-                "gaffer: the budget left allows {max_tokens} output tokens, too few for extended \
-                 thinking (at least {MIN_THINKING_BUDGET} below the output bound)"
-            );
-            shared.count_refusal(None);
-            return budget_refusal(protocol, &message);
-        }
         if let Some(thinking) = request.get_mut("thinking").and_then(Value::as_object_mut) {
-            thinking.insert("budget_tokens".into(), Value::from(halved));
+            if halved >= MIN_THINKING_BUDGET {
+                thinking.insert("budget_tokens".into(), Value::from(halved));
+            } else {
+                thinking.clear();
+                thinking.insert("type".into(), Value::from("disabled"));
+            }
         }
     }
     wire::rewrite(

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{NOW_MS, SqliteStore};
 use crate::store::{
-    AttemptRecord, BacklogStore, NewTask, Stage, StoreError, TaskRecord, TaskState,
+    AttemptRecord, BacklogStore, MicroUsd, NewTask, Stage, StoreError, TaskRecord, TaskState,
 };
 
 /// A task row as read, before its JSON columns are decoded.
@@ -140,6 +140,9 @@ impl BacklogStore for SqliteStore {
         let reasons = serde_json::to_string(&attempt.reasons).unwrap_or_else(|_| "[]".into());
         let changed = serde_json::to_string(&attempt.changed).unwrap_or_else(|_| "[]".into());
         let wall = i64::try_from(attempt.wall_ms).unwrap_or(i64::MAX);
+        let agent_cost = attempt
+            .agent_cost
+            .map(|c| i64::try_from(c.get()).unwrap_or(i64::MAX));
         self.write(|tx| {
             self.held_update_in(
                 tx,
@@ -151,8 +154,8 @@ impl BacklogStore for SqliteStore {
             tx.execute(
                 "INSERT OR REPLACE INTO attempts (task_id, number, run_id, model, outcome, reasons,
                                                   turns, tests_passed, wall_ms, rejected_by,
-                                                  changed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                                  changed, implementer, agent_cost_micros)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     attempt.task_id,
                     attempt.number,
@@ -164,7 +167,9 @@ impl BacklogStore for SqliteStore {
                     attempt.tests_passed,
                     wall,
                     attempt.rejected_by,
-                    changed
+                    changed,
+                    attempt.implementer,
+                    agent_cost
                 ],
             )
             .map_err(|e| self.db_err(e))?;
@@ -177,7 +182,7 @@ impl BacklogStore for SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT task_id, number, run_id, model, outcome, reasons, turns, tests_passed,
-                            wall_ms, rejected_by, changed
+                            wall_ms, rejected_by, changed, implementer, agent_cost_micros
                      FROM attempts WHERE task_id = ?1 ORDER BY number",
                 )
                 .map_err(|e| self.db_err(e))?;
@@ -196,6 +201,10 @@ impl BacklogStore for SqliteStore {
                         wall_ms: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
                         rejected_by: r.get(9)?,
                         changed: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+                        implementer: r.get(11)?,
+                        agent_cost: r
+                            .get::<_, Option<i64>>(12)?
+                            .map(|c| MicroUsd(u64::try_from(c).unwrap_or(0))),
                     })
                 })
                 .map_err(|e| self.db_err(e))?;

@@ -123,6 +123,9 @@ const MIGRATIONS: &[&str] = &[
     "",
     // 8: the files each attempt's change touched (JSON), since its worktree does not outlive it.
     "ALTER TABLE attempts ADD COLUMN changed TEXT NOT NULL DEFAULT '[]';",
+    // 9: the external agent that implemented an attempt, and its own figure for the cost.
+    "ALTER TABLE attempts ADD COLUMN implementer TEXT;
+    ALTER TABLE attempts ADD COLUMN agent_cost_micros INTEGER CHECK (agent_cost_micros IS NULL OR agent_cost_micros >= 0);",
 ];
 
 /// Migration 7: the attempts' rejection cause, its names checked like the vocabulary of

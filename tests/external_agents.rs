@@ -1,0 +1,409 @@
+//! External agents as the implementer, with the real CLI (Claude Code 2.1.328, installed by
+//! scripts/setup.sh into tools/agents) run by `gaffer run` in the attempt's sandbox against
+//! the scripted provider on 127.0.0.1, which streams Anthropic's server-sent events. Expected
+//! charges are computed here by hand from the usage the provider returned.
+
+mod support;
+
+#[path = "support/fake_provider.rs"]
+mod fake_provider;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fake_provider::{FakeProvider, Reply};
+use gaffer::store::{
+    BacklogStore, LedgerRow, LedgerStore, NewTask, RowState, SqliteStore, TaskState,
+};
+use serde_json::{Value, json};
+
+const UPSTREAM_KEY_ENV: &str = "GAFFER_TEST_ANTHROPIC_KEY";
+/// The upstream key: it must appear nowhere the agent can see.
+const UPSTREAM_KEY: &str = "sk-ant-upstream-CANARY-51f0c7e2b9";
+/// Claude Code's own prices for `claude-sonnet-4-5` (its baked-in catalog), µ$ per token:
+/// input 3, output 15, cache write (5 min) 3.75, cache read 0.30.
+const MODEL_ID: &str = "claude-sonnet-4-5";
+
+fn claude() -> PathBuf {
+    let path = support::workspace_root().join("tools/agents/node_modules/.bin/claude");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/setup.sh installs Claude Code",
+        path.display()
+    );
+    path
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Project {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    fake: FakeProvider,
+}
+
+impl Project {
+    /// A small repository whose `gaffer.toml` sends every attempt to Claude Code on one model
+    /// of the scripted provider, with `tasks` in its backlog.
+    /// `script` is given the repository's root (where the attempts' worktrees will be).
+    async fn new(tasks: &[&str], script: impl FnOnce(&Path) -> Vec<Reply>) -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("README.md"), "# greeter\n").unwrap();
+        std::fs::write(root.join(".gitignore"), ".gaffer/\n").unwrap();
+        let fake = FakeProvider::start(script(&root)).await;
+        let config = format!(
+            r#"[project]
+target_branch = "main"
+
+[agent]
+implementer = "claude-code"
+max_turns = 10
+max_attempts = 1
+
+[implementers.claude-code]
+program = {program:?}
+timeout_secs = 300
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = {base:?}
+api_key_env = "{UPSTREAM_KEY_ENV}"
+max_retries = 0
+
+[models.strong]
+provider = "anthropic"
+id = "{MODEL_ID}"
+tier = 1
+max_tokens = 8192
+context_window = 200000
+prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write = "3.75" }}
+"#,
+            program = claude().display().to_string(),
+            base = fake.base_url,
+        );
+        std::fs::write(root.join("gaffer.toml"), config).unwrap();
+        git(&root, &["init", "-q", "-b", "main"]);
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "start"]);
+        std::fs::create_dir_all(root.join(".gaffer")).unwrap();
+        let store = SqliteStore::open(root.join(".gaffer/gaffer.db")).unwrap();
+        let tasks: Vec<NewTask> = tasks
+            .iter()
+            .map(|title| NewTask {
+                title: title.to_string(),
+                body: format!("{title}."),
+                labels: vec![],
+                paths: vec![],
+                source: Some("test".into()),
+            })
+            .collect();
+        store.add_tasks(&tasks).unwrap();
+        Project {
+            _tmp: tmp,
+            root,
+            fake,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_gaffer"))
+            .arg("run")
+            .args(args)
+            .current_dir(&self.root)
+            .env(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
+            .env("GAFFER_PLUGIN_CACHE", support::test_cache_dir())
+            .env("GAFFER_LOG", "warn")
+            .output()
+            .unwrap();
+        eprintln!(
+            "gaffer run: {}\n--- stdout\n{}--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(self.root.join(".gaffer/gaffer.db")).unwrap()
+    }
+
+    fn model_rows(&self) -> Vec<LedgerRow> {
+        self.store()
+            .rows()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.is_model_call())
+            .collect()
+    }
+
+    fn worktree(&self, task: &str) -> PathBuf {
+        self.root.join(format!(".gaffer/worktrees/{task}-a1"))
+    }
+}
+
+/// An Anthropic stream that answers with `blocks` (text or tool use), reporting `usage`.
+fn stream(blocks: &[Value], stop: &str, usage: (u64, u64, u64, u64)) -> Reply {
+    let (input, cache_read, cache_write, output) = usage;
+    let mut events = vec![(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": "msg_test", "type": "message", "role": "assistant", "model": MODEL_ID,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": input, "cache_read_input_tokens": cache_read,
+                      "cache_creation_input_tokens": cache_write, "output_tokens": 1}}}),
+    )];
+    for (index, block) in blocks.iter().enumerate() {
+        if let Some(text) = block.get("text") {
+            events.push((
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "text", "text": ""}}),
+            ));
+            events.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": text}}),
+            ));
+        } else {
+            events.push(("content_block_start", json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": format!("toolu_{index}_{}", block["name"].as_str().unwrap()),
+                                  "name": block["name"], "input": {}}})));
+            events.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": block["input"].to_string()}}),
+            ));
+        }
+        events.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+               "usage": {"output_tokens": output}}),
+    ));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    Reply::sse(&events)
+}
+
+fn tool(name: &str, input: Value) -> Value {
+    json!({"name": name, "input": input})
+}
+
+/// ceil(Σ count × price / 10⁶) at Claude Code's prices for the model (see [`MODEL_ID`]).
+fn charge((input, cache_read, cache_write, output): (u64, u64, u64, u64)) -> u64 {
+    (input * 3_000_000 + cache_read * 300_000 + cache_write * 3_750_000 + output * 15_000_000)
+        .div_ceil(1_000_000)
+}
+
+/// The tool results a request carries back to the model.
+fn tool_results(request: &Value) -> Vec<String> {
+    request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| b["content"].to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches_the_bill() {
+    let usages = [
+        (2_000, 0, 1_500, 120),
+        (1_000, 3_400, 200, 90),
+        (900, 3_600, 150, 60),
+        (800, 3_800, 100, 20),
+    ];
+    // Claude Code's four turns: Write, Edit, Bash, then the end. Its Write takes an absolute
+    // path: the attempt's worktree is known before the run.
+    let project = Project::new(&["Add a greeter"], |root| {
+        let file = root.join(".gaffer/worktrees/T-1-a1/greet.py");
+        vec![
+            stream(
+                &[tool(
+                    "Write",
+                    json!({"file_path": file, "content": "print('hello')\n"}),
+                )],
+                "tool_use",
+                usages[0],
+            ),
+            stream(
+                &[tool(
+                    "Edit",
+                    json!({"file_path": file, "old_string": "hello",
+                                       "new_string": "hello, world"}),
+                )],
+                "tool_use",
+                usages[1],
+            ),
+            stream(
+                &[tool(
+                    "Bash",
+                    json!({"command": "env > agent_env.txt; echo written",
+                                       "description": "Record the environment"}),
+                )],
+                "tool_use",
+                usages[2],
+            ),
+            stream(&[json!({"text": "Added greet.py."})], "end_turn", usages[3]),
+        ]
+    })
+    .await;
+    let out = project.run(&[]);
+    assert!(out.status.success());
+    let task = project.store().task("T-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Merged, "{:?}", task.reason);
+
+    // Claude Code's Write and Edit made the file; its Bash wrote in the worktree; all merged.
+    let greet = std::fs::read_to_string(project.root.join("greet.py")).unwrap();
+    assert_eq!(greet, "print('hello, world')\n");
+    let env = std::fs::read_to_string(project.root.join("agent_env.txt")).unwrap();
+    assert!(
+        env.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:3129"),
+        "{env}"
+    );
+    assert!(
+        !env.contains(UPSTREAM_KEY),
+        "the upstream key reached the agent: {env}"
+    );
+    assert!(!env.contains(UPSTREAM_KEY_ENV), "{env}");
+
+    // What the provider received: four calls with the upstream key, the routed model, and
+    // nothing of the key in what the agent sent (its tool results included).
+    let received = project.fake.received();
+    assert_eq!(
+        received.len(),
+        4,
+        "{:#?}",
+        received.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    for call in &received {
+        assert_eq!(call.path, "/v1/messages");
+        assert_eq!(call.header("x-api-key"), Some(UPSTREAM_KEY));
+        assert_eq!(call.body["model"], MODEL_ID);
+        assert!(!call.body.to_string().contains(UPSTREAM_KEY));
+    }
+    assert!(
+        env.contains("ANTHROPIC_API_KEY=gaffer-proxy-"),
+        "the agent holds the proxy's token instead: {env}"
+    );
+    let results = tool_results(&received[3].body);
+    assert_eq!(
+        results.len(),
+        3,
+        "the model saw its three tools' results: {results:?}"
+    );
+    assert!(results[2].contains("written"), "{results:?}");
+
+    // Per call, the ledger equals the usage billed; in all, Claude Code's own figure agrees
+    // within 1 µ$ a call (it computes in floating point).
+    let rows = project.model_rows();
+    assert_eq!(rows.len(), 4);
+    for (row, usage) in rows.iter().zip(usages) {
+        assert_eq!(row.state, RowState::Settled);
+        assert_eq!(row.charged.get(), charge(usage), "{row:?}");
+        assert_eq!(row.scope.task_id.as_deref(), Some("T-1"));
+        assert_eq!(row.scope.model, "strong");
+    }
+    let ledger: u64 = rows.iter().map(|r| r.charged.get()).sum();
+    let attempts = project.store().attempts("T-1").unwrap();
+    let figure = attempts[0]
+        .agent_cost
+        .expect("the agent's own figure is kept beside the ledger");
+    eprintln!(
+        "ledger {ledger} µ$, Claude Code's own figure {} µ$",
+        figure.get()
+    );
+    assert!(
+        figure.get().abs_diff(ledger) <= 4,
+        "Claude Code says {} µ$, the ledger {ledger} µ$",
+        figure.get()
+    );
+    assert!(!project.worktree("T-1").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_cap_reached_mid_attempt_refuses_the_next_call_and_nothing_merges() {
+    // Two tasks whose prompts are the same length. The first run measures how big Claude
+    // Code's first request is (its size is the reservation's input bound); the second sets
+    // the task cap so that the first call fits and the second cannot.
+    let project = Project::new(&["Task one", "Task two"], |root| {
+        let file = root.join(".gaffer/worktrees/T-2-a1/two.txt");
+        vec![
+            stream(
+                &[json!({"text": "Nothing to do."})],
+                "end_turn",
+                (1_000, 0, 0, 10),
+            ),
+            stream(
+                &[tool(
+                    "Write",
+                    json!({"file_path": file, "content": "two\n"}),
+                )],
+                "tool_use",
+                (1_000, 0, 0, 100),
+            ),
+            stream(&[json!({"text": "Done."})], "end_turn", (1_000, 0, 0, 10)),
+        ]
+    })
+    .await;
+    let out = project.run(&["--max-tasks", "1"]);
+    assert!(out.status.success());
+    let first_request = project.fake.received()[0].body.to_string().len() as u64;
+
+    // The first call reserves its body's bytes at $3.75 per Mtok and at least 1,024 output
+    // tokens at $15: 300 bytes of slack and 1,000 µ$ over that. Its answer costs
+    // 1,000 × 3 + 100 × 15 = 4,500 µ$, more than the slack; the second call's body is bigger.
+    let cap = (3_750 * (first_request + 300)).div_ceil(1_000) + 15_360 + 1_000;
+    let cap_dollars = format!("{}.{:06}", cap / 1_000_000, cap % 1_000_000);
+    let main_before = git(&project.root, &["rev-parse", "main"]);
+    let out = project.run(&["--per-task", &cap_dollars]);
+    assert!(out.status.success());
+
+    let task = project.store().task("T-2").unwrap().unwrap();
+    eprintln!("first request {first_request} bytes, task cap {cap} µ$");
+    assert_eq!(task.state, TaskState::BudgetExhausted, "{:?}", task.reason);
+    let reason = task.reason.unwrap_or_default();
+    assert!(reason.contains("task cap"), "{reason}");
+    // Claude Code was refused with the cap's message, and showed it.
+    let attempts = project.store().attempts("T-2").unwrap();
+    let said = attempts[0]
+        .reasons
+        .iter()
+        .find(|r| r.starts_with("claude-code said:"))
+        .unwrap_or_else(|| panic!("{:?}", attempts[0].reasons));
+    assert!(said.contains("402"), "{said}");
+    assert!(said.contains("budget exhausted: the task cap"), "{said}");
+    // The refused call never reached the provider; nothing merged; the cap held.
+    assert_eq!(project.fake.received().len(), 2);
+    assert_eq!(git(&project.root, &["rev-parse", "main"]), main_before);
+    assert!(!project.root.join("two.txt").exists());
+    let spent: u64 = project
+        .model_rows()
+        .iter()
+        .filter(|r| r.scope.task_id.as_deref() == Some("T-2"))
+        .map(|r| r.charged.get())
+        .sum();
+    assert_eq!(spent, charge((1_000, 0, 0, 100)));
+    assert!(spent <= cap);
+}
