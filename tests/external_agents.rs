@@ -60,6 +60,15 @@ impl Project {
     /// of the scripted provider, with `tasks` in its backlog.
     /// `script` is given the repository's root (where the attempts' worktrees will be).
     async fn new(tasks: &[&str], script: impl FnOnce(&Path) -> Vec<Reply>) -> Project {
+        Project::with_config(tasks, "", script).await
+    }
+
+    /// [`Project::new`] with `extra` appended to its `gaffer.toml`.
+    async fn with_config(
+        tasks: &[&str],
+        extra: &str,
+        script: impl FnOnce(&Path) -> Vec<Reply>,
+    ) -> Project {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("repo");
         std::fs::create_dir_all(&root).unwrap();
@@ -95,7 +104,7 @@ prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write =
 "#,
             program = claude().display().to_string(),
             base = fake.base_url,
-        );
+        ) + extra;
         std::fs::write(root.join("gaffer.toml"), config).unwrap();
         git(&root, &["init", "-q", "-b", "main"]);
         git(&root, &["add", "-A"]);
@@ -406,4 +415,60 @@ async fn a_task_cap_reached_mid_attempt_refuses_the_next_call_and_nothing_merges
         .sum();
     assert_eq!(spent, charge((1_000, 0, 0, 100)));
     assert!(spent <= cap);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inside_claude_code_a_protected_write_is_denied_by_the_teams_hook_with_the_reason() {
+    let hooks = format!(
+        "\n[[plugins.hooks]]\npath = {:?}\nconfig = {{ globs = [\".env\"] }}\n",
+        support::guest("protected-paths").display().to_string()
+    );
+    let project = Project::with_config(&["Configure the app"], &hooks, |root| {
+        let worktree = root.join(".gaffer/worktrees/T-1-a1");
+        vec![
+            stream(
+                &[tool(
+                    "Write",
+                    json!({"file_path": worktree.join(".env"),
+                                        "content": "API_TOKEN=from-the-model\n"}),
+                )],
+                "tool_use",
+                (1_000, 0, 0, 40),
+            ),
+            stream(
+                &[tool(
+                    "Write",
+                    json!({"file_path": worktree.join("settings.py"),
+                                        "content": "DEBUG = False\n"}),
+                )],
+                "tool_use",
+                (1_100, 0, 0, 40),
+            ),
+            stream(
+                &[json!({"text": "Configured."})],
+                "end_turn",
+                (1_200, 0, 0, 10),
+            ),
+        ]
+    })
+    .await;
+    let out = project.run(&[]);
+    assert!(out.status.success());
+    let received = project.fake.received();
+    assert_eq!(received.len(), 3);
+    // The model was told why its write was denied, in the tool result of its next request.
+    let results = tool_results(&received[1].body);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(
+        results[0].contains("`.env` is protected (matches `.env`)"),
+        "{results:?}"
+    );
+    // The allowed write merged; the denied one never happened.
+    let task = project.store().task("T-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Merged, "{:?}", task.reason);
+    assert_eq!(
+        std::fs::read_to_string(project.root.join("settings.py")).unwrap(),
+        "DEBUG = False\n"
+    );
+    assert!(!project.root.join(".env").exists());
 }

@@ -106,6 +106,24 @@ pub struct ImplementerSettings {
     pub default: Option<ExternalImplementer>,
     /// `[models.<key>] implementer`, where given (`None`: the built-in loop for that model).
     pub per_model: BTreeMap<String, Option<ExternalImplementer>>,
+    /// The team's hooks inside an external agent (set by the pipeline's assembly when hooks
+    /// are configured).
+    pub bridge: Option<HookBridge>,
+}
+
+/// What an external agent needs to run the team's hooks on its tool calls from inside the
+/// sandbox: the bridge's command and the files it reads, shown read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookBridge {
+    /// The bridge's command ([`hook_program`]).
+    pub program: Vec<String>,
+    /// The run's `gaffer.toml` (the user's, never the worktree's copy).
+    pub config: PathBuf,
+    /// Files and directories the bridge reads: its program, the configuration, the hooks'
+    /// components, the compiled-plugin cache.
+    pub read_only: Vec<PathBuf>,
+    /// The compiled-plugin cache (`GAFFER_PLUGIN_CACHE` for the bridge).
+    pub cache_dir: PathBuf,
 }
 
 impl ImplementerSettings {
@@ -192,7 +210,11 @@ impl ImplementerSettings {
                 );
             }
         }
-        Ok(ImplementerSettings { default, per_model })
+        Ok(ImplementerSettings {
+            default,
+            per_model,
+            bridge: None,
+        })
     }
 }
 
@@ -211,6 +233,8 @@ pub struct AgentFigure {
 pub struct ExternalAgent<'a> {
     pub gateway: &'a Arc<Gateway>,
     pub implementer: &'a ExternalImplementer,
+    /// The team's hooks on the agent's tool calls, when there are any.
+    pub bridge: Option<&'a HookBridge>,
     pub tag: CallTag,
     /// The routed model key.
     pub model: String,
@@ -273,10 +297,33 @@ impl ExternalAgent<'_> {
             .map_err(|e| fail(format!("cannot make the agent's directory: {e}")))?;
         let prompt_file = private.path().join("prompt.md");
         let settings_file = private.path().join("settings.json");
+        let hook_command = self.bridge.map(|bridge| {
+            let mut words = bridge.program.clone();
+            words.extend([
+                "--config".to_string(),
+                bridge.config.display().to_string(),
+                "--root".to_string(),
+                self.worktree.display().to_string(),
+            ]);
+            words
+        });
+        let settings = claude_code_settings(hook_command.as_deref());
         std::fs::write(&prompt_file, prompt)
-            .and_then(|()| std::fs::write(&settings_file, claude_code_settings().to_string()))
+            .and_then(|()| std::fs::write(&settings_file, settings.to_string()))
             .map_err(|e| fail(format!("cannot write the agent's files: {e}")))?;
         let mut limits = self.limits.clone();
+        if let Some(bridge) = self.bridge {
+            limits
+                .mounts
+                .extend(bridge.read_only.iter().map(|path| Mount {
+                    path: path.clone(),
+                    writable: false,
+                }));
+            limits.env_set.push((
+                "GAFFER_PLUGIN_CACHE".to_string(),
+                bridge.cache_dir.display().to_string(),
+            ));
+        }
         limits.timeout = self.implementer.timeout;
         limits.output_cap = OUTPUT_CAP;
         let base_url = if limits.sandbox.is_some() {
@@ -404,18 +451,74 @@ fn claude_code_end(result: &Value) -> AgentEnd {
     }
 }
 
-/// Claude Code's settings for a run under gaffer: its own sandbox off (gaffer's holds), no
-/// project hooks or MCP servers, nothing kept between runs.
-fn claude_code_settings() -> Value {
+/// Claude Code settings that run the team's hooks (gaffer's bridge, `hook_command`) on every
+/// tool call, before and after. Meant for a place the policed agent cannot write — the
+/// machine's managed settings, or a file outside every writable mount passed as `claude
+/// --settings FILE` — never the project's `.claude/settings.json`. Every tool is matched (an
+/// unknown one is denied), a hook that fails to start, times out or crashes blocks
+/// (`onFailure: block`; Claude Code's default lets the call through), hooks cannot be switched
+/// off by a lower settings file (`disableAllHooks: false` from `--settings` outranks user,
+/// project and local settings, also mid-session, as observed with Claude Code 2.1.328), skills
+/// run no shell lines, and only managed hooks run where these are the managed settings.
+pub fn hook_settings(hook_command: &[String]) -> Value {
+    let quote = |word: &String| {
+        if word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=".contains(c))
+        {
+            word.clone()
+        } else {
+            shell_quote(word)
+        }
+    };
+    let hook = json!({
+        "type": "command",
+        "command": hook_command.iter().map(quote).collect::<Vec<_>>().join(" "),
+        "timeout": 60,
+        "onFailure": "block",
+    });
     json!({
-        // Hooks given here hold against any the agent writes into its own settings.
+        "allowManagedHooksOnly": true,
         "disableAllHooks": false,
         "disableSkillShellExecution": true,
-        "sandbox": { "enabled": false },
-        "enableAllProjectMcpServers": false,
-        "cleanupPeriodDays": 1,
-        "includeCoAuthoredBy": false,
+        "hooks": {
+            "PreToolUse": [{"matcher": "*", "hooks": [hook.clone()]}],
+            "PostToolUse": [{"matcher": "*", "hooks": [hook]}],
+        }
     })
+}
+
+/// The command that runs the bridge: `gaffer-hook claude-code` beside the running program when
+/// it is installed, else the running program's `hook claude-code`.
+pub fn hook_program() -> std::io::Result<Vec<String>> {
+    let exe = std::env::current_exe()?;
+    let small = exe.with_file_name("gaffer-hook");
+    Ok(if small.is_file() {
+        vec![small.display().to_string(), "claude-code".to_string()]
+    } else {
+        vec![
+            exe.display().to_string(),
+            "hook".to_string(),
+            "claude-code".to_string(),
+        ]
+    })
+}
+
+/// Claude Code's settings for a run under gaffer: the team's hooks when there are any, its
+/// own sandbox off (gaffer's holds), no project MCP servers, hooks that stay on and skills
+/// that run no shell (also without hooks), nothing kept between runs.
+fn claude_code_settings(hook_command: Option<&[String]>) -> Value {
+    let mut settings = match hook_command {
+        Some(command) => hook_settings(command),
+        None => json!({"disableAllHooks": false, "disableSkillShellExecution": true}),
+    };
+    if let Some(object) = settings.as_object_mut() {
+        object.insert("sandbox".into(), json!({ "enabled": false }));
+        object.insert("enableAllProjectMcpServers".into(), json!(false));
+        object.insert("cleanupPeriodDays".into(), json!(1));
+        object.insert("includeCoAuthoredBy".into(), json!(false));
+    }
+    settings
 }
 
 /// The last line of `output` that is Claude Code's result object.

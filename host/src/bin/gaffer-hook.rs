@@ -4,13 +4,14 @@
 //! model gateway, SQLite or dashboard), which the kernel maps and relocates faster than the full
 //! `gaffer` binary. It behaves exactly as `gaffer hook claude-code`.
 //!
-//! Usage: `gaffer-hook [claude-code] [--config FILE]`
+//! Usage: `gaffer-hook [claude-code] [--config FILE] [--root DIR]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut config: Option<PathBuf> = None;
+    let mut root: Option<PathBuf> = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -19,8 +20,12 @@ fn main() -> ExitCode {
                 Some(path) => config = Some(PathBuf::from(path)),
                 None => return usage("--config needs a file"),
             },
+            Some("--root") => match args.next() {
+                Some(path) => root = Some(PathBuf::from(path)),
+                None => return usage("--root needs a directory"),
+            },
             Some("-h" | "--help") => {
-                println!("usage: gaffer-hook [claude-code] [--config FILE]");
+                println!("usage: gaffer-hook [claude-code] [--config FILE] [--root DIR]");
                 return ExitCode::SUCCESS;
             }
             _ => return usage(&format!("unexpected argument {arg:?}")),
@@ -34,11 +39,13 @@ fn main() -> ExitCode {
         Err(e) => return usage(&format!("cannot start: {e}")),
     };
     // The bridge answers every failure itself (fail closed).
-    runtime.block_on(gaffer::bridge::claude_code::run(config))
+    runtime.block_on(gaffer::bridge::claude_code::run(config, root))
 }
 
 /// A usage error: exit status 2, which Claude Code treats as a blocking error.
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("gaffer-hook: {problem}\nusage: gaffer-hook [claude-code] [--config FILE]");
+    eprintln!(
+        "gaffer-hook: {problem}\nusage: gaffer-hook [claude-code] [--config FILE] [--root DIR]"
+    );
     ExitCode::from(2)
 }

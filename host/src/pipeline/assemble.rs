@@ -3,7 +3,8 @@
 //! ledger, the gateway, the plugin runtime and the repository are joined. Every check that can
 //! fail before work starts happens here or in [`Pipeline::preflight`].
 
-use crate::agent::external::ImplementerSettings;
+use crate::agent::external::{HookBridge, ImplementerSettings, hook_program};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::plugin_models::GatewayModels;
@@ -66,6 +67,9 @@ pub enum AssembleError {
     Git(#[from] GitError),
     #[error("{file}: {error}")]
     Provider { file: String, error: ProviderError },
+    /// The team's hooks cannot be installed in the external agent.
+    #[error("the hook bridge for the external agent: {0}")]
+    Bridge(String),
     #[error("loading the plugins of {file}: {error}")]
     Plugin { file: String, error: PluginError },
 }
@@ -92,6 +96,38 @@ pub fn model_infos(models: &[ResolvedModel]) -> Vec<ModelInfo> {
 /// The plugins a configuration names, resolved (a reload reads them again with this).
 pub fn plugin_specs(config: &ConfigFile) -> Result<PluginSpecs, ConfigError> {
     config.resolve(|sections, dir| PluginSpecs::from_config(&sections.plugins, dir))
+}
+
+/// What an external agent needs to run the team's hooks from inside the sandbox: the bridge's
+/// program, the user's `gaffer.toml` (never the worktree's copy), the hooks' components and
+/// the compiled-plugin cache, every one shown read-only.
+fn hook_bridge(
+    project: &Project,
+    config: &std::path::Path,
+    specs: &PluginSpecs,
+) -> Result<HookBridge, AssembleError> {
+    let io = |what: &str, e: std::io::Error| AssembleError::Bridge(format!("{what}: {e}"));
+    let program = hook_program().map_err(|e| io("the hook bridge's program", e))?;
+    let config = std::fs::canonicalize(config).map_err(|e| io("the configuration", e))?;
+    let cache_dir = project.plugin_cache_dir();
+    std::fs::create_dir_all(&cache_dir).map_err(|e| io("the plugin cache", e))?;
+    let mut read_only = vec![
+        PathBuf::from(&program[0]),
+        config.clone(),
+        cache_dir.clone(),
+    ];
+    for spec in &specs.hooks {
+        read_only.push(
+            std::fs::canonicalize(&spec.path)
+                .map_err(|e| io(&format!("hook `{}`", spec.path.display()), e))?,
+        );
+    }
+    Ok(HookBridge {
+        program,
+        config,
+        read_only,
+        cache_dir,
+    })
 }
 
 /// Build the pipeline of `project` from its `gaffer.toml`. `progress_for` makes the progress
@@ -126,6 +162,15 @@ pub fn assemble(
             .chain(&specs.hooks)
             .map(|spec| spec.path.clone()),
     );
+    let external = settings.implementers.default.is_some()
+        || settings
+            .implementers
+            .per_model
+            .values()
+            .any(Option::is_some);
+    if external && !specs.hooks.is_empty() {
+        settings.implementers.bridge = Some(hook_bridge(project, config.path(), &specs)?);
+    }
     if options.unconfined {
         tracing::warn!(
             "--unconfined: the agent's commands and the test command run with gaffer's own rights, \

@@ -469,6 +469,7 @@ impl Pipeline {
                 let agent = ExternalAgent {
                     gateway: &self.gateway,
                     implementer,
+                    bridge: self.settings.implementers.bridge.as_ref(),
                     tag,
                     model: decision.model.clone(),
                     worktree: &worktree.path,

@@ -192,8 +192,10 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Load the configuration at `config` and its hooks.
-    pub fn load(config: &Path) -> Result<Bridge, String> {
+    /// Load the configuration at `config` and its hooks; `root` is the tree the agent works in
+    /// (an attempt's worktree), by default the configuration's directory. The policy files are
+    /// named relative to the configuration's directory, which the worktree mirrors.
+    pub fn load(config: &Path, root: Option<&Path>) -> Result<Bridge, String> {
         let file = ConfigFile::load(config).map_err(|e| e.to_string())?;
         let specs = file
             .resolve(|s, dir| PluginSpecs::from_config(&s.plugins, dir))
@@ -202,10 +204,15 @@ impl Bridge {
             .resolve(|s, _| BridgeSettings::from_config(&s.claude_code))
             .map_err(|e| e.to_string())?;
         let dir = config.parent().unwrap_or(Path::new("."));
-        let root = std::fs::canonicalize(dir)
+        let project = std::fs::canonicalize(dir)
             .map_err(|e| format!("the project at {}: {e}", dir.display()))?;
+        let root = match root {
+            Some(root) => std::fs::canonicalize(root)
+                .map_err(|e| format!("the worktree at {}: {e}", root.display()))?,
+            None => project.clone(),
+        };
         let policy = PolicyFiles::new(
-            &root,
+            &project,
             config,
             specs.hooks.iter().map(|spec| spec.path.clone()),
         );
@@ -218,7 +225,7 @@ impl Bridge {
                     allocator: AllocatorChoice::OnDemand,
                     ..EngineOptions::default()
                 })
-                .cache_dir(Some(Project::at(&root, config).plugin_cache_dir()))
+                .cache_dir(Some(Project::at(&project, config).plugin_cache_dir()))
                 .build()
                 .map_err(|e| e.to_string())?;
             for spec in specs.hooks {
@@ -677,49 +684,13 @@ impl Bridge {
     }
 }
 
-/// Claude Code settings that run the bridge on every tool call, before and after, for the
-/// project configured at `config` (absolute): `program` is the command (with its arguments)
-/// that runs the bridge. Meant for a place the policed agent cannot write — the machine's
-/// managed settings (`/etc/claude-code/managed-settings.json` on Linux), or a file outside the
-/// project passed as `claude --settings FILE --setting-sources user` — never the project's
-/// `.claude/settings.json`. Every tool is matched (an unknown one is denied), a hook that
-/// fails to start, times out or crashes blocks (`onFailure: block`; Claude Code's default lets
-/// the call through), hooks cannot be switched off by a lower settings file, skills run no
-/// shell lines, and only managed hooks run where these are the managed settings.
+/// Claude Code settings that install this bridge for `config` where the agent cannot change
+/// it (see [`crate::agent::external::hook_settings`]); `program` is the bridge's command.
 pub fn settings(config: &Path, program: &[String]) -> Value {
-    let quote = |word: &str| {
-        if word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:=".contains(c))
-        {
-            word.to_string()
-        } else {
-            format!("'{}'", word.replace('\'', r"'\''"))
-        }
-    };
-    let mut words: Vec<String> = program.iter().map(|w| quote(w)).collect();
+    let mut words = program.to_vec();
     words.push("--config".to_string());
-    words.push(quote(&config.display().to_string()));
-    let hook = json!({
-        "type": "command",
-        "command": words.join(" "),
-        "timeout": 60,
-        "onFailure": "block",
-    });
-    json!({
-        // Managed settings: only managed hooks run. Ignored elsewhere.
-        "allowManagedHooksOnly": true,
-        // From `--settings` (which outranks user, project and local settings) this keeps a
-        // `disableAllHooks` the agent writes into `.claude/settings.local.json` from turning
-        // the hook off, also mid-session (observed with Claude Code 2.1.328).
-        "disableAllHooks": false,
-        // A skill's `!cmd` lines run with no Bash hook.
-        "disableSkillShellExecution": true,
-        "hooks": {
-            "PreToolUse": [{"matcher": "*", "hooks": [hook.clone()]}],
-            "PostToolUse": [{"matcher": "*", "hooks": [hook]}],
-        }
-    })
+    words.push(config.display().to_string());
+    crate::agent::external::hook_settings(&words)
 }
 
 /// How long the bridge may take before its configuration is read (and so before the
@@ -778,13 +749,15 @@ fn millis(d: Duration) -> u64 {
 /// then the event on stdin, the answer on stdout. Every way out that is not an answer — no
 /// configuration, a plugin that does not load, input it cannot read, a panic, its own timeout
 /// — exits with status 2.
-pub async fn run(config: Option<PathBuf>) -> ExitCode {
+pub async fn run(config: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("gaffer (fail closed): internal error: {info}; denied");
         std::process::exit(2);
     }));
     let watchdog = Watchdog::start(STARTUP_TIMEOUT);
-    let bridge = match config_path(config.as_deref()).and_then(|path| Bridge::load(&path)) {
+    let bridge = match config_path(config.as_deref())
+        .and_then(|path| Bridge::load(&path, root.as_deref()))
+    {
         Ok(bridge) => bridge,
         Err(reason) => return fail_closed(&reason),
     };
