@@ -349,6 +349,46 @@ async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches
         figure.get()
     );
     assert!(!project.worktree("T-1").exists());
+
+    // The report shows the ledger and the agent's own figure side by side, in every format.
+    let report = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gaffer"))
+            .args(["report", "--format", format])
+            .current_dir(&project.root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dollars = |micros: u64| format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    let text = report("text");
+    assert!(
+        text.contains(&format!(
+            "by claude-code: its calls {} in the ledger, {} by its own figure",
+            dollars(ledger),
+            dollars(figure.get())
+        )),
+        "{text}"
+    );
+    assert!(text.contains("external agents"), "{text}");
+    let json: Value = serde_json::from_str(&report("json")).unwrap();
+    let agents = &json["agents"][0];
+    assert_eq!(agents["implementer"], "claude-code");
+    assert_eq!(agents["attempts"], 1);
+    assert_eq!(agents["ledger_micros"], ledger);
+    assert_eq!(agents["figure_micros"], figure.get());
+    let csv = report("csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(column("implementer"), "claude-code");
+    assert_eq!(column("agent_calls_usd"), &dollars(ledger)[1..]);
+    assert_eq!(column("agent_figure_usd"), &dollars(figure.get())[1..]);
+    report("html");
+    let html = std::fs::read_to_string(project.root.join("gaffer-report.html")).unwrap();
+    assert!(html.contains("<table id=\"agents\">"));
+    assert!(html.contains(&format!("by claude-code: its calls {} in the ledger", dollars(ledger))));
 }
 
 #[tokio::test(flavor = "multi_thread")]

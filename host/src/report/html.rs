@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use super::assets::echarts_script;
 use super::ledger_report::{
-    CertaintySplit, GroupLine, Report, column_dollars, describe_human, describe_projection,
-    exact_dollars, phase_order,
+    CertaintySplit, GroupLine, Report, column_dollars, describe_agent_figure, describe_human,
+    describe_projection, exact_dollars, phase_order,
 };
 use crate::ledger::{MicroUsd, format_dollars};
 
@@ -655,9 +655,14 @@ fn tasks_table(r: &Report) -> String {
                 Some(cause) => format!("{} ({})", a.outcome, cause.name()),
                 None => a.outcome.clone(),
             };
+            let agent = a
+                .implementer
+                .as_ref()
+                .map(|name| format!(" · {}", esc(&describe_agent_figure(name, a))))
+                .unwrap_or_default();
             rows.push_str(&format!(
                 "<tr class=\"attempt\" data-task=\"{}\" data-attempt=\"{}\"><td></td><td colspan=\"3\">attempt {} · {} · <span class=\"outcome\">{}</span> · run {}</td>{}\
-                 <td colspan=\"13\">fuel {} · {} ms · {} turns · {}</td></tr>\n",
+                 <td colspan=\"13\">fuel {} · {} ms · {} turns · {}{agent}</td></tr>\n",
                 esc(&t.id),
                 a.number,
                 a.number,
@@ -713,6 +718,30 @@ fn runs_table(r: &Report) -> String {
     }
     format!(
         "<h2>Runs</h2>\n<table id=\"runs\"><tr><th>run</th><th>first day</th><th>last day</th><th>tasks</th><th>cost</th>{CERTAINTY_HEADS}</tr>\n{rows}</table>\n"
+    )
+}
+
+/// External agents: the ledger's figure for their calls beside their own (nothing when no
+/// external agent implemented an attempt).
+fn agents_table(r: &Report) -> String {
+    if r.agents.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for g in &r.agents {
+        rows.push_str(&format!(
+            "<tr data-agent=\"{name}\"><td>{name}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{}{}{}</tr>\n",
+            g.attempts,
+            g.with_figure,
+            money_cell(g.ledger_micros),
+            money_cell(g.figure_micros),
+            money_cell(g.ledger_all_micros),
+            name = esc(&g.implementer),
+        ));
+    }
+    format!(
+        "<h2>External agents</h2>\n<p>The ledger's figure for each agent's own model calls beside the figure the agent gave (Claude Code's <code>total_cost_usd</code>), over the attempts where it gave one.</p>\n\
+         <table id=\"agents\"><tr><th>agent</th><th>attempts</th><th>with a figure</th><th>ledger</th><th>own figure</th><th>ledger, all attempts</th></tr>\n{rows}</table>\n"
     )
 }
 
@@ -849,7 +878,7 @@ pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
          <body><h1>{title}</h1>\n\
          <p class=\"big\">Spent <b id=\"total\" data-micros=\"{total}\">{total_usd}</b> · <b id=\"merged\">{merged}</b> merged · \
          <b id=\"unmerged\" data-micros=\"{unmerged}\">{unmerged_usd}</b> ({share:.1}%) on attempts that did not merge</p>\n\
-         {charts}\n{certainty}\n{phases}\n{outlook}\n{tasks}\n{models}\n{labels}\n{runs}\n\
+         {charts}\n{certainty}\n{phases}\n{outlook}\n{tasks}\n{agents}{models}\n{labels}\n{runs}\n\
          <script type=\"application/json\" id=\"report-data\">{data}</script>\n\
          </body></html>\n",
         title = esc(title),
@@ -865,6 +894,7 @@ pub fn render(r: &Report, caps: CapLines, title: &str) -> String {
         phases = phases_table(r),
         outlook = outlook_section(r),
         tasks = tasks_table(r),
+        agents = agents_table(r),
         models = groups_table("models", "Models", "model", &r.models),
         labels = groups_table("labels", "Labels", "label", &r.labels),
         runs = runs_table(r),

@@ -305,6 +305,29 @@ pub struct AttemptLine {
     pub wall_ms: u64,
     pub turns: u32,
     pub tests_passed: Option<bool>,
+    /// The external agent that implemented it (`claude-code`); `None`: the built-in loop.
+    pub implementer: Option<String>,
+    /// What the ledger booked for the agent's own model calls in the attempt (the implement
+    /// stage; the verifier's and the plugins' calls are not the agent's).
+    pub agent_calls_micros: MicroUsd,
+    /// The agent's own figure for the same calls (Claude Code's `total_cost_usd`), beside
+    /// the ledger's; `None` when it gave none.
+    pub agent_figure_micros: Option<MicroUsd>,
+}
+
+/// An external agent's attempts: the ledger's figure for its calls beside its own.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AgentLine {
+    pub implementer: String,
+    pub attempts: u32,
+    /// Attempts for which the agent gave its own figure.
+    pub with_figure: u32,
+    /// The ledger's figure for the agent's calls in the attempts with a figure.
+    pub ledger_micros: MicroUsd,
+    /// The agent's own figure for them.
+    pub figure_micros: MicroUsd,
+    /// The ledger's figure for the agent's calls in all its attempts.
+    pub ledger_all_micros: MicroUsd,
 }
 
 /// One task end to end.
@@ -414,6 +437,8 @@ pub struct Report {
     pub models: Vec<GroupLine>,
     pub labels: Vec<GroupLine>,
     pub runs: Vec<RunLine>,
+    /// External agents: the ledger beside each agent's own figure.
+    pub agents: Vec<AgentLine>,
     /// Every µ$ charged in the rows covered.
     pub total_micros: MicroUsd,
     /// How sure `total_micros` is: its parts add up to it exactly.
@@ -534,9 +559,16 @@ pub fn build(
                 wall_ms: record.map_or(0, |a| a.wall_ms),
                 turns: record.map_or(0, |a| a.turns),
                 tests_passed: record.and_then(|a| a.tests_passed),
+                implementer: record.and_then(|a| a.implementer.clone()),
+                agent_calls_micros: MicroUsd::ZERO,
+                agent_figure_micros: record.and_then(|a| a.agent_cost),
             };
             for row in &attempt_rows {
                 attempt.cost_micros = attempt.cost_micros.saturating_add(row.charged);
+                if row.scope.role == Role::Agent && row.scope.stage == Stage::Implement {
+                    attempt.agent_calls_micros =
+                        attempt.agent_calls_micros.saturating_add(row.charged);
+                }
                 attempt.certainty.add(row);
                 line.certainty.add(row);
                 if row.scope.role == Role::Verifier {
@@ -646,6 +678,23 @@ pub fn build(
         })
         .collect();
     runs.sort_by(|a, b| (&a.first_day, &a.run).cmp(&(&b.first_day, &b.run)));
+    let mut agents: BTreeMap<String, AgentLine> = BTreeMap::new();
+    for a in lines.iter().flat_map(|t| &t.attempts) {
+        let Some(name) = &a.implementer else {
+            continue;
+        };
+        let line = agents.entry(name.clone()).or_insert_with(|| AgentLine {
+            implementer: name.clone(),
+            ..AgentLine::default()
+        });
+        line.attempts += 1;
+        line.ledger_all_micros = line.ledger_all_micros.saturating_add(a.agent_calls_micros);
+        if let Some(figure) = a.agent_figure_micros {
+            line.with_figure += 1;
+            line.ledger_micros = line.ledger_micros.saturating_add(a.agent_calls_micros);
+            line.figure_micros = line.figure_micros.saturating_add(figure);
+        }
+    }
     let open_reserved: MicroUsd = rows.iter().map(|r| r.open_reservation()).sum();
     let verifier: MicroUsd = rows
         .iter()
@@ -698,6 +747,7 @@ pub fn build(
         models: models.into_values().collect(),
         labels: labels.into_values().collect(),
         runs,
+        agents: agents.into_values().collect(),
         total_micros: total,
         certainty,
         open_reserved_micros: open_reserved,
@@ -918,6 +968,52 @@ pub fn describe_human(h: &HumanComparison) -> Vec<String> {
 
 /// The report as terminal tables. Dollar columns have four decimals; the certainty lines are
 /// to the micro-dollar, so that their parts visibly add up.
+/// An external agent's attempt: the ledger's figure for its calls beside its own.
+pub fn describe_agent_figure(agent: &str, a: &AttemptLine) -> String {
+    match a.agent_figure_micros {
+        Some(figure) => format!(
+            "by {agent}: its calls {} in the ledger, {} by its own figure",
+            exact_dollars(a.agent_calls_micros),
+            exact_dollars(figure)
+        ),
+        None => format!(
+            "by {agent}: its calls {} in the ledger; it gave no figure of its own",
+            exact_dollars(a.agent_calls_micros)
+        ),
+    }
+}
+
+/// The external agents' section of the text report (empty when none implemented).
+fn agents_text(r: &Report) -> String {
+    if r.agents.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nexternal agents (the ledger's figure for their calls beside their own)\n  {:<14} {:>8} {:>14} {:>14} {:>14}\n",
+        "agent", "attempts", "ledger", "own figure", "difference"
+    );
+    for g in &r.agents {
+        let difference = i128::from(g.figure_micros.get()) - i128::from(g.ledger_micros.get());
+        s.push_str(&format!(
+            "  {:<14} {:>8} {:>14} {:>14} {:>11} µ$\n",
+            g.implementer,
+            g.attempts,
+            exact_dollars(g.ledger_micros),
+            exact_dollars(g.figure_micros),
+            difference
+        ));
+        if g.with_figure < g.attempts {
+            s.push_str(&format!(
+                "    {} of {} attempts gave no figure; the ledger has {} for all of them\n",
+                g.attempts - g.with_figure,
+                g.attempts,
+                exact_dollars(g.ledger_all_micros)
+            ));
+        }
+    }
+    s
+}
+
 pub fn render_text(r: &Report) -> String {
     let mut s = String::new();
     s.push_str(
@@ -968,8 +1064,12 @@ pub fn render_text(r: &Report) -> String {
                 a.wall_ms,
                 phases.join(", ")
             ));
+            if let Some(agent) = &a.implementer {
+                s.push_str(&format!("        {}\n", describe_agent_figure(agent, a)));
+            }
         }
     }
+    s.push_str(&agents_text(r));
     for (title, groups) in [("models", &r.models), ("labels", &r.labels)] {
         s.push_str(&format!(
             "\n{title}\n  {:<24} {:>8} {:>9} {:>12} {:>7} {:>16}\n",
@@ -1107,6 +1207,9 @@ pub fn render_csv(r: &Report) -> String {
         "wall_ms",
         "turns",
         "tests_passed",
+        "implementer",
+        "agent_calls_usd",
+        "agent_figure_usd",
     ]
     .map(String::from)
     .to_vec();
@@ -1155,6 +1258,11 @@ pub fn render_csv(r: &Report) -> String {
                 a.wall_ms.to_string(),
                 a.turns.to_string(),
                 a.tests_passed.map(|p| p.to_string()).unwrap_or_default(),
+                a.implementer.clone().unwrap_or_default(),
+                decimal_dollars(a.agent_calls_micros),
+                a.agent_figure_micros
+                    .map(decimal_dollars)
+                    .unwrap_or_default(),
             ];
             record.extend(spend_keys().map(|p| {
                 decimal_dollars(a.phases.get(p).map_or(MicroUsd::ZERO, |sp| sp.cost_micros))
