@@ -55,14 +55,15 @@ if [ ! -x plugins/js/node_modules/.bin/jco ] || [ "$(cat "${js_stamp}" 2>/dev/nu
     echo "${js_lock_sum}" > "${js_stamp}"
 fi
 
-# Claude Code (npm), which gaffer drives as an implementer agent. Pinned to one version by
+# Claude Code and Codex CLI (npm), which gaffer drives as implementer agents. Pinned by
 # tools/agents/package-lock.json and installed into that folder (node_modules, ignored by git),
-# never globally; the package's postinstall puts its native binary (from the platform's optional
-# dependency) at node_modules/.bin/claude. `npm ci` runs again only when the lock file changed
-# since the last install or the binary is missing.
+# never globally; each package's native binary comes from the platform's optional dependency
+# (node_modules/.bin/claude, node_modules/.bin/codex). `npm ci` runs again only when the lock
+# file changed since the last install or a binary is missing.
 agents_stamp="tools/agents/node_modules/.gaffer-lock-sha256"
 agents_lock_sum="$(sha256sum tools/agents/package-lock.json | cut -d' ' -f1)"
-if [ ! -x tools/agents/node_modules/.bin/claude ] || [ "$(cat "${agents_stamp}" 2>/dev/null)" != "${agents_lock_sum}" ]; then
+if [ ! -x tools/agents/node_modules/.bin/claude ] || [ ! -x tools/agents/node_modules/.bin/codex ] \
+    || [ "$(cat "${agents_stamp}" 2>/dev/null)" != "${agents_lock_sum}" ]; then
     (cd tools/agents && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     echo "${agents_lock_sum}" > "${agents_stamp}"
 fi

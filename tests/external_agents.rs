@@ -357,7 +357,11 @@ async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches
             .current_dir(&project.root)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let dollars = |micros: u64| format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000);
@@ -388,7 +392,10 @@ async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches
     report("html");
     let html = std::fs::read_to_string(project.root.join("gaffer-report.html")).unwrap();
     assert!(html.contains("<table id=\"agents\">"));
-    assert!(html.contains(&format!("by claude-code: its calls {} in the ledger", dollars(ledger))));
+    assert!(html.contains(&format!(
+        "by claude-code: its calls {} in the ledger",
+        dollars(ledger)
+    )));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -511,4 +518,65 @@ async fn inside_claude_code_a_protected_write_is_denied_by_the_teams_hook_with_t
         "DEBUG = False\n"
     );
     assert!(!project.root.join(".env").exists());
+}
+
+#[test]
+fn the_offline_demo_runs_with_claude_code_as_the_implementer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let plugins = support::guest("cost-tier").parent().unwrap().to_path_buf();
+    support::guest("tests-and-limits");
+    support::guest("protected-paths");
+    let bin = claude().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gaffer"))
+        .arg("demo")
+        .arg(&dir)
+        .arg("--plugins")
+        .arg(&plugins)
+        .args(["--implementer", "claude-code"])
+        .env("PATH", path)
+        .env("GAFFER_PLUGIN_CACHE", support::test_cache_dir())
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" · 4 merged · "), "{text}");
+    assert!(text.contains("external agents"), "{text}");
+    // The same routing as with the built-in loop: the harder tasks escalate to the strong model.
+    let store = SqliteStore::open(dir.join(".gaffer/gaffer.db")).unwrap();
+    let models = |id: &str| -> Vec<String> {
+        store
+            .attempts(id)
+            .unwrap()
+            .into_iter()
+            .map(|a| {
+                assert_eq!(a.implementer.as_deref(), Some("claude-code"));
+                a.model
+            })
+            .collect()
+    };
+    assert_eq!(models("T-1"), ["small"]);
+    assert_eq!(models("T-2"), ["small", "large"]);
+    assert_eq!(models("T-3"), ["small", "large"]);
+    assert_eq!(models("T-4"), ["small"]);
+    // Claude Code's changes are on main, and the project's tests pass there.
+    let python = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "tests"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        python.status.success(),
+        "{}",
+        String::from_utf8_lossy(&python.stderr)
+    );
 }

@@ -27,6 +27,11 @@ pub struct DemoArgs {
     /// local Ollama) instead of the scripted models.
     #[arg(long, value_name = "GAFFER_TOML")]
     models: Option<PathBuf>,
+    /// Who implements the tasks: `builtin` (gaffer's own loop) or `claude-code` (the Claude
+    /// Code CLI on PATH, which scripts/setup.sh installs into tools/agents and
+    /// scripts/demo.sh puts on PATH), driven through gaffer's metering proxy.
+    #[arg(long, value_name = "NAME", default_value = "builtin")]
+    implementer: String,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -59,7 +64,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         show_plugins(&plugins, json).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let demo = run_pipeline_demo(&dir, &plugins, args.models.as_deref(), !json).await?;
+    let demo = run_pipeline_demo(
+        &dir,
+        &plugins,
+        args.models.as_deref(),
+        &args.implementer,
+        !json,
+    )
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&demo.report)?);
         return Ok(ExitCode::SUCCESS);

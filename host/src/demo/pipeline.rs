@@ -148,6 +148,25 @@ config = {{ globs = [".env", ".env.*", "**/migrations/**", ".git/**"] }}
     )
 }
 
+/// The demo's `gaffer.toml` with Claude Code as the implementer: the scripted provider's
+/// Anthropic side at `base_url` (which plays the solutions to Claude Code), the same models.
+pub fn demo_config_for_claude_code(base_url: &str, plugins: &Path) -> String {
+    // Claude Code sends a system prompt and tool list of about 100 KB with every call, and a
+    // reservation bounds input tokens by bytes: the caps are raised to hold such calls.
+    demo_config(base_url, plugins)
+        .replace("attempt_budget = 250000", "attempt_budget = 1000000")
+        .replace("per_task = \"0.50\"", "per_task = \"2.00\"")
+        .replace("per_run = \"5.00\"", "per_run = \"10.00\"")
+        .replace(
+            "kind = \"openai-compatible\"",
+            "kind = \"anthropic\"",
+        )
+        .replace(
+            "[agent]\n",
+            "[agent]\n# Claude Code implements, through gaffer's metering proxy, in the sandbox.\nimplementer = \"claude-code\"\n",
+        )
+}
+
 /// The `[providers]`, `[models]` and `[prices]` of a user's `gaffer.toml` (checked: every
 /// model priced), and its cheapest tier's model key, for a demo with real models.
 fn real_models(file: &Path) -> anyhow::Result<(String, String)> {
@@ -182,8 +201,26 @@ pub async fn run_pipeline_demo(
     dir: &Path,
     plugins: &Path,
     real: Option<&Path>,
+    implementer: &str,
     narrate: bool,
 ) -> anyhow::Result<DemoRun> {
+    let claude_code = match implementer {
+        "builtin" => false,
+        "claude-code" => {
+            anyhow::ensure!(
+                real.is_none(),
+                "--implementer claude-code runs on the scripted models only"
+            );
+            anyhow::ensure!(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                    .any(|dir| dir.join("claude").is_file()),
+                "--implementer claude-code needs `claude` on PATH: scripts/setup.sh installs it \
+                 into tools/agents/node_modules/.bin, which scripts/demo.sh puts on PATH"
+            );
+            true
+        }
+        other => anyhow::bail!("no implementer `{other}` (builtin, claude-code)"),
+    };
     sample::create(dir, real.is_none())
         .with_context(|| format!("creating the sample repository in {}", dir.display()))?;
     // Held until the run ends: the scripted provider serves from this process.
@@ -213,7 +250,19 @@ pub async fn run_pipeline_demo(
                     dir.display()
                 );
             }
-            let text = demo_config(&scripted.base_url(), plugins);
+            if narrate && claude_code {
+                println!(
+                    "Claude Code implements every attempt, in the sandbox, its model calls through \
+                     gaffer's metering proxy. It prices the scripted model ids at its own default \
+                     model's list prices, so its own figure in the report differs from the \
+                     ledger's, which uses the prices in gaffer.toml.\n"
+                );
+            }
+            let text = if claude_code {
+                demo_config_for_claude_code(&scripted.anthropic_base_url(), plugins)
+            } else {
+                demo_config(&scripted.base_url(), plugins)
+            };
             provider = Some(scripted);
             text
         }

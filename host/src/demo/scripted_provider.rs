@@ -1,7 +1,11 @@
 //! A scripted model provider: an HTTP server on 127.0.0.1 that speaks OpenAI's Chat Completions
-//! wire format and answers from a script of tool calls (a "solutions file"). It is a
-//! simulation — the demo and the end-to-end tests run the real gateway, ledger, agent, git and
-//! plugins against it, without an API key and without the network.
+//! wire format and Anthropic's streamed Messages, and answers from a script of tool calls (a
+//! "solutions file"). It is a simulation — the demo and the end-to-end tests run the real
+//! gateway, ledger, agent, git and plugins against it, without an API key and without the
+//! network. Over Anthropic's format it plays the script to Claude Code: the built-in agent's
+//! tools become Claude Code's (`write_file` a `Read` then a `Write` of the absolute path under
+//! the working directory Claude Code names in its system prompt, `run_command` a `Bash`,
+//! `finish` the final text).
 //!
 //! The script says, per task (found by a string in the conversation's first user message) and
 //! per model id, what the model does at each turn. Usage is counted from the bytes it received
@@ -104,6 +108,7 @@ impl ScriptedProvider {
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(complete))
+            .route("/v1/messages", axum::routing::post(messages))
             .with_state(inner.clone());
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
@@ -120,6 +125,11 @@ impl ScriptedProvider {
     /// The base URL to configure (`.../v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.address)
+    }
+
+    /// The base URL of its Anthropic Messages side (the server's root).
+    pub fn anthropic_base_url(&self) -> String {
+        format!("http://{}", self.address)
     }
 
     /// Every call answered so far.
@@ -141,6 +151,55 @@ fn tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 
+/// The step a scripted model takes at `turn` of the task whose first message is `first_user`.
+fn next_step(inner: &Inner, model: &str, first_user: &str, turn: usize) -> (Option<String>, Turn) {
+    let script = inner
+        .script
+        .tasks
+        .iter()
+        .find(|t| first_user.contains(&t.matches));
+    let step = script
+        .and_then(|t| t.models.get(model))
+        .and_then(|turns| turns.get(turn))
+        .cloned();
+    let step = match (script, step) {
+        (_, Some(step)) => step,
+        // The script ran out, or has nothing for this model: the model gives up.
+        (Some(_), None) => Turn {
+            calls: vec![ScriptedCall {
+                name: "finish".into(),
+                arguments: json!({"summary": "I could not complete this task."}),
+            }],
+            ..Turn::default()
+        },
+        (None, None) => Turn {
+            text: Some("There is no scripted answer for this conversation.".into()),
+            ..Turn::default()
+        },
+    };
+    (script.map(|s| s.matches.clone()), step)
+}
+
+/// The conversation's earlier prompt is its cached prefix (the prompt keeps a stable prefix):
+/// the cached tokens of this call, remembered for the next.
+fn cached_tokens(inner: &Inner, conversation: String, turn: usize, prompt_tokens: u64) -> u64 {
+    let mut previous = match inner.previous.lock() {
+        Ok(p) => p,
+        Err(p) => p.into_inner(),
+    };
+    let cached = if turn == 0 {
+        0
+    } else {
+        previous
+            .get(&conversation)
+            .copied()
+            .unwrap_or(0)
+            .min(prompt_tokens)
+    };
+    previous.insert(conversation, prompt_tokens);
+    cached
+}
+
 async fn complete(State(inner): State<Arc<Inner>>, body: String) -> Response {
     let request: Value = match serde_json::from_str(&body) {
         Ok(v) => v,
@@ -159,30 +218,7 @@ async fn complete(State(inner): State<Arc<Inner>>, body: String) -> Response {
         .unwrap_or("")
         .to_string();
     let turn = messages.iter().filter(|m| m["role"] == "assistant").count();
-    let script = inner
-        .script
-        .tasks
-        .iter()
-        .find(|t| first_user.contains(&t.matches));
-    let step = script
-        .and_then(|t| t.models.get(&model))
-        .and_then(|turns| turns.get(turn))
-        .cloned();
-    let step = match (script, step) {
-        (_, Some(step)) => step,
-        // The script ran out, or has nothing for this model: the model gives up.
-        (Some(_), None) => Turn {
-            calls: vec![ScriptedCall {
-                name: "finish".into(),
-                arguments: json!({"summary": "I could not complete this task."}),
-            }],
-            ..Turn::default()
-        },
-        (None, None) => Turn {
-            text: Some("There is no scripted answer for this conversation.".into()),
-            ..Turn::default()
-        },
-    };
+    let (task, step) = next_step(&inner, &model, &first_user, turn);
     if step.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
     }
@@ -207,29 +243,16 @@ async fn complete(State(inner): State<Arc<Inner>>, body: String) -> Response {
     };
     let prompt_tokens = tokens(body.len());
     let completion_tokens = tokens(message.to_string().len());
-    // The conversation's earlier prompt is its cached prefix (the prompt keeps a stable prefix).
-    let conversation = format!("{model}\u{0}{first_user}");
-    let cached_tokens = {
-        let mut previous = match inner.previous.lock() {
-            Ok(p) => p,
-            Err(p) => p.into_inner(),
-        };
-        let cached = if turn == 0 {
-            0
-        } else {
-            previous
-                .get(&conversation)
-                .copied()
-                .unwrap_or(0)
-                .min(prompt_tokens)
-        };
-        previous.insert(conversation, prompt_tokens);
-        cached
-    };
+    let cached_tokens = cached_tokens(
+        &inner,
+        format!("{model}\u{0}{first_user}"),
+        turn,
+        prompt_tokens,
+    );
     if let Ok(mut log) = inner.log.lock() {
         log.push(LoggedCall {
             model: model.clone(),
-            task: script.map(|s| s.matches.clone()),
+            task,
             turn,
             prompt_tokens,
             cached_tokens,
@@ -250,4 +273,208 @@ async fn complete(State(inner): State<Arc<Inner>>, body: String) -> Response {
         },
     }))
     .into_response()
+}
+
+/// The text of an Anthropic message's content (a string, or its text blocks).
+fn anthropic_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// The working directory Claude Code names in its system prompt.
+fn working_directory(request: &Value) -> Option<String> {
+    let system = anthropic_text(&request["system"]);
+    let line = system.lines().find_map(|l| {
+        l.trim()
+            .trim_start_matches("- ")
+            .strip_prefix("Primary working directory:")
+    })?;
+    Some(line.trim().to_string())
+}
+
+/// A built-in tool call as Claude Code's tools (a file is read before it is written, as Claude
+/// Code requires of a file that exists).
+fn claude_code_calls(call: &ScriptedCall, cwd: &str) -> Vec<(String, Value)> {
+    let path = |key: &str| {
+        let rel = call.arguments[key].as_str().unwrap_or(".");
+        format!(
+            "{}/{}",
+            cwd.trim_end_matches('/'),
+            rel.trim_start_matches("./")
+        )
+    };
+    let read = |p: String| ("Read".to_string(), json!({"file_path": p}));
+    match call.name.as_str() {
+        "read_file" => vec![read(path("path"))],
+        "write_file" => vec![
+            read(path("path")),
+            (
+                "Write".to_string(),
+                json!({"file_path": path("path"), "content": call.arguments["content"]}),
+            ),
+        ],
+        "edit" => vec![
+            read(path("path")),
+            (
+                "Edit".to_string(),
+                json!({"file_path": path("path"), "old_string": call.arguments["old"],
+                       "new_string": call.arguments["new"]}),
+            ),
+        ],
+        "list_files" => vec![(
+            "Bash".to_string(),
+            json!({"command": format!("ls -la {}", call.arguments["path"].as_str().unwrap_or(".")),
+                   "description": "List files"}),
+        )],
+        "search" => vec![(
+            "Grep".to_string(),
+            json!({"pattern": call.arguments["pattern"], "path": call.arguments["path"]}),
+        )],
+        _ => vec![(
+            "Bash".to_string(),
+            json!({"command": call.arguments["command"], "description": "Run a command"}),
+        )],
+    }
+}
+
+/// Anthropic Messages, streamed: the script played to Claude Code.
+async fn messages(State(inner): State<Arc<Inner>>, body: String) -> Response {
+    let request: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let Some(model) = request["model"].as_str().map(str::to_string) else {
+        return error(StatusCode::BAD_REQUEST, "`model` is missing".into());
+    };
+    let Some(history) = request["messages"].as_array() else {
+        return error(StatusCode::BAD_REQUEST, "`messages` is missing".into());
+    };
+    // Claude Code puts its own context (the environment, recent commits) beside the prompt in
+    // the first message: the task is found in gaffer's prompt, the block that starts `Task `.
+    let first_user = history
+        .iter()
+        .find(|m| m["role"] == "user")
+        .map(|m| {
+            m["content"]
+                .as_array()
+                .and_then(|blocks| {
+                    blocks
+                        .iter()
+                        .filter_map(|b| b["text"].as_str())
+                        .find(|text| text.starts_with("Task "))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| anthropic_text(&m["content"]))
+        })
+        .unwrap_or_default();
+    let turn = history.iter().filter(|m| m["role"] == "assistant").count();
+    let (task, step) = next_step(&inner, &model, &first_user, turn);
+    if step.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
+    }
+    let cwd = working_directory(&request).unwrap_or_else(|| ".".to_string());
+    let mut blocks: Vec<Value> = Vec::new();
+    if let Some(text) = &step.text {
+        blocks.push(json!({"type": "text", "text": text}));
+    }
+    for call in &step.calls {
+        if call.name == "finish" {
+            let summary = call.arguments["summary"].as_str().unwrap_or("Done.");
+            blocks.push(json!({"type": "text", "text": summary}));
+            continue;
+        }
+        for (name, input) in claude_code_calls(call, &cwd) {
+            blocks.push(
+                json!({"type": "tool_use", "id": format!("toolu_{turn}_{}", blocks.len()),
+                               "name": name, "input": input}),
+            );
+        }
+    }
+    let stop = if blocks.iter().any(|b| b["type"] == "tool_use") {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    let prompt_tokens = tokens(body.len());
+    let completion_tokens = tokens(Value::Array(blocks.clone()).to_string().len());
+    let cached = cached_tokens(
+        &inner,
+        format!("{model}\u{0}{first_user}"),
+        turn,
+        prompt_tokens,
+    );
+    if let Ok(mut log) = inner.log.lock() {
+        log.push(LoggedCall {
+            model: model.clone(),
+            task,
+            turn,
+            prompt_tokens,
+            cached_tokens: cached,
+            completion_tokens,
+            request: request.clone(),
+        });
+    }
+    let mut events = String::new();
+    let mut event = |name: &str, data: Value| {
+        events.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": format!("msg_scripted_{turn}"), "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": prompt_tokens - cached, "cache_read_input_tokens": cached,
+                      "cache_creation_input_tokens": 0, "output_tokens": 1}}}),
+    );
+    for (index, block) in blocks.iter().enumerate() {
+        if block["type"] == "text" {
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "text", "text": ""}}),
+            );
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": block["text"]}}),
+            );
+        } else {
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"],
+                                  "input": {}}}),
+            );
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": block["input"].to_string()}}),
+            );
+        }
+        event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        );
+    }
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+               "usage": {"output_tokens": completion_tokens}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        events,
+    )
+        .into_response()
 }

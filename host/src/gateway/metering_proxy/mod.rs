@@ -714,11 +714,19 @@ fn set_content_type(response: &mut Response, content_type: Option<HeaderValue>) 
     response.headers_mut().insert(header::CONTENT_TYPE, value);
 }
 
-/// A cap's refusal, in the format's shape: 402 `billing_error`, Anthropic's status for a
-/// request refused over billing. Claude Code 2.1.328 shows its message and stops at once; a
-/// 400 it retries five times with features removed, a 429 ten times with its own backoff.
+/// A cap's refusal, in the format's shape, with the status that makes each kind of agent show
+/// the message and stop: for Anthropic's format 402 `billing_error`, Anthropic's own status
+/// for a request refused over billing (Claude Code 2.1.328 stops at once; a 400 it retries five
+/// times with features removed, a 429 ten times); for OpenAI's formats 400, which Codex 0.169.0
+/// shows at once (a 402 it retries five times, a 429 `insufficient_quota` it replaces with
+/// its own words).
 fn budget_refusal(protocol: AgentProtocol, message: &str) -> Response {
-    error_response(protocol, 402, "billing_error", message)
+    match protocol {
+        AgentProtocol::Anthropic => error_response(protocol, 402, "billing_error", message),
+        AgentProtocol::OpenaiChat | AgentProtocol::OpenaiResponses => {
+            error_response(protocol, 400, "budget_exhausted", message)
+        }
+    }
 }
 
 /// The largest output bound that fits under the cap that refused, with the input at its

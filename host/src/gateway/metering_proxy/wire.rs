@@ -95,7 +95,8 @@ pub struct Inspected {
 const ANTHROPIC_CLIENT_TOOL_PREFIXES: &[&str] =
     &["custom", "bash_", "text_editor_", "computer_", "memory_"];
 
-/// Tool types that OpenAI's APIs hand back to the client to run.
+/// Tool types that OpenAI's APIs hand back to the client to run (`tool_search` only when its
+/// `execution` is the client's, as Codex sends it).
 const OPENAI_CLIENT_TOOL_TYPES: &[&str] = &["function", "custom", "local_shell", "apply_patch"];
 
 /// Read a generation request, refusing what the proxy cannot meter or would let out of the
@@ -184,6 +185,9 @@ fn refuse_server_tools(protocol: AgentProtocol, tools: Option<&Value>) -> Result
             (AgentProtocol::Anthropic, Some(kind)) => ANTHROPIC_CLIENT_TOOL_PREFIXES
                 .iter()
                 .any(|prefix| kind.starts_with(prefix)),
+            (_, Some("tool_search")) => {
+                tool.get("execution").and_then(Value::as_str) == Some("client")
+            }
             (_, Some(kind)) => OPENAI_CLIENT_TOOL_TYPES.contains(&kind),
             (_, None) => false,
         };
@@ -341,8 +345,16 @@ mod tests {
         ] {
             assert!(inspect(AgentProtocol::Anthropic, &request(json!([tool]))).is_ok());
         }
+        assert!(
+            inspect(
+                AgentProtocol::OpenaiResponses,
+                &request(json!([{"type": "tool_search", "execution": "client"}]))
+            )
+            .is_ok()
+        );
         for tool in [
-            json!({"type": "web_search"}),
+            json!({"type": "web_search", "external_web_access": true}),
+            json!({"type": "tool_search"}),
             json!({"type": "file_search"}),
             json!({"type": "code_interpreter"}),
             json!({"type": "mcp", "server_url": "https://x"}),
