@@ -69,43 +69,22 @@ impl Project {
         extra: &str,
         script: impl FnOnce(&Path) -> Vec<Reply>,
     ) -> Project {
+        Project::custom(tasks, |base| claude_code_config(base) + extra, script).await
+    }
+
+    /// A small repository whose `gaffer.toml` is `config(provider's base URL)`.
+    async fn custom(
+        tasks: &[&str],
+        config: impl FnOnce(&str) -> String,
+        script: impl FnOnce(&Path) -> Vec<Reply>,
+    ) -> Project {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("repo");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("README.md"), "# greeter\n").unwrap();
         std::fs::write(root.join(".gitignore"), ".gaffer/\n").unwrap();
         let fake = FakeProvider::start(script(&root)).await;
-        let config = format!(
-            r#"[project]
-target_branch = "main"
-
-[agent]
-implementer = "claude-code"
-max_turns = 10
-max_attempts = 1
-
-[implementers.claude-code]
-program = {program:?}
-timeout_secs = 300
-
-[providers.anthropic]
-kind = "anthropic"
-base_url = {base:?}
-api_key_env = "{UPSTREAM_KEY_ENV}"
-max_retries = 0
-
-[models.strong]
-provider = "anthropic"
-id = "{MODEL_ID}"
-tier = 1
-max_tokens = 8192
-context_window = 200000
-prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write = "3.75" }}
-"#,
-            program = claude().display().to_string(),
-            base = fake.base_url,
-        ) + extra;
-        std::fs::write(root.join("gaffer.toml"), config).unwrap();
+        std::fs::write(root.join("gaffer.toml"), config(&fake.base_url)).unwrap();
         git(&root, &["init", "-q", "-b", "main"]);
         git(&root, &["add", "-A"]);
         git(&root, &["commit", "-q", "-m", "start"]);
@@ -164,6 +143,40 @@ prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write =
     fn worktree(&self, task: &str) -> PathBuf {
         self.root.join(format!(".gaffer/worktrees/{task}-a1"))
     }
+}
+
+/// Claude Code on one Anthropic model of the provider at `base`.
+fn claude_code_config(base: &str) -> String {
+    format!(
+        r#"[project]
+target_branch = "main"
+
+[agent]
+implementer = "claude-code"
+max_turns = 10
+max_attempts = 1
+
+[implementers.claude-code]
+program = {program:?}
+timeout_secs = 300
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = {base:?}
+api_key_env = "{UPSTREAM_KEY_ENV}"
+max_retries = 0
+
+[models.strong]
+provider = "anthropic"
+id = "{MODEL_ID}"
+tier = 1
+max_tokens = 8192
+context_window = 200000
+prices = {{ input = "3.00", output = "15.00", cache_read = "0.30", cache_write = "3.75" }}
+"#,
+        program = claude().display().to_string(),
+        base = base,
+    )
 }
 
 /// An Anthropic stream that answers with `blocks` (text or tool use), reporting `usage`.
@@ -578,5 +591,252 @@ fn the_offline_demo_runs_with_claude_code_as_the_implementer() {
         python.status.success(),
         "{}",
         String::from_utf8_lossy(&python.stderr)
+    );
+}
+
+fn codex() -> PathBuf {
+    let path = support::workspace_root().join("tools/agents/node_modules/.bin/codex");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/setup.sh installs Codex",
+        path.display()
+    );
+    path
+}
+
+/// One OpenAI-compatible model, `gpt-5.5` (a model Codex knows), at $1.25 in, $10 out,
+/// $0.125 cached, and `implementer` with its section.
+fn openai_config(base: &str, implementer: &str, section: &str) -> String {
+    format!(
+        r#"[project]
+target_branch = "main"
+
+[agent]
+implementer = "{implementer}"
+max_turns = 10
+max_attempts = 1
+
+{section}
+
+[providers.openai]
+kind = "openai-compatible"
+base_url = "{base}/v1"
+api_key_env = "{UPSTREAM_KEY_ENV}"
+max_retries = 0
+
+[models.coder]
+provider = "openai"
+id = "gpt-5.5"
+tier = 1
+max_tokens = 8192
+context_window = 400000
+prices = {{ input = "1.25", output = "10.00", cache_read = "0.125" }}
+"#
+    )
+}
+
+/// ceil(Σ count × price / 10⁶) at the OpenAI model's prices: `input` includes `cached`.
+fn openai_charge(input: u64, cached: u64, output: u64) -> u64 {
+    ((input - cached) * 1_250_000 + cached * 125_000 + output * 10_000_000).div_ceil(1_000_000)
+}
+
+/// A Responses stream: `item` (a function call, or a message's text) then the completion with
+/// its usage.
+fn responses_stream(item: Value, usage: (u64, u64, u64)) -> Reply {
+    let (input, cached, output) = usage;
+    let mut events = vec![(
+        "response.created",
+        json!({"type": "response.created", "response": {"id": "resp_test", "status": "in_progress"}}),
+    )];
+    if let Some(text) = item.get("text") {
+        let message = json!({"type": "message", "id": "msg_1", "role": "assistant",
+            "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]});
+        events.push((
+            "response.output_item.added",
+            json!({"type": "response.output_item.added",
+            "output_index": 0, "item": {"type": "message", "id": "msg_1", "role": "assistant",
+            "status": "in_progress", "content": []}}),
+        ));
+        events.push((
+            "response.output_text.delta",
+            json!({"type": "response.output_text.delta",
+            "output_index": 0, "content_index": 0, "delta": text}),
+        ));
+        events.push((
+            "response.output_item.done",
+            json!({"type": "response.output_item.done",
+            "output_index": 0, "item": message}),
+        ));
+    } else {
+        events.push((
+            "response.output_item.done",
+            json!({"type": "response.output_item.done",
+            "output_index": 0, "item": item}),
+        ));
+    }
+    events.push((
+        "response.completed",
+        json!({"type": "response.completed", "response": {"id": "resp_test", "status": "completed",
+            "usage": {"input_tokens": input, "input_tokens_details": {"cached_tokens": cached},
+                      "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": input + output}}}),
+    ));
+    Reply::sse(&events)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_implements_a_task_over_the_responses_api_and_the_ledger_matches_the_bill() {
+    let usages = [(9_000, 0, 120), (9_400, 8_960, 30)];
+    let section = format!(
+        "[implementers.codex]\nprogram = {:?}\ntimeout_secs = 300\n",
+        codex().display().to_string()
+    );
+    let project = Project::custom(
+        &["Say hello"],
+        |base| openai_config(base, "codex", &section),
+        |_| {
+            vec![
+                responses_stream(
+                    json!({"type": "function_call", "id": "fc_1", "call_id": "call_1",
+                           "name": "exec_command",
+                           "arguments": json!({"cmd": "printf 'hello from codex\\n' > codex.txt; env > codex_env.txt"}).to_string()}),
+                    usages[0],
+                ),
+                responses_stream(json!({"text": "Wrote codex.txt."}), usages[1]),
+            ]
+        },
+    )
+    .await;
+    let out = project.run(&[]);
+    assert!(out.status.success());
+    let task = project.store().task("T-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Merged, "{:?}", task.reason);
+    assert_eq!(
+        std::fs::read_to_string(project.root.join("codex.txt")).unwrap(),
+        "hello from codex\n"
+    );
+    let env = std::fs::read_to_string(project.root.join("codex_env.txt")).unwrap();
+    assert!(
+        !env.contains(UPSTREAM_KEY),
+        "the upstream key reached Codex: {env}"
+    );
+    assert!(env.contains("GAFFER_PROXY_TOKEN=gaffer-proxy-"), "{env}");
+
+    // Two Responses calls, with the upstream key, the routed model, the proxy's output bound,
+    // and no web search (Codex's own is turned off; the proxy would refuse it).
+    let received = project.fake.received();
+    assert_eq!(received.len(), 2);
+    for call in &received {
+        assert_eq!(call.path, "/v1/responses");
+        assert_eq!(
+            call.header("authorization"),
+            Some(format!("Bearer {UPSTREAM_KEY}").as_str())
+        );
+        assert_eq!(call.body["model"], "gpt-5.5");
+        assert_eq!(call.body["max_output_tokens"], 8_192);
+        assert!(call.body.get("previous_response_id").is_none());
+    }
+    let rows = project.model_rows();
+    assert_eq!(rows.len(), 2);
+    for (row, (input, cached, output)) in rows.iter().zip(usages) {
+        assert_eq!(
+            row.charged.get(),
+            openai_charge(input, cached, output),
+            "{row:?}"
+        );
+    }
+    // Codex's own token counts, at the model's prices, are the same figure.
+    let ledger: u64 = rows.iter().map(|r| r.charged.get()).sum();
+    let attempt = &project.store().attempts("T-1").unwrap()[0];
+    assert_eq!(attempt.implementer.as_deref(), Some("codex"));
+    assert_eq!(attempt.agent_cost.map(|c| c.get()), Some(ledger));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_command_can_implement_through_the_proxy() {
+    // A team's own agent: a Python script that streams one Chat Completions call and writes the
+    // file the answer names. It lives outside the repository, shown read-only in the sandbox.
+    let tools = tempfile::tempdir().unwrap();
+    let script = tools.path().join("tiny_agent.py");
+    std::fs::write(
+        &script,
+        r#"import json, os, urllib.request
+prompt = open(os.environ["GAFFER_PROMPT_FILE"]).read()
+body = {"model": os.environ["GAFFER_MODEL"], "stream": True, "max_tokens": 512,
+        "messages": [{"role": "user", "content": prompt}]}
+request = urllib.request.Request(
+    os.environ["OPENAI_BASE_URL"] + "/chat/completions", data=json.dumps(body).encode(),
+    headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"],
+             "Content-Type": "application/json"})
+text = ""
+with urllib.request.urlopen(request) as answer:
+    for line in answer:
+        line = line.decode().strip()
+        if line.startswith("data: ") and line != "data: [DONE]":
+            for choice in json.loads(line[6:]).get("choices", []):
+                text += choice.get("delta", {}).get("content") or ""
+name, _, content = text.partition("\n")
+open(name, "w").write(content)
+open("agent_env.txt", "w").write("\n".join(f"{k}={v}" for k, v in os.environ.items()))
+print("wrote", name)
+"#,
+    )
+    .unwrap();
+    let section = format!(
+        "[implementers.tiny]\ncommand = \"python3 {}\"\nprotocol = \"openai-chat\"\n\n[sandbox]\nread_only = [{:?}]\n",
+        script.display(),
+        tools.path().display().to_string()
+    );
+    let reply = Reply::sse(&[
+        (
+            "",
+            json!({"id": "c1", "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": "notes.txt\n"}, "finish_reason": null}]}),
+        ),
+        (
+            "",
+            json!({"id": "c1", "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"content": "written by a command agent\n"}, "finish_reason": "stop"}]}),
+        ),
+        (
+            "",
+            json!({"id": "c1", "object": "chat.completion.chunk", "choices": [],
+            "usage": {"prompt_tokens": 700, "completion_tokens": 12,
+                      "prompt_tokens_details": {"cached_tokens": 0}}}),
+        ),
+        ("", json!("[DONE]")),
+    ]);
+    let project = Project::custom(
+        &["Write the notes"],
+        |base| openai_config(base, "tiny", &section),
+        |_| vec![reply],
+    )
+    .await;
+    let out = project.run(&[]);
+    assert!(out.status.success());
+    let task = project.store().task("T-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Merged, "{:?}", task.reason);
+    assert_eq!(
+        std::fs::read_to_string(project.root.join("notes.txt")).unwrap(),
+        "written by a command agent\n"
+    );
+    let env = std::fs::read_to_string(project.root.join("agent_env.txt")).unwrap();
+    assert!(!env.contains(UPSTREAM_KEY), "{env}");
+    assert!(
+        env.contains("OPENAI_BASE_URL=http://127.0.0.1:3129/v1"),
+        "{env}"
+    );
+    let received = project.fake.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, "/v1/chat/completions");
+    assert_eq!(received[0].body["stream_options"]["include_usage"], true);
+    let rows = project.model_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].charged.get(), openai_charge(700, 0, 12));
+    let attempt = &project.store().attempts("T-1").unwrap()[0];
+    assert_eq!(attempt.implementer.as_deref(), Some("tiny"));
+    assert_eq!(
+        attempt.agent_cost, None,
+        "a command gives no figure of its own"
     );
 }

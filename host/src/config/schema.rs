@@ -47,6 +47,11 @@ pub struct GafferToml {
 pub struct ImplementerSection {
     /// The agent's program: a path (relative to this file) or a name on `PATH`.
     pub program: Option<String>,
+    /// Any other agent: its command line (run by `sh -c` in the worktree).
+    pub command: Option<String>,
+    /// The wire format a command speaks: `openai-chat` (the default), `openai-responses` or
+    /// `anthropic`.
+    pub protocol: Option<String>,
     /// The model key its side calls (a small model's name) map to.
     pub side_model: Option<String>,
     /// Fragments of model names that mark a side call.

@@ -465,7 +465,7 @@ impl Pipeline {
                 agent.run(prompt).await
             }
             Some(implementer) => {
-                trace.implementer = Some(implementer.kind.name().to_string());
+                trace.implementer = Some(implementer.name.clone());
                 let agent = ExternalAgent {
                     gateway: &self.gateway,
                     implementer,

@@ -1,10 +1,15 @@
-//! External agents as the implementer: Claude Code (and, by the same path, any CLI that speaks
-//! a provider's wire format), started non-interactively in the attempt's sandbox, with its
-//! model calls going to gaffer's metering proxy ([`crate::gateway::metering_proxy`]) instead of
-//! the provider. The agent gets the proxy's address and a token valid for this attempt only;
-//! the upstream key stays in gaffer. Its own settings, written by gaffer, sit in a directory
-//! mounted read-only (the project's `.claude/` settings are not read), its own sandbox is off
-//! (gaffer's holds), and every process it started ends with the attempt.
+//! External agents as the implementer: Claude Code, Codex CLI, or any command that speaks a
+//! provider's wire format, started non-interactively in the attempt's sandbox, with its model
+//! calls going to gaffer's metering proxy ([`crate::gateway::metering_proxy`]) instead of the
+//! provider. The agent gets the proxy's address and a token valid for this attempt only; the
+//! upstream key stays in gaffer. Its prompt and settings, written by gaffer, sit in a
+//! directory mounted read-only; its own sandbox is off (gaffer's holds); every process it
+//! started ends with the attempt. What differs between agents — the command line, and how its
+//! result is read — is in [`claude_code`], [`codex`] and [`command`].
+
+mod claude_code;
+mod codex;
+mod command;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,11 +30,6 @@ use crate::sandbox::{CommandLimits, Mount, run_command};
 /// How long the proxy waits for streams still open after the agent ended.
 const SETTLE_GRACE: Duration = Duration::from_secs(10);
 
-/// The tools Claude Code may use without asking (everything else is denied: no prompt can be
-/// answered in a non-interactive run). Its web tools are not among them; they would fail in
-/// the sandbox, and the proxy refuses the provider-side search.
-const CLAUDE_CODE_TOOLS: &str = "Read Write Edit Bash Glob Grep NotebookEdit";
-
 /// Bytes of the agent's last message kept with the attempt.
 const SAID_BYTES: usize = 600;
 
@@ -41,30 +41,43 @@ const OUTPUT_CAP: usize = 1024 * 1024;
 pub enum ExternalKind {
     /// Anthropic's Claude Code CLI (`claude -p --output-format json`).
     ClaudeCode,
+    /// OpenAI's Codex CLI (`codex exec --json`), over the Responses API.
+    Codex,
+    /// Any command line (Aider, mini-swe-agent, a team's own script), given the prompt file
+    /// and the proxy's base URLs in its environment; it speaks `protocol`.
+    Command {
+        command: String,
+        protocol: AgentProtocol,
+    },
 }
 
 impl ExternalKind {
-    /// The names `gaffer.toml` knows.
-    pub const NAMES: &[&str] = &["claude-code"];
+    /// The agents gaffer knows by name; any other `[implementers.<name>]` is a `command`.
+    pub const NAMES: &[&str] = &["claude-code", "codex"];
 
+    /// The agent a known name stands for.
     pub fn from_name(name: &str) -> Option<ExternalKind> {
         match name {
             "claude-code" => Some(ExternalKind::ClaudeCode),
+            "codex" => Some(ExternalKind::Codex),
             _ => None,
         }
     }
 
     /// Its program on `PATH` when `[implementers.<name>] program` is not given.
-    pub fn default_program(&self) -> &'static str {
+    fn default_program(&self) -> Option<&'static str> {
         match self {
-            ExternalKind::ClaudeCode => "claude",
+            ExternalKind::ClaudeCode => Some("claude"),
+            ExternalKind::Codex => Some("codex"),
+            ExternalKind::Command { .. } => None,
         }
     }
 
     /// The model-name fragments of its side calls.
-    pub fn default_side_patterns(&self) -> Vec<String> {
+    fn default_side_patterns(&self) -> Vec<String> {
         match self {
             ExternalKind::ClaudeCode => vec!["haiku".to_string()],
+            ExternalKind::Codex | ExternalKind::Command { .. } => Vec::new(),
         }
     }
 
@@ -72,12 +85,8 @@ impl ExternalKind {
     pub fn protocol(&self) -> AgentProtocol {
         match self {
             ExternalKind::ClaudeCode => AgentProtocol::Anthropic,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ExternalKind::ClaudeCode => "claude-code",
+            ExternalKind::Codex => AgentProtocol::OpenaiResponses,
+            ExternalKind::Command { protocol, .. } => *protocol,
         }
     }
 }
@@ -85,9 +94,12 @@ impl ExternalKind {
 /// An external implementer as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalImplementer {
+    /// Its name in `gaffer.toml` (`claude-code`, `codex`, or a command's own name).
+    pub name: String,
     pub kind: ExternalKind,
-    /// The agent's program (found on `PATH` when not a path).
-    pub program: PathBuf,
+    /// The agent's program (found on `PATH` when not a path); for a command, a program its
+    /// command line runs that must be shown in the sandbox, if any.
+    pub program: Option<PathBuf>,
     /// The model key its side calls (a small model's name) map to.
     pub side_model: Option<String>,
     /// Lower-case fragments of model names that mark a side call.
@@ -138,32 +150,55 @@ impl ImplementerSettings {
     /// `[agent] implementer`, `[models.<key>] implementer` and `[implementers.<name>]`;
     /// relative program paths are taken from `base` (the directory of `gaffer.toml`).
     pub fn from_config(file: &GafferToml, base: &Path) -> Result<ImplementerSettings, Invalid> {
-        for name in file.implementers.keys() {
-            if ExternalKind::from_name(name).is_none() {
-                return Err(Invalid::new(
-                    format!("implementers.{name}"),
-                    format!(
-                        "is not an external agent gaffer knows (known: {})",
-                        ExternalKind::NAMES.join(", ")
-                    ),
-                ));
-            }
-        }
         let choose = |key: String, name: &str| -> Result<Option<ExternalImplementer>, Invalid> {
             if name == "builtin" {
                 return Ok(None);
             }
-            let kind = ExternalKind::from_name(name).ok_or_else(|| {
-                Invalid::new(
-                    key.clone(),
-                    format!(
-                        "`{name}` is not an implementer (known: builtin, {})",
-                        ExternalKind::NAMES.join(", ")
-                    ),
-                )
-            })?;
             let section = file.implementers.get(name).cloned().unwrap_or_default();
             let at = |field: &str| format!("implementers.{name}.{field}");
+            let kind = match (ExternalKind::from_name(name), section.command.clone()) {
+                (Some(_), Some(_)) => {
+                    return Err(Invalid::new(
+                        at("command"),
+                        format!("`{name}` is started by gaffer; `command` is for other agents"),
+                    ));
+                }
+                (Some(kind), None) => kind,
+                (None, Some(command)) => {
+                    let protocol = section.protocol.as_deref().unwrap_or("openai-chat");
+                    let protocol = match protocol {
+                        "anthropic" => AgentProtocol::Anthropic,
+                        "openai-chat" => AgentProtocol::OpenaiChat,
+                        "openai-responses" => AgentProtocol::OpenaiResponses,
+                        other => {
+                            return Err(Invalid::new(
+                                at("protocol"),
+                                format!(
+                                    "`{other}` is not a wire format (anthropic, openai-chat, \
+                                     openai-responses)"
+                                ),
+                            ));
+                        }
+                    };
+                    ExternalKind::Command { command, protocol }
+                }
+                (None, None) => {
+                    return Err(Invalid::new(
+                        key.clone(),
+                        format!(
+                            "`{name}` is not an implementer (builtin, {}, or an \
+                             [implementers.{name}] section with a `command`)",
+                            ExternalKind::NAMES.join(", ")
+                        ),
+                    ));
+                }
+            };
+            if section.protocol.is_some() && !matches!(kind, ExternalKind::Command { .. }) {
+                return Err(Invalid::new(
+                    at("protocol"),
+                    format!("`{name}` speaks its own format; `protocol` is for commands"),
+                ));
+            }
             if let Some(side) = &section.side_model
                 && !file.models.contains_key(side)
             {
@@ -178,13 +213,19 @@ impl ImplementerSettings {
                 1,
                 "a zero timeout would end every attempt at once",
             )?;
-            let program = section.program.as_deref().unwrap_or(kind.default_program());
-            let program = if program.contains('/') {
-                base.join(program)
-            } else {
-                PathBuf::from(program)
-            };
+            let program = section
+                .program
+                .as_deref()
+                .or(kind.default_program())
+                .map(|program| {
+                    if program.contains('/') {
+                        base.join(program)
+                    } else {
+                        PathBuf::from(program)
+                    }
+                });
             Ok(Some(ExternalImplementer {
+                name: name.to_string(),
                 side_patterns: section
                     .side_patterns
                     .unwrap_or_else(|| kind.default_side_patterns())
@@ -209,6 +250,10 @@ impl ImplementerSettings {
                     choose(format!("models.{key}.implementer"), name)?,
                 );
             }
+        }
+        // A section no implementer choice names is still checked (a typo is said now).
+        for name in file.implementers.keys() {
+            choose(format!("implementers.{name}"), name)?;
         }
         Ok(ImplementerSettings {
             default,
@@ -249,7 +294,7 @@ pub struct ExternalAgent<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum ExternalError {
     #[error("{agent}: {reason}")]
-    Start { agent: &'static str, reason: String },
+    Start { agent: String, reason: String },
 }
 
 impl ExternalAgent<'_> {
@@ -262,22 +307,29 @@ impl ExternalAgent<'_> {
     }
 
     async fn run_inner(&self, prompt: &str) -> Result<AgentReport, ExternalError> {
-        let agent = self.implementer.kind.name();
-        let fail = |reason: String| ExternalError::Start { agent, reason };
-        let program = resolve_program(&self.implementer.program).ok_or_else(|| {
-            fail(format!(
-                "cannot find the program `{}` (set [implementers.{agent}] program, or run \
-                 scripts/setup.sh, which installs it into tools/agents)",
-                self.implementer.program.display()
-            ))
-        })?;
+        let implementer = self.implementer;
+        let fail = |reason: String| ExternalError::Start {
+            agent: implementer.name.clone(),
+            reason,
+        };
+        let program = match &implementer.program {
+            Some(program) => Some(resolve_program(program).ok_or_else(|| {
+                fail(format!(
+                    "cannot find the program `{}` (set [implementers.{}] program, or run \
+                     scripts/setup.sh, which installs Claude Code and Codex into tools/agents)",
+                    program.display(),
+                    implementer.name
+                ))
+            })?),
+            None => None,
+        };
         let mut proxy = MeteringProxy::start(
             Arc::clone(self.gateway),
             ProxySettings {
-                protocol: self.implementer.kind.protocol(),
+                protocol: implementer.kind.protocol(),
                 routed: self.model.clone(),
-                side: self.implementer.side_model.clone(),
-                side_patterns: self.implementer.side_patterns.clone(),
+                side: implementer.side_model.clone(),
+                side_patterns: implementer.side_patterns.clone(),
                 tag: self.tag.clone(),
                 max_calls: Some(u64::from(self.max_turns)),
             },
@@ -288,7 +340,7 @@ impl ExternalAgent<'_> {
             .gateway
             .model_and_provider(&self.model)
             .map_err(|e| fail(e.to_string()))?;
-        let model_id = model.id.clone();
+        let model = model.clone();
         // The agent's read-only files: the prompt, its settings, the proxy's socket. Outside
         // every writable mount, so the agent cannot change them.
         let private = tempfile::Builder::new()
@@ -296,37 +348,13 @@ impl ExternalAgent<'_> {
             .tempdir()
             .map_err(|e| fail(format!("cannot make the agent's directory: {e}")))?;
         let prompt_file = private.path().join("prompt.md");
-        let settings_file = private.path().join("settings.json");
-        let hook_command = self.bridge.map(|bridge| {
-            let mut words = bridge.program.clone();
-            words.extend([
-                "--config".to_string(),
-                bridge.config.display().to_string(),
-                "--root".to_string(),
-                self.worktree.display().to_string(),
-            ]);
-            words
-        });
-        let settings = claude_code_settings(hook_command.as_deref());
         std::fs::write(&prompt_file, prompt)
-            .and_then(|()| std::fs::write(&settings_file, settings.to_string()))
-            .map_err(|e| fail(format!("cannot write the agent's files: {e}")))?;
+            .map_err(|e| fail(format!("cannot write the prompt: {e}")))?;
         let mut limits = self.limits.clone();
-        if let Some(bridge) = self.bridge {
-            limits
-                .mounts
-                .extend(bridge.read_only.iter().map(|path| Mount {
-                    path: path.clone(),
-                    writable: false,
-                }));
-            limits.env_set.push((
-                "GAFFER_PLUGIN_CACHE".to_string(),
-                bridge.cache_dir.display().to_string(),
-            ));
-        }
-        limits.timeout = self.implementer.timeout;
+        limits.timeout = implementer.timeout;
         limits.output_cap = OUTPUT_CAP;
-        let base_url = if limits.sandbox.is_some() {
+        let sandboxed = limits.sandbox.is_some();
+        let base_url = if sandboxed {
             let socket = private.path().join("model.sock");
             proxy
                 .listen_unix(&socket)
@@ -340,35 +368,53 @@ impl ExternalAgent<'_> {
             path: private.path().to_path_buf(),
             writable: false,
         });
-        if let Some(dir) = program.parent() {
+        if let Some(dir) = program.as_deref().and_then(program_tree) {
             limits.mounts.push(Mount {
-                path: dir.to_path_buf(),
+                path: dir,
                 writable: false,
             });
         }
-        limits.env_set.extend(
-            [
-                ("ANTHROPIC_BASE_URL", base_url.as_str()),
-                ("ANTHROPIC_API_KEY", proxy.token()),
-                // Only the model calls: no update checks, telemetry or error reports.
-                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-                ("DISABLE_AUTOUPDATER", "1"),
-                ("DISABLE_TELEMETRY", "1"),
-                ("DISABLE_ERROR_REPORTING", "1"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        let command = format!(
-            "exec {program} -p \"$(cat {prompt})\" --output-format json --model {model} \
-             --permission-mode dontAsk --allowedTools {tools} --settings {settings} \
-             --setting-sources '' --strict-mcp-config --disable-slash-commands \
-             --no-session-persistence",
-            program = shell_quote(&program.to_string_lossy()),
-            prompt = shell_quote(&prompt_file.to_string_lossy()),
-            model = shell_quote(&model_id),
-            tools = shell_quote(CLAUDE_CODE_TOOLS),
-            settings = shell_quote(&settings_file.to_string_lossy()),
-        );
+        let launch = Launch {
+            program: program.as_deref(),
+            prompt_file: &prompt_file,
+            private_dir: private.path(),
+            model_id: &model.id,
+            base_url: &base_url,
+            token: proxy.token(),
+            sandboxed,
+        };
+        let command = match &implementer.kind {
+            ExternalKind::ClaudeCode => {
+                let hook_command = self.bridge.map(|bridge| {
+                    let mut words = bridge.program.clone();
+                    words.extend([
+                        "--config".to_string(),
+                        bridge.config.display().to_string(),
+                        "--root".to_string(),
+                        self.worktree.display().to_string(),
+                    ]);
+                    words
+                });
+                if let Some(bridge) = self.bridge {
+                    limits
+                        .mounts
+                        .extend(bridge.read_only.iter().map(|path| Mount {
+                            path: path.clone(),
+                            writable: false,
+                        }));
+                    limits.env_set.push((
+                        "GAFFER_PLUGIN_CACHE".to_string(),
+                        bridge.cache_dir.display().to_string(),
+                    ));
+                }
+                claude_code::launch(&launch, hook_command.as_deref(), &mut limits.env_set)
+            }
+            ExternalKind::Codex => codex::launch(&launch, &mut limits.env_set),
+            ExternalKind::Command { command, protocol } => {
+                command::launch(&launch, command, *protocol, &mut limits.env_set)
+            }
+        }
+        .map_err(|e| fail(format!("cannot write the agent's files: {e}")))?;
         let ran = tokio::select! {
             ran = run_command(self.worktree, &command, &limits) => Some(ran),
             () = self.stop.cancelled() => None,
@@ -378,34 +424,21 @@ impl ExternalAgent<'_> {
             return Ok(report(AgentEnd::Stopped, summary.calls, summary.charged));
         };
         let output = ran.map_err(|e| fail(e.to_string()))?;
-        let result = last_result(&output.output);
-        let figure = result.as_ref().map(|r| AgentFigure {
-            cost: r
-                .get("total_cost_usd")
-                .and_then(Value::as_f64)
-                .map(dollars_to_micro),
-            turns: r
-                .get("num_turns")
-                .and_then(Value::as_u64)
-                .and_then(|t| u32::try_from(t).ok()),
-            said: r
-                .get("result")
-                .and_then(Value::as_str)
-                .map(|text| head(text, SAID_BYTES).to_string()),
-        });
-        let turns = figure
-            .as_ref()
-            .and_then(|f| f.turns)
-            .map_or(summary.calls, u64::from);
+        let read = match &implementer.kind {
+            ExternalKind::ClaudeCode => claude_code::read_result(&output.output),
+            ExternalKind::Codex => codex::read_result(&output.output, &model),
+            ExternalKind::Command { .. } => command::read_result(&output),
+        };
         let end = if let Some(exhausted) = summary.budget {
             AgentEnd::Budget(exhausted)
         } else if output.timed_out || summary.call_limit_hit {
             AgentEnd::TurnLimit
         } else {
-            match &result {
-                Some(result) => claude_code_end(result),
+            match read.end {
+                Some(end) => end,
                 None => AgentEnd::Failed(format!(
-                    "{agent} ended (exit {}) without its result: {}",
+                    "{} ended (exit {}) without its result: {}",
+                    implementer.name,
                     output
                         .exit_code
                         .map_or_else(|| "by a signal".to_string(), |c| c.to_string()),
@@ -413,11 +446,53 @@ impl ExternalAgent<'_> {
                 )),
             }
         };
+        let turns = read
+            .figure
+            .as_ref()
+            .and_then(|f| f.turns)
+            .map_or(summary.calls, u64::from);
         let mut done = report(end, summary.calls.max(turns), summary.charged);
         done.confinement = Some(output.confinement);
-        done.agent_figure = figure;
+        done.agent_figure = read.figure;
         Ok(done)
     }
+}
+
+/// What every agent's launch is given.
+struct Launch<'a> {
+    /// The agent's program, resolved (`None`: a command without one).
+    program: Option<&'a Path>,
+    /// The task prompt, in a file the agent may read and not change.
+    prompt_file: &'a Path,
+    /// Where gaffer may write the agent's other files (shown read-only).
+    private_dir: &'a Path,
+    /// The routed model's provider id, which the agent asks for.
+    model_id: &'a str,
+    /// The proxy's root (`/v1` follows for OpenAI's formats).
+    base_url: &'a str,
+    /// The agent's key for the proxy (never the upstream key).
+    token: &'a str,
+    /// The agent runs in the sandbox (else with gaffer's rights, `--unconfined`).
+    sandboxed: bool,
+}
+
+impl Launch<'_> {
+    /// The resolved program, quoted for `sh`.
+    fn quoted_program(&self) -> String {
+        shell_quote(
+            &self
+                .program
+                .map(|p| p.to_string_lossy())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// What an agent's output says: how it ended (`None`: it said nothing readable) and its own
+/// account.
+struct ReadResult {
+    end: Option<AgentEnd>,
+    figure: Option<AgentFigure>,
 }
 
 fn report(end: AgentEnd, turns: u64, charged: MicroUsd) -> AgentReport {
@@ -430,24 +505,6 @@ fn report(end: AgentEnd, turns: u64, charged: MicroUsd) -> AgentReport {
         denials: Vec::new(),
         failed_commands: 0,
         confinement: None,
-    }
-}
-
-/// How Claude Code's result object says the run ended.
-fn claude_code_end(result: &Value) -> AgentEnd {
-    let text = result
-        .get("result")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let is_error = result.get("is_error").and_then(Value::as_bool) == Some(true);
-    let subtype = result.get("subtype").and_then(Value::as_str).unwrap_or("");
-    if subtype == "error_max_turns" {
-        return AgentEnd::TurnLimit;
-    }
-    match result.get("api_error_status").and_then(Value::as_u64) {
-        Some(status) if is_error && (status == 429 || status >= 500) => AgentEnd::Provider(text),
-        _ => AgentEnd::Finished { summary: text },
     }
 }
 
@@ -504,36 +561,6 @@ pub fn hook_program() -> std::io::Result<Vec<String>> {
     })
 }
 
-/// Claude Code's settings for a run under gaffer: the team's hooks when there are any, its
-/// own sandbox off (gaffer's holds), no project MCP servers, hooks that stay on and skills
-/// that run no shell (also without hooks), nothing kept between runs.
-fn claude_code_settings(hook_command: Option<&[String]>) -> Value {
-    let mut settings = match hook_command {
-        Some(command) => hook_settings(command),
-        None => json!({"disableAllHooks": false, "disableSkillShellExecution": true}),
-    };
-    if let Some(object) = settings.as_object_mut() {
-        object.insert("sandbox".into(), json!({ "enabled": false }));
-        object.insert("enableAllProjectMcpServers".into(), json!(false));
-        object.insert("cleanupPeriodDays".into(), json!(1));
-        object.insert("includeCoAuthoredBy".into(), json!(false));
-    }
-    settings
-}
-
-/// The last line of `output` that is Claude Code's result object.
-fn last_result(output: &str) -> Option<Value> {
-    output.lines().rev().find_map(|line| {
-        let line = line.trim();
-        if !line.starts_with('{') {
-            return None;
-        }
-        serde_json::from_str::<Value>(line)
-            .ok()
-            .filter(|v| v.get("type").and_then(Value::as_str) == Some("result"))
-    })
-}
-
 /// Dollars as a float (an agent's own figure) to µ$, to the nearest.
 fn dollars_to_micro(dollars: f64) -> MicroUsd {
     if dollars.is_finite() && dollars > 0.0 {
@@ -555,6 +582,18 @@ fn resolve_program(program: &Path) -> Option<PathBuf> {
             .find(|candidate| candidate.is_file())?
     };
     std::fs::canonicalize(found).ok().filter(|p| p.is_file())
+}
+
+/// What of the host the sandbox shows for an agent's program: the whole `node_modules` tree an
+/// npm-installed agent lives in (its wrapper finds its native binary in a sibling package),
+/// else the program's directory.
+fn program_tree(program: &Path) -> Option<PathBuf> {
+    program
+        .ancestors()
+        .filter(|dir| dir.file_name().is_some_and(|name| name == "node_modules"))
+        .last()
+        .or_else(|| program.parent())
+        .map(Path::to_path_buf)
 }
 
 /// `text` in single quotes for `sh`.
@@ -584,12 +623,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_result_is_the_last_json_line_of_type_result() {
-        let output = "warning: something\n{\"type\":\"system\"}\n{\"type\":\"result\",\"total_cost_usd\":0.01518,\"num_turns\":2}\n";
-        let result = last_result(output).unwrap();
-        assert_eq!(result["num_turns"], 2);
-        assert_eq!(dollars_to_micro(0.015179999999999999), MicroUsd(15_180));
-        assert_eq!(last_result("no json here"), None);
+    fn an_npm_agent_is_shown_its_whole_package_tree() {
+        assert_eq!(
+            program_tree(Path::new(
+                "/p/tools/agents/node_modules/@openai/codex/bin/codex.js"
+            )),
+            Some(PathBuf::from("/p/tools/agents/node_modules"))
+        );
+        assert_eq!(
+            program_tree(Path::new("/usr/local/bin/aider")),
+            Some(PathBuf::from("/usr/local/bin"))
+        );
     }
 
     #[test]
@@ -598,11 +642,9 @@ mod tests {
     }
 
     #[test]
-    fn an_api_error_of_the_provider_is_a_provider_ending() {
-        let end = claude_code_end(&json!({"type": "result", "is_error": true,
-            "api_error_status": 529, "result": "API Error: overloaded"}));
-        assert!(matches!(end, AgentEnd::Provider(_)));
-        let end = claude_code_end(&json!({"type": "result", "subtype": "error_max_turns"}));
-        assert_eq!(end, AgentEnd::TurnLimit);
+    fn an_agents_float_dollars_round_to_the_nearest_micro_dollar() {
+        assert_eq!(dollars_to_micro(0.015179999999999999), MicroUsd(15_180));
+        assert_eq!(dollars_to_micro(-1.0), MicroUsd::ZERO);
+        assert_eq!(dollars_to_micro(f64::NAN), MicroUsd::ZERO);
     }
 }
