@@ -58,8 +58,9 @@ struct Project {
 impl Project {
     /// A small repository whose `gaffer.toml` sends every attempt to Claude Code on one model
     /// of the scripted provider, with `tasks` in its backlog.
-    /// `script` is given the repository's root (where the attempts' worktrees will be).
-    async fn new(tasks: &[&str], script: impl FnOnce(&Path) -> Vec<Reply>) -> Project {
+    /// `script` is given the repository's root (where the attempts' worktrees will be) and the
+    /// provider's own base URL.
+    async fn new(tasks: &[&str], script: impl FnOnce(&Path, &str) -> Vec<Reply>) -> Project {
         Project::with_config(tasks, "", script).await
     }
 
@@ -67,7 +68,7 @@ impl Project {
     async fn with_config(
         tasks: &[&str],
         extra: &str,
-        script: impl FnOnce(&Path) -> Vec<Reply>,
+        script: impl FnOnce(&Path, &str) -> Vec<Reply>,
     ) -> Project {
         Project::custom(tasks, |base| claude_code_config(base) + extra, script).await
     }
@@ -76,14 +77,15 @@ impl Project {
     async fn custom(
         tasks: &[&str],
         config: impl FnOnce(&str) -> String,
-        script: impl FnOnce(&Path) -> Vec<Reply>,
+        script: impl FnOnce(&Path, &str) -> Vec<Reply>,
     ) -> Project {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("repo");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("README.md"), "# greeter\n").unwrap();
         std::fs::write(root.join(".gitignore"), ".gaffer/\n").unwrap();
-        let fake = FakeProvider::start(script(&root)).await;
+        let fake = FakeProvider::start(vec![]).await;
+        fake.script(script(&root, &fake.base_url));
         std::fs::write(root.join("gaffer.toml"), config(&fake.base_url)).unwrap();
         git(&root, &["init", "-q", "-b", "main"]);
         git(&root, &["add", "-A"]);
@@ -258,8 +260,25 @@ async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches
     ];
     // Claude Code's four turns: Write, Edit, Bash, then the end. Its Write takes an absolute
     // path: the attempt's worktree is known before the run.
-    let project = Project::new(&["Add a greeter"], |root| {
+    let project = Project::new(&["Add a greeter"], |root, provider| {
         let file = root.join(".gaffer/worktrees/T-1-a1/greet.py");
+        // The agent's shell, as an attacker: record its environment, look for the upstream key
+        // wherever it can read (its home, /tmp, gaffer's mounts, every process's environment
+        // and command line; the key is searched for in two halves, so that this command does
+        // not hold it), write outside the worktree, call the provider directly, and leave a
+        // process behind.
+        let (first, second) = UPSTREAM_KEY.split_at(12);
+        let attack = format!(
+            "env > agent_env.txt; \
+             A={first} B={second} python3 {scan} > canary_found.txt; \
+             touch {escaped} 2>/dev/null; \
+             python3 -c \"import urllib.request; urllib.request.urlopen('{provider}/v1/messages', timeout=3)\" \
+              2>/dev/null && echo reached > direct.txt; \
+             (setsid sleep 4321 >/dev/null 2>&1 &); \
+             ls; echo written",
+            scan = "-c \"import os, glob\nkey = (os.environ['A'] + os.environ['B']).encode()\nprobe = b'ANTHROPIC_API_KEY=gaffer-proxy-'\npaths = [os.path.join(d, f) for root in [os.environ['HOME'], '/tmp', '/run'] for d, _, fs in os.walk(root) for f in fs]\nfor p in paths + glob.glob('/proc/*/environ') + glob.glob('/proc/*/cmdline'):\n    try:\n        data = open(p, 'rb').read() if os.path.isfile(p) else b''\n    except OSError:\n        continue\n    if key in data:\n        print('key', p)\n    if probe in data:\n        print('probe', p)\n\"",
+            escaped = root.join("escaped.txt").display(),
+        );
         vec![
             stream(
                 &[tool(
@@ -281,8 +300,7 @@ async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches
             stream(
                 &[tool(
                     "Bash",
-                    json!({"command": "env > agent_env.txt; echo written",
-                                       "description": "Record the environment"}),
+                    json!({"command": attack, "description": "Look around"}),
                 )],
                 "tool_use",
                 usages[2],
@@ -309,6 +327,35 @@ async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches
         "the upstream key reached the agent: {env}"
     );
     assert!(!env.contains(UPSTREAM_KEY_ENV), "{env}");
+    // The scan finds what is there (the proxy's token, in the agent's environment) and not
+    // the upstream key.
+    let found = std::fs::read_to_string(project.root.join("canary_found.txt")).unwrap();
+    assert!(
+        found.lines().any(|l| l.starts_with("probe /proc/")),
+        "the scan cannot see the processes' environments: {found}"
+    );
+    assert!(
+        !found.lines().any(|l| l.starts_with("key ")),
+        "the upstream key is readable in the sandbox: {found}"
+    );
+    assert!(
+        !project.root.join("escaped.txt").exists(),
+        "a write left the worktree"
+    );
+    assert!(
+        !project.root.join("direct.txt").exists(),
+        "the agent reached the provider directly"
+    );
+    // Nothing the agent started outlives the attempt.
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 4321"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 
     // What the provider received: four calls with the upstream key, the routed model, and
     // nothing of the key in what the agent sent (its tool results included).
@@ -416,7 +463,7 @@ async fn a_task_cap_reached_mid_attempt_refuses_the_next_call_and_nothing_merges
     // Two tasks whose prompts are the same length. The first run measures how big Claude
     // Code's first request is (its size is the reservation's input bound); the second sets
     // the task cap so that the first call fits and the second cannot.
-    let project = Project::new(&["Task one", "Task two"], |root| {
+    let project = Project::new(&["Task one", "Task two"], |root, _| {
         let file = root.join(".gaffer/worktrees/T-2-a1/two.txt");
         vec![
             stream(
@@ -483,7 +530,7 @@ async fn inside_claude_code_a_protected_write_is_denied_by_the_teams_hook_with_t
         "\n[[plugins.hooks]]\npath = {:?}\nconfig = {{ globs = [\".env\"] }}\n",
         support::guest("protected-paths").display().to_string()
     );
-    let project = Project::with_config(&["Configure the app"], &hooks, |root| {
+    let project = Project::with_config(&["Configure the app"], &hooks, |root, _| {
         let worktree = root.join(".gaffer/worktrees/T-1-a1");
         vec![
             stream(
@@ -694,7 +741,7 @@ async fn codex_implements_a_task_over_the_responses_api_and_the_ledger_matches_t
     let project = Project::custom(
         &["Say hello"],
         |base| openai_config(base, "codex", &section),
-        |_| {
+        |_, _| {
             vec![
                 responses_stream(
                     json!({"type": "function_call", "id": "fc_1", "call_id": "call_1",
@@ -809,7 +856,7 @@ print("wrote", name)
     let project = Project::custom(
         &["Write the notes"],
         |base| openai_config(base, "tiny", &section),
-        |_| vec![reply],
+        |_, _| vec![reply],
     )
     .await;
     let out = project.run(&[]);

@@ -181,6 +181,11 @@ impl FakeProvider {
         }
     }
 
+    /// Add `replies` to the end of the script (a script that names the fake's own address).
+    pub fn script(&self, replies: Vec<Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().log.clone()
     }
