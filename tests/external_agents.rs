@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use fake_provider::{FakeProvider, Reply};
 use gaffer::store::{
-    BacklogStore, LedgerRow, LedgerStore, NewTask, RowState, SqliteStore, TaskState,
+    BacklogStore, LedgerRow, LedgerStore, NewTask, Phase, RowState, SqliteStore, TaskState,
 };
 use serde_json::{Value, json};
 
@@ -394,6 +394,19 @@ async fn claude_code_implements_a_task_with_its_own_tools_and_the_ledger_matches
         assert_eq!(row.scope.task_id.as_deref(), Some("T-1"));
         assert_eq!(row.scope.model, "strong");
     }
+    // The phases, read from the conversation each call carries: the task, then (after the
+    // Write) the implementation.
+    let phases: Vec<Option<Phase>> = rows.iter().map(|r| r.scope.phase).collect();
+    assert_eq!(
+        phases,
+        [
+            Phase::ReadTask,
+            Phase::Implement,
+            Phase::Implement,
+            Phase::Implement
+        ]
+        .map(Some)
+    );
     let ledger: u64 = rows.iter().map(|r| r.charged.get()).sum();
     let attempts = project.store().attempts("T-1").unwrap();
     let figure = attempts[0]

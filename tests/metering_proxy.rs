@@ -248,7 +248,8 @@ async fn an_anthropic_stream_passes_through_and_is_booked_at_its_usage() {
     assert_eq!(row.scope.model, "strong");
     assert_eq!(row.scope.task_id.as_deref(), Some("T-1"));
     assert_eq!(row.scope.attempt, Some(1));
-    assert_eq!(row.scope.phase, Some(Phase::Implement));
+    // The agent's first call of the conversation reads the task.
+    assert_eq!(row.scope.phase, Some(Phase::ReadTask));
     assert_eq!(row.certainty(), Some(Certainty::Measured));
     let summary = setup.proxy.finish(Duration::from_secs(5)).await;
     assert_eq!(summary.calls, 1);

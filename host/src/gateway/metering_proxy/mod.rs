@@ -481,6 +481,7 @@ async fn generate(
         .min(u64::from(model.max_tokens));
     let mut scope = shared.settings.tag.scope.clone();
     scope.model = model.key.clone();
+    scope.phase = Some(wire::phase(protocol, &request));
     let ledger = shared.gateway.ledger();
     // Each refusal names one cap; clamping to it may meet a narrower one, hence the loop
     // (bounded by the number of cap levels).

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::super::usage;
 use crate::gateway::provider::{Endpoint, ProviderKind};
-use crate::store::TokenCounts;
+use crate::store::{Phase, TokenCounts};
 
 /// The wire format an agent speaks to the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -217,6 +217,142 @@ fn count_images(value: &Value) -> u64 {
     }
 }
 
+/// Tools that change files, by the names agents give them.
+const WRITE_TOOLS: &[&str] = &[
+    "Write",
+    "Edit",
+    "MultiEdit",
+    "NotebookEdit",
+    "str_replace_based_edit_tool",
+    "apply_patch",
+    "write_file",
+    "edit",
+];
+
+/// Tools that run commands, by the names agents give them.
+const COMMAND_TOOLS: &[&str] = &[
+    "Bash",
+    "exec_command",
+    "shell",
+    "local_shell",
+    "run_command",
+];
+
+/// The phase of the agent's work a request belongs to, read from the conversation it carries,
+/// as the built-in loop counts it: its first call reads the task; after a command failed it
+/// iterates (until it changes a file again); after a file changed it implements; before, it
+/// explores.
+pub fn phase(protocol: AgentProtocol, body: &Value) -> Phase {
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let (mut answered, mut changed, mut failing) = (false, false, false);
+    let mut result = |name: Option<&String>, failed: bool| {
+        let Some(name) = name else {
+            return;
+        };
+        if WRITE_TOOLS.contains(&name.as_str()) && !failed {
+            changed = true;
+            failing = false;
+        } else if COMMAND_TOOLS.contains(&name.as_str()) && failed {
+            failing = true;
+        }
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match protocol {
+        AgentProtocol::Anthropic => {
+            for message in body["messages"].as_array().into_iter().flatten() {
+                let blocks = message["content"].as_array().cloned().unwrap_or_default();
+                if message["role"] == "assistant" {
+                    answered = true;
+                }
+                for block in &blocks {
+                    match block["type"].as_str() {
+                        Some("tool_use") => {
+                            if let (Some(id), Some(name)) =
+                                (block["id"].as_str(), block["name"].as_str())
+                            {
+                                names.insert(id.to_string(), name.to_string());
+                            }
+                        }
+                        Some("tool_result") => {
+                            let id = block["tool_use_id"].as_str().unwrap_or_default();
+                            let failed = block["is_error"].as_bool() == Some(true)
+                                || text(&block["content"]).contains("Exit code ");
+                            result(names.get(id), failed);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        AgentProtocol::OpenaiChat => {
+            for message in body["messages"].as_array().into_iter().flatten() {
+                match message["role"].as_str() {
+                    Some("assistant") => {
+                        answered = true;
+                        for call in message["tool_calls"].as_array().into_iter().flatten() {
+                            if let (Some(id), Some(name)) = (
+                                call["id"].as_str(),
+                                call.pointer("/function/name").and_then(Value::as_str),
+                            ) {
+                                names.insert(id.to_string(), name.to_string());
+                            }
+                        }
+                    }
+                    Some("tool") => {
+                        let id = message["tool_call_id"].as_str().unwrap_or_default();
+                        result(names.get(id), false);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        AgentProtocol::OpenaiResponses => {
+            for item in body["input"].as_array().into_iter().flatten() {
+                match item["type"].as_str() {
+                    Some("function_call" | "custom_tool_call" | "local_shell_call") => {
+                        answered = true;
+                        if let (Some(id), Some(name)) = (
+                            item["call_id"].as_str(),
+                            item["name"].as_str().or(Some("local_shell")),
+                        ) {
+                            names.insert(id.to_string(), name.to_string());
+                        }
+                    }
+                    Some("message") if item["role"] == "assistant" => answered = true,
+                    Some(
+                        "function_call_output"
+                        | "custom_tool_call_output"
+                        | "local_shell_call_output",
+                    ) => {
+                        let id = item["call_id"].as_str().unwrap_or_default();
+                        let output = text(&item["output"]);
+                        // Codex reports a command's exit as `Process exited with code N`.
+                        let failed = output
+                            .split("exited with code ")
+                            .nth(1)
+                            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                            .is_some_and(|code| !code.is_empty() && code != "0");
+                        result(names.get(id), failed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if !answered {
+        Phase::ReadTask
+    } else if failing {
+        Phase::Iterate
+    } else if changed {
+        Phase::Implement
+    } else {
+        Phase::Explore
+    }
+}
+
 /// Point the request at `model_id` with `max_tokens` as its output bound, and ask a stream to
 /// report its usage (OpenAI Chat Completions only does when asked).
 pub fn rewrite(
@@ -408,6 +544,56 @@ mod tests {
             {"type": "tool_result", "content": [{"type": "image", "source": {}}]},
         ]}]});
         assert_eq!(inspect(AgentProtocol::Anthropic, &body).unwrap().images, 2);
+    }
+
+    #[test]
+    fn the_phase_follows_the_conversation_as_the_built_in_loop_counts_it() {
+        let turn = |blocks: Value| json!({"role": "assistant", "content": blocks});
+        let results = |blocks: Value| json!({"role": "user", "content": blocks});
+        let mut messages = vec![json!({"role": "user", "content": "Task T-1: fix it"})];
+        let at =
+            |messages: &Vec<Value>| phase(AgentProtocol::Anthropic, &json!({"messages": messages}));
+        assert_eq!(at(&messages), Phase::ReadTask);
+        messages.push(turn(
+            json!([{"type": "tool_use", "id": "a", "name": "Read", "input": {}}]),
+        ));
+        messages.push(results(
+            json!([{"type": "tool_result", "tool_use_id": "a", "content": "..."}]),
+        ));
+        assert_eq!(at(&messages), Phase::Explore);
+        messages.push(turn(
+            json!([{"type": "tool_use", "id": "b", "name": "Write", "input": {}}]),
+        ));
+        messages.push(results(
+            json!([{"type": "tool_result", "tool_use_id": "b", "content": "ok"}]),
+        ));
+        assert_eq!(at(&messages), Phase::Implement);
+        messages.push(turn(
+            json!([{"type": "tool_use", "id": "c", "name": "Bash", "input": {}}]),
+        ));
+        messages.push(results(json!([{"type": "tool_result", "tool_use_id": "c",
+            "content": "Exit code 1\nFAILED", "is_error": true}])));
+        assert_eq!(at(&messages), Phase::Iterate);
+        messages.push(turn(
+            json!([{"type": "tool_use", "id": "d", "name": "Edit", "input": {}}]),
+        ));
+        messages.push(results(
+            json!([{"type": "tool_result", "tool_use_id": "d", "content": "ok"}]),
+        ));
+        assert_eq!(at(&messages), Phase::Implement);
+
+        let codex = |output: &str| {
+            phase(
+                AgentProtocol::OpenaiResponses,
+                &json!({"input": [
+                    {"type": "message", "role": "user", "content": "Task"},
+                    {"type": "function_call", "call_id": "x", "name": "exec_command", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "x", "output": output},
+                ]}),
+            )
+        };
+        assert_eq!(codex("Process exited with code 2\nOutput:"), Phase::Iterate);
+        assert_eq!(codex("Process exited with code 0\nOutput:"), Phase::Explore);
     }
 
     #[test]
