@@ -195,6 +195,15 @@ fn anthropic_stream(input: u64, cache_read: u64, cache_write: u64, output: u64) 
     ])
 }
 
+/// A whole Anthropic answer of one input and one output token.
+fn short_answer() -> Reply {
+    Reply::json(
+        200,
+        json!({"id": "m", "type": "message", "role": "assistant", "model": "x",
+            "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+    )
+}
+
 fn anthropic_request(model: &str, stream: bool) -> Value {
     json!({
         "model": model,
@@ -288,16 +297,9 @@ async fn a_whole_anthropic_answer_is_booked_from_its_body() {
 
 #[tokio::test]
 async fn any_model_name_maps_to_the_routed_model_and_an_ungranted_one_is_refused() {
-    let answer = |model: &str| {
-        Reply::json(
-            200,
-            json!({"id": "m", "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
-        )
-    };
     let setup = setup(
         AgentProtocol::Anthropic,
-        vec![answer("a"), answer("b")],
+        vec![short_answer(), short_answer()],
         Caps::default(),
     )
     .await;
@@ -348,16 +350,9 @@ async fn any_model_name_maps_to_the_routed_model_and_an_ungranted_one_is_refused
 
 #[tokio::test]
 async fn the_attempts_turns_bound_its_calls() {
-    let answer = || {
-        Reply::json(
-            200,
-            json!({"id": "m", "type": "message", "role": "assistant", "model": "x",
-            "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
-        )
-    };
     let setup = setup(
         AgentProtocol::Anthropic,
-        vec![answer(), answer(), answer(), answer()],
+        vec![short_answer(); 4],
         Caps::default(),
     )
     .await;
@@ -710,19 +705,12 @@ async fn an_agent_whose_format_the_routed_provider_does_not_speak_is_refused_at_
 
 #[tokio::test]
 async fn thinking_is_cut_to_fit_the_clamped_output_bound() {
-    let answer = || {
-        Reply::json(
-            200,
-            json!({"id": "m", "type": "message", "role": "assistant", "model": "x",
-            "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
-        )
-    };
     // $0.10 of task cap: the body's bytes at $3.75 per Mtok, the rest buys about 6,600 output
     // tokens at $15 (thinking on half); $0.03: about 1,950 (too few to halve: no thinking).
     for (cap, halved) in [(100_000u64, true), (30_000, false)] {
         let setup = setup(
             AgentProtocol::Anthropic,
-            vec![answer()],
+            vec![short_answer()],
             Caps {
                 per_task: Some(MicroUsd(cap)),
                 ..Caps::default()

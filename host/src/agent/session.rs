@@ -213,15 +213,7 @@ impl Agent<'_> {
                 report.end = AgentEnd::Stopped;
                 return report;
             }
-            let phase = if report.turns == 0 {
-                Phase::ReadTask
-            } else if failing {
-                Phase::Iterate
-            } else if changed {
-                Phase::Implement
-            } else {
-                Phase::Explore
-            };
+            let phase = Phase::of_work(report.turns == 0, failing, changed);
             let mut request = ChatRequest {
                 model: String::new(),
                 system: Some(SYSTEM_PROMPT.to_string()),

@@ -200,17 +200,35 @@ fn cached_tokens(inner: &Inner, conversation: String, turn: usize, prompt_tokens
     cached
 }
 
+/// A request's JSON and its model, or the error to answer (no JSON, no model, no messages).
+fn parse_request(body: &str) -> Result<(Value, String), Box<Response>> {
+    let request: Value = serde_json::from_str(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("body is not JSON: {e}"),
+        ))
+    })?;
+    let model = request["model"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| Box::new(error(StatusCode::BAD_REQUEST, "`model` is missing".into())))?;
+    if !request["messages"].is_array() {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "`messages` is missing".into(),
+        )));
+    }
+    Ok((request, model))
+}
+
 async fn complete(State(inner): State<Arc<Inner>>, body: String) -> Response {
-    let request: Value = match serde_json::from_str(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    let (request, model) = match parse_request(&body) {
+        Ok(parsed) => parsed,
+        Err(answer) => return *answer,
     };
-    let Some(model) = request["model"].as_str().map(str::to_string) else {
-        return error(StatusCode::BAD_REQUEST, "`model` is missing".into());
-    };
-    let Some(messages) = request["messages"].as_array() else {
-        return error(StatusCode::BAD_REQUEST, "`messages` is missing".into());
-    };
+    let messages = request["messages"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     let first_user = messages
         .iter()
         .find(|m| m["role"] == "user")
@@ -346,16 +364,13 @@ fn claude_code_calls(call: &ScriptedCall, cwd: &str) -> Vec<(String, Value)> {
 
 /// Anthropic Messages, streamed: the script played to Claude Code.
 async fn messages(State(inner): State<Arc<Inner>>, body: String) -> Response {
-    let request: Value = match serde_json::from_str(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    let (request, model) = match parse_request(&body) {
+        Ok(parsed) => parsed,
+        Err(answer) => return *answer,
     };
-    let Some(model) = request["model"].as_str().map(str::to_string) else {
-        return error(StatusCode::BAD_REQUEST, "`model` is missing".into());
-    };
-    let Some(history) = request["messages"].as_array() else {
-        return error(StatusCode::BAD_REQUEST, "`messages` is missing".into());
-    };
+    let history = request["messages"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     // Claude Code puts its own context (the environment, recent commits) beside the prompt in
     // the first message: the task is found in gaffer's prompt, the block that starts `Task `.
     let first_user = history

@@ -116,6 +116,23 @@ stored_names! {
     }
 }
 
+impl Phase {
+    /// The phase of an agent's next model call, by how far its work has come: its first call
+    /// reads the task; after a command failed it iterates (until it changes a file again);
+    /// after a file changed it implements; before, it explores.
+    pub fn of_work(first_call: bool, failing: bool, changed: bool) -> Phase {
+        if first_call {
+            Phase::ReadTask
+        } else if failing {
+            Phase::Iterate
+        } else if changed {
+            Phase::Implement
+        } else {
+            Phase::Explore
+        }
+    }
+}
+
 stored_names! {
     /// Who made a ledger row.
     pub enum Role {

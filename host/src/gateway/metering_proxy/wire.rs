@@ -342,15 +342,7 @@ pub fn phase(protocol: AgentProtocol, body: &Value) -> Phase {
             }
         }
     }
-    if !answered {
-        Phase::ReadTask
-    } else if failing {
-        Phase::Iterate
-    } else if changed {
-        Phase::Implement
-    } else {
-        Phase::Explore
-    }
+    Phase::of_work(!answered, failing, changed)
 }
 
 /// Point the request at `model_id` with `max_tokens` as its output bound, and ask a stream to
