@@ -248,6 +248,8 @@ fn start_relays(relays: &[(u16, PathBuf)]) -> Result<(), String> {
 
 /// Copy one connection both ways between the sandbox's client and gaffer's proxy.
 fn relay(client: std::net::TcpStream, socket: &std::path::Path) {
+    // Streamed answers come in small writes: pass each on at once.
+    let _ = client.set_nodelay(true);
     let Ok(upstream) = std::os::unix::net::UnixStream::connect(socket) else {
         return;
     };
