@@ -241,6 +241,12 @@ pub struct AttemptView {
     /// The files its change touched, as the pipeline recorded them when it diffed the attempt
     /// (empty: no change, not diffed yet, or recorded before gaffer kept them).
     pub changed: Vec<ChangedFile>,
+    /// The external agent that implemented it; `None` for the built-in loop.
+    pub implementer: Option<String>,
+    /// The ledger's figure for the agent's own calls.
+    pub agent_calls_micros: MicroUsd,
+    /// The agent's own figure for them, when it gave one.
+    pub agent_figure_micros: Option<MicroUsd>,
 }
 
 /// One ledger row on a task's page: one try of one model call, or one plugin run.
@@ -476,6 +482,9 @@ impl Dashboard {
                 tests_passed: a.tests_passed,
                 turns: a.turns,
                 wall_ms: a.wall_ms,
+                implementer: a.implementer.clone(),
+                agent_calls_micros: a.agent_calls_micros,
+                agent_figure_micros: a.agent_figure_micros,
             });
         }
         let diff = self.diff_summary(&task.id);
@@ -812,7 +821,7 @@ fn render_task_page(dashboard_title: &str, t: &TaskDetail) -> String {
         };
         attempts.push_str(&format!(
             r#"<section class="attempt" data-attempt="{n}"><h3>Attempt {n} · <span class="outcome">{outcome}</span>{cause}</h3>
-<p>model <b>{model}</b> · run {run} · {turns} turns · tests {tests} · cost <b class="cost">{cost}</b> ({certainty}){reserved}</p>
+<p>model <b>{model}</b> · run {run} · {turns} turns · tests {tests} · cost <b class="cost">{cost}</b> ({certainty}){reserved}</p>{agent}
 <ul class="reasons">{reasons}</ul>
 <table class="phases"><tr><th>phase</th><th>tries</th><th>input</th><th>output</th><th>cache read</th><th>cost</th></tr>{phases}</table>
 {changed}</section>
@@ -838,6 +847,16 @@ fn render_task_page(dashboard_title: &str, t: &TaskDetail) -> String {
             } else {
                 format!(" · reserved now {}", exact_dollars(a.reserved_micros))
             },
+            agent = a.implementer.as_ref().map_or(String::new(), |name| {
+                let own = a
+                    .agent_figure_micros
+                    .map_or_else(|| "none".to_string(), exact_dollars);
+                format!(
+                    "\n<p class=\"agent\">implemented by <b>{}</b> · its calls {} in the ledger · its own figure {own}</p>",
+                    esc(name),
+                    exact_dollars(a.agent_calls_micros)
+                )
+            }),
         ));
     }
     if t.attempts.is_empty() {
