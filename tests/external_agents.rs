@@ -900,3 +900,33 @@ print("wrote", name)
         "a command gives no figure of its own"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_routed_to_a_model_whose_provider_speaks_another_format_fails_at_start() {
+    // Claude Code speaks Anthropic's format; the only model is behind an OpenAI-compatible
+    // provider, and gaffer does not translate: the attempt fails before anything is sent.
+    let section = format!(
+        "[implementers.claude-code]\nprogram = {:?}\n",
+        claude().display().to_string()
+    );
+    let project = Project::custom(
+        &["Say hello"],
+        |base| openai_config(base, "claude-code", &section),
+        |_, _| vec![],
+    )
+    .await;
+    let out = project.run(&[]);
+    assert!(out.status.success());
+    let task = project.store().task("T-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Failed);
+    let reason = task.reason.unwrap_or_default();
+    assert!(
+        reason.contains(
+            "model `coder` is served by provider `openai` in the OpenAI-compatible format, but \
+             the agent speaks Anthropic Messages; gaffer does not translate between them"
+        ),
+        "{reason}"
+    );
+    assert!(project.fake.received().is_empty());
+    assert!(project.model_rows().is_empty());
+}
