@@ -134,18 +134,21 @@ fn an_expired_lease_lets_another_worker_take_the_task() {
 fn expiring_requeues_the_tasks_of_stopped_workers_saying_whose() {
     let (_dir, store) = store();
     store.add_tasks(&[task("one"), task("two")]).unwrap();
-    store.claim("host:7", Duration::ZERO).unwrap();
+    // The live lease is taken first: were the lapsing one first, the second claim could take
+    // its task again once the store's clock moved a millisecond (a claim takes expired leases),
+    // and nothing would be left to expire.
     store.claim("host:8", MINUTE).unwrap();
+    store.claim("host:7", Duration::ZERO).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(store.expire().unwrap(), 1);
-    let t1 = store.task("T-1").unwrap().unwrap();
-    assert_eq!(t1.state, TaskState::Queued);
+    let t2 = store.task("T-2").unwrap().unwrap();
+    assert_eq!(t2.state, TaskState::Queued);
     assert_eq!(
-        t1.reason.as_deref(),
+        t2.reason.as_deref(),
         Some("the lease of host:7 expired; requeued")
     );
     assert_eq!(
-        store.task("T-2").unwrap().unwrap().state,
+        store.task("T-1").unwrap().unwrap().state,
         TaskState::Running
     );
 }
