@@ -180,23 +180,28 @@ fn next_step(inner: &Inner, model: &str, first_user: &str, turn: usize) -> (Opti
     (script.map(|s| s.matches.clone()), step)
 }
 
-/// The conversation's earlier prompt is its cached prefix (the prompt keeps a stable prefix):
-/// the cached tokens of this call, remembered for the next.
-fn cached_tokens(inner: &Inner, conversation: String, turn: usize, prompt_tokens: u64) -> u64 {
+/// Log `call` with its cached tokens and return them: the conversation's earlier prompt is
+/// its cached prefix (the prompt keeps a stable prefix), remembered for the next call.
+fn record(inner: &Inner, mut call: LoggedCall, first_user: &str) -> u64 {
+    let conversation = format!("{}\u{0}{first_user}", call.model);
     let mut previous = match inner.previous.lock() {
         Ok(p) => p,
         Err(p) => p.into_inner(),
     };
-    let cached = if turn == 0 {
+    call.cached_tokens = if call.turn == 0 {
         0
     } else {
         previous
             .get(&conversation)
             .copied()
             .unwrap_or(0)
-            .min(prompt_tokens)
+            .min(call.prompt_tokens)
     };
-    previous.insert(conversation, prompt_tokens);
+    previous.insert(conversation, call.prompt_tokens);
+    let cached = call.cached_tokens;
+    if let Ok(mut log) = inner.log.lock() {
+        log.push(call);
+    }
     cached
 }
 
@@ -261,23 +266,19 @@ async fn complete(State(inner): State<Arc<Inner>>, body: String) -> Response {
     };
     let prompt_tokens = tokens(body.len());
     let completion_tokens = tokens(message.to_string().len());
-    let cached_tokens = cached_tokens(
+    let cached_tokens = record(
         &inner,
-        format!("{model}\u{0}{first_user}"),
-        turn,
-        prompt_tokens,
-    );
-    if let Ok(mut log) = inner.log.lock() {
-        log.push(LoggedCall {
+        LoggedCall {
             model: model.clone(),
             task,
             turn,
             prompt_tokens,
-            cached_tokens,
+            cached_tokens: 0,
             completion_tokens,
             request: request.clone(),
-        });
-    }
+        },
+        &first_user,
+    );
     Json(json!({
         "id": format!("chatcmpl-scripted-{turn}"),
         "object": "chat.completion",
@@ -419,23 +420,19 @@ async fn messages(State(inner): State<Arc<Inner>>, body: String) -> Response {
     };
     let prompt_tokens = tokens(body.len());
     let completion_tokens = tokens(Value::Array(blocks.clone()).to_string().len());
-    let cached = cached_tokens(
+    let cached = record(
         &inner,
-        format!("{model}\u{0}{first_user}"),
-        turn,
-        prompt_tokens,
-    );
-    if let Ok(mut log) = inner.log.lock() {
-        log.push(LoggedCall {
+        LoggedCall {
             model: model.clone(),
             task,
             turn,
             prompt_tokens,
-            cached_tokens: cached,
+            cached_tokens: 0,
             completion_tokens,
             request: request.clone(),
-        });
-    }
+        },
+        &first_user,
+    );
     let mut events = String::new();
     let mut event = |name: &str, data: Value| {
         events.push_str(&format!("event: {name}\ndata: {data}\n\n"));
