@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Candidate, GitError, IgnoredFile, MergeOutcome, Repo, Snapshot, Worktree};
+use super::{
+    Candidate, GitError, IgnoredFile, MergeOutcome, MergeTarget, Repo, Snapshot, Worktree,
+};
 use crate::plugin::types::Diff;
 
 /// Run a blocking git operation on the blocking pool.
@@ -86,15 +88,28 @@ impl AsyncRepo {
             .await
     }
 
+    /// Check that `remote` exists and has `branch` (see [`Repo::check_remote`]).
+    pub async fn check_remote(&self, remote: &str, branch: &str) -> Result<String, GitError> {
+        let (remote, branch) = (remote.to_string(), branch.to_string());
+        self.run(move |repo| repo.check_remote(&remote, &branch))
+            .await
+    }
+
+    /// Fetch `branch` from `remote`; the commit it is at (see [`Repo::fetch_target`]).
+    pub async fn fetch_target(&self, remote: &str, branch: &str) -> Result<String, GitError> {
+        let (remote, branch) = (remote.to_string(), branch.to_string());
+        self.run(move |repo| repo.fetch_target(&remote, &branch))
+            .await
+    }
+
     /// A merge candidate of the worktree's branch onto `target` (see [`Repo::candidate`]).
     pub async fn candidate(
         &self,
         worktree: &Worktree,
-        target: &str,
+        target: &MergeTarget,
         message: &str,
     ) -> Result<Candidate, GitError> {
-        let (worktree, target, message) =
-            (worktree.clone(), target.to_string(), message.to_string());
+        let (worktree, target, message) = (worktree.clone(), target.clone(), message.to_string());
         self.run(move |repo| repo.candidate(&worktree, &target, &message))
             .await
     }
@@ -103,11 +118,10 @@ impl AsyncRepo {
     pub async fn land(
         &self,
         candidate: &Candidate,
-        target: &str,
+        target: &MergeTarget,
         task_id: &str,
     ) -> Result<Option<MergeOutcome>, GitError> {
-        let (candidate, target, task_id) =
-            (candidate.clone(), target.to_string(), task_id.to_string());
+        let (candidate, target, task_id) = (candidate.clone(), target.clone(), task_id.to_string());
         self.run(move |repo| repo.land(&candidate, &target, &task_id))
             .await
     }

@@ -198,6 +198,23 @@ impl GitRun {
         }
     }
 
+    /// The command's failure as an error, with `detail` (what git printed on standard output
+    /// about the failure, such as `git push --porcelain`'s status line) after its own error
+    /// output.
+    pub(crate) fn into_error_with(self, detail: &str) -> GitError {
+        let stderr = match (self.stderr.is_empty(), detail.trim()) {
+            (_, "") => self.stderr,
+            (true, detail) => detail.to_string(),
+            (false, detail) => format!("{}; {detail}", self.stderr),
+        };
+        GitError::Command {
+            dir: self.dir,
+            args: self.args,
+            status: self.status.to_string(),
+            stderr,
+        }
+    }
+
     /// Standard output, or the error when git failed.
     pub(crate) fn checked(self) -> Result<String, GitError> {
         if self.ok() {

@@ -6,14 +6,72 @@
 //! fast-forwarded only when it is clean, and otherwise the result waits on
 //! `gaffer/merged/<task>`. Nothing here can discard the user's changes: the user's tree is only
 //! ever touched by `git merge --ff-only`, which refuses rather than overwrite.
+//!
+//! A target on a shared remote (see `remote.rs`) is built on the remote's tip, fetched first,
+//! and landed by a push that is itself the compare-and-swap.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 
 use super::{Git, GitError, Repo, Worktree, list_worktrees, uncommitted_in};
 
-/// How many times the merge starts over when the target branch moves under it.
-const MAX_TRIES: usize = 3;
+/// How many times the merge starts over when a target branch of this repository moves under
+/// it: only a person or another process on this machine moves it.
+const LOCAL_TRIES: usize = 3;
+
+/// How many times the merge starts over when the target branch on a shared remote moves under
+/// it. Every host pushes there, so it moves far more often; and another try costs a fetch, a
+/// merge and (for a merge commit) one run of the tests and hooks, where giving up costs a
+/// whole new attempt, the model's work included.
+const REMOTE_TRIES: usize = 5;
+
+/// Where approved work lands: a branch of this repository, or a branch of a shared remote that
+/// several hosts, each in a clone of its own, merge into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeTarget {
+    /// The branch's short name (`main`).
+    pub branch: String,
+    /// The remote's name (`origin`); `None`: the branch of this repository.
+    pub remote: Option<String>,
+}
+
+impl MergeTarget {
+    /// `branch` of this repository.
+    pub fn local(branch: impl Into<String>) -> MergeTarget {
+        MergeTarget {
+            branch: branch.into(),
+            remote: None,
+        }
+    }
+
+    /// `branch` on the remote named `remote`.
+    pub fn on_remote(remote: impl Into<String>, branch: impl Into<String>) -> MergeTarget {
+        MergeTarget {
+            branch: branch.into(),
+            remote: Some(remote.into()),
+        }
+    }
+
+    /// How many candidates a merge builds before it gives up on a target that moved under each.
+    pub fn tries(&self) -> usize {
+        if self.remote.is_some() {
+            REMOTE_TRIES
+        } else {
+            LOCAL_TRIES
+        }
+    }
+}
+
+/// The branch's name, after its remote's (`origin/main`) when it is on one.
+impl fmt::Display for MergeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.remote {
+            Some(remote) => write!(f, "{remote}/{}", self.branch),
+            None => f.write_str(&self.branch),
+        }
+    }
+}
 
 /// The result of [`Repo::merge`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,16 +123,16 @@ pub enum Candidate {
 impl Repo {
     /// Merges the worktree's committed branch into `target` (uncommitted files in the worktree
     /// are not part of it): [`Repo::candidate`], then [`Repo::land`], starting over when
-    /// `target` moved meanwhile, at most three times. The pipeline uses the two steps itself,
-    /// to test a merged tree before the target moves to it.
+    /// `target` moved meanwhile, at most [`MergeTarget::tries`] times. The pipeline uses the
+    /// two steps itself, to test a merged tree before the target moves to it.
     pub fn merge(
         &self,
         worktree: &Worktree,
-        target: &str,
+        target: &MergeTarget,
         task_id: &str,
         message: &str,
     ) -> Result<MergeOutcome, GitError> {
-        for _ in 0..MAX_TRIES {
+        for _ in 0..target.tries() {
             let candidate = self.candidate(worktree, target, message)?;
             if let Candidate::Conflict(reason) = candidate {
                 return Ok(MergeOutcome::Conflict { reason });
@@ -87,35 +145,49 @@ impl Repo {
     }
 
     /// The error when `target` moved during each try.
-    pub fn moved_every_time(&self, target: &str) -> GitError {
+    pub fn moved_every_time(&self, target: &MergeTarget) -> GitError {
+        let branch = &target.branch;
         GitError::Command {
             dir: self.root.clone(),
-            args: format!("update-ref refs/heads/{target}"),
+            args: match &target.remote {
+                Some(remote) => format!("push {remote} refs/heads/{branch}"),
+                None => format!("update-ref refs/heads/{branch}"),
+            },
             status: "not attempted".to_string(),
-            stderr: format!("`{target}` moved during each of {MAX_TRIES} tries to merge into it"),
+            stderr: format!(
+                "`{target}` moved during each of {} tries to merge into it",
+                target.tries()
+            ),
         }
     }
 
     /// A commit that has the target's current tip as an ancestor and contains the worktree's
     /// branch: the branch itself when the target has not moved (fast-forward), else a merge
     /// commit, else the branch rebased; built in the worktree, which is left checked out at it.
+    /// A target on a remote is fetched first, and the candidate built on the remote's tip
+    /// (this repository's own branch of that name may be behind it).
     pub fn candidate(
         &self,
         worktree: &Worktree,
-        target: &str,
+        target: &MergeTarget,
         message: &str,
     ) -> Result<Candidate, GitError> {
-        let tip = self.branch_tip(target)?;
-        self.build_candidate(worktree, target, &tip, message)
+        let tip = match &target.remote {
+            Some(remote) => self.fetch_target(remote, &target.branch)?,
+            None => self.branch_tip(&target.branch)?,
+        };
+        self.build_candidate(worktree, &target.to_string(), &tip, message)
     }
 
     /// Moves `target` to a ready candidate if it is still at the candidate's tip (a
     /// compare-and-swap), or parks the result; `None` when `target` moved meanwhile (build a
-    /// new candidate). Landings from this process are serialised.
+    /// new candidate). On a remote the compare-and-swap is the push, and nothing parks: once
+    /// pushed the result is merged, and this clone's own branch follows where that is safe.
+    /// Landings from this process are serialised.
     pub fn land(
         &self,
         candidate: &Candidate,
-        target: &str,
+        target: &MergeTarget,
         task_id: &str,
     ) -> Result<Option<MergeOutcome>, GitError> {
         let Candidate::Ready { commit, how, tip } = candidate else {
@@ -125,7 +197,12 @@ impl Repo {
             .merge_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.move_target(target, tip, commit.clone(), *how, task_id)
+        match &target.remote {
+            Some(remote) => {
+                self.push_target(remote, &target.branch, tip, commit.clone(), *how, task_id)
+            }
+            None => self.move_target(&target.branch, tip, commit.clone(), *how, task_id),
+        }
     }
 
     /// Steps 1 and 2: a commit that has `tip` as an ancestor and contains the worktree's branch.
@@ -217,19 +294,7 @@ impl Repo {
         how: MergeKind,
         task_id: &str,
     ) -> Result<Option<MergeOutcome>, GitError> {
-        // Read while no worktree is half added or removed.
-        let worktrees = {
-            let _serialised = self.worktree_admin();
-            list_worktrees(&self.root)?
-        };
-        let holder = worktrees
-            .into_iter()
-            .find(|w| {
-                !w.bare && !w.prunable && w.branch.as_deref() == Some(target) && w.path.is_dir()
-            })
-            .map(|w| w.path);
-
-        let Some(holder) = holder else {
+        let Some(holder) = self.checked_out_in(target)? else {
             let update = Git::new(&self.root)
                 .arg("update-ref")
                 .arg("-m")
@@ -281,6 +346,21 @@ impl Repo {
         self.park(task_id, commit, &why).map(Some)
     }
 
+    /// The working tree that has `branch` checked out, if one does.
+    pub(super) fn checked_out_in(&self, branch: &str) -> Result<Option<PathBuf>, GitError> {
+        // Read while no worktree is half added or removed.
+        let worktrees = {
+            let _serialised = self.worktree_admin();
+            list_worktrees(&self.root)?
+        };
+        Ok(worktrees
+            .into_iter()
+            .find(|w| {
+                !w.bare && !w.prunable && w.branch.as_deref() == Some(branch) && w.path.is_dir()
+            })
+            .map(|w| w.path))
+    }
+
     /// Points `gaffer/merged/<task_id>` at `commit` and says why in a sentence.
     fn park(&self, task_id: &str, commit: String, why: &str) -> Result<MergeOutcome, GitError> {
         let branch = format!("gaffer/merged/{task_id}");
@@ -300,7 +380,7 @@ impl Repo {
 }
 
 /// True when `ancestor` is an ancestor of (or equal to) `descendant`.
-fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+pub(super) fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
     let run = Git::new(dir)
         .args(["merge-base", "--is-ancestor", ancestor, descendant])
         .output()?;
@@ -376,7 +456,9 @@ mod tests {
         write(&wt.path.join("feature.txt"), "feature\n");
         let commit = wt.commit("add feature").unwrap().unwrap();
 
-        let outcome = repo.merge(&wt, "main", "T-1", "Merge T-1").unwrap();
+        let outcome = repo
+            .merge(&wt, &MergeTarget::local("main"), "T-1", "Merge T-1")
+            .unwrap();
         assert_eq!(
             outcome,
             MergeOutcome::Merged {
@@ -420,7 +502,12 @@ mod tests {
         let main_before = repo.branch_tip("main").unwrap();
 
         let outcome = repo
-            .merge(&wt, "release", "T-2", "Merge T-2: agent work")
+            .merge(
+                &wt,
+                &MergeTarget::local("release"),
+                "T-2",
+                "Merge T-2: agent work",
+            )
             .unwrap();
         let MergeOutcome::Merged {
             commit,
@@ -454,7 +541,9 @@ mod tests {
         wt.commit("agent work").unwrap().unwrap();
         let moved = commit_in_root(&repo, "user.txt", "user\n");
 
-        let outcome = repo.merge(&wt, "main", "T-3", "Merge T-3").unwrap();
+        let outcome = repo
+            .merge(&wt, &MergeTarget::local("main"), "T-3", "Merge T-3")
+            .unwrap();
         let MergeOutcome::Merged {
             commit,
             how: MergeKind::MergeCommit,
@@ -482,7 +571,9 @@ mod tests {
         let agent_commit = wt.commit("agent edits line 2").unwrap().unwrap();
         let moved = commit_in_root(&repo, "shared.txt", "a\nuser\nc\n");
 
-        let outcome = repo.merge(&wt, "main", "T-4", "Merge T-4").unwrap();
+        let outcome = repo
+            .merge(&wt, &MergeTarget::local("main"), "T-4", "Merge T-4")
+            .unwrap();
         let MergeOutcome::Conflict { reason } = outcome else {
             panic!("{outcome:?}")
         };
@@ -513,7 +604,9 @@ mod tests {
         wt.commit("agent edit").unwrap().unwrap();
         let moved = commit_in_root(&repo, "shared.txt", "a\nuser\nc\n");
 
-        let outcome = repo.merge(&wt, "main", "T-5", "Merge T-5").unwrap();
+        let outcome = repo
+            .merge(&wt, &MergeTarget::local("main"), "T-5", "Merge T-5")
+            .unwrap();
         let MergeOutcome::Merged {
             commit,
             how: MergeKind::Rebased,
@@ -542,7 +635,9 @@ mod tests {
         let tip = repo.branch_tip("main").unwrap();
         write(&repo.root().join("README.md"), "hello, my unsaved work\n");
 
-        let outcome = repo.merge(&wt, "main", "T-7", "Merge T-7").unwrap();
+        let outcome = repo
+            .merge(&wt, &MergeTarget::local("main"), "T-7", "Merge T-7")
+            .unwrap();
         let MergeOutcome::Parked {
             branch,
             commit: parked,
@@ -581,7 +676,9 @@ mod tests {
         let tip = repo.branch_tip("main").unwrap();
         write(&repo.root().join("notes.txt"), "the user's own notes\n");
 
-        let outcome = repo.merge(&wt, "main", "T-8", "Merge T-8").unwrap();
+        let outcome = repo
+            .merge(&wt, &MergeTarget::local("main"), "T-8", "Merge T-8")
+            .unwrap();
         let MergeOutcome::Parked {
             branch,
             commit: parked,

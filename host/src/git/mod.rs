@@ -1,5 +1,6 @@
 //! Git: a worktree and branch per attempt, the change as a diff, commits, and merges into the
-//! target branch that never touch the user's uncommitted work.
+//! target branch (of this repository, or of a remote that several hosts share) that never
+//! touch the user's uncommitted work.
 //!
 //! Everything goes through the `git` command line: it is the most faithful implementation of
 //! worktrees, merges and rebases, and it is on every machine that runs gaffer. Every command runs
@@ -10,6 +11,7 @@ mod blocking;
 mod command;
 mod diff;
 mod merge;
+mod remote;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use std::sync::Mutex;
 
 pub use blocking::AsyncRepo;
 pub(crate) use command::Git;
-pub use merge::{Candidate, MergeKind, MergeOutcome};
+pub use merge::{Candidate, MergeKind, MergeOutcome, MergeTarget};
 pub use snapshot::{IgnoredFile, Snapshot, changed_since, ignored_changed_since, with_ignored};
 
 /// A failed git operation. Every variant names the repository or worktree it concerns; a failed
@@ -31,6 +33,21 @@ pub enum GitError {
     /// A branch (or commit) the operation needs does not exist.
     #[error("no branch `{branch}` in {}", repo.display())]
     NoSuchBranch { repo: PathBuf, branch: String },
+    /// The repository has no remote of that name (`git remote get-url` refused it).
+    #[error("no remote `{remote}` in {}: {reason}", repo.display())]
+    NoSuchRemote {
+        repo: PathBuf,
+        remote: String,
+        reason: String,
+    },
+    /// The remote has no branch of that name.
+    #[error("the remote `{remote}` of {} ({url}) has no branch `{branch}`", repo.display())]
+    NoRemoteBranch {
+        repo: PathBuf,
+        remote: String,
+        url: String,
+        branch: String,
+    },
     /// A git command failed.
     #[error("`git {args}` in {} failed ({status}): {stderr}", dir.display())]
     Command {
@@ -53,14 +70,16 @@ pub enum GitError {
 
 /// The user's repository, found from any path inside it, and the locks that make changes to it
 /// from this process happen one at a time: merges (two attempts racing to move the same branch
-/// would otherwise each see the other's move as a conflict) and worktree administration (`git
+/// would otherwise each see the other's move as a conflict), worktree administration (`git
 /// worktree add` reads the other worktrees' entries, which a concurrent add or remove may be
-/// half-way through writing).
+/// half-way through writing) and fetches from a shared remote (two fetches updating the same
+/// remote-tracking ref at once would fail on its lock).
 #[derive(Debug)]
 pub struct Repo {
     root: PathBuf,
     merge_lock: Mutex<()>,
     worktree_lock: Mutex<()>,
+    fetch_lock: Mutex<()>,
 }
 
 /// A worktree gaffer made for one attempt: its directory, its branch, and the commit it started
@@ -119,6 +138,7 @@ impl Repo {
             root,
             merge_lock: Mutex::new(()),
             worktree_lock: Mutex::new(()),
+            fetch_lock: Mutex::new(()),
         })
     }
 
@@ -458,7 +478,6 @@ pub(crate) fn uncommitted_in(dir: &Path) -> Result<Vec<String>, GitError> {
     Ok(files)
 }
 
-/// The worktrees git knows, the main worktree first.
 /// Let `git worktree prune` take the entry of the worktree at `path` again. gaffer locks its
 /// worktrees while they live; one that is not locked, or that git does not know, needs nothing,
 /// so git's refusal then is no error.
@@ -469,6 +488,7 @@ fn unlock_worktree(root: &Path, path: &Path) {
         .output();
 }
 
+/// The worktrees git knows, the main worktree first.
 pub(crate) fn list_worktrees(dir: &Path) -> Result<Vec<WorktreeEntry>, GitError> {
     let out = Git::new(dir)
         .args(["worktree", "list", "--porcelain"])

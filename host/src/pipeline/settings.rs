@@ -10,6 +10,7 @@ use crate::agent::AgentSettings;
 use crate::agent::external::ImplementerSettings;
 use crate::config::Invalid;
 use crate::config::schema::GafferToml;
+use crate::git::MergeTarget;
 use crate::sandbox::{CommandLimits, SandboxPolicy};
 
 use crate::project::policy_files::PolicyFiles;
@@ -30,6 +31,10 @@ const MIN_TOOL_OUTPUT_CAP: usize = 256;
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
     pub target_branch: String,
+    /// The shared remote (`origin`) that several hosts, each in a clone of its own, merge
+    /// into: work starts from its `target_branch` and lands there by a push. `None`: work
+    /// merges into this repository's own branch.
+    pub remote: Option<String>,
     pub test_command: Option<String>,
     pub test_limits: CommandLimits,
     pub max_attempts: u32,
@@ -112,8 +117,16 @@ impl PipelineSettings {
         if target_branch.trim().is_empty() {
             return Err(Invalid::new("project.target_branch", "is empty"));
         }
+        if project
+            .remote
+            .as_deref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
+            return Err(Invalid::new("project.remote", "is empty"));
+        }
         Ok(PipelineSettings {
             target_branch,
+            remote: project.remote.clone(),
             test_command: project
                 .test_command
                 .as_deref()
@@ -164,6 +177,14 @@ impl PipelineSettings {
             implementers: ImplementerSettings::default(),
         })
     }
+
+    /// Where approved work lands: `target_branch` on `remote`, or of this repository.
+    pub fn merge_target(&self) -> MergeTarget {
+        match &self.remote {
+            Some(remote) => MergeTarget::on_remote(remote, &self.target_branch),
+            None => MergeTarget::local(&self.target_branch),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +204,8 @@ mod tests {
     fn defaults_apply_to_an_empty_file() {
         let s = settings("").unwrap();
         assert_eq!(s.target_branch, "main");
+        assert_eq!(s.remote, None);
+        assert_eq!(s.merge_target(), MergeTarget::local("main"));
         assert_eq!(s.test_command, None);
         assert_eq!(s.max_attempts, 3);
         assert_eq!(s.workers, 1);
@@ -190,6 +213,14 @@ mod tests {
         assert_eq!(s.test_limits.timeout, Duration::from_secs(600));
         assert_eq!(s.agent.command.sandbox, Some(SandboxPolicy::default()));
         assert_eq!(s.test_limits.sandbox, Some(SandboxPolicy::default()));
+    }
+
+    #[test]
+    fn a_shared_remote_is_where_work_lands() {
+        let s = settings("[project]\ntarget_branch = \"trunk\"\nremote = \"origin\"\n").unwrap();
+        assert_eq!(s.remote.as_deref(), Some("origin"));
+        assert_eq!(s.merge_target(), MergeTarget::on_remote("origin", "trunk"));
+        assert_eq!(s.merge_target().to_string(), "origin/trunk");
     }
 
     #[test]
@@ -222,6 +253,14 @@ mod tests {
             (
                 "[project]\ntarget_branch = \" \"\n",
                 "gaffer.toml:2: `project.target_branch`: is empty",
+            ),
+            (
+                "[project]\nremote = \"\"\n",
+                "gaffer.toml:2: `project.remote`: is empty",
+            ),
+            (
+                "[project]\nremote = \"  \"\n",
+                "gaffer.toml:2: `project.remote`: is empty",
             ),
             (
                 "[sandbox]\nmemory_mib = 0\n",

@@ -172,8 +172,6 @@ struct Checked {
 
 /// Bytes of one ignored file the `on-diff` hooks are shown; a bigger one needs a person.
 const IGNORED_CONTENT_CAP: u64 = 64 * 1024;
-/// Candidates built when the target keeps moving, before the attempt fails.
-const MERGE_TRIES: usize = 3;
 
 impl Pipeline {
     /// Route, implement, check, verify, merge.
@@ -397,11 +395,22 @@ impl Pipeline {
             .worktrees_dir
             .join(format!("{}-a{}", task.id, attempt.number));
         let branch = format!("gaffer/{}/a{}", task.id, attempt.number);
+        let git_failed = |e: crate::git::GitError| Ending::failed(format!("git: {e}"));
+        // On a shared remote, from its tip as fetched now: this clone's own branch may be
+        // behind what the other hosts merged.
+        let base = match &self.settings.remote {
+            Some(remote) => self
+                .repo
+                .fetch_target(remote, &self.settings.target_branch)
+                .await
+                .map_err(git_failed)?,
+            None => self.settings.target_branch.clone(),
+        };
         let worktree = self
             .repo
-            .add_worktree(&dir, &branch, &self.settings.target_branch)
+            .add_worktree(&dir, &branch, &base)
             .await
-            .map_err(|e| Ending::failed(format!("git: {e}")))?;
+            .map_err(git_failed)?;
         let worktree = worktree_slot.insert(worktree).clone();
         let workspace =
             Workspace::open(&worktree.path).map_err(|e| Ending::failed(e.to_string()))?;
@@ -727,7 +736,9 @@ impl Pipeline {
 
     /// Merge the snapshot into the target branch. When the target moved since the attempt
     /// began, the merged tree is tested and hooked again on a clean checkout before the target
-    /// moves to it (with a compare-and-swap; a target that moved again starts this over).
+    /// moves to it (with a compare-and-swap; a target that moved again starts this over). On a
+    /// shared remote the candidate is built on the remote's tip and lands by a push that is
+    /// the compare-and-swap.
     async fn merge(
         &self,
         attempt: &AttemptContext<'_>,
@@ -736,13 +747,13 @@ impl Pipeline {
     ) -> Result<Ending, Ending> {
         let task = attempt.task;
         let worktree = &implemented.worktree;
-        let target = &self.settings.target_branch;
+        let target = &self.settings.merge_target();
         let git_failed = |e: crate::git::GitError| Ending::failed(format!("git: {e}"));
         let message = commit_message(attempt, decision);
         let _queue = self.merge_queue.lock().await;
-        // Within this process the target moves only under the queue; another process or a
-        // person may still move it, hence the tries.
-        for _ in 0..MERGE_TRIES {
+        // Within this process the target moves only under the queue; another process, another
+        // host or a person may still move it, hence the tries.
+        for _ in 0..target.tries() {
             let candidate = self
                 .repo
                 .candidate(worktree, target, &message)
@@ -822,6 +833,30 @@ impl Pipeline {
                 // The target moved again: a new candidate on its new tip.
                 None => {}
             }
+        }
+        if target.remote.is_some() {
+            // Other hosts kept landing first. That says nothing against the change or its
+            // model: no rejection (no cause, nothing for a router to escalate on), but an
+            // attempt that ended outside any plugin, and the task back in the queue, so that
+            // its next attempt starts from the new tip (unless this was its last one).
+            let kept_moving = format!(
+                "{target} moved during each of {} tries to land on it (other hosts kept merging \
+                 first)",
+                target.tries()
+            );
+            let mut ending = self.rejected(
+                attempt,
+                Ending::new(
+                    TaskState::RejectedRequeued,
+                    AttemptOutcome::Failed,
+                    kept_moving.clone(),
+                ),
+            );
+            if ending.state == TaskState::RejectedRequeued {
+                ending.reason =
+                    format!("requeued: {kept_moving}; the next attempt starts from its new tip");
+            }
+            return Err(ending);
         }
         Err(Ending::failed(format!(
             "git: {}",

@@ -20,26 +20,33 @@ impl Pipeline {
             return Err(RunError::NoModels);
         }
         let branch = &self.settings.target_branch;
-        match self.repo.branch_tip(branch).await {
-            Ok(_) => {}
-            Err(GitError::NoSuchBranch { .. }) => {
-                return Err(RunError::NoTargetBranch {
-                    branch: branch.clone(),
-                    repo: self.repo.root().to_path_buf(),
-                });
+        if let Some(remote) = &self.settings.remote {
+            // Work starts from the remote's branch and lands there: it must exist on the
+            // remote. This clone's own branch may be behind, or missing, or checked out with
+            // uncommitted changes: a landing only brings it along when that is safe.
+            self.repo.check_remote(remote, branch).await?;
+        } else {
+            match self.repo.branch_tip(branch).await {
+                Ok(_) => {}
+                Err(GitError::NoSuchBranch { .. }) => {
+                    return Err(RunError::NoTargetBranch {
+                        branch: branch.clone(),
+                        repo: self.repo.root().to_path_buf(),
+                    });
+                }
+                Err(other) => return Err(other.into()),
             }
-            Err(other) => return Err(other.into()),
-        }
-        if !self.settings.allow_dirty
-            && self.repo.checked_out_branch().await?.as_deref() == Some(branch.as_str())
-        {
-            let changes = self.repo.uncommitted_changes().await?;
-            if !changes.is_empty() {
-                return Err(RunError::DirtyTarget {
-                    branch: branch.clone(),
-                    repo: self.repo.root().to_path_buf(),
-                    files: changes.join(", "),
-                });
+            if !self.settings.allow_dirty
+                && self.repo.checked_out_branch().await?.as_deref() == Some(branch.as_str())
+            {
+                let changes = self.repo.uncommitted_changes().await?;
+                if !changes.is_empty() {
+                    return Err(RunError::DirtyTarget {
+                        branch: branch.clone(),
+                        repo: self.repo.root().to_path_buf(),
+                        files: changes.join(", "),
+                    });
+                }
             }
         }
         if self.settings.agent.command.sandbox.is_some()
