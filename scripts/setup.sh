@@ -21,10 +21,14 @@ for component in rustfmt clippy; do
 done
 
 # Debian packages: bubblewrap makes the namespaces of the sandbox every agent command runs in;
-# headless Chromium drives the dashboard's browser test (nothing else uses it).
+# headless Chromium drives the dashboard's browser test (nothing else uses it); PostgreSQL's
+# server programs (initdb, postgres) let the tests of the PostgreSQL store start throwaway
+# servers of their own, on Unix sockets only (tests/support/postgres.rs). Nothing here creates
+# or starts a cluster (Debian's package may set up and start its own `main`; no test uses it).
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod ledger_rows;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
