@@ -1,6 +1,9 @@
-//! The ledger over the SQLite store: reservations checked atomically against every cap,
-//! settlement, overrun and missing usage, a race of concurrent callers, and recovery after a
-//! process is killed. Expected values are worked out by hand.
+//! The ledger over both stores (SQLite and PostgreSQL, one suite): reservations checked
+//! atomically against every cap, settlement, overrun and missing usage, a race of concurrent
+//! callers, and recovery after a process is killed. Expected values are worked out by hand.
+
+#[macro_use]
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -11,9 +14,24 @@ use gaffer::ledger::{
     CallTry, Caps, Ledger, LedgerError, MicroUsd, Prices, TokenCounts, WorstCase,
 };
 use gaffer::store::{
-    CapLevel, CapLimit, LedgerStore, Phase, Role, RowScope, RowState, SqliteStore, Stage,
-    StoreError, owner_is_alive,
+    CapLevel, CapLimit, Phase, Role, RowScope, RowState, SqliteStore, Stage, StoreError,
+    owner_is_alive,
 };
+use support::backends::{Backend, open_location};
+
+on_both!(
+    the_protocol_refuses_out_of_order_steps,
+    concurrent_callers_never_exceed_a_cap,
+    a_killed_process_is_recovered,
+    recovery_leaves_live_owners_alone,
+    plugin_runs_are_rows_with_fuel_and_no_money,
+    cap_totals_always_equal_what_the_rows_say;
+    async:
+    a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost,
+    a_call_that_does_not_fit_is_refused_naming_the_cap,
+    an_overrun_is_booked_in_full_and_closes_the_cap,
+    missing_usage_charges_the_reservation_and_says_so,
+);
 
 fn scope(task: &str, attempt: u32) -> RowScope {
     RowScope {
@@ -21,12 +39,6 @@ fn scope(task: &str, attempt: u32) -> RowScope {
         model: "cheap".to_string(),
         ..RowScope::attempt("run-1", task, attempt, Stage::Implement, Role::Agent)
     }
-}
-
-fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("gaffer.db")).unwrap();
-    (dir, Arc::new(store))
 }
 
 // $3 / $15 / $0.30 / $3.75 per Mtok.
@@ -37,9 +49,9 @@ const PRICES: Prices = Prices {
     cache_write: MicroUsd(3_750_000),
 };
 
-#[tokio::test]
-async fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
-    let (_dir, store) = store();
+async fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let ledger = Ledger::new(
         store.clone(),
         Caps {
@@ -104,9 +116,9 @@ async fn a_call_is_reserved_at_its_worst_case_and_settled_at_its_cost() {
     assert_eq!(row.wall_ms, 900);
 }
 
-#[tokio::test]
-async fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
-    let (_dir, store) = store();
+async fn a_call_that_does_not_fit_is_refused_naming_the_cap(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let ledger = Ledger::new(
         store.clone(),
         Caps {
@@ -193,9 +205,9 @@ async fn a_call_that_does_not_fit_is_refused_naming_the_cap() {
     );
 }
 
-#[tokio::test]
-async fn an_overrun_is_booked_in_full_and_closes_the_cap() {
-    let (_dir, store) = store();
+async fn an_overrun_is_booked_in_full_and_closes_the_cap(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let ledger = Ledger::new(
         store.clone(),
         Caps {
@@ -249,9 +261,9 @@ async fn an_overrun_is_booked_in_full_and_closes_the_cap() {
     ));
 }
 
-#[tokio::test]
-async fn missing_usage_charges_the_reservation_and_says_so() {
-    let (_dir, store) = store();
+async fn missing_usage_charges_the_reservation_and_says_so(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let ledger = Ledger::new(store.clone(), Caps::default());
     let r = ledger
         .reserve(
@@ -271,9 +283,9 @@ async fn missing_usage_charges_the_reservation_and_says_so() {
     assert_eq!(row.charged, MicroUsd(12_345));
 }
 
-#[test]
-fn the_protocol_refuses_out_of_order_steps() {
-    let (_dir, store) = store();
+fn the_protocol_refuses_out_of_order_steps(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let id = store
         .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(10), &[])
         .unwrap()
@@ -314,11 +326,8 @@ fn the_protocol_refuses_out_of_order_steps() {
 
 /// 32 callers, each with its own connection (as separate processes would have), spend against
 /// one task cap and one run cap sized to admit only some of them.
-#[test]
-fn concurrent_callers_never_exceed_a_cap() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gaffer.db");
-    SqliteStore::open(&path).unwrap();
+fn concurrent_callers_never_exceed_a_cap(backend: Backend) {
+    let db = backend.fresh();
     const CALLERS: usize = 32;
     const CALL: MicroUsd = MicroUsd(100_000);
     // The task cap admits 10 reservations of 100 000; the run cap 15 (two tasks).
@@ -335,10 +344,10 @@ fn concurrent_callers_never_exceed_a_cap() {
     let barrier = Arc::new(Barrier::new(CALLERS));
     let handles: Vec<_> = (0..CALLERS)
         .map(|i| {
-            let path = path.clone();
+            let location = db.location.clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                let store = SqliteStore::open(&path).unwrap();
+                let store = open_location(&location);
                 let task = if i % 2 == 0 { "T-even" } else { "T-odd" };
                 barrier.wait();
                 match store.try_reserve(&scope(task, 1), CallTry::FIRST, CALL, &caps) {
@@ -368,7 +377,7 @@ fn concurrent_callers_never_exceed_a_cap() {
         .map(|h| h.join().unwrap())
         .filter(|&ok| ok)
         .count();
-    let store = SqliteStore::open(&path).unwrap();
+    let store = db.open();
     let rows = store.rows().unwrap();
     // Every refused call was refused before anything was reserved or sent: one row per admission.
     assert_eq!(rows.len(), admitted);
@@ -397,10 +406,9 @@ fn concurrent_callers_never_exceed_a_cap() {
 /// The crash: a child process (this same test binary, running this same test with
 /// `GAFFER_CRASH_DB` set) reserves two calls, sends one, says so, and waits; the test kills it
 /// with SIGKILL (no destructor, no settlement) and recovers.
-#[test]
-fn a_killed_process_is_recovered() {
-    if let Ok(path) = std::env::var("GAFFER_CRASH_DB") {
-        let store = SqliteStore::open(&path).unwrap();
+fn a_killed_process_is_recovered(backend: Backend) {
+    if let Ok(location) = std::env::var("GAFFER_CRASH_DB") {
+        let store = open_location(&location);
         let sent = store
             .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(40_000), &[])
             .unwrap()
@@ -413,16 +421,14 @@ fn a_killed_process_is_recovered() {
         std::thread::sleep(Duration::from_secs(120));
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gaffer.db");
+    let db = backend.fresh();
+    let name = match backend {
+        Backend::Sqlite => "sqlite::a_killed_process_is_recovered",
+        Backend::Postgres => "postgres::a_killed_process_is_recovered",
+    };
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_killed_process_is_recovered",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GAFFER_CRASH_DB", &path)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("GAFFER_CRASH_DB", &db.location)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -435,7 +441,7 @@ fn a_killed_process_is_recovered() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let store = SqliteStore::open(&path).unwrap();
+    let store = db.open();
     let before = store.rows().unwrap();
     assert_eq!(
         before.iter().map(|r| r.state).collect::<Vec<_>>(),
@@ -468,9 +474,9 @@ fn a_killed_process_is_recovered() {
     assert_eq!(store.recover(&owner_is_alive).unwrap(), Default::default());
 }
 
-#[test]
-fn recovery_leaves_live_owners_alone() {
-    let (_dir, store) = store();
+fn recovery_leaves_live_owners_alone(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let id = store
         .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(5), &[])
         .unwrap()
@@ -480,9 +486,9 @@ fn recovery_leaves_live_owners_alone() {
     assert_eq!(store.rows().unwrap()[0].state, RowState::Sent);
 }
 
-#[test]
-fn plugin_runs_are_rows_with_fuel_and_no_money() {
-    let (_dir, store) = store();
+fn plugin_runs_are_rows_with_fuel_and_no_money(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let mut s = scope("T-1", 1);
     s.stage = Stage::Route;
     s.role = Role::Router;
@@ -522,9 +528,9 @@ fn rusqlite_free_bump(path: &std::path::Path) -> bool {
 
 /// The caps read running totals; whatever happens to the rows, the totals must equal what the
 /// rows say (settled at their charge, open at their reservation, released at nothing).
-#[test]
-fn cap_totals_always_equal_what_the_rows_say() {
-    let (_dir, store) = store();
+fn cap_totals_always_equal_what_the_rows_say(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
     let settle = |cost: Option<MicroUsd>| gaffer::store::Settlement {
         tokens: Default::default(),
         prices: Default::default(),
@@ -626,4 +632,57 @@ struct LedgerRowLite {
     state: RowState,
     reserved: u64,
     charged: u64,
+}
+
+/// The database's name in a test server's URL (`postgres://gaffer@localhost/<name>?host=…`).
+fn database_name(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_newer_postgres_schema_is_refused_naming_the_database() {
+    let db = Backend::Postgres.fresh();
+    drop(db.open());
+    let name = database_name(&db.location);
+    support::postgres::server().psql(&name, "UPDATE gaffer_schema SET version = 99");
+    let url = gaffer::store::postgres::StoreUrl::from_command_line(&db.location).unwrap();
+    let error = gaffer::store::PostgresStore::open(&url)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(&name), "{error}");
+    assert!(error.contains("newer than this gaffer knows"), "{error}");
+}
+
+/// Hosts starting together on an empty database: one migrates, the others wait for it and find
+/// the schema done; all of them work.
+#[test]
+fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
+    let db = Backend::Postgres.fresh();
+    let barrier = Arc::new(Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let location = db.location.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let store = open_location(&location);
+                store
+                    .try_reserve(
+                        &scope(&format!("T-{i}"), 1),
+                        CallTry::FIRST,
+                        MicroUsd(1),
+                        &[],
+                    )
+                    .unwrap();
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let name = database_name(&db.location);
+    let version = support::postgres::server().psql(&name, "SELECT version FROM gaffer_schema");
+    assert_eq!(version.trim(), "1");
+    assert_eq!(db.open().rows().unwrap().len(), 6);
 }

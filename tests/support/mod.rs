@@ -6,6 +6,8 @@
 pub mod browser;
 pub mod ledger_rows;
 pub mod postgres;
+#[macro_use]
+pub mod backends;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -22,12 +22,16 @@ pub struct ProjectArgs {
     /// The configuration file (relative to the working directory).
     #[arg(long, default_value = CONFIG_FILE)]
     pub config: PathBuf,
+    /// The store: a `postgres://` URL shared by several hosts, or a SQLite file. Default:
+    /// `[store] url` in the configuration file, else `.gaffer/gaffer.db`.
+    #[arg(long, env = "GAFFER_DB", value_name = "URL|FILE")]
+    pub db: Option<String>,
 }
 
 impl ProjectArgs {
     /// The project in the working directory.
     pub fn project(&self) -> Project {
-        Project::at(".", &self.config)
+        Project::at(".", &self.config).with_db(self.db.clone())
     }
 }
 

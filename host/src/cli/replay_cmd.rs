@@ -145,7 +145,7 @@ fn basis(options: &ReplayArgs) -> String {
 pub async fn run(options: ReplayArgs) -> anyhow::Result<ExitCode> {
     let data = if options.from_ledger {
         let store = options.project.project().open_store()?;
-        Dataset::from_ledger(&crate::report::History::read(&store)?)?
+        Dataset::from_ledger(&crate::report::History::read(&*store)?)?
     } else {
         Dataset::load(&options.data)?
     };

@@ -75,7 +75,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             (Economics::default(), Caps::default())
         }
     };
-    let report = History::read(&store)?.report(&Options {
+    let report = History::read(&*store)?.report(&Options {
         filter: Filter {
             run: args.run.clone(),
             since: args.since.clone(),

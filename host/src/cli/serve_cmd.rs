@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -25,7 +24,7 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let project = args.project.project();
-    let store = Arc::new(project.open_store()?);
+    let store = project.open_store()?;
     let caps = caps_or_none(&project, "the dashboard shows no caps");
     let listener = dashboard::bind(args.bind)
         .await

@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 
 use super::{Format, ProjectArgs};
 use crate::pipeline::import::{ImportFormat, parse};
-use crate::store::{BacklogStore, NewTask, TaskRecord};
+use crate::store::{NewTask, TaskRecord};
 
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {

@@ -222,7 +222,7 @@ mod tests {
             parse("[project]\ntarget_branch = \"main\"\n\n[budgets]\nper_task = 1\n").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "/p/gaffer.toml:4: unknown key `budgets`; did you mean `budget`? (valid here: project, agent, run, sandbox, budget, providers, models, prices, plugins, economics, claude_code, implementers)"
+            "/p/gaffer.toml:4: unknown key `budgets`; did you mean `budget`? (valid here: project, agent, run, sandbox, budget, providers, models, prices, plugins, economics, claude_code, implementers, store)"
         );
     }
 

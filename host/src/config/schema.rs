@@ -39,6 +39,19 @@ pub struct GafferToml {
     pub claude_code: ClaudeCodeSection,
     #[serde(default)]
     pub implementers: BTreeMap<String, ImplementerSection>,
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: where the backlog and the ledger live (resolved by `project`). Absent: the
+/// embedded SQLite file in `.gaffer/`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// A PostgreSQL URL (`postgres://user@host/db`) shared by several hosts. It must name no
+    /// password: this file is in every worktree an agent works in; the password comes from
+    /// `PGPASSWORD` or a `.pgpass` file.
+    pub url: Option<String>,
 }
 
 /// `[implementers.<name>]`: how an external agent is started (resolved by `agent`).
@@ -90,6 +103,9 @@ pub struct WriteToolSection {
 #[serde(deny_unknown_fields)]
 pub struct ProjectSection {
     pub target_branch: Option<String>,
+    /// The shared remote (a name such as `origin`) that several hosts merge into: each host
+    /// works in its own clone and lands a merge by pushing with a compare-and-swap.
+    pub remote: Option<String>,
     pub test_command: Option<String>,
     pub test_timeout_secs: Option<u64>,
 }

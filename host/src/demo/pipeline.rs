@@ -26,7 +26,6 @@ use crate::plugin::{
 };
 use crate::project::{CONFIG_FILE, Project};
 use crate::report::{History, Options, Report};
-use crate::store::BacklogStore;
 
 /// One demo step, printed as a row.
 #[derive(serde::Serialize)]
@@ -284,7 +283,7 @@ pub async fn run_pipeline_demo(
     )?;
     let summary = pipeline.run().await?;
     drop(provider);
-    let report = History::read(&store)?.report(&Options::default());
+    let report = History::read(&*store)?.report(&Options::default());
     Ok(DemoRun { summary, report })
 }
 

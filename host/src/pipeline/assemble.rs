@@ -181,7 +181,7 @@ pub fn assemble(
     }
 
     let repo = Arc::new(Repo::open(project.root())?);
-    let store = Arc::new(project.open_store()?);
+    let store = project.open_store()?;
     let ledger_store: Arc<dyn LedgerStore> = store.clone();
     let ledger = Arc::new(Ledger::new(ledger_store, caps));
     let mut providers = Vec::new();

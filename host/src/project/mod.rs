@@ -6,10 +6,12 @@ pub mod init;
 pub mod policy_files;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{ConfigError, ConfigFile};
 use crate::plugin::cache::CompileCache;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::postgres::{ConnectError, StoreUrl};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 /// gaffer's own directory in a project.
 pub const STATE_DIR: &str = ".gaffer";
@@ -29,6 +31,19 @@ pub enum ProjectError {
     Store(#[from] StoreError),
     #[error("{}: {reason}", path.display())]
     Io { path: PathBuf, reason: String },
+    #[error(transparent)]
+    StoreUrl(#[from] ConnectError),
+    #[error("{}: [store] cannot be read: {reason}", path.display())]
+    StoreSection { path: PathBuf, reason: String },
+}
+
+/// Where a project's backlog and ledger live.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The embedded SQLite file (the default: `.gaffer/gaffer.db`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by several hosts.
+    Postgres(Box<StoreUrl>),
 }
 
 /// A project: a root directory and the configuration file commands use.
@@ -36,6 +51,8 @@ pub enum ProjectError {
 pub struct Project {
     root: PathBuf,
     config_path: PathBuf,
+    /// The store named on the command line (`--db`), over `[store] url`.
+    db: Option<String>,
 }
 
 impl Project {
@@ -46,7 +63,18 @@ impl Project {
         let root = root.into();
         let root = std::path::absolute(&root).unwrap_or(root);
         let config_path = root.join(config);
-        Project { root, config_path }
+        Project {
+            root,
+            config_path,
+            db: None,
+        }
+    }
+
+    /// The store to use instead of the configured one (`--db`: a `postgres://` URL or a SQLite
+    /// file).
+    pub fn with_db(mut self, db: Option<String>) -> Project {
+        self.db = db.filter(|d| !d.trim().is_empty());
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -86,24 +114,69 @@ impl Project {
         ConfigFile::load(&self.config_path)
     }
 
-    /// Open the project's store, or say how to create it.
-    pub fn open_store(&self) -> Result<SqliteStore, ProjectError> {
-        let dir = self.state_dir();
-        if !dir.is_dir() {
-            return Err(ProjectError::NotInitialised {
-                root: self.root.clone(),
+    /// Where the store is: `--db`, else `[store] url` in the configuration file, else the
+    /// SQLite file in `.gaffer/`. Only the `[store]` table is read here, so that a command
+    /// that tolerates a broken file elsewhere (status, report) still finds its store.
+    pub fn store_location(&self) -> Result<StoreLocation, ProjectError> {
+        if let Some(db) = &self.db {
+            return Ok(if StoreUrl::is_postgres(db) {
+                StoreLocation::Postgres(Box::new(StoreUrl::from_command_line(db)?))
+            } else {
+                StoreLocation::Sqlite(PathBuf::from(db))
             });
         }
-        Ok(SqliteStore::open(self.store_path())?)
+        let section_error = |reason: String| ProjectError::StoreSection {
+            path: self.config_path.clone(),
+            reason,
+        };
+        let text = match std::fs::read_to_string(&self.config_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StoreLocation::Sqlite(self.store_path()));
+            }
+            Err(e) => return Err(section_error(e.to_string())),
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| section_error(e.to_string()))?;
+        let url = match table.get("store").and_then(|s| s.get("url")) {
+            None => return Ok(StoreLocation::Sqlite(self.store_path())),
+            Some(toml::Value::String(url)) => url,
+            Some(_) => return Err(section_error("`url` is not a string".to_string())),
+        };
+        if !StoreUrl::is_postgres(url) {
+            return Err(section_error(format!(
+                "`url` must be a postgres:// URL (the SQLite file needs no setting), not `{url}`"
+            )));
+        }
+        Ok(StoreLocation::Postgres(Box::new(StoreUrl::from_config(
+            url,
+            &self.config_path,
+        )?)))
+    }
+
+    /// Open the project's store, or say how to create it. A SQLite store needs `gaffer init`
+    /// first; a PostgreSQL one is created on first use (each host's clone needs no state of
+    /// its own before its first run).
+    pub fn open_store(&self) -> Result<Arc<dyn Store>, ProjectError> {
+        match self.store_location()? {
+            StoreLocation::Postgres(url) => Ok(Arc::new(PostgresStore::open(&url)?)),
+            StoreLocation::Sqlite(path) => {
+                if self.db.is_none() && !self.state_dir().is_dir() {
+                    return Err(ProjectError::NotInitialised {
+                        root: self.root.clone(),
+                    });
+                }
+                Ok(Arc::new(SqliteStore::open(path)?))
+            }
+        }
     }
 
     /// Create the state directory and the store, if missing.
-    pub fn create_state(&self) -> Result<SqliteStore, ProjectError> {
+    pub fn create_state(&self) -> Result<Arc<dyn Store>, ProjectError> {
         let dir = self.state_dir();
         std::fs::create_dir_all(&dir).map_err(|e| ProjectError::Io {
             path: dir.clone(),
             reason: e.to_string(),
         })?;
-        Ok(SqliteStore::open(self.store_path())?)
+        self.open_store()
     }
 }

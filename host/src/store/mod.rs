@@ -1,10 +1,13 @@
 //! Persistence behind atomic domain operations (try-reserve, mark-sent, settle, recover, ...),
-//! never raw SQL outside this module. SQLite is the embedded default; another backend (Postgres)
-//! implements the same trait and must pass the same test suite.
+//! never raw SQL outside this module. SQLite is the embedded default; PostgreSQL lets several
+//! hosts share one backlog and one budget. Both implement the same traits and pass the same
+//! test suite.
 
 pub mod blocking;
 pub mod owner;
+pub mod postgres;
 pub mod sqlite;
+mod totals;
 pub mod units;
 pub mod vocabulary;
 
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 pub use blocking::{AsyncBacklog, off_runtime};
 pub use owner::{owner_is_alive, this_process_owner};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use units::{MicroUsd, Prices, TokenCounts};
 pub use vocabulary::{
@@ -406,4 +410,49 @@ pub trait BacklogStore: Send + Sync {
     fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Every task, in the order added.
     fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Say that the run `owner` is alive, with `workers` workers, until `lease` from now by the
+    /// store's clock: registered when a run starts and renewed from a thread of its own. Across
+    /// hosts, whose processes one host cannot see, an owner is alive while this lease is.
+    fn host_beat(
+        &self,
+        owner: &str,
+        run_id: &str,
+        workers: u32,
+        lease: Duration,
+    ) -> Result<(), StoreError>;
+    /// The run `owner` stopped cleanly: its lease ends now.
+    fn host_left(&self, owner: &str) -> Result<(), StoreError>;
+    /// Every run that registered, the live ones first, then the newest.
+    fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;
+}
+
+/// A run registered on the store (one `gaffer run` process, on some host).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostRecord {
+    /// `host:pid` (with the PID namespace when it is not the machine's own).
+    pub owner: String,
+    pub run_id: String,
+    pub workers: u32,
+    /// When it registered and when it last renewed its lease (RFC 3339, UTC).
+    pub started_at: String,
+    pub seen_at: String,
+    /// Whether its lease is live now (by the store's clock).
+    pub live: bool,
+    /// Whether it stopped cleanly (`false` for a live run, and for one whose lease lapsed).
+    pub left: bool,
+}
+
+/// Both halves of a store: what a run, the dashboard and the reports open.
+pub trait Store: BacklogStore + LedgerStore {}
+impl<T: BacklogStore + LedgerStore + ?Sized> Store for T {}
+
+/// Whether the owner of an open row or a lease is dead: its process is gone (`is_alive`, which
+/// can only see this host), or it registered as a run whose lease has lapsed (what other hosts
+/// go by).
+pub(crate) fn owner_is_dead(
+    owner: &str,
+    is_alive: &dyn Fn(&str) -> bool,
+    lapsed_hosts: &std::collections::HashSet<String>,
+) -> bool {
+    owner.is_empty() || lapsed_hosts.contains(owner) || !is_alive(owner)
 }

@@ -3,18 +3,36 @@
 
 use std::path::Path;
 
-/// `host:pid` of this process: the owner written on its rows.
+/// The inode of the machine's initial PID namespace (`PROC_PID_INIT_INO`, fixed by the kernel).
+const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
+
+/// `host:pid` of this process: the owner written on its rows. A process in a PID namespace of
+/// its own (a container) is `host~<namespace>:pid`, since pids repeat across namespaces and
+/// two such processes on one host would otherwise be one owner.
 pub fn this_process_owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}:{}", std::process::id())
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|link| link.to_string_lossy().into_owned())
+        .filter(|ns| ns != INITIAL_PID_NAMESPACE)
+        .and_then(|ns| {
+            ns.strip_prefix("pid:[")
+                .and_then(|n| n.strip_suffix(']'))
+                .map(str::to_string)
+        });
+    match namespace {
+        Some(ns) => format!("{host}~{ns}:{}", std::process::id()),
+        None => format!("{host}:{}", std::process::id()),
+    }
 }
 
-/// Whether the owner of a row still runs: a process on another host is assumed alive (only
-/// its own host can tell); on this host, its pid must exist.
+/// Whether the owner of a row still runs: a process on another host, or in another PID
+/// namespace, is assumed alive (only its lease can tell: see [`crate::store::HostRecord`]); on
+/// this host and namespace, its pid must exist.
 pub fn owner_is_alive(owner: &str) -> bool {
     let this = this_process_owner();
     let (this_host, _) = this.rsplit_once(':').unwrap_or((this.as_str(), ""));

@@ -7,7 +7,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{NOW_MS, SqliteStore};
 use crate::store::{
-    AttemptRecord, BacklogStore, MicroUsd, NewTask, Stage, StoreError, TaskRecord, TaskState,
+    AttemptRecord, BacklogStore, HostRecord, MicroUsd, NewTask, Stage, StoreError, TaskRecord,
+    TaskState, owner_is_dead,
 };
 
 /// A task row as read, before its JSON columns are decoded.
@@ -214,6 +215,7 @@ impl BacklogStore for SqliteStore {
 
     fn requeue_orphans(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>, StoreError> {
         self.write(|tx| {
+            let lapsed = self.lapsed_hosts(tx)?;
             let running: Vec<(String, Option<String>)> = {
                 let mut stmt = tx
                     .prepare(
@@ -228,7 +230,7 @@ impl BacklogStore for SqliteStore {
             let mut requeued = Vec::new();
             for (id, owner) in running {
                 let owner = owner.unwrap_or_default();
-                if owner.is_empty() || !is_alive(&owner) {
+                if owner_is_dead(&owner, is_alive, &lapsed) {
                     tx.execute(
                         "UPDATE tasks SET state = 'queued', stage = NULL,
                              reason = 'its worker ' || ?2 || ' stopped; requeued',
@@ -286,9 +288,89 @@ impl BacklogStore for SqliteStore {
             rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
         })
     }
+
+    fn host_beat(
+        &self,
+        owner: &str,
+        run_id: &str,
+        workers: u32,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO hosts (owner, run_id, workers, expires_ms)
+                     VALUES (?1, ?2, ?3, {NOW_MS} + ?4)
+                     ON CONFLICT (owner) DO UPDATE SET run_id = ?2, workers = ?3,
+                         expires_ms = {NOW_MS} + ?4, has_left = 0,
+                         seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+                ),
+                params![owner, run_id, workers, lease_ms(lease)],
+            )
+            .map_err(|e| self.db_err(e))?;
+            Ok(())
+        })
+    }
+
+    fn host_left(&self, owner: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "UPDATE hosts SET has_left = 1, expires_ms = {NOW_MS},
+                         seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                     WHERE owner = ?1"
+                ),
+                [owner],
+            )
+            .map_err(|e| self.db_err(e))?;
+            Ok(())
+        })
+    }
+
+    fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT owner, run_id, workers, started_at, seen_at,
+                            expires_ms >= {NOW_MS} AND has_left = 0 AS live, has_left
+                     FROM hosts ORDER BY live DESC, started_at DESC, owner"
+                ))
+                .map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(HostRecord {
+                        owner: r.get(0)?,
+                        run_id: r.get(1)?,
+                        workers: r.get(2)?,
+                        started_at: r.get(3)?,
+                        seen_at: r.get(4)?,
+                        live: r.get(5)?,
+                        left: r.get(6)?,
+                    })
+                })
+                .map_err(|e| self.db_err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+        })
+    }
 }
 
 impl SqliteStore {
+    /// The owners of runs whose lease lapsed without their leaving: dead, wherever they ran.
+    pub(super) fn lapsed_hosts(
+        &self,
+        conn: &rusqlite::Connection,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT owner FROM hosts WHERE expires_ms < {NOW_MS} AND has_left = 0"
+            ))
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))
+    }
+
     /// Update a running task that `owner` still holds under a live lease, or say the lease is
     /// lost. `set` uses ?3 and ?4 for `args`.
     fn held_update(

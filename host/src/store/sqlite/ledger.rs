@@ -4,38 +4,11 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
+use crate::store::totals::{TOTALLED, total_key};
 use crate::store::{
     CallTry, CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
-    Reserved, RowScope, RowState, Settled, Settlement, StoreError, TokenCounts,
+    Reserved, RowScope, RowState, Settled, Settlement, StoreError, TokenCounts, owner_is_dead,
 };
-
-/// The key of the cap-total row a cap at `level` reads for a call in `scope`, on `day` and in
-/// `month` (the store's clock at reservation); `None` when the cap does not apply (an attempt
-/// cap for a call outside any task). `Call` has no total: it bounds the call alone.
-fn total_key(level: CapLevel, scope: &RowScope, day: &str, month: &str) -> Option<String> {
-    match level {
-        CapLevel::Call => None,
-        CapLevel::Attempt => match (&scope.task_id, scope.attempt) {
-            (Some(task), Some(attempt)) => Some(format!("{task}#{attempt}")),
-            _ => None,
-        },
-        CapLevel::Task => scope.task_id.clone(),
-        CapLevel::Run => Some(scope.run_id.clone()),
-        CapLevel::Day => Some(day.to_string()),
-        CapLevel::Month => Some(month.to_string()),
-        CapLevel::Model => Some(format!("{month}|{}", scope.model)),
-    }
-}
-
-/// The levels that keep totals.
-const TOTALLED: [CapLevel; 6] = [
-    CapLevel::Attempt,
-    CapLevel::Task,
-    CapLevel::Run,
-    CapLevel::Day,
-    CapLevel::Month,
-    CapLevel::Model,
-];
 
 /// The store's clock: today and this month, UTC.
 fn today(conn: &Connection) -> rusqlite::Result<(String, String)> {
@@ -376,6 +349,7 @@ impl LedgerStore for SqliteStore {
 
     fn recover(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Recovery, StoreError> {
         self.write(|tx| {
+            let lapsed = self.lapsed_hosts(tx)?;
             let open: Vec<(i64, RowState, String, MicroUsd)> = {
                 let mut stmt = tx
                     .prepare(
@@ -392,7 +366,7 @@ impl LedgerStore for SqliteStore {
             };
             let mut recovery = Recovery::default();
             for (id, state, owner, reserved) in open {
-                if is_alive(&owner) {
+                if !owner_is_dead(&owner, is_alive, &lapsed) {
                     continue;
                 }
                 if state == RowState::Reserved {

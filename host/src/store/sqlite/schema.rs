@@ -126,6 +126,17 @@ const MIGRATIONS: &[&str] = &[
     // 9: the external agent that implemented an attempt, and its own figure for the cost.
     "ALTER TABLE attempts ADD COLUMN implementer TEXT;
     ALTER TABLE attempts ADD COLUMN agent_cost_micros INTEGER CHECK (agent_cost_micros IS NULL OR agent_cost_micros >= 0);",
+    // 10: the runs on this store and their leases: what `status` shows, and how an owner on
+    // another host (whose processes this host cannot see) is known to be alive.
+    "CREATE TABLE hosts (
+        owner TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        workers INTEGER NOT NULL CHECK (workers >= 0),
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        seen_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        expires_ms INTEGER NOT NULL,
+        has_left INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 /// Migration 7: the attempts' rejection cause, its names checked like the vocabulary of
