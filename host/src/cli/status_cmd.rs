@@ -38,7 +38,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let project = args.project.project();
     let store = project.open_store()?;
     let caps = caps_or_none(&project, "caps are not shown");
-    let status = Status::read(&store, &caps)?;
+    let status = Status::read(&*store, &caps)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
         Format::Text => {
@@ -74,6 +74,25 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             );
             if let Some(cap) = status.per_task_cap_micros {
                 println!("  per task cap {}", column_dollars(cap));
+            }
+            if !status.hosts.is_empty() {
+                println!("hosts");
+                for h in &status.hosts {
+                    println!(
+                        "  {:<28} {:<7} {}/{} workers busy  {}  (run {}, seen {})",
+                        h.owner,
+                        h.state,
+                        h.busy.len(),
+                        h.workers,
+                        if h.busy.is_empty() {
+                            "-".to_string()
+                        } else {
+                            h.busy.join(", ")
+                        },
+                        h.run_id,
+                        h.seen_at
+                    );
+                }
             }
             if status.running.is_empty() {
                 println!("nothing running");

@@ -199,6 +199,11 @@ impl Ledger {
         &self.caps
     }
 
+    /// The store itself, for a thread of its own (the run's lease and its sweep of dead runs).
+    pub fn blocking_store(&self) -> Arc<dyn LedgerStore> {
+        Arc::clone(&self.store)
+    }
+
     /// Run `operation` on the store off the async runtime (SQLite writes may wait for another
     /// process's transaction).
     async fn on_store<T: Send + 'static>(

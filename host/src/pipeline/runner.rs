@@ -19,8 +19,8 @@ use crate::ledger::Ledger;
 use crate::plugin::PluginSet;
 use crate::plugin::types::ModelInfo;
 use crate::store::{
-    AsyncBacklog, AttemptRecord, BacklogStore, CapLevel, MicroUsd, RowScope, Stage, StoreError,
-    TaskRecord, TaskState, this_process_owner,
+    AsyncBacklog, AttemptRecord, BacklogStore, CapLevel, LedgerStore, MicroUsd, RowScope, Stage,
+    StoreError, TaskRecord, TaskState, off_runtime, owner_is_alive, this_process_owner,
 };
 
 /// Why a run could not start; names the problem and changes nothing.
@@ -168,13 +168,24 @@ impl PipelineBuilder {
     }
 }
 
-/// A run's id: time and process, unique enough for one machine's ledger.
+/// A run's id: time, process and a random tag. The tag keeps ids apart when several hosts
+/// share one store: containerised runs are all pid 1, and may start in the same second.
 pub fn new_run_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    format!("run-{secs}-{}", std::process::id())
+    let mut tag = [0u8; 3];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut tag));
+    if random.is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        tag.copy_from_slice(&nanos.to_le_bytes()[..3]);
+    }
+    format!("run-{secs}-{}-{}", std::process::id(), hex::encode(tag))
 }
 
 /// A lease kept alive from a thread of its own, so that neither a busy runtime nor a long git
@@ -224,6 +235,90 @@ impl Heartbeat {
     }
 }
 
+/// The run's own lease on the store, renewed from a thread of its own: while it lives, hosts
+/// that cannot see this process know it is alive. Each renewal also sweeps up after runs whose
+/// lease lapsed (a host that died): their open ledger rows are recovered and their tasks
+/// requeued, by whichever live run gets there first, exactly once (the store sees to that).
+struct RunLease {
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    backlog: Arc<dyn BacklogStore>,
+    owner: String,
+}
+
+impl RunLease {
+    fn start(
+        backlog: Arc<dyn BacklogStore>,
+        ledger: Arc<dyn LedgerStore>,
+        owner: &str,
+        run_id: &str,
+        workers: u32,
+        lease: Duration,
+    ) -> RunLease {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (store, owner_name, run_id) =
+            (Arc::clone(&backlog), owner.to_string(), run_id.to_string());
+        let thread = std::thread::Builder::new()
+            .name("run lease".to_string())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(lease / 3) {
+                    if let Err(error) = store.host_beat(&owner_name, &run_id, workers, lease) {
+                        tracing::warn!(%error, "cannot renew the run's lease");
+                        continue;
+                    }
+                    sweep(store.as_ref(), ledger.as_ref());
+                }
+            })
+            .ok();
+        if thread.is_none() {
+            tracing::error!("cannot start the run's lease thread");
+        }
+        RunLease {
+            stop,
+            thread,
+            backlog,
+            owner: owner.to_string(),
+        }
+    }
+
+    /// Stop renewing and say the run left (its workers are done).
+    fn end(mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Err(error) = self.backlog.host_left(&self.owner) {
+            tracing::warn!(%error, "cannot record that the run left");
+        }
+    }
+}
+
+/// What dead runs left behind: their open rows (unsent released, sent charged at their
+/// reservation, flagged), their running tasks, and leases that lapsed.
+fn sweep(backlog: &dyn BacklogStore, ledger: &dyn LedgerStore) {
+    match ledger.recover(&owner_is_alive) {
+        Ok(r) if r.released + r.charged > 0 => tracing::warn!(
+            released = r.released,
+            charged = r.charged,
+            charged_micros = r.charged_micros.get(),
+            "recovered the ledger rows of a run that stopped"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot recover the rows of stopped runs"),
+    }
+    match backlog.requeue_orphans(&owner_is_alive) {
+        Ok(ids) if !ids.is_empty() => tracing::warn!(
+            tasks = %ids.join(", "),
+            "requeued the tasks of a run that stopped"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot requeue the tasks of stopped runs"),
+    }
+    if let Err(error) = backlog.expire() {
+        tracing::warn!(%error, "cannot requeue tasks whose lease expired");
+    }
+}
+
 impl Pipeline {
     /// A builder over the collaborators a run needs.
     pub fn builder(
@@ -270,7 +365,31 @@ impl Pipeline {
     /// or `max_tasks` were claimed.
     pub async fn run(self: &Arc<Self>) -> Result<RunSummary, RunError> {
         self.preflight().await?;
-        let recovered = self.recover().await?;
+        let workers = u32::try_from(self.settings.workers).unwrap_or(u32::MAX);
+        {
+            let (backlog, owner, run_id, lease) = (
+                self.backlog.blocking(),
+                self.owner.clone(),
+                self.run_id.clone(),
+                self.settings.lease,
+            );
+            off_runtime(move || backlog.host_beat(&owner, &run_id, workers, lease)).await?;
+        }
+        let run_lease = RunLease::start(
+            self.backlog.blocking(),
+            self.ledger.blocking_store(),
+            &self.owner,
+            &self.run_id,
+            workers,
+            self.settings.lease,
+        );
+        let recovered = match self.recover().await {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                let _ = tokio::task::spawn_blocking(move || run_lease.end()).await;
+                return Err(error);
+            }
+        };
         self.progress.event(Event::Note(format!(
             "run {} started: {} worker(s){}",
             self.run_id,
@@ -291,6 +410,7 @@ impl Pipeline {
                 tracing::error!(%error, "a worker panicked");
             }
         }
+        let _ = tokio::task::spawn_blocking(move || run_lease.end()).await;
         let spent = self
             .ledger
             .spent(CapLevel::Run, &RowScope::of_run(&self.run_id))

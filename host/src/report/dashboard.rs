@@ -29,13 +29,12 @@ use super::ledger_report::{
 };
 use crate::ledger::{Caps, MicroUsd, format_dollars};
 use crate::store::{
-    BacklogStore, CapLevel, ChangedFile, LedgerRow, LedgerStore, RejectionCause, RowScope, Stage,
-    StoreError, TaskState,
+    CapLevel, ChangedFile, HostRecord, LedgerRow, RejectionCause, RowScope, Stage, StoreError,
+    TaskRecord, TaskState,
 };
 
 /// What the dashboard reads.
-pub trait DashboardStore: BacklogStore + LedgerStore {}
-impl<T: BacklogStore + LedgerStore> DashboardStore for T {}
+pub use crate::store::Store as DashboardStore;
 
 /// The dashboard's state: the store and the caps to show spend against.
 pub struct Dashboard {
@@ -111,6 +110,53 @@ pub struct Status {
     /// The cap on one attempt, which a running attempt's spend is shown against.
     pub per_attempt_cap_micros: Option<MicroUsd>,
     pub running: Vec<RunningTask>,
+    /// The runs on this store, on every host: the live ones, then the last few that stopped.
+    pub hosts: Vec<HostLine>,
+}
+
+/// One run on the store (a `gaffer run` process on some host) and what its workers hold.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostLine {
+    /// `host:pid` (`host~<pid namespace>:pid` inside a container).
+    pub owner: String,
+    pub run_id: String,
+    pub workers: u32,
+    /// Its workers' tasks now.
+    pub busy: Vec<String>,
+    /// `live`, `left` (stopped cleanly) or `lapsed` (its lease ran out: it died, or lost the
+    /// database; its tasks and open rows are taken over by the others).
+    pub state: &'static str,
+    pub started_at: String,
+    pub seen_at: String,
+}
+
+/// Runs that stopped shown after the live ones.
+const STOPPED_HOSTS_SHOWN: usize = 5;
+
+impl HostLine {
+    fn from_record(h: HostRecord, tasks: &[TaskRecord]) -> HostLine {
+        HostLine {
+            busy: tasks
+                .iter()
+                .filter(|t| {
+                    t.state == TaskState::Running && t.lease_owner.as_deref() == Some(&h.owner)
+                })
+                .map(|t| t.id.clone())
+                .collect(),
+            state: if h.live {
+                "live"
+            } else if h.left {
+                "left"
+            } else {
+                "lapsed"
+            },
+            owner: h.owner,
+            run_id: h.run_id,
+            workers: h.workers,
+            started_at: h.started_at,
+            seen_at: h.seen_at,
+        }
+    }
 }
 
 /// The periods of [`Status::spend`], in the order they are shown.
@@ -179,6 +225,18 @@ impl Status {
                     .sum(),
             });
         }
+        let mut stopped = 0;
+        let hosts = store
+            .hosts()?
+            .into_iter()
+            .filter(|h| {
+                h.live || {
+                    stopped += 1;
+                    stopped <= STOPPED_HOSTS_SHOWN
+                }
+            })
+            .map(|h| HostLine::from_record(h, &tasks))
+            .collect();
         Ok(Status {
             tasks: STATES
                 .iter()
@@ -189,6 +247,7 @@ impl Status {
             per_task_cap_micros: caps.per_task,
             per_attempt_cap_micros: caps.per_attempt,
             running,
+            hosts,
         })
     }
 }
@@ -624,6 +683,13 @@ impl Dashboard {
         if status.running.is_empty() {
             running.push_str(NOTHING_RUNNING);
         }
+        let mut hosts = String::new();
+        for h in &status.hosts {
+            hosts.push_str(&host_row(h));
+        }
+        if status.hosts.is_empty() {
+            hosts.push_str(NO_HOSTS);
+        }
         let mut task_table = String::new();
         for t in &tasks {
             task_table.push_str(&task_row(t));
@@ -650,6 +716,8 @@ impl Dashboard {
 <p>Spent in all: <b id="total" data-micros="{total}">{total_usd}</b> · updated <span id="updated">at load</span></p>
 <table id="backlog"><tr><th>backlog</th><th>tasks</th></tr>{states}</table>
 <table id="spend"><tr><th>spend</th><th>settled</th><th>reserved now</th><th>counted by the cap</th><th>cap</th></tr>{spend}</table>
+<h2>Hosts</h2>
+<table id="hosts"><thead><tr><th>run</th><th>state</th><th>workers</th><th>working on</th><th>last seen</th></tr></thead><tbody>{hosts}</tbody></table>
 <h2>Running</h2>
 <table id="running"><thead><tr><th>task</th><th>stage</th><th>attempt</th><th>this attempt: settled + reserved now</th><th>of the attempt cap ({attempt_cap})</th><th>the task: settled + reserved now</th><th>of the task cap ({task_cap})</th></tr></thead><tbody>{running}</tbody></table>
 <h2>Tasks</h2>
@@ -726,6 +794,22 @@ fn gauge(settled: MicroUsd, reserved: MicroUsd, cap: Option<MicroUsd>) -> String
         pct(settled),
         pct(reserved).min(100.0 - pct(settled)),
         spent.get() as f64 / cap.get() as f64 * 100.0
+    )
+}
+
+/// The hosts table's row when no run has registered.
+const NO_HOSTS: &str = "<tr class=\"none\"><td colspan=\"5\">no run has started</td></tr>";
+
+fn host_row(h: &HostLine) -> String {
+    format!(
+        "<tr data-host=\"{owner}\"><td>{owner} <small>{run}</small></td><td class=\"state\">{state}</td><td class=\"num\">{busy}/{workers}</td><td>{tasks}</td><td>{seen}</td></tr>",
+        owner = esc(&h.owner),
+        run = esc(&h.run_id),
+        state = h.state,
+        busy = h.busy.len(),
+        workers = h.workers,
+        tasks = esc(&h.busy.join(", ")),
+        seen = esc(&h.seen_at),
     )
 }
 
@@ -1038,6 +1122,12 @@ async function refresh(){
       cell(row,col(task.settled_micros)+' + '+col(task.reserved_micros),'num');gauge(row.insertCell(),task.settled_micros,task.reserved_micros,s.per_task_cap_micros);
     }
     if(!s.running.length){var r=body.insertRow();r.className='none';var c=cell(r,'nothing running');c.colSpan=7;}
+    var hb=document.querySelector('#hosts tbody');while(hb.rows.length)hb.deleteRow(0);
+    for(var h of s.hosts){
+      var row=hb.insertRow();row.dataset.host=h.owner;cell(row,h.owner+' '+h.run_id);cell(row,h.state,'state');
+      cell(row,h.busy.length+'/'+h.workers,'num');cell(row,h.busy.join(', '));cell(row,h.seen_at);
+    }
+    if(!s.hosts.length){var r=hb.insertRow();r.className='none';var c=cell(r,'no run has started');c.colSpan=5;}
     tasks=list;drawTasks();
     refreshes++;document.body.dataset.refreshes=refreshes;
     if(refreshes%5===0&&typeof gafferCharts==='function'){

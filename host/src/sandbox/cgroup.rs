@@ -63,7 +63,7 @@ fn own_groups() -> Vec<(String, String)> {
 
 /// A directory under which a new group can be made (writable), or why not.
 fn usable(dir: PathBuf) -> Option<PathBuf> {
-    let probe = dir.join(format!("gaffer-probe-{}", std::process::id()));
+    let probe = dir.join(format!("gaffer-probe-{}", process_tag()));
     std::fs::create_dir(&probe).ok()?;
     let _ = std::fs::remove_dir(&probe);
     Some(dir)
@@ -152,6 +152,26 @@ impl Joiner {
 
 static GROUPS: AtomicU64 = AtomicU64::new(0);
 
+/// What makes this process's group names its own: its pid and a random nonce. The pid alone
+/// repeats across PID namespaces (every containerised gaffer is pid 1) and after a crash left a
+/// group behind.
+fn process_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let mut nonce = [0u8; 6];
+        let random = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce));
+        if random.is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            nonce.copy_from_slice(&nanos.to_le_bytes()[..6]);
+        }
+        format!("{}-{}", std::process::id(), hex::encode(nonce))
+    })
+}
+
 fn write(path: &Path, value: &str) -> Result<(), String> {
     std::fs::write(path, value).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -165,7 +185,7 @@ impl CommandGroup {
     ) -> Result<CommandGroup, String> {
         let name = format!(
             "gaffer-{}-{}",
-            std::process::id(),
+            process_tag(),
             GROUPS.fetch_add(1, Ordering::Relaxed)
         );
         let make = |parent: &Path| -> Result<PathBuf, String> {
