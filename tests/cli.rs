@@ -375,3 +375,46 @@ fn task_commands_outside_a_project_say_to_init() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("run `gaffer init` first"));
 }
+
+/// `[store] url` with a password is refused before anything connects: the file is in every
+/// worktree an agent works in. The error names the file and does not repeat the password.
+#[test]
+fn a_store_url_with_a_password_in_gaffer_toml_is_refused_without_repeating_it() {
+    let dir = repository();
+    std::fs::write(
+        dir.path().join("gaffer.toml"),
+        "[store]\nurl = \"postgres://gaffer:hunter2-canary@/gaffer?host=/nonexistent\"\n",
+    )
+    .unwrap();
+    let out = gaffer_in(dir.path(), &["task", "list"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gaffer.toml") && stderr.contains("PGPASSWORD"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2-canary"), "{stderr}");
+}
+
+/// A store that cannot be reached is named (without its password) and nothing else happens.
+#[test]
+fn an_unreachable_store_is_named_without_its_password() {
+    let dir = repository();
+    let out = gaffer_in(
+        dir.path(),
+        &[
+            "task",
+            "add",
+            "something",
+            "--db",
+            "postgres://gaffer:hunter2-canary@/gaffer?host=/nonexistent-socket-dir",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("postgres://gaffer@/gaffer?host=/nonexistent-socket-dir"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2-canary"), "{stderr}");
+}

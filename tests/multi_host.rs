@@ -264,6 +264,32 @@ async fn three_hosts_in_their_own_pid_namespaces_merge_sixty_tasks_exactly_once(
     );
     let owners: BTreeSet<&str> = runs.iter().map(|h| h.owner.as_str()).collect();
     assert_eq!(owners.len(), 3);
+    // `gaffer status` on any host shows all three runs, from the store.
+    let status = Command::new(env!("CARGO_BIN_EXE_gaffer"))
+        .args(["status", "--format", "json"])
+        .current_dir(&hosts[1])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let shown: BTreeSet<&str> = status["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            assert_eq!(
+                (h["state"].as_str(), h["workers"].as_u64()),
+                (Some("left"), Some(2))
+            );
+            h["owner"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(shown, owners);
+    assert_eq!(status["tasks"]["merged"], TASKS);
     let mut merged_by: BTreeMap<String, usize> = BTreeMap::new();
     for id in &ids {
         for attempt in store.attempts(id).unwrap() {

@@ -324,6 +324,10 @@ pub fn config_template(
 [project]
 {branch_line}{}# approved work is merged here
 {test_line}{}# run on every attempt before the verifier
+# remote = "origin"                 # several hosts: each merges by a compare-and-swap push here
+
+# [store]                           # several hosts on one backlog and budget (default: .gaffer/)
+# url = "postgres://gaffer@db.internal/gaffer"  # no password here: PGPASSWORD or ~/.pgpass
 
 [agent]
 max_turns = 40                      # model calls per attempt

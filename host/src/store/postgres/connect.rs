@@ -79,7 +79,16 @@ impl StoreUrl {
                 config.password(password);
             }
         }
-        let display = format!("postgres://{user}@{host}:{port}/{dbname}");
+        let display = match &config.get_hosts()[0] {
+            Host::Unix(path) if port == DEFAULT_PORT => {
+                format!("postgres://{user}@/{dbname}?host={}", path.display())
+            }
+            Host::Unix(path) => format!(
+                "postgres://{user}@/{dbname}?host={}&port={port}",
+                path.display()
+            ),
+            Host::Tcp(name) => format!("postgres://{user}@{name}:{port}/{dbname}"),
+        };
         Ok(StoreUrl { config, display })
     }
 
