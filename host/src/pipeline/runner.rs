@@ -175,17 +175,11 @@ pub fn new_run_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut tag = [0u8; 3];
-    let random = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut tag));
-    if random.is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        tag.copy_from_slice(&nanos.to_le_bytes()[..3]);
-    }
-    format!("run-{secs}-{}-{}", std::process::id(), hex::encode(tag))
+    format!(
+        "run-{secs}-{}-{}",
+        std::process::id(),
+        crate::store::owner::random_tag(3)
+    )
 }
 
 /// A lease kept alive from a thread of its own, so that neither a busy runtime nor a long git

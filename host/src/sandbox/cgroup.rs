@@ -158,17 +158,11 @@ static GROUPS: AtomicU64 = AtomicU64::new(0);
 fn process_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
-        let mut nonce = [0u8; 6];
-        let random = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce));
-        if random.is_err() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            nonce.copy_from_slice(&nanos.to_le_bytes()[..6]);
-        }
-        format!("{}-{}", std::process::id(), hex::encode(nonce))
+        format!(
+            "{}-{}",
+            std::process::id(),
+            crate::store::owner::random_tag(6)
+        )
     })
 }
 

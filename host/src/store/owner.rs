@@ -43,3 +43,23 @@ pub fn owner_is_alive(owner: &str) -> bool {
         _ => true,
     }
 }
+
+/// `bytes` random bytes as hex, to tell apart what pid and time cannot (runs in containers are
+/// all pid 1 and may start in the same second). From `/dev/urandom`; the clock's nanoseconds
+/// where it cannot be read (a tag, not a secret).
+pub fn random_tag(bytes: usize) -> String {
+    let mut tag = vec![0u8; bytes];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut tag));
+    if random.is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            .to_le_bytes();
+        for (byte, source) in tag.iter_mut().zip(nanos.iter().cycle()) {
+            *byte = *source;
+        }
+    }
+    hex::encode(tag)
+}
