@@ -17,6 +17,31 @@ use super::{StoreError, this_process_owner};
 /// The store's clock in unix milliseconds, as SQL.
 const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
+/// How long opening waits for other processes creating the same file.
+const OPEN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Whether SQLite refused for a lock another connection holds.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Run `step` until it is not refused for a lock, for at most [`OPEN_PATIENCE`].
+fn retry_while_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match step() {
+            Err(e) if is_busy(&e) && started.elapsed() < OPEN_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A SQLite database file holding the backlog and the ledger.
 pub struct SqliteStore {
     path: PathBuf,
@@ -44,11 +69,20 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(|e| db_err(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(|e| db_err(e.to_string()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // Switching a new file to WAL and migrating it take locks that SQLite refuses at once
+        // (not after the busy timeout) while another process does the same: hosts starting
+        // together on a new file wait their turn instead of failing.
+        retry_while_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))
             .map_err(|e| db_err(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| db_err(e.to_string()))?;
-        schema::migrate(&mut conn).map_err(|e| db_err(e.to_string()))?;
+        retry_while_busy(|| match schema::migrate(&mut conn) {
+            Err(schema::MigrationError::Sqlite(e)) => Err(e),
+            Err(schema::MigrationError::Failed { source, .. }) if is_busy(&source) => Err(source),
+            other => Ok(other),
+        })
+        .map_err(|e| db_err(e.to_string()))?
+        .map_err(|e| db_err(e.to_string()))?;
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
