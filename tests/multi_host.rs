@@ -296,7 +296,7 @@ async fn three_hosts_in_their_own_pid_namespaces_merge_sixty_tasks_exactly_once(
             *merged_by.entry(attempt.run_id).or_default() += 1;
         }
     }
-    eprintln!("tasks merged per run: {merged_by:?}");
+    eprintln!("attempts per run: {merged_by:?}");
     assert!(merged_by.len() >= 2, "only one host worked: {merged_by:?}");
 }
 
@@ -411,6 +411,11 @@ async fn three_processes_racing_for_the_last_dollars_never_pass_the_cap() {
             .collect();
         let refused = text.lines().filter(|l| l.contains("REFUSED ")).count();
         assert!(refused >= 1, "a process was never refused:\n{text}");
+        eprintln!(
+            "a racer: {} calls admitted ({} µ$), {refused} refused",
+            admitted.len(),
+            admitted.iter().sum::<u64>()
+        );
         assert!(
             !admitted.is_empty(),
             "a process never got a call through:\n{text}"
@@ -432,6 +437,10 @@ async fn three_processes_racing_for_the_last_dollars_never_pass_the_cap() {
         "refused while {spent} left more than the largest call"
     );
     assert!(largest_seen <= LARGEST);
+    eprintln!(
+        "cap {CAP} µ$, largest call {largest_seen} µ$, spent {spent} µ$ (cap - spent = {})",
+        CAP - spent
+    );
     let day = store
         .spent(gaffer::store::CapLevel::Day, &RowScope::of_run(""))
         .unwrap();
