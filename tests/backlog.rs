@@ -363,3 +363,44 @@ fn hosts_racing_to_recover_a_dead_run_recover_it_exactly_once(backend: Backend) 
             .all(|r| r.recovered && matches!(r.state, RowState::Settled | RowState::Released))
     );
 }
+
+/// Hosts take turns to merge into one target: a second host waits until the first one's turn
+/// ends, by being dropped or by its connection dying with its process; another target is not
+/// held up.
+#[test]
+fn postgres_merge_turns_are_taken_one_at_a_time_and_end_with_their_holder() {
+    let db = Backend::Postgres.fresh();
+    let (a, b) = (db.open(), db.open());
+    let turn = a
+        .merge_turn("origin/main")
+        .unwrap()
+        .expect("PostgreSQL gives turns");
+    assert!(
+        b.merge_turn("origin/other").unwrap().is_some(),
+        "another target is free"
+    );
+    let (sender, waited) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let turn = b.merge_turn("origin/main").unwrap();
+        sender.send(()).unwrap();
+        turn
+    });
+    assert!(
+        waited.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the second host got a turn while the first held it"
+    );
+    drop(turn);
+    waited
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the turn passes when the first host's ends");
+    drop(waiter.join().unwrap());
+    // SQLite has no other hosts: no turn to wait for.
+    assert!(
+        Backend::Sqlite
+            .fresh()
+            .open()
+            .merge_turn("origin/main")
+            .unwrap()
+            .is_none()
+    );
+}

@@ -751,6 +751,17 @@ impl Pipeline {
         let git_failed = |e: crate::git::GitError| Ending::failed(format!("git: {e}"));
         let message = commit_message(attempt, decision);
         let _queue = self.merge_queue.lock().await;
+        // Hosts sharing the store and the remote take turns too, so that each lands on the tip
+        // the last one pushed instead of losing the race and testing again (PostgreSQL only:
+        // the lock is the store's).
+        let _turn = match &target.remote {
+            Some(_) => self
+                .backlog
+                .merge_turn(&target.to_string())
+                .await
+                .map_err(Pipeline::store_failed)?,
+            None => None,
+        };
         // Within this process the target moves only under the queue; another process, another
         // host or a person may still move it, hence the tries.
         for _ in 0..target.tries() {

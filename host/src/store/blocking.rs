@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AttemptRecord, BacklogStore, NewTask, Stage, StoreError, TaskRecord, TaskState};
+use super::{
+    AttemptRecord, BacklogStore, MergeTurn, NewTask, Stage, StoreError, TaskRecord, TaskState,
+};
 
 /// Run a blocking store operation on the blocking pool.
 pub async fn off_runtime<T: Send + 'static>(
@@ -106,6 +108,12 @@ impl AsyncBacklog {
     pub async fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let store = self.blocking();
         off_runtime(move || store.tasks()).await
+    }
+
+    /// Wait (off the runtime) for this host's turn to merge into `target`.
+    pub async fn merge_turn(&self, target: &str) -> Result<Option<MergeTurn>, StoreError> {
+        let (store, target) = (self.blocking(), target.to_string());
+        off_runtime(move || store.merge_turn(&target)).await
     }
 
     pub async fn add_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<String>, StoreError> {

@@ -424,6 +424,32 @@ pub trait BacklogStore: Send + Sync {
     fn host_left(&self, owner: &str) -> Result<(), StoreError>;
     /// Every run that registered, the live ones first, then the newest.
     fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;
+    /// Wait for this host's turn to merge into `target`, held until the returned turn is
+    /// dropped (or the host dies). Hosts sharing one remote then land one after another, each
+    /// on the tip the last one pushed, instead of racing and testing again after each loss.
+    /// `None`: the store has no other hosts to take turns with (SQLite).
+    fn merge_turn(&self, target: &str) -> Result<Option<MergeTurn>, StoreError> {
+        let _ = target;
+        Ok(None)
+    }
+}
+
+/// A host's turn to merge into a target, given back when dropped.
+pub struct MergeTurn {
+    _release: Box<dyn Send + Sync>,
+}
+
+impl MergeTurn {
+    /// A turn that ends when `release` is dropped.
+    pub fn new(release: Box<dyn Send + Sync>) -> MergeTurn {
+        MergeTurn { _release: release }
+    }
+}
+
+impl std::fmt::Debug for MergeTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MergeTurn").finish_non_exhaustive()
+    }
 }
 
 /// A run registered on the store (one `gaffer run` process, on some host).

@@ -11,9 +11,24 @@ use tokio_postgres::types::ToSql;
 use super::ledger::lapsed_hosts;
 use super::{Fail, PostgresStore, int, millis, signed, small, unsigned, word};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, BacklogStore, HostRecord, MicroUsd, NewTask, RejectionCause,
-    Stage, StoreError, TaskRecord, TaskState, owner_is_dead,
+    AttemptOutcome, AttemptRecord, BacklogStore, HostRecord, MergeTurn, MicroUsd, NewTask,
+    RejectionCause, Stage, StoreError, TaskRecord, TaskState, owner_is_dead,
 };
+
+/// A connection closed when dropped, on the store's runtime (its lock goes with it).
+struct ClosedOnDrop {
+    connection: Option<deadpool_postgres::ClientWrapper>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            // Dropped inside the store's runtime, where its connection task runs.
+            self.handle.spawn(async move { drop(connection) });
+        }
+    }
+}
 
 const TASK_COLUMNS: &str =
     "id, title, body, labels, paths, source, state, stage, attempts, reason, lease_owner";
@@ -428,6 +443,27 @@ impl BacklogStore for PostgresStore {
                 .await?;
             Ok(())
         })
+    }
+
+    fn merge_turn(&self, target: &str) -> Result<Option<MergeTurn>, StoreError> {
+        let target = target.to_string();
+        let connection = self.run(move |pool| async move {
+            let client = pool.get().await?;
+            // A session lock, on a connection kept for the turn: it ends when the turn is
+            // dropped (the connection is closed, not returned to the pool) or when the host
+            // dies and its connection with it. No lease to expire, nothing to clean up.
+            client
+                .execute(
+                    "SELECT pg_advisory_lock(hashtextextended('gaffer merge ' || $1, 0))",
+                    &[&target],
+                )
+                .await?;
+            Ok(deadpool_postgres::Object::take(client))
+        })?;
+        Ok(Some(MergeTurn::new(Box::new(ClosedOnDrop {
+            connection: Some(connection),
+            handle: self.handle.clone(),
+        }))))
     }
 
     fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
