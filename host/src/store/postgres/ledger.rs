@@ -71,6 +71,43 @@ impl TotalsChange {
     }
 }
 
+/// A row scope's columns as the insert statements bind them, `$1` to `$7`: run, task,
+/// attempt, stage, phase, role, model.
+struct ScopeColumns<'a> {
+    scope: &'a RowScope,
+    attempt: Option<i32>,
+    stage: &'static str,
+    phase: Option<&'static str>,
+    role: &'static str,
+}
+
+impl<'a> ScopeColumns<'a> {
+    fn of(scope: &'a RowScope) -> Result<ScopeColumns<'a>, Fail> {
+        Ok(ScopeColumns {
+            scope,
+            attempt: scope.attempt.map(int).transpose()?,
+            stage: scope.stage.name(),
+            phase: scope.phase.map(Phase::name),
+            role: scope.role.name(),
+        })
+    }
+
+    /// The seven parameters, followed by `rest`.
+    fn with<'b>(&'b self, rest: &[&'b (dyn ToSql + Sync)]) -> Vec<&'b (dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.scope.run_id,
+            &self.scope.task_id,
+            &self.attempt,
+            &self.stage,
+            &self.phase,
+            &self.role,
+            &self.scope.model,
+        ];
+        params.extend_from_slice(rest);
+        params
+    }
+}
+
 /// A row's scope, as stored.
 fn scope_of(row: &Row, first: usize) -> Result<RowScope, Fail> {
     let stage: String = row.try_get(first + 3)?;
@@ -234,28 +271,16 @@ impl LedgerStore for PostgresStore {
                      RETURNING id, call_id",
                 )
                 .await?;
-            let attempt = scope.attempt.map(int).transpose()?;
-            let (stage, phase, role) = (
-                scope.stage.name(),
-                scope.phase.map(Phase::name),
-                scope.role.name(),
-            );
+            let columns = ScopeColumns::of(&scope)?;
             let try_number = int(call.number)?;
-            let params: [&(dyn ToSql + Sync); 13] = [
-                &scope.run_id,
-                &scope.task_id,
-                &attempt,
-                &stage,
-                &phase,
-                &role,
-                &scope.model,
+            let params = columns.with(&[
                 &amount_sql,
                 &owner,
                 &day,
                 &month,
                 &call.call_id,
                 &try_number,
-            ];
+            ]);
             let row = tx.query_one(&insert, &params).await?;
             let adjust = tx.prepare_cached(ADJUST_TOTALS).await?;
             let deltas: Vec<i64> = change.0.values().copied().collect();
@@ -466,12 +491,7 @@ impl LedgerStore for PostgresStore {
         let (scope, outcome, owner) = (scope.clone(), outcome.to_string(), self.owner.clone());
         self.run(move |pool| async move {
             let (fuel, wall) = (signed(fuel)?, signed(wall_ms)?);
-            let attempt = scope.attempt.map(int).transpose()?;
-            let (stage, phase, role) = (
-                scope.stage.name(),
-                scope.phase.map(Phase::name),
-                scope.role.name(),
-            );
+            let columns = ScopeColumns::of(&scope)?;
             let client = pool.get().await?;
             let insert = client
                 .prepare_cached(
@@ -483,22 +503,7 @@ impl LedgerStore for PostgresStore {
                 )
                 .await?;
             client
-                .execute(
-                    &insert,
-                    &[
-                        &scope.run_id,
-                        &scope.task_id,
-                        &attempt,
-                        &stage,
-                        &phase,
-                        &role,
-                        &scope.model,
-                        &fuel,
-                        &wall,
-                        &outcome,
-                        &owner,
-                    ],
-                )
+                .execute(&insert, &columns.with(&[&fuel, &wall, &outcome, &owner]))
                 .await?;
             Ok(())
         })
