@@ -182,12 +182,50 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// A lease kept alive from a thread of its own, so that neither a busy runtime nor a long git
-/// operation can let it lapse while the attempt runs.
-struct Heartbeat {
+/// A lease renewed from a thread of its own, every third of its length (two renewals may fail
+/// before it lapses), so that neither a busy runtime nor a long git operation can let it lapse.
+/// `renew` returns `false` to stop renewing.
+struct Renewal {
     stop: mpsc::Sender<()>,
-    lost: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renewal {
+    fn start(
+        name: String,
+        lease: Duration,
+        mut renew: impl FnMut() -> bool + Send + 'static,
+    ) -> Renewal {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(lease / 3) {
+                    if !renew() {
+                        return;
+                    }
+                }
+            })
+            .ok();
+        if thread.is_none() {
+            tracing::error!("cannot start the thread `{name}`");
+        }
+        Renewal { stop, thread }
+    }
+
+    /// Stop renewing, once the thread has finished its current renewal.
+    fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A task's lease, held while an attempt runs.
+struct Heartbeat {
+    renewal: Renewal,
+    lost: Arc<AtomicBool>,
 }
 
 impl Heartbeat {
@@ -197,45 +235,34 @@ impl Heartbeat {
         owner: &str,
         lease: Duration,
     ) -> Heartbeat {
-        let (stop, stopped) = mpsc::channel::<()>();
         let lost = Arc::new(AtomicBool::new(false));
         let (task, owner, flag) = (task.to_string(), owner.to_string(), Arc::clone(&lost));
-        let thread = std::thread::Builder::new()
-            .name(format!("lease {task}"))
-            .spawn(move || {
-                // Renew at a third of the lease: two renewals may fail before it lapses.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(lease / 3) {
-                    if let Err(error) = backlog.heartbeat(&task, &owner, lease) {
-                        tracing::warn!(task = %task, %error, "the lease is lost");
-                        flag.store(true, Ordering::SeqCst);
-                        return;
-                    }
+        let renewal = Renewal::start(format!("lease {task}"), lease, move || {
+            match backlog.heartbeat(&task, &owner, lease) {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(task = %task, %error, "the lease is lost");
+                    flag.store(true, Ordering::SeqCst);
+                    false
                 }
-            })
-            .ok();
-        if thread.is_none() {
-            tracing::error!("cannot start the lease heartbeat thread");
-        }
-        Heartbeat { stop, lost, thread }
+            }
+        });
+        Heartbeat { renewal, lost }
     }
 
     /// Stop renewing; whether the lease was lost meanwhile.
-    fn stop(mut self) -> bool {
-        let _ = self.stop.send(());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    fn stop(self) -> bool {
+        self.renewal.stop();
         self.lost.load(Ordering::SeqCst)
     }
 }
 
-/// The run's own lease on the store, renewed from a thread of its own: while it lives, hosts
-/// that cannot see this process know it is alive. Each renewal also sweeps up after runs whose
-/// lease lapsed (a host that died): their open ledger rows are recovered and their tasks
-/// requeued, by whichever live run gets there first, exactly once (the store sees to that).
+/// The run's own lease on the store: while it lives, hosts that cannot see this process know
+/// it is alive. Each renewal also sweeps up after runs whose lease lapsed (a host that died):
+/// their open ledger rows are recovered and their tasks requeued, by whichever live run gets
+/// there first, exactly once (the store sees to that).
 struct RunLease {
-    stop: mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    renewal: Renewal,
     backlog: Arc<dyn BacklogStore>,
     owner: String,
 }
@@ -249,38 +276,25 @@ impl RunLease {
         workers: u32,
         lease: Duration,
     ) -> RunLease {
-        let (stop, stopped) = mpsc::channel::<()>();
         let (store, owner_name, run_id) =
             (Arc::clone(&backlog), owner.to_string(), run_id.to_string());
-        let thread = std::thread::Builder::new()
-            .name("run lease".to_string())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(lease / 3) {
-                    if let Err(error) = store.host_beat(&owner_name, &run_id, workers, lease) {
-                        tracing::warn!(%error, "cannot renew the run's lease");
-                        continue;
-                    }
-                    sweep(store.as_ref(), ledger.as_ref());
-                }
-            })
-            .ok();
-        if thread.is_none() {
-            tracing::error!("cannot start the run's lease thread");
-        }
+        let renewal = Renewal::start("run lease".to_string(), lease, move || {
+            match store.host_beat(&owner_name, &run_id, workers, lease) {
+                Ok(()) => sweep(store.as_ref(), ledger.as_ref()),
+                Err(error) => tracing::warn!(%error, "cannot renew the run's lease"),
+            }
+            true
+        });
         RunLease {
-            stop,
-            thread,
+            renewal,
             backlog,
             owner: owner.to_string(),
         }
     }
 
     /// Stop renewing and say the run left (its workers are done).
-    fn end(mut self) {
-        let _ = self.stop.send(());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    fn end(self) {
+        self.renewal.stop();
         if let Err(error) = self.backlog.host_left(&self.owner) {
             tracing::warn!(%error, "cannot record that the run left");
         }
