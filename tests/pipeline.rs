@@ -179,15 +179,30 @@ impl Project {
         git_ok(&self.root, &["rev-parse", "main"])
     }
 
-    /// Worktrees left: directories under .gaffer/worktrees and git's own list.
+    /// No attempt's worktree left: under .gaffer/worktrees only the worktrees parked for the
+    /// next run (`spare-<worker>`, detached, on no branch), and git knows no other.
     fn assert_no_worktrees(&self) {
         let dir = self.root.join(".gaffer/worktrees");
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
-        assert!(left.is_empty(), "worktrees left: {left:?}");
+        let attempts: Vec<&String> = left.iter().filter(|n| !n.starts_with("spare-")).collect();
+        assert!(attempts.is_empty(), "worktrees left: {left:?}");
         let listed = git_ok(&self.root, &["worktree", "list", "--porcelain"]);
-        assert_eq!(listed.matches("worktree ").count(), 1, "{listed}");
+        assert_eq!(
+            listed.matches("worktree ").count(),
+            1 + left.len(),
+            "{listed}"
+        );
+        assert_eq!(
+            listed.matches("\ndetached").count(),
+            left.len(),
+            "parked worktrees are on no branch: {listed}"
+        );
         let branches = git_ok(&self.root, &["branch", "--list", "gaffer/*/*"]);
         assert!(branches.is_empty(), "attempt branches left: {branches}");
     }
@@ -501,6 +516,124 @@ async fn commands_run_without_the_provider_key_in_their_environment() {
         !env.contains("GAFFER_TEST_PROVIDER_KEY") && !env.contains("OPENAI_API_KEY"),
         "{env}"
     );
+}
+
+/// One attempt's leftovers never reach the next attempt that recycles its worktree, in the same
+/// run or (parked between runs) in the next: an attempt that ends before its change is checked
+/// (a nested repository it made) leaves a modified tracked file, an untracked one, an ignored
+/// one, a hidden directory and a nested repository, each holding a canary; the attempts after
+/// it read, list and grep for it in the recycled worktree and never see it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recycled_worktree_shows_the_next_attempt_nothing_the_last_one_left() {
+    const CANARY: &str = "canary-5e1f-left-by-an-earlier-attempt";
+    let plant = vec![
+        turn(
+            "run_command",
+            json!({"command": format!(
+                "echo {CANARY} >> README.md && echo {CANARY} > untracked.txt && \
+                 mkdir -p __pycache__ .hidden && echo {CANARY} > __pycache__/c.pyc && \
+                 echo {CANARY} > .hidden/h && git init -q nested && echo {CANARY} > nested/n"
+            )}),
+        ),
+        finish(),
+    ];
+    let harvest = |note: &str| {
+        vec![
+            turn("read_file", json!({"path": "untracked.txt"})),
+            turn("read_file", json!({"path": "__pycache__/c.pyc"})),
+            turn(
+                "run_command",
+                // The pattern split in two, so that only a match prints the canary.
+                json!({"command": "cat README.md; ls -a . nested .hidden __pycache__; \
+                               grep -rn \"canary-5e1f\"\"-left\" . ; true"}),
+            ),
+            turn(
+                "write_file",
+                json!({"path": note, "content": "nothing found\n"}),
+            ),
+            finish(),
+        ]
+    };
+    let p = Project::new(
+        script(vec![
+            ("Plant", vec![(sample::SMALL, plant)]),
+            ("Harvest one", vec![(sample::SMALL, harvest("one.txt"))]),
+            ("Harvest two", vec![(sample::SMALL, harvest("two.txt"))]),
+        ]),
+        vec![
+            task("Plant one"),
+            task("Harvest one"),
+            task("Plant two"),
+            task("Harvest two"),
+        ],
+        |t| t.replace("max_attempts = 3", "max_attempts = 1"),
+    )
+    .await;
+    let results_of = |task: &str| -> Vec<String> {
+        let log = p.provider.log();
+        let last = log
+            .iter()
+            .rev()
+            .find(|c| c.request.to_string().contains(task))
+            .expect("a call of the task");
+        last.request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+
+    // Run 1: the planting attempt ends before its check and its worktree is parked as it is.
+    let out = p.run(&["--workers", "1", "--max-tasks", "1"]);
+    assert!(out.status.success());
+    let (state, reason) = p.state("T-1");
+    assert_eq!(state, TaskState::NeedsHuman, "{reason}");
+    assert!(reason.contains("nested"), "{reason}");
+    let spare = p.root.join(".gaffer/worktrees/spare-0");
+    assert!(
+        std::fs::read_to_string(spare.join("untracked.txt"))
+            .unwrap()
+            .contains(CANARY),
+        "the parked worktree holds what the attempt left"
+    );
+
+    // Run 2: harvest from the parked worktree, plant again, harvest from that in the same run.
+    let out = p.run(&["--workers", "1"]);
+    assert!(out.status.success());
+    assert_eq!(p.state("T-2").0, TaskState::Merged);
+    assert_eq!(p.state("T-3").0, TaskState::NeedsHuman);
+    assert_eq!(p.state("T-4").0, TaskState::Merged);
+    for task in ["Harvest one", "Harvest two"] {
+        let results = results_of(task);
+        assert_eq!(results.len(), 4, "{task}: {results:?}");
+        for result in &results {
+            assert!(!result.contains(CANARY), "{task} saw the canary: {result}");
+        }
+        assert!(results[2].contains("exit code"), "{}", results[2]);
+    }
+    // One worktree served every attempt (git has one linked worktree), and main holds none of
+    // the leftovers.
+    let admin: Vec<_> = std::fs::read_dir(p.root.join(".git/worktrees"))
+        .unwrap()
+        .collect();
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    assert!(
+        p.root.join(".git/worktrees/T-1-a1").is_dir(),
+        "recycled, not made anew: {admin:?}"
+    );
+    let found = git(&p.root, &["grep", "-n", CANARY, "main"]);
+    assert!(
+        found.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    for note in ["one.txt", "two.txt"] {
+        let shown = git_ok(&p.root, &["show", &format!("main:{note}")]);
+        assert!(shown.contains("nothing found"), "{shown}");
+    }
+    p.assert_no_worktrees();
 }
 
 /// Many cheap turns: reading files until the money runs out.

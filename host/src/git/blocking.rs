@@ -78,6 +78,32 @@ impl AsyncRepo {
             .await
     }
 
+    /// The worktree of a new attempt, `spare` recycled when it can be (see
+    /// [`Repo::prepare_worktree`]).
+    pub async fn prepare_worktree(
+        &self,
+        spare: Option<Worktree>,
+        dir: &Path,
+        branch: &str,
+        base: &str,
+    ) -> Result<Worktree, GitError> {
+        let (dir, branch, base) = (dir.to_path_buf(), branch.to_string(), base.to_string());
+        self.run(move |repo| repo.prepare_worktree(spare, &dir, &branch, &base))
+            .await
+    }
+
+    /// Park the worktree for a later run (see [`Repo::park_worktree`]).
+    pub async fn park_worktree(
+        &self,
+        worktree: &Worktree,
+        parent: &Path,
+        slot: usize,
+    ) -> Result<(), GitError> {
+        let (worktree, parent) = (worktree.clone(), parent.to_path_buf());
+        self.run(move |repo| repo.park_worktree(&worktree, &parent, slot))
+            .await
+    }
+
     pub async fn remove_stale_worktrees(
         &self,
         dir: &Path,

@@ -11,6 +11,7 @@ mod blocking;
 mod command;
 mod diff;
 mod merge;
+mod recycle;
 mod remote;
 mod snapshot;
 
@@ -20,6 +21,7 @@ use std::sync::Mutex;
 pub use blocking::AsyncRepo;
 pub(crate) use command::Git;
 pub use merge::{Candidate, MergeKind, MergeOutcome, MergeTarget};
+pub use recycle::PARKED_PREFIX;
 pub use snapshot::{IgnoredFile, Snapshot, changed_since, ignored_changed_since, with_ignored};
 
 /// A failed git operation. Every variant names the repository or worktree it concerns; a failed
@@ -193,22 +195,27 @@ impl Repo {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Creates a worktree at `dir` on a new branch `branch` starting at `base` (a branch name or a
-    /// commit). A directory or branch of that name left by an earlier crashed try is removed
-    /// first, so a retried attempt starts clean.
-    pub fn add_worktree(&self, dir: &Path, branch: &str, base: &str) -> Result<Worktree, GitError> {
-        let _serialised = self.worktree_admin();
-        let base_commit = Git::new(&self.root)
+    /// The full id of the commit `base` (a branch name or a commit) names.
+    fn commit_of(&self, base: &str) -> Result<String, GitError> {
+        let commit = Git::new(&self.root)
             .args(["rev-parse", "--quiet", "--verify"])
             .arg(format!("{base}^{{commit}}"))
             .output()?;
-        if !base_commit.ok() {
+        if !commit.ok() {
             return Err(GitError::NoSuchBranch {
                 repo: self.root.clone(),
                 branch: base.to_string(),
             });
         }
-        let base_commit = base_commit.stdout.trim().to_string();
+        Ok(commit.stdout.trim().to_string())
+    }
+
+    /// Creates a worktree at `dir` on a new branch `branch` starting at `base` (a branch name or a
+    /// commit). A directory or branch of that name left by an earlier crashed try is removed
+    /// first, so a retried attempt starts clean.
+    pub fn add_worktree(&self, dir: &Path, branch: &str, base: &str) -> Result<Worktree, GitError> {
+        let _serialised = self.worktree_admin();
+        let base_commit = self.commit_of(base)?;
 
         if dir.exists() || dir.is_symlink() {
             if same_path(dir, &self.root) || self.root.starts_with(canonical(dir)) {

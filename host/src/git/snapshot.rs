@@ -5,7 +5,7 @@
 //! then removed with everything else untracked before the tests run.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -146,42 +146,46 @@ impl Worktree {
     /// the git dir it recorded and snapshots the files. Returns the mounts the sandbox needs:
     /// `dir` read-write, the main objects read-only.
     pub fn private_git_dir(&self, dir: &Path) -> Result<Vec<(std::path::PathBuf, bool)>, GitError> {
-        let common = Git::in_worktree(self)
-            .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
-            .run()?;
-        let objects = Path::new(common.trim_end_matches('\n')).join("objects");
         let io = |path: &Path, e: std::io::Error| GitError::Io {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        // Bare at first (no work tree of its own); the worktree's `.git` file makes the worktree
-        // its work tree once `core.bare` is off.
-        Git::new(&self.path)
-            .args(["init", "--quiet", "--bare", "--template="])
-            .arg(dir)
-            .run()?;
-        let alternates = dir.join("objects/info/alternates");
-        std::fs::create_dir_all(dir.join("objects/info")).map_err(|e| io(dir, e))?;
-        std::fs::write(&alternates, format!("{}\n", objects.display()))
-            .map_err(|e| io(&alternates, e))?;
-        let in_dir = |args: &[&str]| {
-            let mut git_dir = std::ffi::OsString::from("--git-dir=");
-            git_dir.push(dir);
-            Git::new(&self.path).arg(git_dir).args(args).run()
-        };
-        in_dir(&[
-            "update-ref",
-            &format!("refs/heads/{}", self.branch),
-            &self.base,
-        ])?;
-        in_dir(&[
-            "symbolic-ref",
-            "HEAD",
-            &format!("refs/heads/{}", self.branch),
-        ])?;
-        in_dir(&["config", "user.name", "agent"])?;
-        in_dir(&["config", "user.email", "agent@sandbox.invalid"])?;
-        in_dir(&["config", "core.bare", "false"])?;
+        let objects = self.common_dir()?.join("objects");
+        // Written directly rather than by `git init`, `update-ref`, `symbolic-ref` and three
+        // `git config`: the layout is gitrepository-layout(5)'s, and each git process here costs
+        // a few milliseconds of every attempt. Bare at first would make no difference: the
+        // worktree's `.git` file makes the worktree its work tree.
+        let branch_ref = dir.join("refs/heads").join(&self.branch);
+        for sub in [
+            dir.join("objects/info"),
+            dir.join("refs/tags"),
+            branch_ref
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        ] {
+            std::fs::create_dir_all(&sub).map_err(|e| io(&sub, e))?;
+        }
+        let files = [
+            (
+                dir.join("objects/info/alternates"),
+                format!("{}\n", objects.display()),
+            ),
+            (branch_ref.clone(), format!("{}\n", self.base)),
+            (
+                dir.join("HEAD"),
+                format!("ref: refs/heads/{}\n", self.branch),
+            ),
+            (
+                dir.join("config"),
+                "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\
+                 [user]\n\tname = agent\n\temail = agent@sandbox.invalid\n"
+                    .to_string(),
+            ),
+        ];
+        for (path, text) in files {
+            std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+        }
         let index = self.git_dir.join("index");
         std::fs::copy(&index, dir.join("index")).map_err(|e| io(&index, e))?;
         let pointer = self.path.join(".git");
@@ -190,8 +194,23 @@ impl Worktree {
         Ok(vec![(dir.to_path_buf(), true), (objects, false)])
     }
 
+    /// The main repository's git dir, from the worktree's git dir (its `commondir` file, which
+    /// git writes and nothing in the worktree can change); git asked when there is none.
+    fn common_dir(&self) -> Result<PathBuf, GitError> {
+        if let Ok(common) = std::fs::read_to_string(self.git_dir.join("commondir")) {
+            let common = self.git_dir.join(common.trim_end_matches('\n'));
+            if let Ok(common) = std::fs::canonicalize(&common) {
+                return Ok(common);
+            }
+        }
+        let common = Git::in_worktree(self)
+            .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
+            .run()?;
+        Ok(PathBuf::from(common.trim_end_matches('\n')))
+    }
+
     /// The worktree's `.git` as git wrote it: a file pointing at the git dir gaffer recorded.
-    fn restore_git_pointer(&self) -> Result<(), GitError> {
+    pub(super) fn restore_git_pointer(&self) -> Result<(), GitError> {
         let pointer = self.path.join(".git");
         let io = |e: std::io::Error| GitError::Io {
             path: pointer.clone(),

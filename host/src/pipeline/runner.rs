@@ -14,7 +14,7 @@ use super::settings::PipelineSettings;
 use super::stages::Ending;
 use super::stop::{StopReason, StopSignal};
 use crate::gateway::metered::Gateway;
-use crate::git::{AsyncRepo, GitError, Repo};
+use crate::git::{AsyncRepo, GitError, Repo, Worktree};
 use crate::ledger::Ledger;
 use crate::plugin::PluginSet;
 use crate::plugin::types::ModelInfo;
@@ -434,7 +434,23 @@ impl Pipeline {
         })
     }
 
+    /// Claims and attempts tasks until there are none (or the run stops). The worker keeps the
+    /// worktree of its last attempt for the next, which recycles it, and parks it at the end
+    /// for the next run's worker of the same number.
     async fn worker(&self, worker: usize) {
+        let mut spare = None;
+        self.work(worker, &mut spare).await;
+        if let Some(worktree) = spare
+            && let Err(error) = self
+                .repo
+                .park_worktree(&worktree, &self.settings.worktrees_dir, worker)
+                .await
+        {
+            tracing::warn!(%error, "cannot remove the worktree; the next start will");
+        }
+    }
+
+    async fn work(&self, worker: usize, spare: &mut Option<Worktree>) {
         loop {
             if self.stop.is_requested() {
                 return;
@@ -477,7 +493,7 @@ impl Pipeline {
                     .await;
                 return;
             }
-            self.attempt(worker, task).await;
+            self.attempt(worker, task, spare).await;
         }
     }
 
@@ -502,7 +518,7 @@ impl Pipeline {
     }
 
     /// One attempt at a claimed task, written down at the end whatever happens.
-    async fn attempt(&self, worker: usize, task: TaskRecord) {
+    async fn attempt(&self, worker: usize, task: TaskRecord, spare: &mut Option<Worktree>) {
         let started = Instant::now();
         let number = task.attempts;
         let heartbeat = Heartbeat::start(
@@ -511,13 +527,8 @@ impl Pipeline {
             &self.owner,
             self.settings.lease,
         );
-        let mut worktree = None;
-        let ending = self.steps(worker, &task, &mut worktree).await;
-        if let Some(worktree) = worktree
-            && let Err(error) = self.repo.remove_worktree(&worktree).await
-        {
-            tracing::warn!(task = %task.id, %error, "cannot remove the worktree; the next start will");
-        }
+        // The worktree stays for the worker's next attempt.
+        let ending = self.steps(worker, &task, spare).await;
         if heartbeat.stop() {
             self.progress.event(Event::Note(format!(
                 "{}: the lease was lost; another worker has it",

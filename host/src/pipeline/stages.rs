@@ -406,9 +406,10 @@ impl Pipeline {
                 .map_err(git_failed)?,
             None => self.settings.target_branch.clone(),
         };
+        // The worker's worktree from its previous attempt, if any, recycled.
         let worktree = self
             .repo
-            .add_worktree(&dir, &branch, &base)
+            .prepare_worktree(worktree_slot.take(), &dir, &branch, &base)
             .await
             .map_err(git_failed)?;
         let worktree = worktree_slot.insert(worktree).clone();

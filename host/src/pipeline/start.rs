@@ -112,7 +112,8 @@ impl Pipeline {
         if expired > 0 {
             done.push(format!("requeued {expired} task(s) whose lease expired"));
         }
-        // Keep only the worktrees of tasks another live process is working on.
+        // Keep only the worktrees of tasks another live process is working on, and the ones
+        // parked for the next run.
         let running: Vec<String> = self
             .backlog
             .tasks()
@@ -122,10 +123,11 @@ impl Pipeline {
             .map(|t| t.id)
             .collect();
         let keep = move |name: &str| {
-            running.iter().any(|id| {
-                name.strip_prefix(id.as_str())
-                    .is_some_and(|r| r.starts_with("-a"))
-            })
+            name.starts_with(crate::git::PARKED_PREFIX)
+                || running.iter().any(|id| {
+                    name.strip_prefix(id.as_str())
+                        .is_some_and(|r| r.starts_with("-a"))
+                })
         };
         if self.settings.worktrees_dir.is_dir() {
             let removed = self
