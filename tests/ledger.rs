@@ -23,6 +23,8 @@ on_both!(
     the_protocol_refuses_out_of_order_steps,
     concurrent_callers_never_exceed_a_cap,
     a_killed_process_is_recovered,
+    a_try_reserved_as_sent_is_charged_once_after_a_kill,
+    a_reservation_made_as_sent_follows_the_protocol,
     recovery_leaves_live_owners_alone,
     plugin_runs_are_rows_with_fuel_and_no_money,
     cap_totals_always_equal_what_the_rows_say,
@@ -473,6 +475,195 @@ fn a_killed_process_is_recovered(backend: Backend) {
     );
     // Recovering again changes nothing.
     assert_eq!(store.recover(&owner_is_alive).unwrap(), Default::default());
+}
+
+/// The folded path: a child process reserves one try directly as sent (what the gateway does
+/// right before the request leaves) and holds another reservation unsent, says so, and waits;
+/// the test kills it with SIGKILL before any settlement. Recovery charges the try reserved as
+/// sent at its reservation (it may have left: never under-charged), releases the unsent one,
+/// and does both exactly once.
+fn a_try_reserved_as_sent_is_charged_once_after_a_kill(backend: Backend) {
+    if let Ok(location) = std::env::var("GAFFER_CRASH_DB") {
+        let store = open_location(&location);
+        let caps = [CapLimit {
+            level: CapLevel::Task,
+            limit: MicroUsd(100_000),
+        }];
+        store
+            .try_reserve_sent(&scope("T-1", 1), CallTry::FIRST, MicroUsd(40_000), &caps)
+            .unwrap();
+        store
+            .try_reserve(&scope("T-1", 1), CallTry::FIRST, MicroUsd(7_000), &caps)
+            .unwrap();
+        println!("READY");
+        std::thread::sleep(Duration::from_secs(120));
+        return;
+    }
+    let db = backend.fresh();
+    let name = match backend {
+        Backend::Sqlite => "sqlite::a_try_reserved_as_sent_is_charged_once_after_a_kill",
+        Backend::Postgres => "postgres::a_try_reserved_as_sent_is_charged_once_after_a_kill",
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("GAFFER_CRASH_DB", &db.location)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("READY"));
+    assert!(ready, "the child process did not get to the crash point");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let store = db.open();
+    let before = store.rows().unwrap();
+    assert_eq!(
+        before.iter().map(|r| r.state).collect::<Vec<_>>(),
+        [RowState::Sent, RowState::Reserved]
+    );
+    assert_eq!(
+        (before[0].call_id, before[0].try_number),
+        (Some(before[0].id), Some(1)),
+        "a call's first try names the call"
+    );
+    // Both held against the task: 40 000 + 7 000.
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
+        MicroUsd(47_000)
+    );
+    let recovery = store.recover(&owner_is_alive).unwrap();
+    assert_eq!(
+        (recovery.released, recovery.charged, recovery.charged_micros),
+        (1, 1, MicroUsd(40_000))
+    );
+    let rows = store.rows().unwrap();
+    assert_eq!(
+        (rows[0].state, rows[0].charged),
+        (RowState::Settled, MicroUsd(40_000))
+    );
+    assert!(
+        rows[0].usage_missing && rows[0].recovered,
+        "the charge is flagged"
+    );
+    assert_eq!(
+        (rows[1].state, rows[1].charged),
+        (RowState::Released, MicroUsd(0))
+    );
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
+        MicroUsd(40_000)
+    );
+    // Recovering again changes nothing: charged once.
+    assert_eq!(store.recover(&owner_is_alive).unwrap(), Default::default());
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
+        MicroUsd(40_000)
+    );
+}
+
+/// A reservation made as sent is checked against the caps like any other, is already on the
+/// wire (it cannot be released as unsent, nor marked sent again), and ends by settlement or
+/// by release as unbilled. A task cap of 50 000 µ$ and tries of 40 000 and 20 000 µ$.
+fn a_reservation_made_as_sent_follows_the_protocol(backend: Backend) {
+    let db = backend.fresh();
+    let store = db.open();
+    let caps = [CapLimit {
+        level: CapLevel::Task,
+        limit: MicroUsd(50_000),
+    }];
+    let first = store
+        .try_reserve_sent(&scope("T-1", 1), CallTry::FIRST, MicroUsd(40_000), &caps)
+        .unwrap();
+    assert_eq!(
+        first.call_id, first.id.0,
+        "a call's first try names the call"
+    );
+    let row = &store.rows().unwrap()[0];
+    assert_eq!(
+        (row.state, row.reserved, row.call_id, row.try_number),
+        (RowState::Sent, MicroUsd(40_000), Some(first.id.0), Some(1))
+    );
+    let second_try = CallTry {
+        call_id: Some(first.call_id),
+        number: 2,
+    };
+    // 40 000 held + 20 000 > 50 000: refused, and nothing written.
+    assert_eq!(
+        store.try_reserve_sent(&scope("T-1", 1), second_try, MicroUsd(20_000), &caps),
+        Err(StoreError::CapExceeded {
+            level: CapLevel::Task,
+            limit: MicroUsd(50_000),
+            spent: MicroUsd(40_000),
+            needed: MicroUsd(20_000),
+        })
+    );
+    assert_eq!(store.rows().unwrap().len(), 1);
+    assert!(matches!(
+        store.release(first.id),
+        Err(StoreError::WrongState { .. })
+    ));
+    assert!(matches!(
+        store.mark_sent(first.id),
+        Err(StoreError::WrongState { .. })
+    ));
+    // Not billed after all: the try stays counted, its reservation goes back.
+    store
+        .release_unbilled(first.id, 3, "not billed: connection refused")
+        .unwrap();
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
+        MicroUsd(0)
+    );
+    let second = store
+        .try_reserve_sent(&scope("T-1", 1), second_try, MicroUsd(20_000), &caps)
+        .unwrap();
+    assert_eq!(second.call_id, first.id.0);
+    let settled = store
+        .settle(
+            second.id,
+            &gaffer::store::Settlement {
+                tokens: Default::default(),
+                prices: Default::default(),
+                cost: Some(MicroUsd(12_000)),
+                wall_ms: 5,
+                outcome: "ok".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (settled.charged, settled.overrun, settled.usage_missing),
+        (MicroUsd(12_000), false, false)
+    );
+    let rows = store.rows().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.state, r.charged, r.call_id, r.try_number, r.is_try()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                RowState::Released,
+                MicroUsd(0),
+                Some(first.id.0),
+                Some(1),
+                true
+            ),
+            (
+                RowState::Settled,
+                MicroUsd(12_000),
+                Some(first.id.0),
+                Some(2),
+                true
+            ),
+        ]
+    );
+    assert_eq!(
+        store.spent(CapLevel::Task, &scope("T-1", 1)).unwrap(),
+        MicroUsd(12_000)
+    );
 }
 
 fn recovery_leaves_live_owners_alone(backend: Backend) {

@@ -257,7 +257,29 @@ pub trait LedgerStore: Send + Sync {
         amount: MicroUsd,
         caps: &[CapLimit],
     ) -> Result<Reserved, StoreError>;
-    /// Mark a reservation as sent, before the request leaves.
+    /// [`LedgerStore::try_reserve`] and [`LedgerStore::mark_sent`] in one transaction: the
+    /// row is written directly as `sent`, for a caller that sends the request right after
+    /// reserving (the gateway and the metering proxy). It saves a transaction (SQLite) or
+    /// four round trips (PostgreSQL) per try on the wire.
+    ///
+    /// Why this is safe: a crash between the reservation and the send now finds the row
+    /// `sent`, so recovery charges its reservation (flagged `recovered`, usage missing) instead
+    /// of releasing it. That errs on the safe side: a try that may have left is never
+    /// under-charged, and one that did not is charged at most its worst case, which the caps
+    /// had already admitted. A caller that decides not to send after all must then book the
+    /// try as unbilled ([`LedgerStore::release_unbilled`]), not [`LedgerStore::release`],
+    /// which only takes a reservation still `reserved`.
+    fn try_reserve_sent(
+        &self,
+        scope: &RowScope,
+        call: CallTry,
+        amount: MicroUsd,
+        caps: &[CapLimit],
+    ) -> Result<Reserved, StoreError>;
+    /// Mark a reservation as sent, before the request leaves. Kept, with
+    /// [`LedgerStore::try_reserve`] and [`LedgerStore::release`], for callers that hold a
+    /// reservation for a while before they know whether they will send (a crash in between
+    /// releases it at recovery).
     fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError>;
     /// Settle a sent reservation to its real cost.
     fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, StoreError>;

@@ -31,6 +31,20 @@ const LOCK_TOTALS: &str = "INSERT INTO cap_totals AS t (level, scope, micros)
      ON CONFLICT (level, scope) DO UPDATE SET micros = t.micros
      RETURNING level, scope, micros";
 
+/// Lock the totals named by the arrays (level, scope) in the order given, as [`LOCK_TOTALS`]
+/// does, and add each delta (never below zero), in one statement: for a change whose amounts
+/// are known before the lock (settle, release, recovery), one round trip instead of two. A
+/// new total is inserted at its delta (a negative delta cannot make one: it starts at zero);
+/// an existing one is updated under its row lock, the delta read again by key (the keys are
+/// unique, so the sub-select finds one).
+const LOCK_AND_ADJUST_TOTALS: &str = "INSERT INTO cap_totals AS t (level, scope, micros)
+     SELECT k.level, k.scope, GREATEST(k.delta, 0)
+     FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS k(level, scope, delta, n)
+     ORDER BY k.n
+     ON CONFLICT (level, scope) DO UPDATE SET micros = GREATEST(t.micros + (
+         SELECT d.delta FROM unnest($1::text[], $2::text[], $3::int8[]) AS d(level, scope, delta)
+         WHERE d.level = EXCLUDED.level AND d.scope = EXCLUDED.scope), 0)";
+
 /// Add each delta to its (already locked) total, never below zero.
 const ADJUST_TOTALS: &str = "UPDATE cap_totals AS t SET micros = GREATEST(t.micros + k.delta, 0)
      FROM unnest($1::text[], $2::text[], $3::int8[]) AS k(level, scope, delta)
@@ -55,7 +69,7 @@ impl TotalsChange {
         }
     }
 
-    /// Lock the totals touched and apply the changes.
+    /// Lock the totals touched, in the global order, and apply the changes: one statement.
     async fn apply(mut self, tx: &Transaction<'_>) -> Result<(), Fail> {
         self.0.retain(|_, delta| *delta != 0);
         if self.0.is_empty() {
@@ -63,10 +77,9 @@ impl TotalsChange {
         }
         let (levels, scopes): (Vec<String>, Vec<String>) = self.0.keys().cloned().unzip();
         let deltas: Vec<i64> = self.0.values().copied().collect();
-        let lock = tx.prepare_cached(LOCK_TOTALS).await?;
-        tx.query(&lock, &[&levels, &scopes]).await?;
-        let adjust = tx.prepare_cached(ADJUST_TOTALS).await?;
-        tx.execute(&adjust, &[&levels, &scopes, &deltas]).await?;
+        let lock_and_adjust = tx.prepare_cached(LOCK_AND_ADJUST_TOTALS).await?;
+        tx.execute(&lock_and_adjust, &[&levels, &scopes, &deltas])
+            .await?;
         Ok(())
     }
 }
@@ -213,9 +226,17 @@ pub(super) async fn lapsed_hosts(
         .collect())
 }
 
-impl LedgerStore for PostgresStore {
-    fn try_reserve(
+impl PostgresStore {
+    /// Check `amount` against every cap under the totals' row locks and insert the row in
+    /// `state` (`reserved`, or `sent` for a caller that sends at once), in one transaction.
+    ///
+    /// Round trips: `BEGIN`, the clock, the locked totals, then the insert and the totals'
+    /// update pipelined (sent together, answered together: the update waits for nothing the
+    /// insert returns), `COMMIT`. Were either to fail, the transaction is aborted and rolls
+    /// back when dropped.
+    fn reserve_as(
         &self,
+        state: RowState,
         scope: &RowScope,
         call: CallTry,
         amount: MicroUsd,
@@ -265,14 +286,16 @@ impl LedgerStore for PostgresStore {
                      INSERT INTO ledger (id, run_id, task_id, attempt, stage, phase, role, model,
                                          state, reserved_micros, owner, day, month, call_id,
                                          try_number)
-                     SELECT n.id, $1, $2, $3, $4, $5, $6, $7, 'reserved', $8, $9, $10, $11,
+                     SELECT n.id, $1, $2, $3, $4, $5, $6, $7, $14, $8, $9, $10, $11,
                             COALESCE($12, n.id), $13
                      FROM n
                      RETURNING id, call_id",
                 )
                 .await?;
+            let adjust = tx.prepare_cached(ADJUST_TOTALS).await?;
             let columns = ScopeColumns::of(&scope)?;
             let try_number = int(call.number)?;
+            let state = state.name();
             let params = columns.with(&[
                 &amount_sql,
                 &owner,
@@ -280,17 +303,42 @@ impl LedgerStore for PostgresStore {
                 &month,
                 &call.call_id,
                 &try_number,
+                &state,
             ]);
-            let row = tx.query_one(&insert, &params).await?;
-            let adjust = tx.prepare_cached(ADJUST_TOTALS).await?;
             let deltas: Vec<i64> = change.0.values().copied().collect();
-            tx.execute(&adjust, &[&levels, &scopes, &deltas]).await?;
+            let adjust_params: [&(dyn ToSql + Sync); 3] = [&levels, &scopes, &deltas];
+            let (row, _) = tokio::try_join!(
+                tx.query_one(&insert, &params),
+                tx.execute(&adjust, &adjust_params),
+            )?;
             tx.commit().await?;
             Ok(Reserved {
                 id: ReservationId(row.try_get(0)?),
                 call_id: row.try_get(1)?,
             })
         })
+    }
+}
+
+impl LedgerStore for PostgresStore {
+    fn try_reserve(
+        &self,
+        scope: &RowScope,
+        call: CallTry,
+        amount: MicroUsd,
+        caps: &[CapLimit],
+    ) -> Result<Reserved, StoreError> {
+        self.reserve_as(RowState::Reserved, scope, call, amount, caps)
+    }
+
+    fn try_reserve_sent(
+        &self,
+        scope: &RowScope,
+        call: CallTry,
+        amount: MicroUsd,
+        caps: &[CapLimit],
+    ) -> Result<Reserved, StoreError> {
+        self.reserve_as(RowState::Sent, scope, call, amount, caps)
     }
 
     fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError> {
@@ -312,18 +360,11 @@ impl LedgerStore for PostgresStore {
     fn settle(&self, id: ReservationId, s: &Settlement) -> Result<Settled, StoreError> {
         let s = s.clone();
         self.run(move |pool| async move {
-            let mut client = pool.get().await?;
-            let tx = client.transaction().await?;
-            let (scope, day, month, reserved) =
-                locked_row(&tx, id.0, RowState::Sent, "settle").await?;
-            let reserved_micros = MicroUsd(unsigned(reserved));
-            // A billed call is never free: without usage, the reservation is the charge.
-            let usage_missing = s.cost.is_none();
-            let charged = s.cost.unwrap_or(reserved_micros);
-            let overrun = charged > reserved_micros;
             let (p, t) = (&s.prices, &s.tokens);
+            // `None`: the provider reported no usage, and the reservation is the charge (a
+            // billed call is never free); the statement decides, from the locked row.
+            let cost = s.cost.map(|c| signed(c.get())).transpose()?;
             let values = [
-                signed(charged.get())?,
                 signed(t.input)?,
                 signed(t.output)?,
                 signed(t.cache_read)?,
@@ -334,28 +375,47 @@ impl LedgerStore for PostgresStore {
                 signed(p.cache_write.get())?,
                 signed(s.wall_ms)?,
             ];
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            // Locks the row and moves it only from `sent` (as `locked_row` then an update would,
+            // in one round trip); the row lock comes before the totals', as everywhere.
             let update = tx
                 .prepare_cached(
-                    "UPDATE ledger SET state = 'settled', charged_micros = $2,
+                    "UPDATE ledger SET state = 'settled',
+                         charged_micros = COALESCE($2::int8, reserved_micros),
                          input_tokens = $3, output_tokens = $4, cache_read_tokens = $5,
                          cache_write_tokens = $6, price_input = $7, price_output = $8,
                          price_cache_read = $9, price_cache_write = $10, wall_ms = $11,
-                         outcome = $12, overrun = $13, usage_missing = $14, updated_at = now()
-                     WHERE id = $1",
+                         outcome = $12, overrun = COALESCE($2::int8, reserved_micros) > reserved_micros,
+                         usage_missing = ($2::int8 IS NULL), updated_at = now()
+                     WHERE id = $1 AND state = 'sent'
+                     RETURNING run_id, task_id, attempt, stage, phase, role, model, day, month,
+                               reserved_micros, charged_micros, overrun",
                 )
                 .await?;
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id.0];
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id.0, &cost];
             params.extend(values.iter().map(|v| v as &(dyn ToSql + Sync)));
-            params.extend([&s.outcome as &(dyn ToSql + Sync), &overrun, &usage_missing]);
-            tx.execute(&update, &params).await?;
+            params.push(&s.outcome);
+            let Some(row) = tx.query_opt(&update, &params).await? else {
+                // Not settled: say why (no such row, or not on the wire).
+                locked_row(&tx, id.0, RowState::Sent, "settle").await?;
+                return Err(Fail::Db(format!(
+                    "reservation {}: the settlement changed no row",
+                    id.0
+                )));
+            };
+            let scope = scope_of(&row, 0)?;
+            let (day, month): (String, String) = (row.try_get(7)?, row.try_get(8)?);
+            let (reserved, charged): (i64, i64) = (row.try_get(9)?, row.try_get(10)?);
+            let overrun: bool = row.try_get(11)?;
             let mut change = TotalsChange::default();
-            change.add(&scope, &day, &month, values[0] - reserved);
+            change.add(&scope, &day, &month, charged - reserved);
             change.apply(&tx).await?;
             tx.commit().await?;
             Ok(Settled {
-                charged,
+                charged: MicroUsd(unsigned(charged)),
                 overrun,
-                usage_missing,
+                usage_missing: s.cost.is_none(),
             })
         })
     }

@@ -12,19 +12,15 @@ use crate::store::{
 
 /// The store's clock: today and this month, UTC.
 fn today(conn: &Connection) -> rusqlite::Result<(String, String)> {
-    conn.query_row("SELECT date('now'), strftime('%Y-%m', 'now')", [], |row| {
-        Ok((row.get(0)?, row.get(1)?))
-    })
+    conn.prepare_cached("SELECT date('now'), strftime('%Y-%m', 'now')")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
 }
 
 fn total(conn: &Connection, level: CapLevel, key: &str) -> rusqlite::Result<MicroUsd> {
-    conn.query_row(
-        "SELECT micros FROM cap_totals WHERE level = ?1 AND scope = ?2",
-        params![level, key],
-        |row| row.get::<_, MicroUsd>(0),
-    )
-    .optional()
-    .map(Option::unwrap_or_default)
+    conn.prepare_cached("SELECT micros FROM cap_totals WHERE level = ?1 AND scope = ?2")?
+        .query_row(params![level, key], |row| row.get::<_, MicroUsd>(0))
+        .optional()
+        .map(Option::unwrap_or_default)
 }
 
 /// An amount as the signed integer SQLite keeps (and totals adjust by).
@@ -62,45 +58,50 @@ fn adjust_totals(
     if delta == 0 {
         return Ok(());
     }
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO cap_totals (level, scope, micros) VALUES (?1, ?2, MAX(?3, 0))
+         ON CONFLICT (level, scope) DO UPDATE SET micros = MAX(micros + ?3, 0)",
+    )?;
     for level in TOTALLED {
         if let Some(key) = total_key(level, scope, day, month) {
-            conn.execute(
-                "INSERT INTO cap_totals (level, scope, micros) VALUES (?1, ?2, MAX(?3, 0))
-                 ON CONFLICT (level, scope) DO UPDATE SET micros = MAX(micros + ?3, 0)",
-                params![level, key, delta],
-            )?;
+            upsert.execute(params![level, key, delta])?;
         }
     }
     Ok(())
 }
 
-/// A row's scope and clock, to adjust its totals.
-fn row_scope(conn: &Connection, id: i64) -> rusqlite::Result<Option<(RowScope, String, String)>> {
-    conn.query_row(
-        "SELECT run_id, task_id, attempt, stage, phase, role, model, day, month FROM ledger WHERE id = ?1",
-        [id],
-        |r| {
-            Ok((
-                RowScope {
-                    run_id: r.get(0)?,
-                    task_id: r.get(1)?,
-                    attempt: r.get(2)?,
-                    stage: r.get(3)?,
-                    phase: r.get(4)?,
-                    role: r.get(5)?,
-                    model: r.get(6)?,
-                },
-                r.get(7)?,
-                r.get(8)?,
-            ))
-        },
-    )
-    .optional()
+/// What an operation on a reservation reads of its row: its state, its reservation, and the
+/// scope and clock its totals are keyed by. One cached statement, instead of a read per column.
+struct OpenRow {
+    state: RowState,
+    reserved: MicroUsd,
+    scope: RowScope,
+    day: String,
+    month: String,
 }
 
-fn state_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<RowState>> {
-    conn.query_row("SELECT state FROM ledger WHERE id = ?1", [id], |row| {
-        row.get(0)
+fn open_row(conn: &Connection, id: i64) -> rusqlite::Result<Option<OpenRow>> {
+    conn.prepare_cached(
+        "SELECT state, reserved_micros, run_id, task_id, attempt, stage, phase, role, model,
+                day, month
+         FROM ledger WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(OpenRow {
+            state: r.get(0)?,
+            reserved: r.get(1)?,
+            scope: RowScope {
+                run_id: r.get(2)?,
+                task_id: r.get(3)?,
+                attempt: r.get(4)?,
+                stage: r.get(5)?,
+                phase: r.get(6)?,
+                role: r.get(7)?,
+                model: r.get(8)?,
+            },
+            day: r.get(9)?,
+            month: r.get(10)?,
+        })
     })
     .optional()
 }
@@ -112,29 +113,40 @@ struct NewRow<'a> {
     fuel: i64,
     wall_ms: i64,
     outcome: Option<&'a str>,
+    /// The call it is a try of, and which try (`None` for a plugin run). A call's first try
+    /// (`call_id` `None` in [`CallTry`]) names the call with its own row id.
+    call: Option<CallTry>,
 }
 
 impl SqliteStore {
-    /// Refuse an operation on a reservation that is not in the `expected` state.
+    /// Read a reservation's row and refuse the operation when it is not in the `expected`
+    /// state.
     fn require_state(
         &self,
         conn: &Connection,
         id: i64,
         expected: RowState,
         operation: &'static str,
-    ) -> Result<(), StoreError> {
-        match state_of(conn, id).map_err(|e| self.db_err(e))? {
+    ) -> Result<OpenRow, StoreError> {
+        match open_row(conn, id).map_err(|e| self.db_err(e))? {
             None => Err(StoreError::NoSuchReservation(id)),
-            Some(state) if state == expected => Ok(()),
-            Some(state) => Err(StoreError::WrongState {
+            Some(row) if row.state == expected => Ok(row),
+            Some(row) => Err(StoreError::WrongState {
                 id,
                 operation,
-                state,
+                state: row.state,
             }),
         }
     }
 
-    /// Insert one row of `scope`, made by this store's owner, on the store's `day` and `month`.
+    /// Insert one row of `scope`, made by this store's owner, on the store's `day` and `month`;
+    /// returns its id and its call id.
+    ///
+    /// A call's first try takes the id SQLite would give it (one past the largest; it is
+    /// inserted inside `write`, whose `BEGIN IMMEDIATE` holds the write lock, so no other
+    /// writer can take it meanwhile), read first so that the row carries its own id as its
+    /// call id in the same insert. Two plain statements: an `INSERT … RETURNING` or one that selects from the
+    /// table it writes would make SQLite build a temporary table on every call.
     fn insert_row(
         &self,
         conn: &Connection,
@@ -142,12 +154,31 @@ impl SqliteStore {
         row: &NewRow<'_>,
         day: &str,
         month: &str,
-    ) -> Result<(), StoreError> {
-        conn.execute(
-            "INSERT INTO ledger (run_id, task_id, attempt, stage, phase, role, model, state,
-                                 reserved_micros, fuel, wall_ms, outcome, owner, day, month)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        // Only a call's first try needs its id before the insert; any other row (another try,
+        // a plugin run, inserted outside a write transaction) lets SQLite choose.
+        let id: Option<i64> = match row.call {
+            Some(CallTry { call_id: None, .. }) => Some(
+                conn.prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM ledger")
+                    .and_then(|mut next| next.query_row([], |r| r.get(0)))
+                    .map_err(|e| self.db_err(e))?,
+            ),
+            _ => None,
+        };
+        let (call_id, try_number) = match row.call {
+            Some(call) => (call.call_id.or(id), Some(call.number)),
+            None => (None, None),
+        };
+        conn.prepare_cached(
+            "INSERT INTO ledger (id, run_id, task_id, attempt, stage, phase, role, model, state,
+                                 reserved_micros, fuel, wall_ms, outcome, owner, day, month,
+                                 call_id, try_number)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, ?18)",
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
+                id,
                 scope.run_id,
                 scope.task_id,
                 scope.attempt,
@@ -162,14 +193,17 @@ impl SqliteStore {
                 row.outcome,
                 self.owner,
                 day,
-                month
-            ],
-        )
-        .map(|_| ())
-        .map_err(|e| self.db_err(e))
+                month,
+                call_id,
+                try_number
+            ])
+        })
+        .map_err(|e| self.db_err(e))?;
+        Ok((id.unwrap_or_else(|| conn.last_insert_rowid()), call_id))
     }
 
-    /// Move a row from `from` to `to`, or refuse naming the operation when it is elsewhere.
+    /// Move a row from `from` to `to`, or refuse naming the operation when it is elsewhere;
+    /// returns the row as it was read.
     fn transition(
         &self,
         conn: &Connection,
@@ -177,37 +211,28 @@ impl SqliteStore {
         from: RowState,
         to: RowState,
         operation: &'static str,
-    ) -> Result<(), StoreError> {
-        self.require_state(conn, id, from, operation)?;
-        conn.execute(
+    ) -> Result<OpenRow, StoreError> {
+        let row = self.require_state(conn, id, from, operation)?;
+        conn.prepare_cached(
             "UPDATE ledger SET state = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
              WHERE id = ?1",
-            params![id, to],
         )
+        .and_then(|mut update| update.execute(params![id, to]))
         .map_err(|e| self.db_err(e))?;
-        Ok(())
+        Ok(row)
     }
 
     /// Give a released reservation's amount back to its totals.
-    fn give_back(&self, conn: &Connection, id: i64) -> Result<(), StoreError> {
-        let reserved: MicroUsd = conn
-            .query_row(
-                "SELECT reserved_micros FROM ledger WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.db_err(e))?;
-        if let Some((scope, day, month)) = row_scope(conn, id).map_err(|e| self.db_err(e))? {
-            let delta = -signed(reserved, self)?;
-            adjust_totals(conn, &scope, &day, &month, delta).map_err(|e| self.db_err(e))?;
-        }
-        Ok(())
+    fn give_back(&self, conn: &Connection, row: &OpenRow) -> Result<(), StoreError> {
+        let delta = -signed(row.reserved, self)?;
+        adjust_totals(conn, &row.scope, &row.day, &row.month, delta).map_err(|e| self.db_err(e))
     }
-}
 
-impl LedgerStore for SqliteStore {
-    fn try_reserve(
+    /// Check `amount` against every cap and insert the row in `state` (`reserved`, or `sent`
+    /// for a caller that sends at once), in one transaction.
+    fn reserve_as(
         &self,
+        state: RowState,
         scope: &RowScope,
         call: CallTry,
         amount: MicroUsd,
@@ -232,45 +257,55 @@ impl LedgerStore for SqliteStore {
                 }
             }
             let row = NewRow {
-                state: RowState::Reserved,
+                state,
                 reserved: amount_sql,
                 fuel: 0,
                 wall_ms: 0,
                 outcome: None,
+                call: Some(call),
             };
-            self.insert_row(tx, scope, &row, &day, &month)?;
+            let (id, call_id) = self.insert_row(tx, scope, &row, &day, &month)?;
             adjust_totals(tx, scope, &day, &month, amount_sql).map_err(|e| self.db_err(e))?;
-            let id = tx.last_insert_rowid();
-            // A call's first try names the call.
-            let call_id = call.call_id.unwrap_or(id);
-            tx.execute(
-                "UPDATE ledger SET call_id = ?2, try_number = ?3 WHERE id = ?1",
-                params![id, call_id, call.number],
-            )
-            .map_err(|e| self.db_err(e))?;
             Ok(Reserved {
                 id: ReservationId(id),
-                call_id,
+                call_id: call_id.unwrap_or(id),
             })
         })
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    fn try_reserve(
+        &self,
+        scope: &RowScope,
+        call: CallTry,
+        amount: MicroUsd,
+        caps: &[CapLimit],
+    ) -> Result<Reserved, StoreError> {
+        self.reserve_as(RowState::Reserved, scope, call, amount, caps)
+    }
+
+    fn try_reserve_sent(
+        &self,
+        scope: &RowScope,
+        call: CallTry,
+        amount: MicroUsd,
+        caps: &[CapLimit],
+    ) -> Result<Reserved, StoreError> {
+        self.reserve_as(RowState::Sent, scope, call, amount, caps)
     }
 
     fn mark_sent(&self, id: ReservationId) -> Result<(), StoreError> {
         self.write(|tx| {
             self.transition(tx, id.0, RowState::Reserved, RowState::Sent, "mark as sent")
+                .map(|_| ())
         })
     }
 
     fn settle(&self, id: ReservationId, s: &Settlement) -> Result<Settled, StoreError> {
         self.write(|tx| {
-            self.require_state(tx, id.0, RowState::Sent, "settle")?;
-            let reserved: MicroUsd = tx
-                .query_row(
-                    "SELECT reserved_micros FROM ledger WHERE id = ?1",
-                    [id.0],
-                    |row| row.get(0),
-                )
-                .map_err(|e| self.db_err(e))?;
+            let row = self.require_state(tx, id.0, RowState::Sent, "settle")?;
+            let reserved = row.reserved;
             // A billed call is never free: without usage, the reservation is the charge.
             let usage_missing = s.cost.is_none();
             let charged = s.cost.unwrap_or(reserved);
@@ -278,7 +313,23 @@ impl LedgerStore for SqliteStore {
             let p = &s.prices;
             let t = &s.tokens;
             let sql = |v: u64| count(v, self);
-            tx.execute(
+            let values = params![
+                id.0,
+                signed(charged, self)?,
+                sql(t.input)?,
+                sql(t.output)?,
+                sql(t.cache_read)?,
+                sql(t.cache_write)?,
+                signed(p.input, self)?,
+                signed(p.output, self)?,
+                signed(p.cache_read, self)?,
+                signed(p.cache_write, self)?,
+                sql(s.wall_ms)?,
+                s.outcome,
+                overrun,
+                usage_missing
+            ];
+            tx.prepare_cached(
                 "UPDATE ledger SET state = 'settled', charged_micros = ?2,
                      input_tokens = ?3, output_tokens = ?4, cache_read_tokens = ?5,
                      cache_write_tokens = ?6, price_input = ?7, price_output = ?8,
@@ -286,28 +337,12 @@ impl LedgerStore for SqliteStore {
                      outcome = ?12, overrun = ?13, usage_missing = ?14,
                      updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?1",
-                params![
-                    id.0,
-                    signed(charged, self)?,
-                    sql(t.input)?,
-                    sql(t.output)?,
-                    sql(t.cache_read)?,
-                    sql(t.cache_write)?,
-                    signed(p.input, self)?,
-                    signed(p.output, self)?,
-                    signed(p.cache_read, self)?,
-                    signed(p.cache_write, self)?,
-                    sql(s.wall_ms)?,
-                    s.outcome,
-                    overrun,
-                    usage_missing
-                ],
             )
+            .and_then(|mut update| update.execute(values))
             .map_err(|e| self.db_err(e))?;
-            if let Some((scope, day, month)) = row_scope(tx, id.0).map_err(|e| self.db_err(e))? {
-                let delta = signed(charged, self)? - signed(reserved, self)?;
-                adjust_totals(tx, &scope, &day, &month, delta).map_err(|e| self.db_err(e))?;
-            }
+            let delta = signed(charged, self)? - signed(reserved, self)?;
+            adjust_totals(tx, &row.scope, &row.day, &row.month, delta)
+                .map_err(|e| self.db_err(e))?;
             Ok(Settled {
                 charged,
                 overrun,
@@ -318,8 +353,9 @@ impl LedgerStore for SqliteStore {
 
     fn release(&self, id: ReservationId) -> Result<(), StoreError> {
         self.write(|tx| {
-            self.transition(tx, id.0, RowState::Reserved, RowState::Released, "release")?;
-            self.give_back(tx, id.0)
+            let row =
+                self.transition(tx, id.0, RowState::Reserved, RowState::Released, "release")?;
+            self.give_back(tx, &row)
         })
     }
 
@@ -331,22 +367,19 @@ impl LedgerStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let wall = count(wall_ms, self)?;
         self.write(|tx| {
-            self.transition(
+            let row = self.transition(
                 tx,
                 id.0,
                 RowState::Sent,
                 RowState::Released,
                 "release unbilled",
             )?;
-            tx.execute(
-                "UPDATE ledger SET wall_ms = ?2, outcome = ?3 WHERE id = ?1",
-                params![id.0, wall, outcome],
-            )
-            .map_err(|e| self.db_err(e))?;
-            self.give_back(tx, id.0)
+            tx.prepare_cached("UPDATE ledger SET wall_ms = ?2, outcome = ?3 WHERE id = ?1")
+                .and_then(|mut update| update.execute(params![id.0, wall, outcome]))
+                .map_err(|e| self.db_err(e))?;
+            self.give_back(tx, &row)
         })
     }
-
     fn recover(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<Recovery, StoreError> {
         self.write(|tx| {
             let lapsed = self.lapsed_hosts(tx)?;
@@ -376,7 +409,9 @@ impl LedgerStore for SqliteStore {
                         [id],
                     )
                     .map_err(|e| self.db_err(e))?;
-                    self.give_back(tx, id)?;
+                    if let Some(row) = open_row(tx, id).map_err(|e| self.db_err(e))? {
+                        self.give_back(tx, &row)?;
+                    }
                     recovery.released += 1;
                 } else {
                     // Sent and never settled: the provider may have billed it. Charge the
@@ -411,6 +446,7 @@ impl LedgerStore for SqliteStore {
             fuel,
             wall_ms: wall,
             outcome: Some(outcome),
+            call: None,
         };
         self.with_conn(|conn| {
             let (day, month) = today(conn).map_err(|e| self.db_err(e))?;

@@ -17,6 +17,9 @@ use super::{StoreError, this_process_owner};
 /// The store's clock in unix milliseconds, as SQL.
 const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
+/// Prepared statements a connection keeps.
+const STATEMENT_CACHE: usize = 64;
+
 /// How long opening waits for other processes creating the same file.
 const OPEN_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -76,6 +79,9 @@ impl SqliteStore {
             .map_err(|e| db_err(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| db_err(e.to_string()))?;
+        // The ledger's statements are prepared once per connection and kept (compiling one
+        // costs more than running it): room for all of them, and the backlog's.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         retry_while_busy(|| match schema::migrate(&mut conn) {
             Err(schema::MigrationError::Sqlite(e)) => Err(e),
             Err(schema::MigrationError::Failed { source, .. }) if is_busy(&source) => Err(source),
