@@ -1,5 +1,6 @@
-//! The metered call: reserve the worst case against every cap, mark it sent, call the
-//! provider, settle to what it really cost. Every model call goes through here.
+//! The metered call: reserve the worst case against every cap and mark it sent (one
+//! transaction), call the provider, settle to what it really cost. Every model call goes
+//! through here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -238,9 +239,11 @@ impl Gateway {
         let mut tries_here = 0usize;
         loop {
             // Every try reserves again, so the caps bound the sum of all tries.
+            // Reserved as sent, in one transaction: the request leaves right after, so from
+            // here on a crash charges the reservation.
             let reservation = match self
                 .ledger
-                .reserve(&scope, progress.next, worst, tag.attempt_cap)
+                .reserve_sent(&scope, progress.next, worst, tag.attempt_cap)
                 .await
             {
                 Ok(reservation) => reservation,
@@ -255,8 +258,6 @@ impl Gateway {
             progress.next = reservation.next_try();
             progress.tries += 1;
             tries_here += 1;
-            // From here on, a crash charges the reservation.
-            self.ledger.mark_sent(&reservation).await?;
             let started = Instant::now();
             let outcome = provider.try_once(&body).await;
             let wall = started.elapsed();

@@ -1,5 +1,6 @@
 //! Caps and the reservation protocol: reserve the worst case against every cap before a call,
-//! mark it sent before the request leaves, settle it to the real cost after.
+//! mark it sent before the request leaves (in the same transaction as the reservation when the
+//! caller sends at once), settle it to the real cost after.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -252,8 +253,39 @@ impl Ledger {
     /// Reserve the worst case of one try of a call against every cap that covers it,
     /// atomically, or refuse it before anything is sent. Each try reserves again, so the caps
     /// bound the sum of all tries.
+    ///
+    /// The reservation is held unsent: [`Ledger::mark_sent`] before the request leaves, or
+    /// [`Ledger::release`] when it does not. A caller that sends at once uses
+    /// [`Ledger::reserve_sent`], one transaction instead of two.
     pub async fn reserve(
         &self,
+        scope: &RowScope,
+        call: CallTry,
+        worst: WorstCase,
+        attempt_cap: Option<MicroUsd>,
+    ) -> Result<Reservation, LedgerError> {
+        self.reserve_in(false, scope, call, worst, attempt_cap)
+            .await
+    }
+
+    /// [`Ledger::reserve`] and [`Ledger::mark_sent`] in one transaction, for a caller that
+    /// sends the request right after reserving: from the moment this returns, a crash charges
+    /// the reservation (never under-charging a try that may have left). A try that is not sent
+    /// after all is booked with [`Ledger::release_unbilled`]. See
+    /// [`LedgerStore::try_reserve_sent`] for why.
+    pub async fn reserve_sent(
+        &self,
+        scope: &RowScope,
+        call: CallTry,
+        worst: WorstCase,
+        attempt_cap: Option<MicroUsd>,
+    ) -> Result<Reservation, LedgerError> {
+        self.reserve_in(true, scope, call, worst, attempt_cap).await
+    }
+
+    async fn reserve_in(
+        &self,
+        sent: bool,
         scope: &RowScope,
         call: CallTry,
         worst: WorstCase,
@@ -267,7 +299,13 @@ impl Ledger {
         };
         let owned = scope.clone();
         match self
-            .on_store(move |store| store.try_reserve(&owned, call, amount, &limits))
+            .on_store(move |store| {
+                if sent {
+                    store.try_reserve_sent(&owned, call, amount, &limits)
+                } else {
+                    store.try_reserve(&owned, call, amount, &limits)
+                }
+            })
             .await
         {
             Ok(reserved) => Ok(Reservation {

@@ -453,6 +453,35 @@ fn admit<'a>(
     Ok((request, inspected, model, provider))
 }
 
+/// The body to forward with the output bound `max_tokens`: the model id and the bound written
+/// in, and a thinking budget that no longer fits under the bound halved (Anthropic requires it
+/// below `max_tokens`), or turned off when half is under the least budget Anthropic accepts.
+/// Rewrites `request` in place; calling it again with a smaller bound gives the body a first
+/// call with that bound would have.
+fn forwarded_body(
+    protocol: AgentProtocol,
+    request: &mut Value,
+    inspected: &wire::Inspected,
+    model_id: &str,
+    max_tokens: u64,
+) -> Result<Vec<u8>, serde_json::Error> {
+    if let Some(budget) = inspected.thinking_budget
+        && budget >= max_tokens
+    {
+        let halved = max_tokens / 2;
+        if let Some(thinking) = request.get_mut("thinking").and_then(Value::as_object_mut) {
+            if halved >= MIN_THINKING_BUDGET {
+                thinking.insert("budget_tokens".into(), Value::from(halved));
+            } else {
+                thinking.clear();
+                thinking.insert("type".into(), Value::from("disabled"));
+            }
+        }
+    }
+    wire::rewrite(protocol, request, model_id, max_tokens, inspected.stream);
+    serde_json::to_vec(request)
+}
+
 /// One generation request: admit, reserve (clamping the output bound to what the caps still
 /// allow), forward, settle.
 async fn generate(
@@ -491,12 +520,22 @@ async fn generate(
     scope.phase = Some(wire::phase(protocol, &request));
     let ledger = shared.gateway.ledger();
     // Each refusal names one cap; clamping to it may meet a narrower one, hence the loop
-    // (bounded by the number of cap levels).
+    // (bounded by the number of cap levels). The body is rewritten for the bound before each
+    // reservation (the rewrite is idempotent, and the bound only shrinks), so that the
+    // reservation can be made as sent: the request leaves right after it, and nothing between
+    // the two can fail.
     let mut clamps_left = 8;
-    let reservation = loop {
+    let (reservation, forwarded) = loop {
+        let forwarded =
+            match forwarded_body(protocol, &mut request, &inspected, &model.id, max_tokens) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    return error_response(protocol, 500, "api_error", &format!("gaffer: {e}"));
+                }
+            };
         let worst = worst_case(model, provider, input_bound, max_tokens);
         match ledger
-            .reserve(
+            .reserve_sent(
                 &scope,
                 CallTry::FIRST,
                 worst,
@@ -504,7 +543,7 @@ async fn generate(
             )
             .await
         {
-            Ok(reservation) => break reservation,
+            Ok(reservation) => break (reservation, forwarded),
             Err(LedgerError::Exhausted(exhausted)) => {
                 let clamped = clamp_output(model, input_bound, &exhausted);
                 match clamped {
@@ -525,40 +564,6 @@ async fn generate(
             }
         }
     };
-    if let Some(budget) = inspected.thinking_budget
-        && budget >= max_tokens
-    {
-        // The output bound was clamped below the thinking budget (Anthropic requires it
-        // below `max_tokens`): think on half of it, or not at all when half is under the least
-        // budget Anthropic accepts.
-        let halved = max_tokens / 2;
-        if let Some(thinking) = request.get_mut("thinking").and_then(Value::as_object_mut) {
-            if halved >= MIN_THINKING_BUDGET {
-                thinking.insert("budget_tokens".into(), Value::from(halved));
-            } else {
-                thinking.clear();
-                thinking.insert("type".into(), Value::from("disabled"));
-            }
-        }
-    }
-    wire::rewrite(
-        protocol,
-        &mut request,
-        &model.id,
-        max_tokens,
-        inspected.stream,
-    );
-    let forwarded = match serde_json::to_vec(&request) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let _ = ledger.release(&reservation).await;
-            return error_response(protocol, 500, "api_error", &format!("gaffer: {e}"));
-        }
-    };
-    if let Err(e) = ledger.mark_sent(&reservation).await {
-        let _ = ledger.release(&reservation).await;
-        return error_response(protocol, 500, "api_error", &format!("gaffer: {e}"));
-    }
     let started = Instant::now();
     let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
     let (response, slot) = match provider.forward(protocol.endpoint(), forwarded, beta).await {
