@@ -1,5 +1,6 @@
 //! The overhead the gateway adds to a model call — worst-case reservation against the caps in
-//! the SQLite ledger, marking it sent, building the request, parsing the answer, settling — against
+//! the SQLite ledger, written as sent in the same transaction, building the request, parsing
+//! the answer, settling — against
 //! the same HTTP exchange made directly with reqwest, in the same run, with a local server that
 //! answers at once.
 

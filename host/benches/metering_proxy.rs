@@ -1,6 +1,6 @@
 //! What the metering proxy adds to an external agent's model call — checking its token and
-//! body, the worst-case reservation against every cap in the SQLite ledger, marking it sent,
-//! forwarding, watching the stream for its usage, settling — against the same streamed call
+//! body, the worst-case reservation against every cap in the SQLite ledger (written as sent in
+//! the same transaction), forwarding, watching the stream for its usage, settling — against the same streamed call
 //! made directly to the same local server, in the same run: to the first byte of the stream,
 //! and to its end.
 

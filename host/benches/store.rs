@@ -2,9 +2,11 @@
 //! with like: SQLite (a file in a temporary directory, WAL, as shipped) against PostgreSQL (a
 //! fresh database on the tests' throwaway server: a Unix socket, durability off).
 //!
-//! - `reservation`: one model call's ledger work, `try_reserve` + `mark_sent` + `settle`, checked
-//!   against caps at six levels (month, day, run, task, attempt, call: a configuration with its
-//!   caps on), sized so that nothing is refused.
+//! - `reservation`: one model call's ledger work as the gateway does it, `try_reserve_sent` (the
+//!   reservation written directly as sent, one transaction) + `settle`, checked against caps at
+//!   six levels (month, day, run, task, attempt, call: a configuration with its caps on), sized
+//!   so that nothing is refused. (Before 2026-12-02 it was `try_reserve` + `mark_sent` +
+//!   `settle`, three transactions.)
 //! - `claim`: one task through the backlog, `claim` + `finish` (as merged). The backlog holds
 //!   [`BACKLOG`] queued tasks when timing starts and stays near that: every process adds back
 //!   what it took, [`TOP_UP`] tasks at a time, untimed. (SQLite's claim sorts every claimable
@@ -18,8 +20,10 @@
 //! After Criterion, outside it: operations per second across all processes, one and three, for
 //! a few seconds each (every process counts what it did), printed as a table.
 //!
-//! Reading the figures: PostgreSQL's work is round trips to the server's process (sixteen for a
-//! reservation cycle, two for a claim cycle), each one waking a process that sleeps. On a
+//! Reading the figures: PostgreSQL's work is round trips to the server's process (nine for a
+//! reservation cycle: `BEGIN`, the clock, the locked totals, the insert and the totals' update
+//! pipelined, `COMMIT`, then `BEGIN`, the settled row, the totals locked and adjusted in one
+//! statement, `COMMIT`; sixteen before; two for a claim cycle), each one waking a process that sleeps. On a
 //! virtual machine whose idle vCPUs are halted, that wake-up can cost more than the statement:
 //! a single client pays it on every round trip, while busier runs keep the vCPUs awake. Compare
 //! the two backends within one run, and look at how busy the machine was.
@@ -231,9 +235,8 @@ impl Worker {
     fn reserve_cycle(&self) {
         let reserved = self
             .store
-            .try_reserve(&self.scope, CallTry::FIRST, WORST_CASE, &CAPS)
+            .try_reserve_sent(&self.scope, CallTry::FIRST, WORST_CASE, &CAPS)
             .expect("the reservation fits");
-        self.store.mark_sent(reserved.id).expect("mark sent");
         self.store
             .settle(reserved.id, &self.settlement)
             .expect("settle");
