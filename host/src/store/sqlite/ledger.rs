@@ -47,7 +47,9 @@ fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-/// Add `delta` (negative to give back) to every total covering a row.
+/// Add `delta` (negative to give back) to every total covering a row, in one statement (one
+/// row per total; the same delta for each). The statement's text depends only on how many
+/// totals cover the row (four to six), so at most three are prepared and kept.
 fn adjust_totals(
     conn: &Connection,
     scope: &RowScope,
@@ -58,15 +60,27 @@ fn adjust_totals(
     if delta == 0 {
         return Ok(());
     }
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO cap_totals (level, scope, micros) VALUES (?1, ?2, MAX(?3, 0))
-         ON CONFLICT (level, scope) DO UPDATE SET micros = MAX(micros + ?3, 0)",
-    )?;
-    for level in TOTALLED {
-        if let Some(key) = total_key(level, scope, day, month) {
-            upsert.execute(params![level, key, delta])?;
-        }
+    let keys: Vec<(CapLevel, String)> = TOTALLED
+        .into_iter()
+        .filter_map(|level| total_key(level, scope, day, month).map(|key| (level, key)))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
     }
+    let rows = (0..keys.len())
+        .map(|i| format!("(?{}, ?{}, MAX(?1, 0))", 2 * i + 2, 2 * i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut upsert = conn.prepare_cached(&format!(
+        "INSERT INTO cap_totals (level, scope, micros) VALUES {rows}
+         ON CONFLICT (level, scope) DO UPDATE SET micros = MAX(micros + ?1, 0)"
+    ))?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&delta];
+    for (level, key) in &keys {
+        params.push(level);
+        params.push(key);
+    }
+    upsert.execute(params.as_slice())?;
     Ok(())
 }
 
