@@ -2,7 +2,8 @@
 //! on stdin, loading the configured hooks (compiled code from the disk cache) and answering.
 //! Whole-process time is what a person waits for at every tool call. The same protected-paths
 //! hook written in Rust, Python (componentize-py) and JavaScript (jco, QuickJS). Baseline in the
-//! same run: a Python command hook making the same decision (one `python3` per event).
+//! same run: a Python command hook making the same decision (one `python3` per event), and the
+//! floor of any command hook, `sh -c 'exec /bin/true'` started the same way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,12 +51,12 @@ fn run(program: &str, args: &[&str], dir: &Path, input: &[u8]) -> Vec<u8> {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write");
+    // A program that does not read its input (the exec floor) may have exited already.
+    if let Err(e) = child.stdin.take().expect("stdin").write_all(input)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        panic!("write: {e}");
+    }
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     out.stdout
@@ -156,6 +157,11 @@ fn bench(c: &mut Criterion) {
             |b| b.iter(|| run(small, &["claude-code"], dir.path(), event.as_bytes())),
         );
     }
+    // The floor of any command hook: start a process the same way (stdin fed, output read)
+    // that does nothing.
+    group.bench_function("baseline: sh -c 'exec /bin/true'", |b| {
+        b.iter(|| run("/bin/sh", &["-c", "exec /bin/true"], root, event.as_bytes()))
+    });
     group.bench_function("baseline: python3 command hook, same rule", |b| {
         b.iter(|| run(python, &[&script], root, event.as_bytes()))
     });
