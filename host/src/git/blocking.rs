@@ -187,6 +187,12 @@ impl AsyncRepo {
         off_runtime(worktree.path.clone(), move || worktree.reset_to(&commit)).await
     }
 
+    /// Make the worktree exactly its snapshot, just taken (see [`Worktree::remove_untracked`]).
+    pub async fn remove_untracked(&self, worktree: &Worktree) -> Result<(), GitError> {
+        let worktree = worktree.clone();
+        off_runtime(worktree.path.clone(), move || worktree.remove_untracked()).await
+    }
+
     /// The change between two commits, parsed.
     pub async fn diff_commits(
         &self,

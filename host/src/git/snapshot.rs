@@ -128,6 +128,16 @@ impl Worktree {
         Ok(())
     }
 
+    /// Right after [`Worktree::snapshot`], make the worktree exactly the snapshot: remove what
+    /// is untracked or ignored (nested repositories too). No reset is needed: the snapshot
+    /// staged every file that is not ignored (tracked ones whatever the ignore rules say), so
+    /// the index, the commit and those files already agree, and `git reset --hard` would only
+    /// scan the tree again to find that out.
+    pub fn remove_untracked(&self) -> Result<(), GitError> {
+        Git::in_worktree(self).args(["clean", "-ffdxq"]).run()?;
+        Ok(())
+    }
+
     /// The change from `from` to `to` (commits), parsed.
     pub fn diff_commits(&self, from: &str, to: &str) -> Result<Diff, GitError> {
         // STAGED_DIFF compares the index; between two commits, the same flags without it.

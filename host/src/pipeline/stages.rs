@@ -561,7 +561,7 @@ impl Pipeline {
             .map_err(git_failed)?;
         trace.changed = changed_files(&diff);
         self.repo
-            .reset_to(worktree, &commit)
+            .remove_untracked(worktree)
             .await
             .map_err(git_failed)?;
         if diff.files.is_empty() {
