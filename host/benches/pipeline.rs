@@ -1,9 +1,17 @@
-//! The host's own overhead per task: claim, route (router plugin), a worktree of a ~2,000-file
-//! repository, the agent's two model calls through the metered gateway (to the scripted
-//! provider on 127.0.0.1: its answer takes no thinking time), hooks, the verifier, commit,
-//! merge into the checked-out target branch, worktree removal — everything except model
-//! latency and the test command (none is configured here). Shipped configuration: plugins with
-//! fuel and deadlines on, the SQLite ledger, the reference router/verifier/hook.
+//! The host's own overhead per task: claim, route (router plugin), the attempt's worktree of a
+//! ~2,000-file repository, the agent's two model calls through the metered gateway (to the
+//! scripted provider on 127.0.0.1: its answer takes no thinking time), hooks, the snapshot and
+//! its clean checkout, the verifier, the merge into the checked-out target branch: everything
+//! except model latency and the test command. One `gaffer run` per task, so each figure also
+//! carries a run's start and end. Shipped configuration: plugins with fuel and deadlines on, the
+//! SQLite ledger, the reference router/verifier/hook.
+//!
+//! The baseline, measured first in the same run: a bare `git worktree add` + `remove` of a
+//! fresh repository with the same files. It runs few iterations on purpose: every removal frees
+//! 2,000 inodes, and on ext4 without a journal (these VMs) the allocator skips inodes freed in
+//! the last minutes, so repeated adds slow each other down (0.22 s → 2.2 s within ten).
+//! gaffer recycles its worktrees for that reason; criterion's warm-up runs the first task,
+//! which makes the worktree, so the figures are the steady state.
 //!
 //! After the timed runs, 20 tasks on 4 workers; the process's peak resident memory is printed.
 
@@ -11,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use gaffer::demo::pipeline::demo_config;
 use gaffer::demo::sample;
 use gaffer::demo::scripted_provider::{Script, ScriptedCall, ScriptedProvider, TaskScript, Turn};
@@ -131,7 +139,58 @@ fn bench(c: &mut Criterion) {
     };
 
     let mut group = c.benchmark_group("pipeline");
+    // Baseline: the bare git cost of a fresh worktree, in a repository gaffer never touched.
+    let fresh = tmp.path().join("fresh");
+    repository(&fresh);
+    let scratch = tmp.path().join("bare-worktree");
+    // Ten samples of one iteration each (flat sampling), after one warm-up iteration.
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(1));
+    group.measurement_time(Duration::from_millis(1));
+    // Every iteration's time, printed after the group: the first is the fresh figure, the
+    // later ones show the disk slowing down as freed inodes pile up.
+    let each = std::cell::RefCell::new(Vec::new());
+    group.bench_function(
+        "baseline: git worktree add + remove (fresh 2000-file repo)",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let git = |args: &[&str]| {
+                        let status = std::process::Command::new("git")
+                            .args(args)
+                            .current_dir(&fresh)
+                            .stdout(std::process::Stdio::null())
+                            .stderr(std::process::Stdio::null())
+                            .status()
+                            .expect("git");
+                        assert!(status.success(), "git {args:?}");
+                    };
+                    let dir = scratch.display().to_string();
+                    let start = Instant::now();
+                    git(&["worktree", "add", "-q", "--detach", &dir, "main"]);
+                    git(&["worktree", "remove", "--force", &dir]);
+                    let took = start.elapsed();
+                    each.borrow_mut().push(took);
+                    total += took;
+                }
+                total
+            })
+        },
+    );
+    let each: Vec<String> = each
+        .into_inner()
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
+        .collect();
+    println!(
+        "baseline, each add + remove in order (ms): {}",
+        each.join(", ")
+    );
     group.sample_size(20);
+    group.sampling_mode(SamplingMode::Auto);
+    group.warm_up_time(Duration::from_secs(5));
     group.measurement_time(Duration::from_secs(20));
     let tested = Project::at(&root, Path::new("gaffer-tested.toml"));
     for (name, project) in [
@@ -168,29 +227,6 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    // Baseline: the bare git cost every attempt pays — a worktree of the same repository added
-    // and removed with the git command line.
-    let scratch = root.join(".gaffer/bench-worktree");
-    group.bench_function(
-        "baseline: git worktree add + remove (2000-file repo)",
-        |b| {
-            b.iter(|| {
-                let git = |args: &[&str]| {
-                    let status = std::process::Command::new("git")
-                        .args(args)
-                        .current_dir(&root)
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .status()
-                        .expect("git");
-                    assert!(status.success(), "git {args:?}");
-                };
-                let dir = scratch.display().to_string();
-                git(&["worktree", "add", "-q", "--detach", &dir, "main"]);
-                git(&["worktree", "remove", "--force", &dir]);
-            })
-        },
-    );
     group.finish();
 
     // 20 tasks on 4 workers: peak memory of the whole process.
