@@ -179,15 +179,32 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
-    let each: Vec<String> = each
-        .into_inner()
+    let each = each.into_inner();
+    let shown: Vec<String> = each
         .iter()
         .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
         .collect();
     println!(
         "baseline, each add + remove in order (ms): {}",
-        each.join(", ")
+        shown.join(", ")
     );
+    // For `scripts/bench.sh --summary`, beside criterion's own results: the fresh figure is
+    // the first iteration's.
+    if let Some(first) = each.first() {
+        let home = std::env::var_os("CRITERION_HOME").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"),
+            PathBuf::from,
+        );
+        let record = json!({
+            "first_ns": first.as_nanos() as f64,
+            "each_ns": each.iter().map(|d| d.as_nanos() as f64).collect::<Vec<_>>(),
+        });
+        let _ = std::fs::create_dir_all(&home);
+        let _ = std::fs::write(
+            home.join("pipeline-baseline-iterations.json"),
+            record.to_string(),
+        );
+    }
     group.sample_size(20);
     group.sampling_mode(SamplingMode::Auto);
     group.warm_up_time(Duration::from_secs(5));
