@@ -72,8 +72,10 @@ impl Repo {
                 });
             }
             worktree.restore_git_pointer()?;
+            // Detached where it is: HEAD itself rewritten, no file or index touched (a
+            // `checkout --detach` would scan the tree).
             Git::in_worktree(worktree)
-                .args(["checkout", "--quiet", "--detach"])
+                .args(["update-ref", "--no-deref", "HEAD", "HEAD"])
                 .run()?;
             Git::new(&self.root)
                 .args([
