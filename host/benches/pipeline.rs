@@ -244,6 +244,46 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The marginal cost of a task in a run with a backlog: each sample runs one worker over
+    // N tasks (N = 1, 2, … 10: linear sampling), so criterion's slope is the cost of one more
+    // task, without the run's start and end (preflight, recovery, parking the worktree).
+    let one_worker = RunOptions {
+        workers: Some(1),
+        ..options.clone()
+    };
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Linear);
+    group.warm_up_time(Duration::from_secs(3));
+    group.measurement_time(Duration::from_secs(15));
+    group.bench_function(
+        "per task in a run of many, one worker (2000-file repo)",
+        |b| {
+            b.iter_custom(|iters| {
+                let first = next.fetch_add(iters as usize, std::sync::atomic::Ordering::SeqCst);
+                let tasks: Vec<NewTask> = (first..first + iters as usize)
+                    .map(|i| NewTask {
+                        title: title(i),
+                        ..NewTask::default()
+                    })
+                    .collect();
+                store.add_tasks(&tasks).expect("tasks");
+                let pipeline = assemble(&project, &one_worker, quiet).expect("pipeline");
+                let start = Instant::now();
+                let summary = rt.block_on(pipeline.run()).expect("run");
+                let took = start.elapsed();
+                assert_eq!(summary.attempts.len(), iters as usize);
+                assert!(
+                    summary
+                        .attempts
+                        .iter()
+                        .all(|a| a.outcome == Some(AttemptOutcome::Approved)),
+                    "{:?}",
+                    summary.attempts
+                );
+                took
+            })
+        },
+    );
     group.finish();
 
     // 20 tasks on 4 workers: peak memory of the whole process.
