@@ -17,6 +17,9 @@ from pathlib import Path
 # The first iteration of the pipeline bench's baseline, which the bench writes beside criterion's
 # results (criterion keeps no single iteration): the fresh figure the aim is about.
 FRESH_WORKTREE = "pipeline/baseline, first iteration"
+# Appended to an id: criterion's slope (linear sampling over 1..N tasks per sample) rather than
+# its mean, i.e. the cost of one more task.
+SLOPE = "#slope"
 ITERATIONS_FILE = "pipeline-baseline-iterations.json"
 
 # One row per path: the figure, its baselines (the first is the one the aim is about), the aim.
@@ -35,6 +38,22 @@ PATHS = [
             (
                 "pipeline/baseline: git worktree add + remove (fresh 2000-file repo)",
                 "the same, mean of 10 (each slows the next: freed inodes)",
+            ),
+        ],
+        "aim": ("ratio", 0.5),
+        "aim_text": "≤ 0.5 × fresh git worktree",
+    },
+    {
+        "path": "per task in a run of many",
+        "bench": "pipeline",
+        "figure": (
+            "pipeline/per task in a run of many, one worker (2000-file repo)" + SLOPE,
+            "gaffer, one more task (slope)",
+        ),
+        "baselines": [
+            (
+                FRESH_WORKTREE,
+                "git worktree add + remove, fresh repo, first iteration",
             ),
         ],
         "aim": ("ratio", 0.5),
@@ -93,7 +112,7 @@ def escape(text):
 def bench_filter(bench):
     ids = [p["figure"][0] for p in PATHS if p["bench"] == bench]
     ids += [b[0] for p in PATHS if p["bench"] == bench for b in p["baselines"]]
-    ids = [i for i in ids if i != FRESH_WORKTREE]
+    ids = [i.removesuffix(SLOPE) for i in ids if i != FRESH_WORKTREE]
     # The Extism baselines are another bench binary's (bench/baselines/extism).
     ids = [i for i in ids if not i.startswith("route-extism/")]
     if not ids:
@@ -110,7 +129,10 @@ def means(dirs, since):
             if not estimates.is_file() or estimates.stat().st_mtime < since:
                 continue
             full_id = json.loads(bench_json.read_text())["full_id"]
-            found[full_id] = json.loads(estimates.read_text())["mean"]["point_estimate"]
+            estimate = json.loads(estimates.read_text())
+            found[full_id] = estimate["mean"]["point_estimate"]
+            if estimate.get("slope"):
+                found[full_id + SLOPE] = estimate["slope"]["point_estimate"]
         iterations = Path(d) / ITERATIONS_FILE
         if iterations.is_file() and iterations.stat().st_mtime >= since:
             found[FRESH_WORKTREE] = json.loads(iterations.read_text())["first_ns"]
