@@ -20,6 +20,15 @@ const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
 /// Prepared statements a connection keeps.
 const STATEMENT_CACHE: usize = 64;
 
+/// WAL pages after which a commit checkpoints the WAL into the database file (SQLite's default:
+/// 1 000). A checkpoint ends in two `fsync`s, which the committing call waits for: a metered
+/// call writes some twenty pages (its row, six indexes, its totals, twice), so at the default
+/// every fortieth call or so paid for a checkpoint, and on this VM the gateway bench spent
+/// about an eighth of its time in `fsync` (230 in 5 s; 11 at this setting). The price is a WAL
+/// file of up to about 40 MB between checkpoints; durability is unchanged (WAL with
+/// `synchronous = NORMAL`).
+const WAL_AUTOCHECKPOINT: i64 = 10_000;
+
 /// How long opening waits for other processes creating the same file.
 const OPEN_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -82,6 +91,8 @@ impl SqliteStore {
         // The ledger's statements are prepared once per connection and kept (compiling one
         // costs more than running it): room for all of them, and the backlog's.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
+            .map_err(|e| db_err(e.to_string()))?;
         retry_while_busy(|| match schema::migrate(&mut conn) {
             Err(schema::MigrationError::Sqlite(e)) => Err(e),
             Err(schema::MigrationError::Failed { source, .. }) if is_busy(&source) => Err(source),
