@@ -5,8 +5,9 @@
 //! - `reservation`: one model call's ledger work as the gateway does it, `try_reserve_sent` (the
 //!   reservation written directly as sent, one transaction) + `settle`, checked against caps at
 //!   six levels (month, day, run, task, attempt, call: a configuration with its caps on), sized
-//!   so that nothing is refused. (Before 2026-12-02 it was `try_reserve` + `mark_sent` +
-//!   `settle`, three transactions.)
+//!   so that nothing is refused. Beside it, `<backend>-reserve-mark-sent-settle`: the same work
+//!   in three steps, `try_reserve` + `mark_sent` + `settle` (what this group measured before
+//!   2026-12-02), as the same run's baseline.
 //! - `claim`: one task through the backlog, `claim` + `finish` (as merged). The backlog holds
 //!   [`BACKLOG`] queued tasks when timing starts and stays near that: every process adds back
 //!   what it took, [`TOP_UP`] tasks at a time, untimed. (SQLite's claim sorts every claimable
@@ -237,6 +238,20 @@ impl Worker {
             .store
             .try_reserve_sent(&self.scope, CallTry::FIRST, WORST_CASE, &CAPS)
             .expect("the reservation fits");
+        self.store
+            .settle(reserved.id, &self.settlement)
+            .expect("settle");
+    }
+
+    /// The same call's ledger work in three steps, as callers that reserve before deciding to
+    /// send still do it (and the gateway did before 2026-12-02): the same-run baseline of the
+    /// folded cycle.
+    fn reserve_cycle_unfolded(&self) {
+        let reserved = self
+            .store
+            .try_reserve(&self.scope, CallTry::FIRST, WORST_CASE, &CAPS)
+            .expect("the reservation fits");
+        self.store.mark_sent(reserved.id).expect("mark sent");
         self.store
             .settle(reserved.id, &self.settlement)
             .expect("settle");
@@ -549,6 +564,12 @@ fn reservation(c: &mut Criterion, processes: usize) {
         let load = (processes > 1)
             .then(|| LoadGenerators::start(Op::Reserve, &db.location, processes - 1));
         group.bench_function(backend.name(), |b| b.iter(|| worker.reserve_cycle()));
+        if processes == 1 {
+            group.bench_function(
+                format!("{}-reserve-mark-sent-settle", backend.name()),
+                |b| b.iter(|| worker.reserve_cycle_unfolded()),
+            );
+        }
         if let Some(load) = load {
             report_load(&name, backend, &load.finish());
         }

@@ -7,8 +7,10 @@
 //!   then scope, bytewise), reads the latest committed totals under the lock, checks every
 //!   cap, inserts its row and adds itself to the totals before committing. A second host racing
 //!   for the same dollars waits on the lock, then reads the first one's total: no cap is ever
-//!   exceeded. Every other change to the totals (settle, release, recovery) locks them through
-//!   the same statement in the same order, so two transactions cannot deadlock. `SERIALIZABLE`
+//!   exceeded. Every other change to the totals (settle, release, recovery) knows its deltas
+//!   before it locks, so it locks and adjusts them in one statement of the same form, visiting
+//!   them in the same order: two transactions cannot deadlock. A row's own lock (`FOR UPDATE`,
+//!   or the `UPDATE` that moves it) is always taken before the totals'. `SERIALIZABLE`
 //!   would give the same guarantee by aborting one of the racers, to be retried: more work
 //!   exactly when the budget is tight.
 //! - A claim takes the oldest claimable task with `FOR UPDATE SKIP LOCKED`: hosts claiming at
