@@ -210,6 +210,24 @@ impl Repo {
         Ok(commit.stdout.trim().to_string())
     }
 
+    /// Removes whatever is at `dir` (a crashed earlier try's directory), where a worktree is to
+    /// go; never the repository itself or a directory holding it.
+    fn clear_place(&self, dir: &Path) -> Result<(), GitError> {
+        if !dir.exists() && !dir.is_symlink() {
+            return Ok(());
+        }
+        if same_path(dir, &self.root) || self.root.starts_with(canonical(dir)) {
+            return Err(GitError::Io {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "refusing to replace the repository at {}",
+                    self.root.display()
+                ),
+            });
+        }
+        remove_dir(dir)
+    }
+
     /// Creates a worktree at `dir` on a new branch `branch` starting at `base` (a branch name or a
     /// commit). A directory or branch of that name left by an earlier crashed try is removed
     /// first, so a retried attempt starts clean.
@@ -217,19 +235,8 @@ impl Repo {
         let _serialised = self.worktree_admin();
         let base_commit = self.commit_of(base)?;
 
-        if dir.exists() || dir.is_symlink() {
-            if same_path(dir, &self.root) || self.root.starts_with(canonical(dir)) {
-                return Err(GitError::Io {
-                    path: dir.to_path_buf(),
-                    reason: format!(
-                        "refusing to replace the repository at {}",
-                        self.root.display()
-                    ),
-                });
-            }
-            // Known to git or not, the directory goes; `worktree prune` below forgets it.
-            remove_dir(dir)?;
-        }
+        // Known to git or not, the directory goes; `worktree prune` below forgets it.
+        self.clear_place(dir)?;
         // A crashed try's entry is still locked (see below): unlock it so the prune forgets it.
         unlock_worktree(&self.root, dir);
         Git::new(&self.root).args(["worktree", "prune"]).run()?;

@@ -176,18 +176,7 @@ impl Repo {
             });
         }
         if !same_path(&spare.path, dir) {
-            if dir.exists() || dir.is_symlink() {
-                if same_path(dir, &self.root) || self.root.starts_with(canonical(dir)) {
-                    return Err(GitError::Io {
-                        path: dir.to_path_buf(),
-                        reason: format!(
-                            "refusing to replace the repository at {}",
-                            self.root.display()
-                        ),
-                    });
-                }
-                remove_dir(dir)?;
-            }
+            self.clear_place(dir)?;
             self.move_worktree(spare, dir)?;
         }
         let worktree = Worktree {
@@ -348,5 +337,48 @@ mod tests {
         assert!(third.path.join("README.md").exists());
         let listed = sh(repo.root(), &["worktree", "list"]);
         assert!(!listed.contains("T-2"), "{listed}");
+    }
+
+    #[test]
+    fn a_parked_worktree_is_claimed_once_and_a_taken_place_removes_instead() {
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = repo.root().join(".gaffer/worktrees");
+        let first = repo
+            .add_worktree(&parent.join("T-1-a1"), "gaffer/T-1/a1", "main")
+            .unwrap();
+        write(&first.path.join("left.txt"), "left by T-1\n");
+        repo.park_worktree(&first, &parent, 0).unwrap();
+        let spare = parent.join("spare-0");
+        assert!(spare.join("left.txt").is_file(), "parked as it was");
+        assert!(
+            sh(repo.root(), &["branch", "--list", "gaffer/*"]).is_empty(),
+            "its branch deleted"
+        );
+        let listed = sh(repo.root(), &["worktree", "list", "--porcelain"]);
+        assert!(listed.contains("detached"), "{listed}");
+
+        // The next run: the first claim takes it, the second finds none and makes a fresh one.
+        let second = repo
+            .prepare_worktree(None, &parent.join("T-2-a1"), "gaffer/T-2/a1", "main")
+            .unwrap();
+        assert_eq!(second.git_dir, first.git_dir, "claimed from the park");
+        assert!(!spare.exists());
+        assert!(!second.path.join("left.txt").exists());
+        let third = repo
+            .prepare_worktree(None, &parent.join("T-3-a1"), "gaffer/T-3/a1", "main")
+            .unwrap();
+        assert_ne!(third.git_dir, second.git_dir, "nothing left to claim");
+
+        // Two workers parking at one place: the second is removed instead.
+        repo.park_worktree(&second, &parent, 0).unwrap();
+        repo.park_worktree(&third, &parent, 0).unwrap();
+        assert!(!third.path.exists());
+        let names: Vec<String> = std::fs::read_dir(&parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["spare-0"]);
+        let listed = sh(repo.root(), &["worktree", "list", "--porcelain"]);
+        assert_eq!(listed.matches("worktree ").count(), 2, "{listed}");
     }
 }
