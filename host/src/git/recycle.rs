@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::{GitError, Repo, Worktree, canonical, io_error, remove_dir, same_path};
+use super::{GitError, Repo, Worktree, canonical, io_error, same_path};
 use crate::git::Git;
 
 /// The name, under the worktrees directory, of a worktree parked between runs (followed by the
@@ -232,6 +232,7 @@ impl Repo {
 
 #[cfg(test)]
 mod tests {
+    use super::super::remove_dir;
     use super::super::tests::{init_repo, read, sh, write};
     use super::*;
 
