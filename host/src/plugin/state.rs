@@ -195,12 +195,46 @@ impl HostMonotonicClock for FrozenClock {
 
 /// The data of one call's `Store`: a WASI context that grants nothing, the limiter, and what
 /// the `host` interface needs.
+///
+/// The WASI context, its resource table and the stderr pipe are built on the call's first use
+/// of a WASI import, not with the store: most calls of a Rust plugin touch no WASI function at
+/// all (its component imports stdio, environment and exit only for the panic path), and
+/// building them was a measurable part of a call (random generators seeded from the thread's
+/// generator, a dozen boxes). They are still the call's own: built fresh in this store and
+/// dropped with it, never shared between calls.
 pub struct PluginState {
-    wasi: WasiCtx,
-    table: ResourceTable,
+    wasi: Option<WasiParts>,
     pub limiter: MemoryLimiter,
-    pub stderr: MemoryOutputPipe,
     host: HostContext,
+}
+
+/// The WASI side of one call's state, built on first use (see [`PluginState`]).
+struct WasiParts {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiParts {
+    /// No preopened directories, no network, no environment, no arguments, no stdin, stdout
+    /// discarded, stderr captured (bounded) to explain traps, frozen clocks.
+    fn new() -> WasiParts {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        let ctx = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        WasiParts {
+            ctx,
+            table: ResourceTable::new(),
+            stderr,
+        }
+    }
 }
 
 /// What the `host` interface needs for one call.
@@ -234,42 +268,34 @@ impl HostContext {
 }
 
 impl PluginState {
-    /// State for one call: no preopened directories, no network, no environment, no
-    /// arguments, no stdin, stdout discarded, stderr captured (bounded) to explain traps,
-    /// frozen clocks.
+    /// State for one call: the limiter and the host context; the WASI context (no preopened
+    /// directories, no network, no environment, no arguments, no stdin, stdout discarded,
+    /// stderr captured, frozen clocks) follows on the call's first WASI import.
     pub fn new(host: HostContext, memory_cap: u64) -> PluginState {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        let wasi = WasiCtxBuilder::new()
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .build();
         PluginState {
-            wasi,
-            table: ResourceTable::new(),
+            wasi: None,
             limiter: MemoryLimiter::new(memory_cap),
-            stderr,
             host,
         }
     }
 
-    /// What the plugin wrote to stderr, lossily decoded.
+    /// What the plugin wrote to stderr, lossily decoded (empty when it used no WASI import).
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_string()
+        match &self.wasi {
+            Some(wasi) => String::from_utf8_lossy(&wasi.stderr.contents())
+                .trim()
+                .to_string(),
+            None => String::new(),
+        }
     }
 }
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let wasi = self.wasi.get_or_insert_with(WasiParts::new);
         WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
         }
     }
 }
