@@ -24,7 +24,6 @@
 //! | `expected_output_tokens` | 20000 | for the cost estimate |
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use gaffer_sdk::host;
 use gaffer_sdk::types::{
@@ -114,17 +113,23 @@ pub fn route_with(config: &Config, request: &RouteRequest) -> Result<RouteDecisi
     };
     let task = &request.task;
 
-    // The tier the task asks for, and how it was derived.
+    // The tier the task asks for, and how it was derived. The reason is built with `push_str`
+    // and `push_num` rather than `write!`: in a plugin that runs in a fresh sandbox per call,
+    // `core::fmt` was the largest part of the guest's own time.
     let mut why = String::with_capacity(64);
     let mut wanted = u32::from(config.start_tier);
     let label = strongest_label(config, &task.labels);
     match label {
         Some((name, tier)) if u32::from(tier) > wanted => {
             wanted = u32::from(tier);
-            let _ = write!(why, "{tier} for label `{name}`");
+            push_num(&mut why, tier);
+            why.push_str(" for label `");
+            why.push_str(name);
+            why.push('`');
         }
         _ => {
-            let _ = write!(why, "start {}", config.start_tier);
+            why.push_str("start ");
+            push_num(&mut why, config.start_tier);
         }
     }
     let long_body = task.body.len() > config.large_body_chars
@@ -134,18 +139,18 @@ pub fn route_with(config: &Config, request: &RouteRequest) -> Result<RouteDecisi
         wanted += 1;
         why.push_str(" + 1 for size (");
         if long_body {
-            let _ = write!(
-                why,
-                "body {} chars > {}",
-                task.body.chars().count(),
-                config.large_body_chars
-            );
+            why.push_str("body ");
+            push_num(&mut why, task.body.chars().count());
+            why.push_str(" chars > ");
+            push_num(&mut why, config.large_body_chars);
         }
         if many_paths {
             if long_body {
                 why.push_str(", ");
             }
-            let _ = write!(why, "{} paths > {}", task.paths.len(), config.large_paths);
+            push_num(&mut why, task.paths.len());
+            why.push_str(" paths > ");
+            push_num(&mut why, config.large_paths);
         }
         why.push(')');
     }
@@ -156,15 +161,25 @@ pub fn route_with(config: &Config, request: &RouteRequest) -> Result<RouteDecisi
         .count();
     if rejections > 0 {
         wanted = wanted.saturating_add(u32::try_from(rejections).unwrap_or(u32::MAX));
-        let plural = if rejections == 1 { "" } else { "s" };
-        let _ = write!(why, " + {rejections} rejection{plural}");
+        why.push_str(" + ");
+        push_num(&mut why, rejections);
+        why.push_str(if rejections == 1 {
+            " rejection"
+        } else {
+            " rejections"
+        });
     }
     let mut reason = String::with_capacity(256);
-    let _ = write!(reason, "tier {wanted} = {why}");
+    reason.push_str("tier ");
+    push_num(&mut reason, wanted);
+    reason.push_str(" = ");
+    reason.push_str(&why);
 
     let target = wanted.min(max_tier);
     if target < wanted {
-        let _ = write!(reason, ", clamped to {target} (the highest configured)");
+        reason.push_str(", clamped to ");
+        push_num(&mut reason, target);
+        reason.push_str(" (the highest configured)");
     }
     let tier = if models.iter().any(|m| u32::from(m.tier) == target) {
         target
@@ -180,7 +195,10 @@ pub fn route_with(config: &Config, request: &RouteRequest) -> Result<RouteDecisi
             .filter(|&t| t < target)
             .max();
         let tier = higher.or(lower).unwrap_or(max_tier);
-        let _ = write!(reason, "; no model at tier {target}, using tier {tier}");
+        reason.push_str("; no model at tier ");
+        push_num(&mut reason, target);
+        reason.push_str(", using tier ");
+        push_num(&mut reason, tier);
         tier
     };
 
@@ -207,7 +225,8 @@ pub fn route_with(config: &Config, request: &RouteRequest) -> Result<RouteDecisi
     let (first, first_est) = cheapest(&|m| u32::from(m.tier) == tier)
         .ok_or_else(|| format!("no model at tier {tier}"))?;
     let model = if first_est <= budget {
-        let _ = write!(reason, "; chose {}", describe(first, first_est));
+        reason.push_str("; chose ");
+        push_describe(&mut reason, first, first_est);
         first
     } else {
         let fitting = models
@@ -229,39 +248,40 @@ pub fn route_with(config: &Config, request: &RouteRequest) -> Result<RouteDecisi
             );
         match fitting {
             Some((m, est)) => {
-                let _ = write!(
-                    reason,
-                    "; chose {} instead of `{}` (est. {}), which does not fit the attempt budget",
-                    describe(m, est),
-                    first.id,
-                    usd(first_est, 3)
-                );
+                reason.push_str("; chose ");
+                push_describe(&mut reason, m, est);
+                reason.push_str(" instead of `");
+                reason.push_str(&first.id);
+                reason.push_str("` (est. ");
+                push_usd(&mut reason, first_est, 3);
+                reason.push_str("), which does not fit the attempt budget");
                 m
             }
             None => {
                 let (m, est) = cheapest(&|_| true).unwrap_or((first, first_est));
-                let _ = write!(
-                    reason,
-                    "; chose {}, the cheapest model, but the attempt budget is below its estimate",
-                    describe(m, est)
-                );
+                reason.push_str("; chose ");
+                push_describe(&mut reason, m, est);
+                reason
+                    .push_str(", the cheapest model, but the attempt budget is below its estimate");
                 m
             }
         }
     };
 
-    let _ = write!(reason, "; attempt budget {}", usd(budget, 3));
+    reason.push_str("; attempt budget ");
+    push_usd(&mut reason, budget, 3);
     match tightest {
         Some(m) if m.left < config.attempt_budget => {
-            let _ = write!(reason, " (all the {} has left)", level_name(m.level));
+            reason.push_str(" (all the ");
+            reason.push_str(level_name(m.level));
+            reason.push_str(" has left)");
         }
         Some(m) => {
-            let _ = write!(
-                reason,
-                " ({} has {} left)",
-                level_name(m.level),
-                usd(m.left, 3)
-            );
+            reason.push_str(" (");
+            reason.push_str(level_name(m.level));
+            reason.push_str(" has ");
+            push_usd(&mut reason, m.left, 3);
+            reason.push_str(" left)");
         }
         None => reason.push_str(" (no money caps)"),
     }
@@ -286,14 +306,35 @@ fn strongest_label<'a>(config: &'a Config, labels: &[String]) -> Option<(&'a str
     best
 }
 
-fn describe(model: &ModelInfo, est: MicroUsd) -> String {
-    format!(
-        "`{}` (est. {} at {}/{} per Mtok)",
-        model.id,
-        usd(est, 3),
-        usd(model.prices.input, 2),
-        usd(model.prices.output, 2)
-    )
+/// Append "`id` (est. $x at $in/$out per Mtok)".
+fn push_describe(out: &mut String, model: &ModelInfo, est: MicroUsd) {
+    out.push('`');
+    out.push_str(&model.id);
+    out.push_str("` (est. ");
+    push_usd(out, est, 3);
+    out.push_str(" at ");
+    push_usd(out, model.prices.input, 2);
+    out.push('/');
+    push_usd(out, model.prices.output, 2);
+    out.push_str(" per Mtok)");
+}
+
+/// Append a number in decimal without `core::fmt` (see the reason in [`route_with`]).
+fn push_num(out: &mut String, n: impl TryInto<u64>) {
+    let mut n: u64 = n.try_into().unwrap_or(u64::MAX);
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[start..] {
+        out.push(char::from(d));
+    }
 }
 
 fn level_name(level: BudgetLevel) -> &'static str {
@@ -310,13 +351,28 @@ fn level_name(level: BudgetLevel) -> &'static str {
 /// Dollars from µ$ with integer arithmetic: at least `min_decimals` decimals, more when the
 /// amount needs them (`usd(450_000, 3)` = "$0.450", `usd(75_000, 2)` = "$0.075").
 pub fn usd(micro: MicroUsd, min_decimals: usize) -> String {
-    let whole = micro / 1_000_000;
-    let frac = format!("{:06}", micro % 1_000_000);
-    let keep = frac.trim_end_matches('0').len().max(min_decimals.min(6));
-    if keep == 0 {
-        format!("${whole}")
-    } else {
-        format!("${whole}.{}", &frac[..keep])
+    let mut out = String::with_capacity(24);
+    push_usd(&mut out, micro, min_decimals);
+    out
+}
+
+/// Append [`usd`]`(micro, min_decimals)` to `out`.
+fn push_usd(out: &mut String, micro: MicroUsd, min_decimals: usize) {
+    out.push('$');
+    push_num(out, micro / 1_000_000);
+    let mut frac = [b'0'; 6];
+    let mut rest = micro % 1_000_000;
+    for digit in frac.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let significant = frac.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+    let keep = significant.max(min_decimals.min(6));
+    if keep > 0 {
+        out.push('.');
+        for &d in &frac[..keep] {
+            out.push(char::from(d));
+        }
     }
 }
 
