@@ -31,8 +31,12 @@ fn main() -> ExitCode {
             _ => return usage(&format!("unexpected argument {arg:?}")),
         }
     }
+    // One thread and the timer only: the bridge's plugin calls need a deadline
+    // (`tokio::time::timeout`) but no I/O reactor (plugins' stdio are memory pipes, git runs
+    // synchronously), so the epoll instance, its wake-up eventfd and the signal driver's socket
+    // pair that `enable_all` sets up are not made in a process that lives for one event.
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_time()
         .build()
     {
         Ok(runtime) => runtime,
