@@ -209,8 +209,13 @@ impl Project {
 
     /// The tool results the model was shown in the last request of `model` on a task.
     fn tool_results(&self, model: &str) -> Vec<String> {
+        self.last_tool_results(|c| c.model == model)
+    }
+
+    /// The tool results shown in the last request that `pick` chooses.
+    fn last_tool_results(&self, pick: impl Fn(&LoggedCall) -> bool) -> Vec<String> {
         let log = self.provider.log();
-        let last = log.iter().rev().find(|c| c.model == model).expect("a call");
+        let last = log.iter().rev().find(|c| pick(c)).expect("a call");
         last.request["messages"]
             .as_array()
             .unwrap()
@@ -569,21 +574,7 @@ async fn a_recycled_worktree_shows_the_next_attempt_nothing_the_last_one_left() 
         |t| t.replace("max_attempts = 3", "max_attempts = 1"),
     )
     .await;
-    let results_of = |task: &str| -> Vec<String> {
-        let log = p.provider.log();
-        let last = log
-            .iter()
-            .rev()
-            .find(|c| c.request.to_string().contains(task))
-            .expect("a call of the task");
-        last.request["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .map(|m| m["content"].as_str().unwrap_or("").to_string())
-            .collect()
-    };
+    let results_of = |task: &str| p.last_tool_results(|c| c.request.to_string().contains(task));
 
     // Run 1: the planting attempt ends before its check and its worktree is parked as it is.
     let out = p.run(&["--workers", "1", "--max-tasks", "1"]);
