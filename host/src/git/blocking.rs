@@ -67,17 +67,6 @@ impl AsyncRepo {
         self.run(|repo| repo.uncommitted_changes()).await
     }
 
-    pub async fn add_worktree(
-        &self,
-        dir: &Path,
-        branch: &str,
-        base: &str,
-    ) -> Result<Worktree, GitError> {
-        let (dir, branch, base) = (dir.to_path_buf(), branch.to_string(), base.to_string());
-        self.run(move |repo| repo.add_worktree(&dir, &branch, &base))
-            .await
-    }
-
     /// The worktree of a new attempt, `spare` recycled when it can be (see
     /// [`Repo::prepare_worktree`]).
     pub async fn prepare_worktree(
