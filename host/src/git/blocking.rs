@@ -93,6 +93,11 @@ impl AsyncRepo {
             .await
     }
 
+    /// Git's housekeeping, once per run (see [`Repo::maintain`]).
+    pub async fn maintain(&self) -> Result<(), GitError> {
+        self.run(|repo| repo.maintain()).await
+    }
+
     pub async fn remove_stale_worktrees(
         &self,
         dir: &Path,

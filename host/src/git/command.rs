@@ -12,7 +12,12 @@ use super::GitError;
 /// commits gaffer makes, no signing (no key, no prompt), no automation that could move other
 /// refs or stash the user's work behind our back, and nothing a repository could make git run:
 /// no hooks (gaffer's merges and commits are its own; a hook an attempt planted must never run
-/// as gaffer), no file-system monitor program, no submodule recursion.
+/// as gaffer), no file-system monitor program, no submodule recursion. And no housekeeping per
+/// command: git's automatic maintenance (a process of its own after every commit and merge)
+/// runs once at the end of a run instead ([`super::Repo::maintain`]), and the throwaway
+/// branches of attempts get no reflog (a reflog that existed, like the target branch's, is
+/// still written). Every file git creates costs an inode, and on ext4 without a journal an
+/// inode is slow to find after many were freed.
 const BASE_CONFIG: &[&str] = &[
     "core.quotepath=false",
     "core.hooksPath=/dev/null",
@@ -25,6 +30,8 @@ const BASE_CONFIG: &[&str] = &[
     "merge.autoStash=false",
     "rebase.autoStash=false",
     "rebase.updateRefs=false",
+    "maintenance.auto=false",
+    "core.logAllRefUpdates=false",
 ];
 
 /// Inherited variables that would point git at another repository, index or identity.

@@ -215,8 +215,10 @@ impl Repo {
     ) -> Result<Candidate, GitError> {
         let branch = worktree.branch.as_str();
         abort_leftover_operations(worktree)?;
-        let head = self.branch_tip(branch)?;
-        if is_ancestor(&self.root, tip, &head)? {
+        // The branch's tip and its parents in one process: the usual attempt is one commit on
+        // the tip it started from, which makes the merge-base question moot.
+        let (head, parents) = self.tip_and_parents(branch)?;
+        if head == tip || parents.iter().any(|p| p == tip) || is_ancestor(&self.root, tip, &head)? {
             return Ok(Candidate::Ready {
                 commit: head,
                 how: MergeKind::FastForward,
@@ -282,6 +284,26 @@ impl Repo {
             merge_conflicts.join(", "),
             rebase_conflicts.join(", "),
         )))
+    }
+
+    /// The commit `branch` points at, and that commit's parents.
+    fn tip_and_parents(&self, branch: &str) -> Result<(String, Vec<String>), GitError> {
+        let run = Git::new(&self.root)
+            .args(["rev-list", "--parents", "-n", "1"])
+            .arg(format!("refs/heads/{branch}"))
+            .arg("--")
+            .output()?;
+        let line = run.stdout.trim();
+        let mut ids = line.split(' ');
+        match ids.next() {
+            Some(head) if run.ok() && !head.is_empty() => {
+                Ok((head.to_string(), ids.map(str::to_string).collect()))
+            }
+            _ => Err(GitError::NoSuchBranch {
+                repo: self.root.clone(),
+                branch: branch.to_string(),
+            }),
+        }
     }
 
     /// Step 3: moves `target` from `tip` to `commit`, or parks the result. None when `target`

@@ -265,6 +265,17 @@ impl Repo {
         })
     }
 
+    /// Git's automatic housekeeping (`git maintenance run --auto`: packs loose objects and refs
+    /// once there are enough of them), which gaffer's own commands leave out (see
+    /// `BASE_CONFIG`): once per run, in the background as git itself starts it, instead of a
+    /// process after every commit and merge.
+    pub fn maintain(&self) -> Result<(), GitError> {
+        Git::new(&self.root)
+            .args(["maintenance", "run", "--auto", "--quiet", "--detach"])
+            .run()?;
+        Ok(())
+    }
+
     /// Removes the worktrees directly under `parent` whose directory name `keep` rejects
     /// (force-removed, their branch deleted, then `git worktree prune`), and the leftover
     /// directories under `parent` that git no longer knows and `keep` rejects. Returns the names
@@ -466,8 +477,11 @@ impl Worktree {
 
 /// Tracked files with uncommitted changes in the worktree at `dir`.
 pub(crate) fn uncommitted_in(dir: &Path) -> Result<Vec<String>, GitError> {
+    // `--no-optional-locks`: a look at the user's tree never rewrites their index (status
+    // otherwise writes back the stat data it refreshed, racing the user's own git).
     let out = Git::new(dir)
         .args([
+            "--no-optional-locks",
             "status",
             "--porcelain=v1",
             "-z",
@@ -626,6 +640,47 @@ pub(crate) mod tests {
         sh(&root, &["commit", "--quiet", "-m", "initial"]);
         let repo = Repo::open(&root).unwrap();
         (tmp, repo)
+    }
+
+    fn packs(repo: &Repo) -> usize {
+        std::fs::read_dir(repo.root().join(".git/objects/pack"))
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_commit_of_gaffer_leaves_housekeeping_to_the_run_and_maintain_does_it() {
+        let (_tmp, repo) = init_repo(&[("a.txt", "one\n")]);
+        // Two packs where the repository allows one: git's next automatic maintenance
+        // consolidates them.
+        sh(repo.root(), &["repack", "-d", "-q"]);
+        write(&repo.root().join("b.txt"), "two\n");
+        sh(repo.root(), &["add", "-A"]);
+        sh(repo.root(), &["commit", "--quiet", "-m", "second"]);
+        sh(repo.root(), &["repack", "-d", "-q"]);
+        sh(repo.root(), &["config", "gc.autoPackLimit", "1"]);
+        assert_eq!(packs(&repo), 2);
+
+        // A commit by gaffer's git starts no maintenance of its own.
+        write(&repo.root().join("c.txt"), "three\n");
+        sh(repo.root(), &["add", "-A"]);
+        sh(repo.root(), &["commit", "--quiet", "-m", "third"]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(packs(&repo), 2, "a commit ran maintenance");
+
+        repo.maintain().unwrap();
+        // Detached, as git starts it: wait for it (generously; it takes milliseconds).
+        for _ in 0..300 {
+            if packs(&repo) == 1 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("maintenance left {} packs", packs(&repo));
     }
 
     pub(crate) fn write(path: &Path, text: &str) {

@@ -148,8 +148,8 @@ impl Repo {
 
     /// `spare` renamed to `dir` and made exactly `base` on `branch`: every tracked file as in
     /// `base` (only those that differ are written), nothing untracked or ignored left, no nested
-    /// repository, its old branch deleted. The check at the end (`git status` shows nothing,
-    /// ignored files included) holds whatever the attempt did to the files: one attempt never
+    /// repository, its old branch deleted. The check at the end (a dry run of the clean finds
+    /// nothing more to remove) holds whatever the attempt did to the files: one attempt never
     /// leaves anything for the next. Errors leave cleaning up to the caller.
     fn recycle(
         &self,
@@ -200,15 +200,12 @@ impl Repo {
         Git::in_worktree(&worktree)
             .args(["clean", "-ffdxq"])
             .run()?;
+        // The check: what a second clean would still remove (untracked, ignored, nested
+        // repositories) must be nothing. Tracked files need no second look: `checkout --force`
+        // either made each one match `base` (by content wherever its stat data changed, and
+        // gaffer's index is its own: the attempt's git has a copy) or failed.
         let left = Git::in_worktree(&worktree)
-            .args([
-                "status",
-                "--porcelain=v1",
-                "-z",
-                "--ignored=matching",
-                "--untracked-files=all",
-                "--ignore-submodules=none",
-            ])
+            .args(["clean", "-ffdxn"])
             .run()?;
         if !left.is_empty() {
             return Err(GitError::Io {
@@ -216,7 +213,7 @@ impl Repo {
                 reason: format!(
                     "still differs from {} after the reset: {}",
                     worktree.base,
-                    left.replace('\0', " ")
+                    left.trim().replace('\n', "; ")
                 ),
             });
         }

@@ -418,6 +418,10 @@ impl Pipeline {
                 tracing::error!(%error, "a worker panicked");
             }
         }
+        // gaffer's git commands run without git's automatic maintenance: it runs here, once.
+        if let Err(error) = self.repo.maintain().await {
+            tracing::warn!(%error, "git maintenance");
+        }
         let _ = tokio::task::spawn_blocking(move || run_lease.end()).await;
         let spent = self
             .ledger
