@@ -37,7 +37,7 @@ PATHS = [
             ),
             (
                 "pipeline/baseline: git worktree add + remove (fresh 2000-file repo)",
-                "the same, mean of 10 (each slows the next: freed inodes)",
+                "the same, 10 more after gaffer's runs (mean; each slows the next)",
             ),
         ],
         "aim": ("ratio", 0.5),
