@@ -164,16 +164,12 @@ impl Worktree {
         // Written directly rather than by `git init`, `update-ref`, `symbolic-ref` and three
         // `git config`: the layout is gitrepository-layout(5)'s, and each git process here costs
         // a few milliseconds of every attempt. Bare at first would make no difference: the
-        // worktree's `.git` file makes the worktree its work tree.
-        let branch_ref = dir.join("refs/heads").join(&self.branch);
-        for sub in [
-            dir.join("objects/info"),
-            dir.join("refs/tags"),
-            branch_ref
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-        ] {
+        // worktree's `.git` file makes the worktree its work tree. The branch is in
+        // `packed-refs` rather than a file of its own under `refs/heads/gaffer/<task>/`: every
+        // directory and file here is an inode made and freed again with the attempt, and on
+        // ext4 without a journal finding a free inode gets slower with each one freed.
+        let refs = dir.join("refs");
+        for sub in [dir.join("objects/info"), refs] {
             std::fs::create_dir_all(&sub).map_err(|e| io(&sub, e))?;
         }
         let files = [
@@ -181,7 +177,10 @@ impl Worktree {
                 dir.join("objects/info/alternates"),
                 format!("{}\n", objects.display()),
             ),
-            (branch_ref.clone(), format!("{}\n", self.base)),
+            (
+                dir.join("packed-refs"),
+                format!("{} refs/heads/{}\n", self.base, self.branch),
+            ),
             (
                 dir.join("HEAD"),
                 format!("ref: refs/heads/{}\n", self.branch),
