@@ -627,6 +627,78 @@ async fn a_recycled_worktree_shows_the_next_attempt_nothing_the_last_one_left() 
     p.assert_no_worktrees();
 }
 
+/// The worktree of an attempt that merged goes to the worker's next attempt as it is, without a
+/// look at its files (see `Worktree::clean_at`): that holds only because gaffer's own reset after
+/// the tests was the last thing to touch it. The tests are the repository's code, as much the
+/// attacker's as the agent's: what they leave must not reach the next attempt either.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_tests_of_a_merged_attempt_leave_never_reaches_the_next_attempt() {
+    const CANARY: &str = "canary-77d2-left-by-the-tests";
+    let write_note = |note: &str| {
+        vec![
+            turn(
+                "write_file",
+                json!({"path": note, "content": "nothing found\n"}),
+            ),
+            finish(),
+        ]
+    };
+    let harvest = vec![
+        turn("read_file", json!({"path": "untracked.txt"})),
+        turn(
+            "run_command",
+            // The pattern split in two, so that only a match prints the canary.
+            json!({"command": "cat README.md; ls -a . .hidden; \
+                           grep -rn \"canary-77d2\"\"-left\" . ; true"}),
+        ),
+        turn(
+            "write_file",
+            json!({"path": "harvest.txt", "content": "nothing found\n"}),
+        ),
+        finish(),
+    ];
+    let plant = format!(
+        "echo {CANARY} > untracked.txt && echo {CANARY} >> README.md && mkdir -p .hidden && \
+         echo {CANARY} > .hidden/h && {}",
+        sample::TEST_COMMAND
+    );
+    let p = Project::new(
+        script(vec![
+            ("Merge one", vec![(sample::SMALL, write_note("one.txt"))]),
+            ("Harvest", vec![(sample::SMALL, harvest)]),
+        ]),
+        vec![task("Merge one"), task("Harvest")],
+        |t| {
+            t.replace(sample::TEST_COMMAND, &plant)
+                .replace("require_tests = true", "require_tests = false")
+        },
+    )
+    .await;
+
+    let out = p.run(&["--workers", "1"]);
+    assert!(out.status.success());
+    assert_eq!(p.state("T-1").0, TaskState::Merged, "{:?}", p.state("T-1"));
+    assert_eq!(p.state("T-2").0, TaskState::Merged, "{:?}", p.state("T-2"));
+    let results = p.last_tool_results(|c| c.request.to_string().contains("Harvest"));
+    assert_eq!(results.len(), 3, "{results:?}");
+    for result in &results {
+        assert!(
+            !result.contains(CANARY),
+            "the next attempt saw the canary: {result}"
+        );
+    }
+    assert!(results[1].contains("exit code"), "{}", results[1]);
+    let found = git(&p.root, &["grep", "-n", CANARY, "main"]);
+    assert!(
+        found.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    // One worktree served both attempts.
+    assert!(p.root.join(".git/worktrees/T-1-a1").is_dir());
+    p.assert_no_worktrees();
+}
+
 /// Many cheap turns: reading files until the money runs out.
 fn reading_turns(n: usize) -> Vec<Turn> {
     let mut turns: Vec<Turn> = (0..n)

@@ -97,6 +97,12 @@ pub struct Worktree {
     pub branch: String,
     /// Full id of the commit it started from.
     pub base: String,
+    /// The commit the worktree is known to match exactly, nothing untracked or ignored in it:
+    /// gaffer's own git made it so (the snapshot and its clean, or the reset after the tests)
+    /// and nothing has run in it since. Only the pipeline vouches for this, after an attempt
+    /// whose snapshot landed as a fast-forward; a recycle to that same commit then only
+    /// switches the branch, without a look at the files (see [`Repo::prepare_worktree`]).
+    pub clean_at: Option<String>,
 }
 
 /// One entry of `git worktree list --porcelain`.
@@ -262,6 +268,7 @@ impl Repo {
             git_dir: PathBuf::from(git_dir.trim_end_matches('\n')),
             branch: branch.to_string(),
             base: base_commit,
+            clean_at: None,
         })
     }
 
@@ -322,12 +329,20 @@ impl Repo {
             }
             removed.push(name.to_string());
         }
-        Git::new(&self.root).args(["worktree", "prune"]).run()?;
 
-        let known: Vec<PathBuf> = list_worktrees(&self.root)?
-            .iter()
-            .map(|w| canonical(&w.path))
-            .collect();
+        // What git still knows after a prune: the listing less what was removed or is
+        // prunable (its directory gone). The prune and a second listing only when there is
+        // something to prune.
+        let pruning = !removed.is_empty() || entries.iter().any(|e| e.prunable);
+        let known: Vec<PathBuf> = if pruning {
+            Git::new(&self.root).args(["worktree", "prune"]).run()?;
+            list_worktrees(&self.root)?
+                .iter()
+                .map(|w| canonical(&w.path))
+                .collect()
+        } else {
+            entries.iter().map(|w| canonical(&w.path)).collect()
+        };
         let listing = std::fs::read_dir(&parent).map_err(|e| io_error(&parent, e))?;
         for item in listing {
             let item = item.map_err(|e| io_error(&parent, e))?;

@@ -126,6 +126,7 @@ impl Repo {
                 git_dir: git_dir.clone(),
                 branch: String::new(),
                 base: String::new(),
+                clean_at: None,
             };
             if self.move_worktree(&spare, dir).is_ok() {
                 return Some(Worktree {
@@ -150,7 +151,8 @@ impl Repo {
     /// `base` (only those that differ are written), nothing untracked or ignored left, no nested
     /// repository, its old branch deleted. The check at the end (a dry run of the clean finds
     /// nothing more to remove) holds whatever the attempt did to the files: one attempt never
-    /// leaves anything for the next. Errors leave cleaning up to the caller.
+    /// leaves anything for the next. A spare the pipeline vouched for as exactly `base` already
+    /// ([`Worktree::clean_at`]) only changes branch. Errors leave cleaning up to the caller.
     fn recycle(
         &self,
         spare: &Worktree,
@@ -184,9 +186,39 @@ impl Repo {
             git_dir: spare.git_dir.clone(),
             branch: branch.to_string(),
             base: base_commit,
+            clean_at: None,
         };
         worktree.restore_git_pointer()?;
-        Git::in_worktree(&worktree)
+        if spare.clean_at.as_deref() == Some(worktree.base.as_str()) {
+            // Vouched for: its index and files are exactly `base` already, so the new branch
+            // is made at `base` and HEAD pointed at it, and the files are not looked at (a
+            // checkout and two cleans would read every one of them to find nothing to do).
+            Git::new(&self.root)
+                .args([
+                    "update-ref",
+                    &format!("refs/heads/{branch}"),
+                    &worktree.base,
+                ])
+                .run()?;
+            Git::in_worktree(&worktree)
+                .args(["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")])
+                .run()?;
+        } else {
+            self.reset_and_check(&worktree, branch)?;
+        }
+        if !spare.branch.is_empty() && spare.branch != branch {
+            // `update-ref -d` of a missing ref succeeds: one process whatever is there.
+            Git::new(&self.root)
+                .args(["update-ref", "-d", &format!("refs/heads/{}", spare.branch)])
+                .run()?;
+        }
+        Ok(worktree)
+    }
+
+    /// Makes `worktree` exactly its base on `branch`, whatever is in it: a forced checkout, a
+    /// clean of everything untracked or ignored (nested repositories too), and the check.
+    fn reset_and_check(&self, worktree: &Worktree, branch: &str) -> Result<(), GitError> {
+        Git::in_worktree(worktree)
             .args([
                 "checkout",
                 "--quiet",
@@ -197,16 +229,12 @@ impl Repo {
                 &worktree.base,
             ])
             .run()?;
-        Git::in_worktree(&worktree)
-            .args(["clean", "-ffdxq"])
-            .run()?;
+        Git::in_worktree(worktree).args(["clean", "-ffdxq"]).run()?;
         // The check: what a second clean would still remove (untracked, ignored, nested
         // repositories) must be nothing. Tracked files need no second look: `checkout --force`
         // either made each one match `base` (by content wherever its stat data changed, and
         // gaffer's index is its own: the attempt's git has a copy) or failed.
-        let left = Git::in_worktree(&worktree)
-            .args(["clean", "-ffdxn"])
-            .run()?;
+        let left = Git::in_worktree(worktree).args(["clean", "-ffdxn"]).run()?;
         if !left.is_empty() {
             return Err(GitError::Io {
                 path: worktree.path.clone(),
@@ -217,13 +245,7 @@ impl Repo {
                 ),
             });
         }
-        if !spare.branch.is_empty() && spare.branch != branch {
-            // `update-ref -d` of a missing ref succeeds: one process whatever is there.
-            Git::new(&self.root)
-                .args(["update-ref", "-d", &format!("refs/heads/{}", spare.branch)])
-                .run()?;
-        }
-        Ok(worktree)
+        Ok(())
     }
 }
 
@@ -294,6 +316,91 @@ mod tests {
             !sh(repo.root(), &["worktree", "list"]).contains("T-2"),
             "pruned"
         );
+    }
+
+    /// An attempt whose snapshot became `main` by a fast-forward: its worktree, committed and
+    /// clean, and the commit.
+    fn landed_attempt(repo: &Repo, parent: &Path) -> (Worktree, String) {
+        let first = repo
+            .add_worktree(&parent.join("T-1-a1"), "gaffer/T-1/a1", "main")
+            .unwrap();
+        write(&first.path.join("feature.txt"), "feature\n");
+        let snapshot = first.snapshot("T-1").unwrap().commit;
+        sh(repo.root(), &["merge", "--ff-only", "-q", &snapshot]);
+        (first, snapshot)
+    }
+
+    #[test]
+    fn a_spare_vouched_for_at_the_new_base_only_changes_branch() {
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = repo.root().join(".gaffer/worktrees");
+        let (first, snapshot) = landed_attempt(&repo, &parent);
+        let index = first.git_dir.join("index");
+        let index_before = std::fs::metadata(&index).unwrap().modified().unwrap();
+        let vouched = Worktree {
+            clean_at: Some(snapshot.clone()),
+            ..first.clone()
+        };
+
+        let second = repo
+            .prepare_worktree(
+                Some(vouched),
+                &parent.join("T-2-a1"),
+                "gaffer/T-2/a1",
+                "main",
+            )
+            .unwrap();
+        // No checkout: the index was not rewritten.
+        assert_eq!(
+            std::fs::metadata(&index).unwrap().modified().unwrap(),
+            index_before
+        );
+        assert_eq!(second.git_dir, first.git_dir);
+        assert_eq!(second.base, snapshot);
+        assert_eq!(
+            second.clean_at, None,
+            "the next attempt's worktree is not vouched for"
+        );
+        assert_eq!(
+            sh(&second.path, &["symbolic-ref", "HEAD"]),
+            "refs/heads/gaffer/T-2/a1"
+        );
+        assert_eq!(sh(&second.path, &["rev-parse", "HEAD"]), snapshot);
+        assert!(sh(&second.path, &["status", "--porcelain", "--ignored"]).is_empty());
+        assert_eq!(read(&second.path.join("feature.txt")), "feature\n");
+        let branches = sh(repo.root(), &["branch", "--list", "gaffer/*"]);
+        assert!(!branches.contains("T-1"), "{branches}");
+    }
+
+    #[test]
+    fn a_vouch_for_another_commit_than_the_base_gets_the_whole_reset() {
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = repo.root().join(".gaffer/worktrees");
+        let (first, snapshot) = landed_attempt(&repo, &parent);
+        // The target moved on (another worker's merge), and something was left behind.
+        write(&repo.root().join("other.txt"), "other\n");
+        sh(repo.root(), &["add", "other.txt"]);
+        sh(repo.root(), &["commit", "-q", "-m", "moved"]);
+        write(&first.path.join("canary.txt"), "canary\n");
+        write(&first.path.join("feature.txt"), "changed\n");
+        let vouched = Worktree {
+            clean_at: Some(snapshot),
+            ..first.clone()
+        };
+
+        let second = repo
+            .prepare_worktree(
+                Some(vouched),
+                &parent.join("T-2-a1"),
+                "gaffer/T-2/a1",
+                "main",
+            )
+            .unwrap();
+        assert_eq!(second.base, tracked(&repo));
+        assert!(!second.path.join("canary.txt").exists());
+        assert_eq!(read(&second.path.join("feature.txt")), "feature\n");
+        assert_eq!(read(&second.path.join("other.txt")), "other\n");
+        assert!(sh(&second.path, &["status", "--porcelain", "--ignored"]).is_empty());
     }
 
     #[test]

@@ -212,7 +212,8 @@ impl Pipeline {
         self.verify(&attempt, &decision, &checked).await?;
         self.enter(worker, task, Stage::Merge, Some(&decision.model))
             .await;
-        self.merge(&attempt, &decision, &implemented).await
+        self.merge(&attempt, &decision, &implemented, worktree_slot)
+            .await
     }
 
     /// The attempt's history, its plugins (as in force now) and its fuel account, which starts
@@ -745,6 +746,7 @@ impl Pipeline {
         attempt: &AttemptContext<'_>,
         decision: &RouteDecision,
         implemented: &Implemented,
+        worktree_slot: &mut Option<Worktree>,
     ) -> Result<Ending, Ending> {
         let task = attempt.task;
         let worktree = &implemented.worktree;
@@ -818,6 +820,17 @@ impl Pipeline {
                 .map_err(git_failed)?;
             match landed {
                 Some(MergeOutcome::Merged { commit, how, .. }) => {
+                    // The target is now the snapshot itself, and the worktree is exactly the
+                    // snapshot: the check's clean (or the reset after the tests) was the last
+                    // thing that touched it, and only plugins (no files) and the user's
+                    // checkout ran since. The worker's next attempt, on this commit, can take
+                    // the worktree as it is.
+                    if how == MergeKind::FastForward
+                        && let Some(spare) = worktree_slot.as_mut()
+                        && spare.path == worktree.path
+                    {
+                        spare.clean_at = Some(commit.clone());
+                    }
                     return Ok(Ending::new(
                         TaskState::Merged,
                         AttemptOutcome::Approved,
