@@ -550,16 +550,12 @@ impl Pipeline {
             Err(e) => return Err(git_failed(e)),
         };
         let commit = snapshot.commit;
-        let ignored = self
-            .repo
-            .ignored_files(worktree, IGNORED_CONTENT_CAP)
-            .await
-            .map_err(git_failed)?;
-        let diff = self
-            .repo
-            .diff_commits(worktree, &worktree.base, &commit)
-            .await
-            .map_err(git_failed)?;
+        // Two reads of the same worktree and commit, at once (two git processes on two cores).
+        let (ignored, diff) = tokio::try_join!(
+            self.repo.ignored_files(worktree, IGNORED_CONTENT_CAP),
+            self.repo.diff_commits(worktree, &worktree.base, &commit),
+        )
+        .map_err(git_failed)?;
         trace.changed = changed_files(&diff);
         self.repo
             .remove_untracked(worktree)
