@@ -157,6 +157,22 @@ fn bench(c: &mut Criterion) {
             |b| b.iter(|| run(small, &["claude-code"], dir.path(), event.as_bytes())),
         );
     }
+    // Another build of `gaffer-hook` (`GAFFER_HOOK_COMPARE=/path/to/gaffer-hook`), measured in
+    // the same run on the same projects, to compare a change with what it replaces on a noisy
+    // machine. Its compile cache is its own only if its engine's key differs.
+    if let Some(other) = std::env::var_os("GAFFER_HOOK_COMPARE") {
+        let other = other.to_string_lossy().into_owned();
+        let (lang, dir, event) = &projects[0];
+        let answer = run(&other, &["claude-code"], dir.path(), event.as_bytes());
+        assert!(
+            String::from_utf8_lossy(&answer).contains("\"deny\""),
+            "{lang}"
+        );
+        group.bench_function(
+            format!("compared gaffer-hook claude-code ({lang} protected-paths, cached)"),
+            |b| b.iter(|| run(&other, &["claude-code"], dir.path(), event.as_bytes())),
+        );
+    }
     // The floor of any command hook: start a process the same way (stdin fed, output read)
     // that does nothing.
     group.bench_function("baseline: sh -c 'exec /bin/true'", |b| {

@@ -42,8 +42,10 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return usage(&format!("cannot start: {e}")),
     };
-    // The bridge answers every failure itself (fail closed).
-    runtime.block_on(gaffer::bridge::claude_code::run(config, root))
+    // The bridge answers every failure itself (fail closed). The answer is written and flushed
+    // when it returns: the process ends there, without taking the runtime and the engine apart.
+    let code = runtime.block_on(gaffer::bridge::claude_code::answer(config, root));
+    std::process::exit(i32::from(code))
 }
 
 /// A usage error: exit status 2, which Claude Code treats as a blocking error.

@@ -1,18 +1,21 @@
 //! Compiled components cached on disk, keyed by the component's content hash and the engine's
-//! compatibility hash (an artifact compiled under other fuel or epoch settings is refused on
-//! load, so the engine configuration is part of the key).
+//! compatibility key (an artifact compiled under other fuel or epoch settings is refused on
+//! load, so the engine configuration is part of the key; see
+//! [`EngineHandle::compatibility_key`]). An engine without a compiler (the hook bridge's) reads
+//! the same artefacts, and on a miss compiles with a compiling engine of its configuration.
 //!
 //! Loading is on the path of every `gaffer hook claude-code` process, so a hit avoids reading
 //! the component at all: a small stamp file maps the file's identity (path, size, modification
 //! time, inode) to its content hash, and the artifact is mapped rather than read and copied. For
 //! an 18 MB Python component that took loading from 74 ms to 4 ms on this machine.
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+use super::engine::EngineHandle;
 
 /// Where a compiled component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -27,34 +30,33 @@ pub enum CacheOutcome {
 }
 
 /// The on-disk cache of compiled components.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
     engine_key: String,
+    /// For an engine without a compiler: the configuration of the engine that compiles a miss.
+    compiling: Option<Config>,
 }
 
-/// `std::hash::Hasher` over SHA-256, to turn the engine's `impl Hash` into a stable key.
-struct Sha256Hasher(Sha256);
-
-impl Hasher for Sha256Hasher {
-    fn finish(&self) -> u64 {
-        let digest = self.0.clone().finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        u64::from_le_bytes(first)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
+impl std::fmt::Debug for CompileCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompileCache")
+            .field("dir", &self.dir)
+            .field("engine_key", &self.engine_key)
+            .field("compiles_on_miss", &self.compiling.is_some())
+            .finish()
     }
 }
 
 impl CompileCache {
-    /// A cache in `dir` (created on first write), or no disk cache with `None`.
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> CompileCache {
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = hex::encode(&hasher.0.finalize()[..8]);
-        CompileCache { dir, engine_key }
+    /// A cache for the engine of `handle` in `dir` (created on first write), or no disk cache
+    /// with `None`.
+    pub fn new(handle: &EngineHandle, dir: Option<PathBuf>) -> CompileCache {
+        CompileCache {
+            dir,
+            engine_key: handle.compatibility_key().to_string(),
+            compiling: handle.compiling_config().cloned(),
+        }
     }
 
     /// The default cache directory of commands that work outside a repository (`plugin check`,
@@ -162,8 +164,9 @@ impl CompileCache {
             return None;
         }
         // SAFETY: the artifact was written by `Component::serialize` of this cache, under a key
-        // that includes the engine's compatibility hash; wasmtime also checks the header and
-        // refuses an artifact from an incompatible engine, which we answer by recompiling. The
+        // that includes the engine's compatibility key; wasmtime also checks the header (target,
+        // compiler flags against the host, tunables, features, version) and refuses an
+        // artifact from an incompatible engine, which we answer by recompiling. The
         // cache directory belongs to the user running gaffer. The file is mapped, not copied:
         // gaffer never changes an artifact in place (it writes a new file and renames it over),
         // so a mapping stays valid; truncating a cached artifact in place while a gaffer process
@@ -196,15 +199,39 @@ impl CompileCache {
         // What an instance would create is checked before compiling: a cached artifact was
         // checked when it was compiled.
         super::shape::check(bytes)?;
-        let component = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let (component, serialized) = match &self.compiling {
+            None => (
+                Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?,
+                None,
+            ),
+            Some(config) => {
+                // A loading-only engine: compile with a compiling engine of the same
+                // configuration and load its output, checked by wasmtime like any artefact.
+                let compiler = Engine::new(config).map_err(|e| format!("{e:#}"))?;
+                let serialized = Component::new(&compiler, bytes)
+                    .and_then(|c| c.serialize())
+                    .map_err(|e| format!("{e:#}"))?;
+                // SAFETY: the bytes were serialized just now, in this process, by a compiling
+                // engine of this engine's configuration; wasmtime checks their compatibility.
+                let component = unsafe { Component::deserialize(engine, &serialized) }
+                    .map_err(|e| format!("{e:#}"))?;
+                (component, Some(serialized))
+            }
+        };
         let outcome = match &artifact {
-            Some(path) => match write_artifact(&component, path) {
-                Ok(()) => CacheOutcome::Compiled,
-                Err(e) => {
-                    tracing::warn!(artifact = %path.display(), error = %e, "cannot write the plugin cache");
-                    CacheOutcome::CompiledUncached
+            Some(path) => {
+                let written = match serialized {
+                    Some(serialized) => write_atomically(path, &serialized),
+                    None => write_artifact(&component, path),
+                };
+                match written {
+                    Ok(()) => CacheOutcome::Compiled,
+                    Err(e) => {
+                        tracing::warn!(artifact = %path.display(), error = %e, "cannot write the plugin cache");
+                        CacheOutcome::CompiledUncached
+                    }
                 }
-            },
+            }
             None => CacheOutcome::CompiledUncached,
         };
         Ok((component, outcome, content_hash))
@@ -248,4 +275,95 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::engine::{AllocatorChoice, CompilerChoice, EngineOptions, Metering};
+
+    fn options(compiler: CompilerChoice, metering: Metering) -> EngineOptions {
+        EngineOptions {
+            allocator: AllocatorChoice::OnDemand,
+            metering,
+            compiler,
+            ..EngineOptions::default()
+        }
+    }
+
+    /// A component with code in it, made from text (not by the code under test).
+    fn component() -> Vec<u8> {
+        wat::parse_str(
+            r#"(component (core module (func (export "f") (param i32) (result i32) local.get 0)))"#,
+        )
+        .expect("wat")
+    }
+
+    #[test]
+    fn an_engine_without_a_compiler_runs_what_gaffer_compiled_and_compiles_a_miss() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = component();
+        let full = EngineHandle::new(&options(CompilerChoice::InEngine, Metering::SHIPPED))
+            .expect("engine");
+        let loading = EngineHandle::new(&options(CompilerChoice::OnCacheMiss, Metering::SHIPPED))
+            .expect("engine");
+        assert_eq!(full.compatibility_key(), loading.compatibility_key());
+        // The loading-only engine cannot compile by itself.
+        assert!(Component::new(&loading.engine, &bytes).is_err());
+
+        // What the full engine compiled, the loading-only one takes from the cache.
+        let full_cache = CompileCache::new(&full, Some(dir.path().to_path_buf()));
+        let (_, outcome, _) = full_cache.load(&full.engine, &bytes).expect("compile");
+        assert_eq!(outcome, CacheOutcome::Compiled);
+        let cache = CompileCache::new(&loading, Some(dir.path().to_path_buf()));
+        let (_, outcome, _) = cache.load(&loading.engine, &bytes).expect("load");
+        assert_eq!(outcome, CacheOutcome::Hit);
+
+        // A miss: compiled by a compiling engine of the same configuration, written, then a hit.
+        let empty = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(&loading, Some(empty.path().to_path_buf()));
+        let (_, outcome, _) = cache
+            .load(&loading.engine, &bytes)
+            .expect("compile on miss");
+        assert_eq!(outcome, CacheOutcome::Compiled);
+        let (_, outcome, _) = cache.load(&loading.engine, &bytes).expect("load");
+        assert_eq!(outcome, CacheOutcome::Hit);
+        // ... and the full engine runs it too.
+        let full_cache = CompileCache::new(&full, Some(empty.path().to_path_buf()));
+        let (_, outcome, _) = full_cache.load(&full.engine, &bytes).expect("load");
+        assert_eq!(outcome, CacheOutcome::Hit);
+        // Without a disk cache, a miss still compiles.
+        let (_, outcome, _) = CompileCache::new(&loading, None)
+            .load(&loading.engine, &bytes)
+            .expect("compile uncached");
+        assert_eq!(outcome, CacheOutcome::CompiledUncached);
+    }
+
+    #[test]
+    fn an_artefact_compiled_for_other_meters_is_refused_by_an_engine_without_a_compiler() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = component();
+        let unmetered = Metering {
+            fuel: false,
+            epoch: false,
+        };
+        let other =
+            EngineHandle::new(&options(CompilerChoice::InEngine, unmetered)).expect("engine");
+        let loading = EngineHandle::new(&options(CompilerChoice::OnCacheMiss, Metering::SHIPPED))
+            .expect("engine");
+        assert_ne!(other.compatibility_key(), loading.compatibility_key());
+        // An artefact without fuel or epoch checks, put where the metered engine looks for its
+        // own: wasmtime refuses it on load and the cache compiles the component again.
+        let other_cache = CompileCache::new(&other, Some(dir.path().to_path_buf()));
+        other_cache.load(&other.engine, &bytes).expect("compile");
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let cache = CompileCache::new(&loading, Some(dir.path().to_path_buf()));
+        let planted = other_cache.artifact_path(&hash).expect("path");
+        let target = cache.artifact_path(&hash).expect("path");
+        std::fs::copy(&planted, &target).expect("copy");
+        // SAFETY: a test of the refusal; the artefact is gaffer's own.
+        assert!(unsafe { Component::deserialize_file(&loading.engine, &target) }.is_err());
+        let (_, outcome, _) = cache.load(&loading.engine, &bytes).expect("recompile");
+        assert_eq!(outcome, CacheOutcome::Compiled);
+    }
 }

@@ -1,12 +1,12 @@
 //! The process's wasmtime engine: metering configuration, the instance allocator (pooling where
 //! the machine allows it), and the epoch ticker that gives calls a wall-clock deadline.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::error::PluginError;
 use super::state::{
@@ -86,6 +86,79 @@ pub struct EngineOptions {
     /// A computing plugin yields to the async runtime after this much fuel, so that one spinning
     /// plugin cannot stop other tasks on the same runtime thread (see the starvation test).
     pub fuel_yield_interval: u64,
+    /// Whether the engine carries the compiler or compiles only on a cache miss.
+    pub compiler: CompilerChoice,
+    /// Who advances the epoch: a thread of the engine's own (`None`, ticking every
+    /// [`EngineOptions::epoch_tick`]), or a thread the process already has.
+    pub epoch_clock: Option<Arc<EpochClock>>,
+}
+
+/// An epoch clock driven by a thread the process already has, for a process that lives for one
+/// event and would otherwise start a thread just for the ticks (the hook bridge's watchdog
+/// thread drives it). The driver must call [`EpochClock::advance`] at least every
+/// [`EpochClock::tick`]; deadlines are counted in ticks of it.
+pub struct EpochClock {
+    tick: Duration,
+    engines: Mutex<Vec<EngineWeak>>,
+}
+
+impl std::fmt::Debug for EpochClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochClock")
+            .field("tick", &self.tick)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EpochClock {
+    /// A clock that its driver advances every `tick`.
+    pub fn new(tick: Duration) -> EpochClock {
+        EpochClock {
+            tick,
+            engines: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// How often the driver advances it.
+    pub fn tick(&self) -> Duration {
+        self.tick
+    }
+
+    /// Advance the epoch of every engine built on this clock that is still alive.
+    pub fn advance(&self) {
+        let mut engines = match self.engines.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        engines.retain(|weak| match weak.upgrade() {
+            Some(engine) => {
+                engine.increment_epoch();
+                true
+            }
+            None => false,
+        });
+    }
+
+    fn register(&self, engine: &Engine) {
+        let mut engines = match self.engines.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        engines.push(engine.weak());
+    }
+}
+
+/// Whether the engine is built with Cranelift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompilerChoice {
+    /// The engine compiles (the default: a long-lived process loads many plugins).
+    InEngine,
+    /// The engine runs precompiled code only, from the disk cache; a miss builds a compiling
+    /// engine of the same configuration just for that component (see
+    /// [`EngineHandle::compiling_config`]). For a process that lives for one event (the hook
+    /// bridge), where building Cranelift's target description is a noticeable part of the run
+    /// and a miss happens once per component.
+    OnCacheMiss,
 }
 
 impl Default for EngineOptions {
@@ -99,6 +172,8 @@ impl Default for EngineOptions {
             // thread less often in a long run.
             epoch_tick: Duration::from_millis(5),
             fuel_yield_interval: 10_000_000,
+            compiler: CompilerChoice::InEngine,
+            epoch_clock: None,
         }
     }
 }
@@ -160,7 +235,18 @@ pub struct EngineHandle {
     pub allocator: AllocatorKind,
     /// Why pooling is not in use, when it was tried and refused.
     pub pooling_refused: Option<String>,
-    ticker: Option<EpochTicker>,
+    /// With [`CompilerChoice::OnCacheMiss`]: the configuration a compiling engine is built from
+    /// when a component is not in the cache.
+    compiling_config: Option<Config>,
+    /// The compiled-code compatibility key (see [`EngineHandle::compatibility_key`]).
+    compatibility_key: String,
+    ticker: Option<Ticker>,
+}
+
+/// What advances an engine's epoch.
+enum Ticker {
+    Own(EpochTicker),
+    Shared(Arc<EpochClock>),
 }
 
 impl EngineHandle {
@@ -172,14 +258,22 @@ impl EngineHandle {
             function: "engine",
             reason,
         };
-        let try_pooling = || -> Result<Engine, String> {
+        let loads_only = options.compiler == CompilerChoice::OnCacheMiss;
+        let base = || {
             let mut config = base_config(options);
+            if loads_only {
+                config.enable_compiler(false);
+            }
+            config
+        };
+        let try_pooling = || -> Result<Engine, String> {
+            let mut config = base();
             config
                 .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(options)));
             Engine::new(&config).map_err(|e| format!("{e:#}"))
         };
         let on_demand = || -> Result<Engine, PluginError> {
-            let mut config = base_config(options);
+            let mut config = base();
             config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
             Engine::new(&config).map_err(|e| host_err(format!("{e:#}")))
         };
@@ -208,22 +302,89 @@ impl EngineHandle {
                 tracing::info!("plugin runtime: on-demand instance allocator (as configured)")
             }
         }
-        let ticker = options
-            .metering
-            .epoch
-            .then(|| EpochTicker::start(&engine, options.epoch_tick));
+        // The compiling side of a loading-only engine: on-demand instances (it never
+        // instantiates), the rest as configured.
+        let compiling_config = loads_only.then(|| {
+            let mut config = base_config(options);
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            config
+        });
+        let compatibility_key = if loads_only {
+            compatibility_key(&engine)
+        } else {
+            // The key of this configuration's loading-only twin, so that an engine with the
+            // compiler and one without share the cache (see `compatibility_key`).
+            let mut config = base_config(options);
+            config
+                .enable_compiler(false)
+                .allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            compatibility_key(&Engine::new(&config).map_err(|e| host_err(format!("{e:#}")))?)
+        };
+        let ticker = options.metering.epoch.then(|| match &options.epoch_clock {
+            Some(clock) => {
+                clock.register(&engine);
+                Ticker::Shared(Arc::clone(clock))
+            }
+            None => Ticker::Own(EpochTicker::start(&engine, options.epoch_tick)),
+        });
         Ok(EngineHandle {
             engine,
             allocator,
             pooling_refused,
+            compiling_config,
+            compatibility_key,
             ticker,
         })
     }
 
+    /// The key of the code this engine can run, for the disk cache's file names: a hash of what
+    /// wasmtime checks an artefact against besides the compiler's flags (tunables — fuel,
+    /// epoch, memory layout —, wasm features, wasmtime's version), the same for an engine with
+    /// the compiler and one without, so that the hook bridge's loading-only engine finds what
+    /// `gaffer` compiled. The compiler's flags (target, CPU features) are left out of the key
+    /// because an engine without a compiler cannot know them; they are the host's own for every
+    /// gaffer engine, and wasmtime still checks them against the host on every load (an
+    /// artefact for other flags is refused and recompiled).
+    pub fn compatibility_key(&self) -> &str {
+        &self.compatibility_key
+    }
+
+    /// The configuration of an engine that compiles what this engine runs: `None` when this
+    /// engine compiles itself; with [`CompilerChoice::OnCacheMiss`], this engine's
+    /// configuration with Cranelift, whose serialized output this engine loads.
+    pub fn compiling_config(&self) -> Option<&Config> {
+        self.compiling_config.as_ref()
+    }
+
     /// The epoch tick, when epoch interruption is on.
     pub fn epoch_tick(&self) -> Option<Duration> {
-        self.ticker.as_ref().map(|t| t.tick)
+        self.ticker.as_ref().map(|t| match t {
+            Ticker::Own(own) => own.tick,
+            Ticker::Shared(clock) => clock.tick,
+        })
     }
+}
+
+/// Hex of SHA-256 over `engine`'s `precompile_compatibility_hash` (first 8 bytes).
+fn compatibility_key(engine: &Engine) -> String {
+    use sha2::{Digest, Sha256};
+    use std::hash::{Hash, Hasher};
+    /// `std::hash::Hasher` over SHA-256, to turn the engine's `impl Hash` into a stable key.
+    struct Sha256Hasher(Sha256);
+    impl Hasher for Sha256Hasher {
+        fn finish(&self) -> u64 {
+            let digest = self.0.clone().finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            u64::from_le_bytes(first)
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
 }
 
 /// A thread that advances the engine's epoch every tick, so that deadlines can be counted in
@@ -267,5 +428,56 @@ impl Drop for EpochTicker {
             thread.thread().unpark();
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loop under a deadline of two ticks of a shared clock stops once its driver has advanced
+    /// it twice (with no ticker thread of the engine's own), and not by running out of fuel.
+    #[tokio::test]
+    async fn an_engine_on_a_shared_clock_stops_a_loop_when_its_driver_ticks() {
+        let tick = Duration::from_millis(5);
+        let clock = Arc::new(EpochClock::new(tick));
+        let handle = EngineHandle::new(&EngineOptions {
+            allocator: AllocatorChoice::OnDemand,
+            epoch_clock: Some(Arc::clone(&clock)),
+            ..EngineOptions::default()
+        })
+        .expect("engine");
+        assert_eq!(handle.epoch_tick(), Some(tick));
+        let wasm = wat::parse_str(r#"(module (func (export "spin") (loop br 0)))"#).expect("wat");
+        let module = wasmtime::Module::new(&handle.engine, &wasm).expect("module");
+        let mut store = wasmtime::Store::new(&handle.engine, ());
+        // Fuel enough for seconds of spinning: the deadline must come first.
+        store.set_fuel(20_000_000_000).expect("fuel");
+        store.set_epoch_deadline(2);
+        store.epoch_deadline_trap();
+        let instance = wasmtime::Instance::new_async(&mut store, &module, &[])
+            .await
+            .expect("instance");
+        let spin = instance
+            .get_typed_func::<(), ()>(&mut store, "spin")
+            .expect("export");
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    clock.advance();
+                }
+            })
+        };
+        let error = spin.call_async(&mut store, ()).await.expect_err("stopped");
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("driver");
+        assert_eq!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(&wasmtime::Trap::Interrupt),
+            "{error:#}"
+        );
     }
 }

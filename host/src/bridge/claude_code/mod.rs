@@ -20,6 +20,7 @@ pub mod tools;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -30,6 +31,7 @@ use self::tools::{BridgeSettings, Change, Tool};
 use crate::config::ConfigFile;
 use crate::confined::{Access, OpenError, open_regular};
 use crate::plugin::chain::{diff_denials, edit_denials, pre_tool_chain};
+use crate::plugin::engine::{CompilerChoice, EpochClock};
 use crate::plugin::types::{FileEdit, HookDecision, Task, ToolCall};
 use crate::plugin::{
     AllocatorChoice, CallContext, EngineOptions, Plugin, PluginRuntime, PluginSpecs,
@@ -194,8 +196,14 @@ pub struct Bridge {
 impl Bridge {
     /// Load the configuration at `config` and its hooks; `root` is the tree the agent works in
     /// (an attempt's worktree), by default the configuration's directory. The policy files are
-    /// named relative to the configuration's directory, which the worktree mirrors.
-    pub fn load(config: &Path, root: Option<&Path>) -> Result<Bridge, String> {
+    /// named relative to the configuration's directory, which the worktree mirrors. `epoch`
+    /// drives the hooks' deadlines (the bridge's watchdog thread ticks it); `None` gives the
+    /// engine a ticker thread of its own.
+    pub fn load(
+        config: &Path,
+        root: Option<&Path>,
+        epoch: Option<Arc<EpochClock>>,
+    ) -> Result<Bridge, String> {
         let file = ConfigFile::load(config).map_err(|e| e.to_string())?;
         let specs = file
             .resolve(|s, dir| PluginSpecs::from_config(&s.plugins, dir))
@@ -219,11 +227,17 @@ impl Bridge {
         let mut hooks = Vec::new();
         if !specs.hooks.is_empty() {
             // One event per process: instances on demand (no pool to reserve), compiled code
-            // from the disk cache.
+            // from the disk cache run by an engine without Cranelift (a miss compiles once,
+            // with a compiling engine of the same configuration), the epoch ticked by the
+            // watchdog's thread rather than a thread of its own.
+            let defaults = EngineOptions::default();
             let runtime = PluginRuntime::builder()
                 .options(EngineOptions {
                     allocator: AllocatorChoice::OnDemand,
-                    ..EngineOptions::default()
+                    compiler: CompilerChoice::OnCacheMiss,
+                    epoch_tick: epoch.as_ref().map_or(defaults.epoch_tick, |c| c.tick()),
+                    epoch_clock: epoch,
+                    ..defaults
                 })
                 .cache_dir(Some(Project::at(&project, config).plugin_cache_dir()))
                 .build()
@@ -699,23 +713,32 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bridge's own deadline, on a thread of its own, so that a hook or a read stuck where no
 /// await returns cannot outlast it: past the limit (counted from the start), exit status 2.
+/// The same thread ticks the hooks' epoch clock (their per-call deadlines), so that a process
+/// that lives for one event starts one helper thread, not two.
 struct Watchdog {
-    limit_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    limit_ms: Arc<std::sync::atomic::AtomicU64>,
+    clock: Arc<EpochClock>,
     thread: Option<std::thread::Thread>,
 }
 
 impl Watchdog {
     fn start(limit: Duration) -> Watchdog {
         use std::sync::atomic::Ordering;
-        let limit_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(millis(limit)));
-        let shared = std::sync::Arc::clone(&limit_ms);
-        let started = std::time::Instant::now();
+        use std::time::Instant;
+        let limit_ms = Arc::new(std::sync::atomic::AtomicU64::new(millis(limit)));
+        let clock = Arc::new(EpochClock::new(EngineOptions::default().epoch_tick));
+        let shared = Arc::clone(&limit_ms);
+        let ticked = Arc::clone(&clock);
+        let started = Instant::now();
         let thread = std::thread::Builder::new()
             .name("gaffer-bridge-timeout".to_string())
             .spawn(move || {
+                let tick = ticked.tick();
+                let mut next_tick = started + tick;
                 loop {
+                    let now = Instant::now();
                     let limit = Duration::from_millis(shared.load(Ordering::Relaxed));
-                    let elapsed = started.elapsed();
+                    let elapsed = now.duration_since(started);
                     if elapsed >= limit {
                         eprintln!(
                             "gaffer (fail closed): no decision within {} s; denied",
@@ -723,12 +746,24 @@ impl Watchdog {
                         );
                         std::process::exit(2);
                     }
-                    std::thread::park_timeout(limit - elapsed);
+                    if now >= next_tick {
+                        ticked.advance();
+                        next_tick += tick;
+                        if next_tick <= now {
+                            next_tick = now + tick;
+                        }
+                    }
+                    // Woken early by `set`, it only recomputes; the epoch advances per tick.
+                    std::thread::park_timeout((limit - elapsed).min(next_tick - now));
                 }
             })
             .ok()
             .map(|handle| handle.thread().clone());
-        Watchdog { limit_ms, thread }
+        Watchdog {
+            limit_ms,
+            clock,
+            thread,
+        }
     }
 
     /// The limit the configuration sets, from the start.
@@ -738,6 +773,12 @@ impl Watchdog {
         if let Some(thread) = &self.thread {
             thread.unpark();
         }
+    }
+
+    /// The epoch clock this thread ticks, when the thread runs (else the engine needs a ticker
+    /// of its own).
+    fn clock(&self) -> Option<Arc<EpochClock>> {
+        self.thread.as_ref().map(|_| Arc::clone(&self.clock))
     }
 }
 
@@ -750,17 +791,26 @@ fn millis(d: Duration) -> u64 {
 /// configuration, a plugin that does not load, input it cannot read, a panic, its own timeout
 /// — exits with status 2.
 pub async fn run(config: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
+    ExitCode::from(answer(config, root).await)
+}
+
+/// [`run`], returning the exit status as a number, for a caller that ends the process with
+/// [`std::process::exit`] as soon as the answer is out (`gaffer-hook`). The answer is written
+/// and flushed before it returns; the bridge and its engine are left for the exit to reclaim
+/// rather than taken apart piece by piece.
+pub async fn answer(config: Option<PathBuf>, root: Option<PathBuf>) -> u8 {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("gaffer (fail closed): internal error: {info}; denied");
         std::process::exit(2);
     }));
     let watchdog = Watchdog::start(STARTUP_TIMEOUT);
     let bridge = match config_path(config.as_deref())
-        .and_then(|path| Bridge::load(&path, root.as_deref()))
+        .and_then(|path| Bridge::load(&path, root.as_deref(), watchdog.clock()))
     {
         Ok(bridge) => bridge,
         Err(reason) => return fail_closed(&reason),
     };
+    let bridge = std::mem::ManuallyDrop::new(bridge);
     watchdog.set(bridge.timeout());
     let mut text = String::new();
     let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut text);
@@ -778,7 +828,7 @@ pub async fn run(config: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
     };
     if let Answer::Refuse(reason) = &answer {
         eprintln!("{reason}; denied");
-        return ExitCode::from(2);
+        return 2;
     }
     if let Some(json) = answer.to_json() {
         let mut out = std::io::stdout().lock();
@@ -786,14 +836,14 @@ pub async fn run(config: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
             return fail_closed(&format!("cannot write the answer: {e}"));
         }
     }
-    ExitCode::SUCCESS
+    0
 }
 
 /// What the bridge cannot decide on: exit status 2 with the reason on stderr, the documented
 /// way to block without JSON.
-fn fail_closed(reason: &str) -> ExitCode {
+fn fail_closed(reason: &str) -> u8 {
     eprintln!("gaffer (fail closed): {reason}; denied");
-    ExitCode::from(2)
+    2
 }
 
 #[cfg(test)]

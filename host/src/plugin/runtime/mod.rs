@@ -69,7 +69,7 @@ impl RuntimeBuilder {
         };
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
         since_v0_1_0::add_to_linker(&mut linker).map_err(link_err)?;
-        let cache = CompileCache::new(&handle.engine, self.cache_dir);
+        let cache = CompileCache::new(&handle, self.cache_dir);
         Ok(PluginRuntime {
             inner: Arc::new(Inner {
                 handle,
