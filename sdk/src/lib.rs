@@ -143,6 +143,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod bindings;
 pub mod glob;
 pub mod host;

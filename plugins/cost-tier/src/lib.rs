@@ -46,6 +46,11 @@ impl gaffer_sdk::Router for CostTier {
 #[cfg(feature = "export")]
 gaffer_sdk::export_router!(CostTier);
 
+// A call allocates a few KiB in a fresh instance: bump allocation, no allocator set-up per call.
+#[cfg(all(feature = "export", target_arch = "wasm32"))]
+#[global_allocator]
+static ALLOC: gaffer_sdk::alloc::BumpAlloc = gaffer_sdk::alloc::BumpAlloc::new();
+
 /// The router's configuration (the `config` table of `[plugins.router]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
