@@ -330,6 +330,22 @@ mod tests {
         (first, snapshot)
     }
 
+    /// The worktree of the next attempt (`T-2-a1` on `main`), from `first` vouched for as
+    /// exactly `clean_at`.
+    fn next_attempt(repo: &Repo, parent: &Path, first: &Worktree, clean_at: &str) -> Worktree {
+        let vouched = Worktree {
+            clean_at: Some(clean_at.to_string()),
+            ..first.clone()
+        };
+        repo.prepare_worktree(
+            Some(vouched),
+            &parent.join("T-2-a1"),
+            "gaffer/T-2/a1",
+            "main",
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_spare_vouched_for_at_the_new_base_only_changes_branch() {
         let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
@@ -337,19 +353,7 @@ mod tests {
         let (first, snapshot) = landed_attempt(&repo, &parent);
         let index = first.git_dir.join("index");
         let index_before = std::fs::metadata(&index).unwrap().modified().unwrap();
-        let vouched = Worktree {
-            clean_at: Some(snapshot.clone()),
-            ..first.clone()
-        };
-
-        let second = repo
-            .prepare_worktree(
-                Some(vouched),
-                &parent.join("T-2-a1"),
-                "gaffer/T-2/a1",
-                "main",
-            )
-            .unwrap();
+        let second = next_attempt(&repo, &parent, &first, &snapshot);
         // No checkout: the index was not rewritten.
         assert_eq!(
             std::fs::metadata(&index).unwrap().modified().unwrap(),
@@ -383,19 +387,7 @@ mod tests {
         sh(repo.root(), &["commit", "-q", "-m", "moved"]);
         write(&first.path.join("canary.txt"), "canary\n");
         write(&first.path.join("feature.txt"), "changed\n");
-        let vouched = Worktree {
-            clean_at: Some(snapshot),
-            ..first.clone()
-        };
-
-        let second = repo
-            .prepare_worktree(
-                Some(vouched),
-                &parent.join("T-2-a1"),
-                "gaffer/T-2/a1",
-                "main",
-            )
-            .unwrap();
+        let second = next_attempt(&repo, &parent, &first, &snapshot);
         assert_eq!(second.base, tracked(&repo));
         assert!(!second.path.join("canary.txt").exists());
         assert_eq!(read(&second.path.join("feature.txt")), "feature\n");
