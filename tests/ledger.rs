@@ -7,6 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use gaffer::ledger::{
     CallTry, Caps, Ledger, LedgerError, MicroUsd, Prices, TokenCounts, WorstCase,
 };
 use gaffer::store::{
-    CapLevel, CapLimit, Phase, Role, RowScope, RowState, SqliteStore, Stage, StoreError,
-    owner_is_alive,
+    CapLevel, CapLimit, LedgerStore, Phase, Role, RowScope, RowState, SqliteStore, Stage,
+    StoreError, owner_is_alive, without_waiting,
 };
 use support::backends::{Backend, open_location};
 
@@ -875,7 +876,133 @@ fn hosts_opening_a_new_store_at_once_migrate_it_once(backend: Backend) {
     assert_eq!(db.open().rows().unwrap().len(), 6);
     if backend == Backend::Postgres {
         let name = database_name(&db.location);
-        let version = support::postgres::server().psql(&name, "SELECT version FROM gaffer_schema");
-        assert_eq!(version.trim(), "1");
+        let server = support::postgres::server();
+        let version = server.psql(&name, "SELECT version FROM gaffer_schema");
+        assert_eq!(version.trim(), "2");
+        let indexes = server.psql(
+            &name,
+            "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'ledger'",
+        );
+        assert_eq!(indexes.trim(), "ledger_open,ledger_pkey,ledger_task");
     }
+}
+
+/// A model call's ledger writes run on the caller's thread when they can (the hand-off to
+/// the blocking pool cost more than the writes), but never wait there: while another process
+/// holds SQLite's write lock, the store, asked not to wait, refuses and writes nothing, and the
+/// ledger's reservation waits for the lock off the runtime, whose other tasks go on meanwhile.
+#[test]
+fn a_ledger_write_that_must_wait_for_another_process_waits_off_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gaffer.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    // Another process's transaction: a connection of its own, holding the write lock.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let refused = without_waiting(|| {
+        store.try_reserve_sent(&scope("T-1", 1), CallTry::FIRST, MicroUsd(1_000), &[])
+    });
+    assert!(matches!(refused, Err(StoreError::WouldWait)), "{refused:?}");
+    assert!(store.rows().unwrap().is_empty(), "a refused write wrote");
+
+    let ledger = Ledger::new(store.clone(), Caps::default());
+    let ticks = Arc::new(AtomicUsize::new(0));
+    // The other process commits once this runtime's other task has ticked five times, which
+    // it can only do if the waiting reservation leaves the runtime's one thread free (after
+    // 20 s it commits anyway, and the count below fails the test).
+    let holder = {
+        let ticks = Arc::clone(&ticks);
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            while ticks.load(Ordering::SeqCst) < 5 && started.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other.execute_batch("COMMIT").unwrap();
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let worst = WorstCase::Amount(MicroUsd(1_000));
+    let reserved = runtime.block_on(async {
+        let ticker = {
+            let ticks = Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let reserved = ledger
+            .reserve_sent(&scope("T-1", 1), CallTry::FIRST, worst, None)
+            .await;
+        ticker.abort();
+        reserved
+    });
+    holder.join().unwrap();
+    let reserved = reserved.unwrap();
+    assert!(
+        ticks.load(Ordering::SeqCst) >= 5,
+        "the runtime stood still while the write waited"
+    );
+    let rows = store.rows().unwrap();
+    assert_eq!(
+        (rows.len(), rows[0].id, rows[0].state, rows[0].reserved),
+        (1, reserved.id.0, RowState::Sent, MicroUsd(1_000))
+    );
+}
+
+/// The other half: with no other writer, a call's reservation and settlement need no thread of
+/// the blocking pool. Its only thread is kept busy until the call's writes are done, so a write
+/// sent there would wait for it, and the call would time out.
+#[test]
+fn an_uncontended_call_books_without_the_blocking_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
+    let ledger = Ledger::new(store.clone(), Caps::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let booked = runtime.block_on(async {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let occupant = tokio::task::spawn_blocking(move || {
+            let _ = started.send(());
+            let _ = released.recv_timeout(Duration::from_secs(30));
+        });
+        has_started.await.unwrap();
+        let call = async {
+            let worst = WorstCase::Amount(MicroUsd(5_000));
+            let reservation = ledger
+                .reserve_sent(&scope("T-1", 1), CallTry::FIRST, worst, None)
+                .await?;
+            ledger
+                .settle_amount(
+                    &reservation,
+                    MicroUsd(3_000),
+                    TokenCounts::default(),
+                    Duration::from_millis(7),
+                    "ok",
+                )
+                .await
+        };
+        let booked = tokio::time::timeout(Duration::from_secs(10), call).await;
+        release.send(()).unwrap();
+        occupant.await.unwrap();
+        booked
+    });
+    let settled = booked
+        .expect("the call's writes waited for the blocking pool")
+        .unwrap();
+    assert_eq!(settled.charged, MicroUsd(3_000));
+    let rows = store.rows().unwrap();
+    assert_eq!(
+        (rows.len(), rows[0].state, rows[0].charged, rows[0].wall_ms),
+        (1, RowState::Settled, MicroUsd(3_000), 7)
+    );
 }

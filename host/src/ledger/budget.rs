@@ -11,7 +11,7 @@ use crate::config::Invalid;
 use crate::config::schema::{BudgetSection, ModelSection};
 use crate::store::{
     CallTry, CapLevel, CapLimit, LedgerRow, LedgerStore, MicroUsd, Prices, Recovery, ReservationId,
-    RowScope, Settled, Settlement, StoreError, TokenCounts, off_runtime,
+    RowScope, Settled, Settlement, StoreError, TokenCounts, at_once_or_off_runtime, off_runtime,
 };
 
 /// The money caps of a configuration; every level is optional.
@@ -215,6 +215,19 @@ impl Ledger {
         off_runtime(move || operation(store.as_ref())).await
     }
 
+    /// Run one of a model call's short writes (reserve, mark sent, settle, release) on this
+    /// thread when the store can do it without waiting, else off the runtime: a call makes two
+    /// of them, and the hand-off to the blocking pool costs more than the writes (see
+    /// [`at_once_or_off_runtime`]).
+    async fn on_store_at_once<T: Send + 'static>(
+        &self,
+        operation: impl Fn(&dyn LedgerStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = Arc::clone(&self.store);
+        let at_once = store.can_refuse_to_wait();
+        at_once_or_off_runtime(at_once, move || operation(store.as_ref())).await
+    }
+
     /// Spent and reserved against the cap at `level` for a call in `scope` (what the caps see).
     pub async fn spent(&self, level: CapLevel, scope: &RowScope) -> Result<MicroUsd, StoreError> {
         let scope = scope.clone();
@@ -299,7 +312,7 @@ impl Ledger {
         };
         let owned = scope.clone();
         match self
-            .on_store(move |store| {
+            .on_store_at_once(move |store| {
                 if sent {
                     store.try_reserve_sent(&owned, call, amount, &limits)
                 } else {
@@ -330,13 +343,17 @@ impl Ledger {
     /// Mark a reservation as sent: from now on a crash charges it.
     pub async fn mark_sent(&self, reservation: &Reservation) -> Result<(), LedgerError> {
         let id = reservation.id;
-        Ok(self.on_store(move |store| store.mark_sent(id)).await?)
+        Ok(self
+            .on_store_at_once(move |store| store.mark_sent(id))
+            .await?)
     }
 
     /// Release a reservation whose request was never sent.
     pub async fn release(&self, reservation: &Reservation) -> Result<(), LedgerError> {
         let id = reservation.id;
-        Ok(self.on_store(move |store| store.release(id)).await?)
+        Ok(self
+            .on_store_at_once(move |store| store.release(id))
+            .await?)
     }
 
     /// Release a sent try that the provider certainly did not bill: the row stays with its
@@ -351,7 +368,7 @@ impl Ledger {
         let wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
         let outcome = outcome.to_string();
         Ok(self
-            .on_store(move |store| store.release_unbilled(id, wall_ms, &outcome))
+            .on_store_at_once(move |store| store.release_unbilled(id, wall_ms, &outcome))
             .await?)
     }
 
@@ -401,7 +418,7 @@ impl Ledger {
     ) -> Result<Settled, LedgerError> {
         let id = reservation.id;
         Ok(self
-            .on_store(move |store| store.settle(id, &settlement))
+            .on_store_at_once(move |store| store.settle(id, &settlement))
             .await?)
     }
 }

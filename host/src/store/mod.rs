@@ -13,7 +13,7 @@ pub mod vocabulary;
 
 use std::time::Duration;
 
-pub use blocking::{AsyncBacklog, off_runtime};
+pub use blocking::{AsyncBacklog, at_once_or_off_runtime, off_runtime, without_waiting};
 pub use owner::{owner_is_alive, this_process_owner};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -243,6 +243,10 @@ pub enum StoreError {
     /// The database itself failed; names the file.
     #[error("store {path}: {reason}")]
     Database { path: String, reason: String },
+    /// The operation would have waited (for a lock or a flush) inside [`without_waiting`],
+    /// and was refused with nothing changed: the caller runs it again where it may wait.
+    #[error("the store would have had to wait, and was asked not to")]
+    WouldWait,
 }
 
 /// The ledger's operations on a store. Each one is atomic: a reservation is checked against
@@ -317,6 +321,14 @@ pub trait LedgerStore: Send + Sync {
     /// Today (`YYYY-MM-DD`) and this month (`YYYY-MM`) by the store's clock, UTC: the day and
     /// month new rows get and the day and month caps count.
     fn today(&self) -> Result<(String, String), StoreError>;
+    /// Whether this store honours [`without_waiting`]: an operation run inside it either
+    /// finishes without waiting for another writer, the network or a flush to disk, or is
+    /// refused with [`StoreError::WouldWait`] having changed nothing. Then the ledger runs its
+    /// short writes on the caller's thread (see [`at_once_or_off_runtime`]). A store reached
+    /// over the network cannot, and keeps the default.
+    fn can_refuse_to_wait(&self) -> bool {
+        false
+    }
 }
 
 /// A task to add to the backlog.

@@ -493,6 +493,12 @@ impl LedgerStore for SqliteStore {
     fn today(&self) -> Result<(String, String), StoreError> {
         self.with_conn(|conn| today(conn).map_err(|e| self.db_err(e)))
     }
+
+    /// A local file: a write either gets the lock at once or is refused (see
+    /// `SqliteStore::write`).
+    fn can_refuse_to_wait(&self) -> bool {
+        true
+    }
 }
 
 impl SqliteStore {

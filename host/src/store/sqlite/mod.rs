@@ -7,11 +7,13 @@ mod ledger;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::blocking::may_wait;
 use super::{StoreError, this_process_owner};
 
 /// The store's clock in unix milliseconds, as SQL.
@@ -22,12 +24,40 @@ const STATEMENT_CACHE: usize = 64;
 
 /// WAL pages after which a commit checkpoints the WAL into the database file (SQLite's default:
 /// 1 000). A checkpoint ends in two `fsync`s, which the committing call waits for: a metered
-/// call writes some twenty pages (its row, six indexes, its totals, twice), so at the default
+/// call wrote some twenty pages (its row, six indexes, its totals, twice; two indexes since schema 11), so at the default
 /// every fortieth call or so paid for a checkpoint, and on this VM the gateway bench spent
 /// about an eighth of its time in `fsync` (230 in 5 s; 11 at this setting). The price is a WAL
 /// file of up to about 40 MB between checkpoints; durability is unchanged (WAL with
 /// `synchronous = NORMAL`).
-const WAL_AUTOCHECKPOINT: i64 = 10_000;
+///
+/// The connection's WAL hook does what SQLite's automatic checkpoint would, except on a thread
+/// that must not wait ([`super::without_waiting`]): there a write is refused once the WAL is
+/// this long, and the next write that may wait checkpoints.
+const WAL_AUTOCHECKPOINT: i32 = 10_000;
+
+/// How long a write waits for another process's transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection's busy handler: wait for another process's transaction as SQLite's own
+/// `busy_timeout` would (sleeps growing from 1 ms to 100 ms, for at most [`BUSY_TIMEOUT`]),
+/// except on a thread that must not wait ([`super::without_waiting`]), which is refused at
+/// once. `waits` is how many times it was called before for the same lock.
+fn wait_while_busy(waits: i32) -> bool {
+    const SLEEPS_MS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+    if !may_wait() {
+        return false;
+    }
+    let waits = usize::try_from(waits).unwrap_or(0);
+    let slept_ms: u64 = SLEEPS_MS.iter().take(waits).sum::<u64>()
+        + 100 * waits.saturating_sub(SLEEPS_MS.len()) as u64;
+    let budget_ms = u64::try_from(BUSY_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+    if slept_ms >= budget_ms {
+        return false;
+    }
+    let next_ms = SLEEPS_MS.get(waits).copied().unwrap_or(100);
+    std::thread::sleep(Duration::from_millis(next_ms.min(budget_ms - slept_ms)));
+    true
+}
 
 /// How long opening waits for other processes creating the same file.
 const OPEN_PATIENCE: Duration = Duration::from_secs(30);
@@ -59,6 +89,8 @@ pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
     owner: String,
+    /// Pages in the WAL after this connection's last commit (from its WAL hook).
+    wal_pages: Arc<AtomicI32>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -79,7 +111,7 @@ impl SqliteStore {
             reason,
         };
         let mut conn = Connection::open(&path).map_err(|e| db_err(e.to_string()))?;
-        conn.busy_timeout(Duration::from_secs(30))
+        conn.busy_handler(Some(wait_while_busy))
             .map_err(|e| db_err(e.to_string()))?;
         // Switching a new file to WAL and migrating it take locks that SQLite refuses at once
         // (not after the busy timeout) while another process does the same: hosts starting
@@ -91,8 +123,20 @@ impl SqliteStore {
         // The ledger's statements are prepared once per connection and kept (compiling one
         // costs more than running it): room for all of them, and the backlog's.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
-            .map_err(|e| db_err(e.to_string()))?;
+        let wal_pages = Arc::new(AtomicI32::new(0));
+        let pages_seen = Arc::clone(&wal_pages);
+        conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+            pages_seen.store(pages, Ordering::Relaxed);
+            if pages >= WAL_AUTOCHECKPOINT && may_wait() {
+                // As SQLite's own hook: a passive checkpoint, its failure (another connection
+                // checkpointing) no concern of the commit, which has happened.
+                if let Err(e) = wal.checkpoint() {
+                    tracing::debug!("WAL checkpoint deferred: {e}");
+                }
+            }
+            Ok(())
+        }))
+        .map_err(|e| db_err(e.to_string()))?;
         retry_while_busy(|| match schema::migrate(&mut conn) {
             Err(schema::MigrationError::Sqlite(e)) => Err(e),
             Err(schema::MigrationError::Failed { source, .. }) if is_busy(&source) => Err(source),
@@ -104,6 +148,7 @@ impl SqliteStore {
             path,
             conn: Mutex::new(conn),
             owner: this_process_owner(),
+            wal_pages,
         })
     }
 
@@ -127,28 +172,96 @@ impl SqliteStore {
 
     /// Run `f` in one `BEGIN IMMEDIATE` transaction and commit: every state change goes through
     /// here, so writers from several processes are serialised and nothing is half-done.
+    ///
+    /// On a thread that must not wait ([`super::without_waiting`]) the write is refused
+    /// ([`StoreError::WouldWait`], nothing written) when another process holds the write lock
+    /// or the WAL is due for a checkpoint.
     fn write<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let waits = may_wait();
+        if !waits && self.wal_pages.load(Ordering::Relaxed) >= WAL_AUTOCHECKPOINT {
+            return Err(StoreError::WouldWait);
+        }
         self.with_conn(|conn| {
+            // Refused for a lock (the busy handler does not wait on such a thread): nothing
+            // was written, as the transaction never began.
+            let refused = |e: rusqlite::Error| match e {
+                e if !waits && is_busy(&e) => StoreError::WouldWait,
+                e => self.db_err(e),
+            };
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.db_err(e))?;
+                .map_err(refused)?;
             let value = f(&tx)?;
             tx.commit().map_err(|e| self.db_err(e))?;
             Ok(value)
         })
     }
 
+    /// Run `f` on the connection; on a thread that must not wait, refused when another thread
+    /// of this process holds it.
     fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut guard = match self.conn.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+        let mut guard = if may_wait() {
+            match self.conn.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            }
+        } else {
+            match self.conn.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return Err(StoreError::WouldWait),
+            }
         };
         f(&mut guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CallTry, LedgerStore, MicroUsd, Role, RowScope, Stage, without_waiting};
+
+    fn reserve(store: &SqliteStore) -> Result<crate::store::Reserved, StoreError> {
+        let scope = RowScope::attempt("run", "T-1", 1, Stage::Implement, Role::Agent);
+        store.try_reserve_sent(&scope, CallTry::FIRST, MicroUsd(1_000), &[])
+    }
+
+    /// A checkpoint flushes to disk, which a thread that must not wait does not do: once the
+    /// WAL is due for one, such a thread's write is refused, and the next write that may wait
+    /// checkpoints (after which the WAL starts again from its beginning).
+    #[test]
+    fn a_due_checkpoint_is_left_to_a_write_that_may_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("gaffer.db")).unwrap();
+        reserve(&store).unwrap();
+        let small = store.wal_pages.load(Ordering::Relaxed);
+        assert!(0 < small && small < 100, "{small} pages after one write");
+        // 45 MB in one commit: some 11 000 pages of 4 KiB, past the checkpoint's mark.
+        store
+            .write(|tx| {
+                tx.execute_batch(
+                    "CREATE TABLE filler (b BLOB); INSERT INTO filler VALUES (zeroblob(45000000));",
+                )
+                .map_err(|e| store.db_err(e))
+            })
+            .unwrap();
+        let due = store.wal_pages.load(Ordering::Relaxed);
+        assert!(due >= WAL_AUTOCHECKPOINT, "{due} pages after 45 MB");
+
+        let refused = without_waiting(|| reserve(&store));
+        assert!(matches!(refused, Err(StoreError::WouldWait)), "{refused:?}");
+        assert_eq!(store.rows().unwrap().len(), 1, "a refused write wrote");
+
+        reserve(&store).unwrap();
+        let after = store.wal_pages.load(Ordering::Relaxed);
+        assert!(after < 100, "the WAL was not checkpointed: {after} pages");
+        without_waiting(|| reserve(&store)).unwrap();
+        assert_eq!(store.rows().unwrap().len(), 3);
     }
 }

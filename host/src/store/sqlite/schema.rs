@@ -137,6 +137,12 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL,
         has_left INTEGER NOT NULL DEFAULT 0
     );",
+    // 11: the ledger's indexes that no query uses: every call's row paid to keep them (a page
+    // each in the WAL per reservation). Reports read whole tables; caps read `cap_totals`.
+    "DROP INDEX IF EXISTS ledger_run;
+    DROP INDEX IF EXISTS ledger_day;
+    DROP INDEX IF EXISTS ledger_month;
+    DROP INDEX IF EXISTS ledger_call;",
 ];
 
 /// Migration 7: the attempts' rejection cause, its names checked like the vocabulary of
