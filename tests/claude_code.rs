@@ -918,3 +918,58 @@ fn the_printed_settings_install_a_hook_the_agent_cannot_steer() {
         assert!(text.contains("deny") || text.contains("block"), "{text}");
     }
 }
+
+/// A hook that never answers is stopped by its own deadline: the call is denied naming the
+/// hook, long before the bridge's own limit, and its fuel (set far out of reach) plays no part.
+/// Meanwhile the bridge's timer signal lands some sixty times in the spinning WebAssembly
+/// (every 5 ms for 300 ms), which must not disturb it. Both binaries.
+#[test]
+fn a_hook_that_spins_is_stopped_by_its_deadline_and_the_call_denied() {
+    let dir = project_with(&support::guest("hostile-hook"), None);
+    let root = dir.path();
+    let config = format!(
+        "[[plugins.hooks]]\npath = {:?}\ndeadline_ms = 300\nfuel_per_call = 1000000000000000\n\n[claude_code]\ntimeout_secs = 60\n",
+        support::guest("hostile-hook").display().to_string()
+    );
+    std::fs::write(root.join("gaffer.toml"), config).unwrap();
+    let write = event(
+        root,
+        "PreToolUse",
+        "Write",
+        json!({"file_path": root.join("app.py"), "content": "print('bye')\n"}),
+    );
+    for binary in [
+        env!("CARGO_BIN_EXE_gaffer-hook"),
+        env!("CARGO_BIN_EXE_gaffer"),
+    ] {
+        let mut command = Command::new(binary);
+        if binary.ends_with("gaffer") {
+            command.arg("hook");
+        }
+        command
+            .arg("claude-code")
+            .current_dir(root)
+            .env("CLAUDE_PROJECT_DIR", root);
+        // Killed past 30 s, well inside the bridge's own 60 s: a hang fails the test.
+        let out = within(30, command, write.as_bytes(), false);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !stderr.contains("no decision within"),
+            "{binary}: the bridge's own limit stopped it, not the hook's deadline: {stderr}"
+        );
+        let decided = match answer(&out) {
+            Some(a) => a["hookSpecificOutput"]["permissionDecisionReason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            None => panic!("{binary}: no decision: {stderr}"),
+        };
+        assert_eq!(
+            answer(&out).unwrap()["hookSpecificOutput"]["permissionDecision"],
+            "deny",
+            "{binary}"
+        );
+        assert!(decided.contains("hostile"), "{binary}: {decided}");
+        assert!(decided.contains("deadline"), "{binary}: {decided}");
+    }
+}

@@ -21,6 +21,7 @@ use gaffer::plugin::{
 /// Every guest the tests use, by package name.
 pub const GUESTS: &[&str] = &[
     "hostile-guest",
+    "hostile-hook",
     "cost-tier",
     "tests-and-limits",
     "protected-paths",

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::error::PluginError;
 use super::state::{
@@ -93,13 +93,17 @@ pub struct EngineOptions {
     pub epoch_clock: Option<Arc<EpochClock>>,
 }
 
-/// An epoch clock driven by a thread the process already has, for a process that lives for one
-/// event and would otherwise start a thread just for the ticks (the hook bridge's watchdog
-/// thread drives it). The driver must call [`EpochClock::advance`] at least every
-/// [`EpochClock::tick`]; deadlines are counted in ticks of it.
+/// An epoch clock driven from outside the engine, for a process that lives for one event and
+/// would otherwise start a thread just for the ticks (the hook bridge drives it from a timer
+/// signal). The driver must call [`EpochClock::advance`] at least every [`EpochClock::tick`];
+/// deadlines are counted in ticks of it.
+///
+/// It keeps the engines built on it alive for as long as it lives (a clock lives as long as
+/// the process that drives it), so that [`EpochClock::advance`] never drops one and is safe in
+/// a signal handler.
 pub struct EpochClock {
     tick: Duration,
-    engines: Mutex<Vec<EngineWeak>>,
+    engines: Mutex<Vec<Engine>>,
 }
 
 impl std::fmt::Debug for EpochClock {
@@ -124,19 +128,20 @@ impl EpochClock {
         self.tick
     }
 
-    /// Advance the epoch of every engine built on this clock that is still alive.
+    /// Advance the epoch of every engine built on this clock.
+    ///
+    /// Safe in a signal handler: no allocation, no system call, no lock waited for (while an
+    /// engine is being registered, this tick is skipped: a deadline comes at most one tick
+    /// late), and `Engine::increment_epoch` is an atomic add.
     pub fn advance(&self) {
-        let mut engines = match self.engines.lock() {
+        let engines = match self.engines.try_lock() {
             Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        engines.retain(|weak| match weak.upgrade() {
-            Some(engine) => {
-                engine.increment_epoch();
-                true
-            }
-            None => false,
-        });
+        for engine in engines.iter() {
+            engine.increment_epoch();
+        }
     }
 
     fn register(&self, engine: &Engine) {
@@ -144,7 +149,7 @@ impl EpochClock {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        engines.push(engine.weak());
+        engines.push(engine.clone());
     }
 }
 

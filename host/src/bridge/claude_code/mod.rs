@@ -16,6 +16,7 @@
 pub mod paths;
 pub mod shell;
 pub mod tools;
+mod watchdog;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use serde_json::{Map, Value, json};
 use self::paths::Resolved;
 use self::shell::WriteKind;
 use self::tools::{BridgeSettings, Change, Tool};
+use self::watchdog::Watchdog;
 use crate::config::ConfigFile;
 use crate::confined::{Access, OpenError, open_regular};
 use crate::plugin::chain::{diff_denials, edit_denials, pre_tool_chain};
@@ -197,7 +199,7 @@ impl Bridge {
     /// Load the configuration at `config` and its hooks; `root` is the tree the agent works in
     /// (an attempt's worktree), by default the configuration's directory. The policy files are
     /// named relative to the configuration's directory, which the worktree mirrors. `epoch`
-    /// drives the hooks' deadlines (the bridge's watchdog thread ticks it); `None` gives the
+    /// drives the hooks' deadlines (the bridge's watchdog ticks it); `None` gives the
     /// engine a ticker thread of its own.
     pub fn load(
         config: &Path,
@@ -229,7 +231,7 @@ impl Bridge {
             // One event per process: instances on demand (no pool to reserve), compiled code
             // from the disk cache run by an engine without Cranelift (a miss compiles once,
             // with a compiling engine of the same configuration), the epoch ticked by the
-            // watchdog's thread rather than a thread of its own.
+            // watchdog's timer signal rather than a thread of its own.
             let defaults = EngineOptions::default();
             let runtime = PluginRuntime::builder()
                 .options(EngineOptions {
@@ -710,81 +712,6 @@ pub fn settings(config: &Path, program: &[String]) -> Value {
 /// How long the bridge may take before its configuration is read (and so before the
 /// configured `timeout_secs` is known).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The bridge's own deadline, on a thread of its own, so that a hook or a read stuck where no
-/// await returns cannot outlast it: past the limit (counted from the start), exit status 2.
-/// The same thread ticks the hooks' epoch clock (their per-call deadlines), so that a process
-/// that lives for one event starts one helper thread, not two.
-struct Watchdog {
-    limit_ms: Arc<std::sync::atomic::AtomicU64>,
-    clock: Arc<EpochClock>,
-    thread: Option<std::thread::Thread>,
-}
-
-impl Watchdog {
-    fn start(limit: Duration) -> Watchdog {
-        use std::sync::atomic::Ordering;
-        use std::time::Instant;
-        let limit_ms = Arc::new(std::sync::atomic::AtomicU64::new(millis(limit)));
-        let clock = Arc::new(EpochClock::new(EngineOptions::default().epoch_tick));
-        let shared = Arc::clone(&limit_ms);
-        let ticked = Arc::clone(&clock);
-        let started = Instant::now();
-        let thread = std::thread::Builder::new()
-            .name("gaffer-bridge-timeout".to_string())
-            .spawn(move || {
-                let tick = ticked.tick();
-                let mut next_tick = started + tick;
-                loop {
-                    let now = Instant::now();
-                    let limit = Duration::from_millis(shared.load(Ordering::Relaxed));
-                    let elapsed = now.duration_since(started);
-                    if elapsed >= limit {
-                        eprintln!(
-                            "gaffer (fail closed): no decision within {} s; denied",
-                            limit.as_secs()
-                        );
-                        std::process::exit(2);
-                    }
-                    if now >= next_tick {
-                        ticked.advance();
-                        next_tick += tick;
-                        if next_tick <= now {
-                            next_tick = now + tick;
-                        }
-                    }
-                    // Woken early by `set`, it only recomputes; the epoch advances per tick.
-                    std::thread::park_timeout((limit - elapsed).min(next_tick - now));
-                }
-            })
-            .ok()
-            .map(|handle| handle.thread().clone());
-        Watchdog {
-            limit_ms,
-            clock,
-            thread,
-        }
-    }
-
-    /// The limit the configuration sets, from the start.
-    fn set(&self, limit: Duration) {
-        self.limit_ms
-            .store(millis(limit), std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = &self.thread {
-            thread.unpark();
-        }
-    }
-
-    /// The epoch clock this thread ticks, when the thread runs (else the engine needs a ticker
-    /// of its own).
-    fn clock(&self) -> Option<Arc<EpochClock>> {
-        self.thread.as_ref().map(|_| Arc::clone(&self.clock))
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// `gaffer hook claude-code`: the configuration (`--config`, else `$CLAUDE_PROJECT_DIR`'s),
 /// then the event on stdin, the answer on stdout. Every way out that is not an answer — no
