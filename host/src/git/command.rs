@@ -60,6 +60,8 @@ pub(crate) struct Git {
     /// An attempt's worktree: its git dir and work tree named explicitly, attributes read from
     /// its base commit.
     worktree: Option<WorktreeLocation>,
+    /// What the command reads on standard input (none: `/dev/null`).
+    input: Option<Vec<u8>>,
 }
 
 /// Where an attempt's git state is, as recorded when gaffer made the worktree (never as the
@@ -88,6 +90,7 @@ impl Git {
             args: Vec::new(),
             index: None,
             worktree: None,
+            input: None,
         }
     }
 
@@ -110,6 +113,13 @@ impl Git {
     /// Uses `index` as the index file instead of the repository's own.
     pub(crate) fn with_index(mut self, index: &Path) -> Git {
         self.index = Some(index.to_path_buf());
+        self
+    }
+
+    /// Gives the command `input` on its standard input (short: instructions such as
+    /// `update-ref --stdin`'s, written whole before git's output is read).
+    pub(crate) fn input(mut self, input: impl Into<Vec<u8>>) -> Git {
+        self.input = Some(input.into());
         self
     }
 
@@ -152,7 +162,11 @@ impl Git {
             .env("GIT_EDITOR", "true")
             .env("GIT_SEQUENCE_EDITOR", "true")
             .env("GIT_MERGE_AUTOEDIT", "no")
-            .stdin(Stdio::null());
+            .stdin(if self.input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
         for var in SCRUBBED_ENV {
             cmd.env_remove(var);
         }
@@ -165,10 +179,29 @@ impl Git {
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ");
-        let out = cmd.output().map_err(|e| GitError::Io {
+        let failed = |e: std::io::Error| GitError::Io {
             path: self.dir.clone(),
             reason: format!("could not run `git {args}`: {e}"),
-        })?;
+        };
+        let out = match &self.input {
+            None => cmd.output().map_err(failed)?,
+            Some(input) => {
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+                let mut child = cmd.spawn().map_err(failed)?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    use std::io::Write;
+                    // A git that exits early (refusing its arguments) closes the pipe: its
+                    // exit status and error output say why, not the broken pipe.
+                    match stdin.write_all(input) {
+                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                            return Err(failed(e));
+                        }
+                        _ => {}
+                    }
+                }
+                child.wait_with_output().map_err(failed)?
+            }
+        };
         Ok(GitRun {
             dir: self.dir.clone(),
             args,

@@ -189,27 +189,29 @@ impl Repo {
             clean_at: None,
         };
         worktree.restore_git_pointer()?;
+        let old_branch = (!spare.branch.is_empty() && spare.branch != branch)
+            .then(|| format!("refs/heads/{}", spare.branch));
         if spare.clean_at.as_deref() == Some(worktree.base.as_str()) {
             // Vouched for: its index and files are exactly `base` already, so the new branch
-            // is made at `base` and HEAD pointed at it, and the files are not looked at (a
-            // checkout and two cleans would read every one of them to find nothing to do).
+            // is made at `base` (and the old one deleted, in the same transaction) and HEAD
+            // pointed at it, and the files are not looked at (a checkout and two cleans would
+            // read every one of them to find nothing to do).
+            let mut instructions = format!("update refs/heads/{branch} {}\n", worktree.base);
+            if let Some(old) = &old_branch {
+                instructions.push_str(&format!("delete {old}\n"));
+            }
             Git::new(&self.root)
-                .args([
-                    "update-ref",
-                    &format!("refs/heads/{branch}"),
-                    &worktree.base,
-                ])
+                .args(["update-ref", "--stdin"])
+                .input(instructions)
                 .run()?;
-            Git::in_worktree(&worktree)
-                .args(["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")])
-                .run()?;
-        } else {
-            self.reset_and_check(&worktree, branch)?;
+            point_head_at(&worktree.git_dir, branch)?;
+            return Ok(worktree);
         }
-        if !spare.branch.is_empty() && spare.branch != branch {
+        self.reset_and_check(&worktree, branch)?;
+        if let Some(old) = old_branch {
             // `update-ref -d` of a missing ref succeeds: one process whatever is there.
             Git::new(&self.root)
-                .args(["update-ref", "-d", &format!("refs/heads/{}", spare.branch)])
+                .args(["update-ref", "-d", &old])
                 .run()?;
         }
         Ok(worktree)
@@ -247,6 +249,29 @@ impl Repo {
         }
         Ok(())
     }
+}
+
+/// Points the worktree's `HEAD` (in its git dir, which is gaffer's: nothing in the worktree
+/// reaches it) at `branch`, as `git symbolic-ref` would: the new content in `HEAD.lock`, renamed
+/// over `HEAD`. Written directly because a git process costs milliseconds of every attempt;
+/// a lock file already there means another git is at work on it, and is an error.
+fn point_head_at(git_dir: &Path, branch: &str) -> Result<(), GitError> {
+    use std::io::Write;
+    let head = git_dir.join("HEAD");
+    let lock = git_dir.join("HEAD.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .map_err(|e| io_error(&lock, e))?;
+    let written = file
+        .write_all(format!("ref: refs/heads/{branch}\n").as_bytes())
+        .and_then(|()| std::fs::rename(&lock, &head));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&lock);
+        return Err(io_error(&head, e));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -370,10 +395,30 @@ mod tests {
             "refs/heads/gaffer/T-2/a1"
         );
         assert_eq!(sh(&second.path, &["rev-parse", "HEAD"]), snapshot);
+        assert!(!second.git_dir.join("HEAD.lock").exists());
         assert!(sh(&second.path, &["status", "--porcelain", "--ignored"]).is_empty());
         assert_eq!(read(&second.path.join("feature.txt")), "feature\n");
         let branches = sh(repo.root(), &["branch", "--list", "gaffer/*"]);
         assert!(!branches.contains("T-1"), "{branches}");
+        assert!(branches.contains("gaffer/T-2/a1"), "{branches}");
+    }
+
+    /// A lock on the worktree's `HEAD` (a git that was at work there and died): the spare is
+    /// not pointed at the new branch behind the lock's back; a fresh worktree takes its place.
+    #[test]
+    fn a_vouched_spare_whose_head_is_locked_gives_way_to_a_fresh_worktree() {
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = repo.root().join(".gaffer/worktrees");
+        let (first, snapshot) = landed_attempt(&repo, &parent);
+        let lock = first.git_dir.join("HEAD.lock");
+        std::fs::write(&lock, "someone else's\n").unwrap();
+        let second = next_attempt(&repo, &parent, &first, &snapshot);
+        assert_ne!(second.git_dir, first.git_dir);
+        assert_eq!(
+            sh(&second.path, &["symbolic-ref", "HEAD"]),
+            "refs/heads/gaffer/T-2/a1"
+        );
+        assert_eq!(sh(&second.path, &["rev-parse", "HEAD"]), snapshot);
     }
 
     #[test]
