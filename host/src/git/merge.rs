@@ -172,11 +172,21 @@ impl Repo {
         target: &MergeTarget,
         message: &str,
     ) -> Result<Candidate, GitError> {
-        let tip = match &target.remote {
-            Some(remote) => self.fetch_target(remote, &target.branch)?,
-            None => self.branch_tip(&target.branch)?,
+        let branch = worktree.branch.as_str();
+        let (tip, (head, parents)) = match &target.remote {
+            Some(remote) => (
+                self.fetch_target(remote, &target.branch)?,
+                self.tip_and_parents(branch)?,
+            ),
+            None => self.tips_and_parents(&target.branch, branch)?,
         };
-        self.build_candidate(worktree, &target.to_string(), &tip, message)
+        self.build_candidate(
+            worktree,
+            &target.to_string(),
+            &tip,
+            (head, parents),
+            message,
+        )
     }
 
     /// Moves `target` to a ready candidate if it is still at the candidate's tip (a
@@ -205,19 +215,20 @@ impl Repo {
         }
     }
 
-    /// Steps 1 and 2: a commit that has `tip` as an ancestor and contains the worktree's branch.
+    /// Steps 1 and 2: a commit that has `tip` as an ancestor and contains the worktree's
+    /// branch, whose tip is `head` with `parents`.
     fn build_candidate(
         &self,
         worktree: &Worktree,
         target: &str,
         tip: &str,
+        (head, parents): (String, Vec<String>),
         message: &str,
     ) -> Result<Candidate, GitError> {
         let branch = worktree.branch.as_str();
         abort_leftover_operations(worktree)?;
-        // The branch's tip and its parents in one process: the usual attempt is one commit on
-        // the tip it started from, which makes the merge-base question moot.
-        let (head, parents) = self.tip_and_parents(branch)?;
+        // The branch's parents are known: the usual attempt is one commit on the tip it started
+        // from, which makes the merge-base question moot.
         if head == tip || parents.iter().any(|p| p == tip) || is_ancestor(&self.root, tip, &head)? {
             return Ok(Candidate::Ready {
                 commit: head,
@@ -286,6 +297,37 @@ impl Repo {
         )))
     }
 
+    /// The commit local branch `target` points at, and [`Repo::tip_and_parents`] of `branch`,
+    /// in one process (a git process costs milliseconds of every attempt). When either branch
+    /// is missing, the error of the one that is.
+    fn tips_and_parents(
+        &self,
+        target: &str,
+        branch: &str,
+    ) -> Result<(String, (String, Vec<String>)), GitError> {
+        let run = Git::new(&self.root)
+            .arg("rev-parse")
+            .arg(format!("refs/heads/{target}^{{commit}}"))
+            .arg(format!("refs/heads/{branch}^{{commit}}"))
+            .arg(format!("refs/heads/{branch}^@"))
+            .arg("--")
+            .output()?;
+        // One id per line, then the `--` that ends the revisions.
+        let mut ids = run
+            .stdout
+            .lines()
+            .map(str::trim)
+            .take_while(|line| *line != "--")
+            .filter(|line| !line.is_empty());
+        match (run.ok(), ids.next(), ids.next()) {
+            (true, Some(tip), Some(head)) => Ok((
+                tip.to_string(),
+                (head.to_string(), ids.map(str::to_string).collect()),
+            )),
+            _ => Ok((self.branch_tip(target)?, self.tip_and_parents(branch)?)),
+        }
+    }
+
     /// The commit `branch` points at, and that commit's parents.
     fn tip_and_parents(&self, branch: &str) -> Result<(String, Vec<String>), GitError> {
         let run = Git::new(&self.root)
@@ -347,9 +389,10 @@ impl Repo {
             );
             return self.park(task_id, commit, &why).map(Some);
         }
-        if self.branch_tip(target)? != tip {
-            return Ok(None);
-        }
+        // The compare-and-swap comes after the merge: a fast-forward to `commit` that succeeds
+        // leaves the target containing it whatever the target was (`commit` descends from
+        // `tip`), and only a refusal needs to know whether the target moved (start over) or
+        // the checkout would not let it (park).
         let forward = Git::new(&holder)
             .args(["merge", "--ff-only", "--quiet", &commit])
             .output()?;
@@ -359,6 +402,9 @@ impl Repo {
                 how,
                 user_tree_updated: true,
             }));
+        }
+        if self.branch_tip(target)? != tip {
+            return Ok(None);
         }
         let why = format!(
             "fast-forwarding the checkout of {target} in {} was refused ({})",
@@ -717,5 +763,68 @@ mod tests {
             "the user's own notes\n"
         );
         assert_eq!(repo.branch_tip("main").unwrap(), tip);
+    }
+
+    /// The user commits to the checked-out target between the candidate and the landing: the
+    /// fast-forward is refused, and because the target moved the landing says start over
+    /// (nothing parked); the next candidate is a merge commit on the user's commit.
+    #[test]
+    fn a_target_that_moves_before_the_landing_means_a_new_candidate_not_a_parked_one() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-9-1"), "gaffer/T-9-1", "main")
+            .unwrap();
+        write(&wt.path.join("feature.txt"), "feature\n");
+        let commit = wt.commit("add feature").unwrap().unwrap();
+        let target = MergeTarget::local("main");
+        let candidate = repo.candidate(&wt, &target, "Merge T-9").unwrap();
+        assert!(matches!(
+            &candidate,
+            Candidate::Ready { commit: c, how: MergeKind::FastForward, .. } if *c == commit
+        ));
+        let moved = commit_in_root(&repo, "user.txt", "the user's\n");
+        assert_eq!(repo.land(&candidate, &target, "T-9").unwrap(), None);
+        assert_eq!(repo.branch_tip("main").unwrap(), moved);
+        let branches = sh(repo.root(), &["branch", "--list", "gaffer/merged/*"]);
+        assert!(branches.is_empty(), "{branches}");
+
+        let outcome = repo.merge(&wt, &target, "T-9", "Merge T-9").unwrap();
+        let MergeOutcome::Merged {
+            commit: merged,
+            how,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(how, MergeKind::MergeCommit);
+        let parents = sh(repo.root(), &["rev-list", "--parents", "-n", "1", &merged]);
+        assert_eq!(parents.trim(), format!("{merged} {moved} {commit}"));
+    }
+
+    /// The target's tip and the branch's tip and parents come from one `rev-parse`; a missing
+    /// branch on either side is named as such.
+    #[test]
+    fn tips_and_parents_read_both_branches_and_name_a_missing_one() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let base = repo.branch_tip("main").unwrap();
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-10-1"), "gaffer/T-10-1", "main")
+            .unwrap();
+        write(&wt.path.join("feature.txt"), "feature\n");
+        let commit = wt.commit("add feature").unwrap().unwrap();
+        assert_eq!(
+            repo.tips_and_parents("main", "gaffer/T-10-1").unwrap(),
+            (base.clone(), (commit, vec![base]))
+        );
+        for (target, branch, missing) in [
+            ("nope", "gaffer/T-10-1", "nope"),
+            ("main", "gaffer/none", "gaffer/none"),
+        ] {
+            match repo.tips_and_parents(target, branch).unwrap_err() {
+                GitError::NoSuchBranch { branch, .. } => assert_eq!(branch, missing),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
