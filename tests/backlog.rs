@@ -404,3 +404,50 @@ fn postgres_merge_turns_are_taken_one_at_a_time_and_end_with_their_holder() {
             .is_none()
     );
 }
+
+/// A task's short steps through the async backlog (claim, stage, finish, its history) need no
+/// thread of the blocking pool on SQLite: its only thread is kept busy until they are done, so
+/// a step sent there would wait for it and the steps would time out.
+#[test]
+fn a_tasks_steps_on_sqlite_need_no_thread_of_the_blocking_pool() {
+    let db = Backend::Sqlite.fresh();
+    let store = db.open();
+    store.add_tasks(&[task("one")]).unwrap();
+    let backlog = gaffer::store::AsyncBacklog::new(store.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let done = runtime.block_on(async {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let occupant = tokio::task::spawn_blocking(move || {
+            let _ = started.send(());
+            let _ = released.recv_timeout(Duration::from_secs(30));
+        });
+        has_started.await.unwrap();
+        let steps = async {
+            let claimed = backlog.claim("w1", MINUTE).await?.expect("a task");
+            backlog.set_stage(&claimed.id, "w1", Stage::Verify).await?;
+            let history = backlog.attempts(&claimed.id).await?;
+            backlog
+                .finish(&claimed.id, "w1", TaskState::Merged, "merged")
+                .await?;
+            Ok::<_, StoreError>((claimed.id, history.len()))
+        };
+        let done = tokio::time::timeout(Duration::from_secs(10), steps).await;
+        release.send(()).unwrap();
+        occupant.await.unwrap();
+        done
+    });
+    let (id, earlier) = done
+        .expect("the backlog's steps waited for the blocking pool")
+        .unwrap();
+    assert_eq!(earlier, 0);
+    let task = store.task(&id).unwrap().unwrap();
+    assert_eq!(
+        (task.state, task.reason.as_deref()),
+        (TaskState::Merged, Some("merged"))
+    );
+}

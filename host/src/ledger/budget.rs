@@ -215,10 +215,10 @@ impl Ledger {
         off_runtime(move || operation(store.as_ref())).await
     }
 
-    /// Run one of a model call's short writes (reserve, mark sent, settle, release) on this
-    /// thread when the store can do it without waiting, else off the runtime: a call makes two
-    /// of them, and the hand-off to the blocking pool costs more than the writes (see
-    /// [`at_once_or_off_runtime`]).
+    /// Run one of a model call's short writes (reserve, mark sent, settle, release) or a
+    /// task's read of its rows on this thread when the store can do it without waiting, else
+    /// off the runtime: a call makes two writes, and the hand-off to the blocking pool costs
+    /// more than they do (see [`at_once_or_off_runtime`]).
     async fn on_store_at_once<T: Send + 'static>(
         &self,
         operation: impl Fn(&dyn LedgerStore) -> Result<T, StoreError> + Send + 'static,
@@ -242,7 +242,8 @@ impl Ledger {
     /// The rows of one task, oldest first: its cost end to end, its plugins' fuel.
     pub async fn task_rows(&self, task: &str) -> Result<Vec<LedgerRow>, StoreError> {
         let task = task.to_string();
-        self.on_store(move |store| store.task_rows(&task)).await
+        self.on_store_at_once(move |store| store.task_rows(&task))
+            .await
     }
 
     /// After a crash: release the unsent reservations of dead owners, charge their sent ones

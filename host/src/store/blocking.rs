@@ -78,7 +78,9 @@ pub async fn off_runtime<T: Send + 'static>(
         })
 }
 
-/// The backlog's operations for async code: each runs on the blocking pool.
+/// The backlog's operations for async code: the short ones of every task (claim, stage,
+/// finish, history) on the caller's thread when the store can do them without waiting, else,
+/// like the others, on the blocking pool (see [`at_once_or_off_runtime`]).
 #[derive(Clone)]
 pub struct AsyncBacklog {
     store: Arc<dyn BacklogStore>,
@@ -100,18 +102,29 @@ impl AsyncBacklog {
         Arc::clone(&self.store)
     }
 
+    /// One short operation: at once when the store can refuse to wait, else off the runtime.
+    async fn short<T: Send + 'static>(
+        &self,
+        operation: impl Fn(&dyn BacklogStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.blocking();
+        let at_once = store.can_refuse_to_wait();
+        at_once_or_off_runtime(at_once, move || operation(store.as_ref())).await
+    }
+
     pub async fn claim(
         &self,
         owner: &str,
         lease: Duration,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        let (store, owner) = (self.blocking(), owner.to_string());
-        off_runtime(move || store.claim(&owner, lease)).await
+        let owner = owner.to_string();
+        self.short(move |store| store.claim(&owner, lease)).await
     }
 
     pub async fn set_stage(&self, task: &str, owner: &str, stage: Stage) -> Result<(), StoreError> {
-        let (store, task, owner) = (self.blocking(), task.to_string(), owner.to_string());
-        off_runtime(move || store.set_stage(&task, &owner, stage)).await
+        let (task, owner) = (task.to_string(), owner.to_string());
+        self.short(move |store| store.set_stage(&task, &owner, stage))
+            .await
     }
 
     pub async fn finish(
@@ -121,13 +134,9 @@ impl AsyncBacklog {
         state: TaskState,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let (store, task, owner, reason) = (
-            self.blocking(),
-            task.to_string(),
-            owner.to_string(),
-            reason.to_string(),
-        );
-        off_runtime(move || store.finish(&task, &owner, state, &reason)).await
+        let (task, owner, reason) = (task.to_string(), owner.to_string(), reason.to_string());
+        self.short(move |store| store.finish(&task, &owner, state, &reason))
+            .await
     }
 
     pub async fn finish_attempt(
@@ -137,13 +146,14 @@ impl AsyncBacklog {
         state: TaskState,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let (store, owner, reason) = (self.blocking(), owner.to_string(), reason.to_string());
-        off_runtime(move || store.finish_attempt(&attempt, &owner, state, &reason)).await
+        let (owner, reason) = (owner.to_string(), reason.to_string());
+        self.short(move |store| store.finish_attempt(&attempt, &owner, state, &reason))
+            .await
     }
 
     pub async fn attempts(&self, task: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        let (store, task) = (self.blocking(), task.to_string());
-        off_runtime(move || store.attempts(&task)).await
+        let task = task.to_string();
+        self.short(move |store| store.attempts(&task)).await
     }
 
     pub async fn requeue_orphans(
@@ -155,8 +165,7 @@ impl AsyncBacklog {
     }
 
     pub async fn expire(&self) -> Result<u64, StoreError> {
-        let store = self.blocking();
-        off_runtime(move || store.expire()).await
+        self.short(|store| store.expire()).await
     }
 
     pub async fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {

@@ -466,6 +466,10 @@ pub trait BacklogStore: Send + Sync {
         let _ = target;
         Ok(None)
     }
+    /// As [`LedgerStore::can_refuse_to_wait`], for the backlog's short operations.
+    fn can_refuse_to_wait(&self) -> bool {
+        false
+    }
 }
 
 /// A host's turn to merge into a target, given back when dropped.

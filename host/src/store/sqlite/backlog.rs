@@ -40,6 +40,12 @@ fn lease_ms(lease: Duration) -> i64 {
 }
 
 impl BacklogStore for SqliteStore {
+    /// A local file: a write either gets the lock at once or is refused (see
+    /// `SqliteStore::write`).
+    fn can_refuse_to_wait(&self) -> bool {
+        true
+    }
+
     fn add_tasks(&self, tasks: &[NewTask]) -> Result<Vec<String>, StoreError> {
         self.write(|tx| {
             let mut ids = Vec::with_capacity(tasks.len());
