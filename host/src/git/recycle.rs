@@ -160,7 +160,12 @@ impl Repo {
         branch: &str,
         base: &str,
     ) -> Result<Worktree, GitError> {
-        let base_commit = self.commit_of(base)?;
+        // A vouched-for spare names the commit it is clean at: the branch transaction below
+        // checks that `base` is still there instead of a `rev-parse` reading it first.
+        let base_commit = match &spare.clean_at {
+            Some(clean_at) => clean_at.clone(),
+            None => self.commit_of(base)?,
+        };
         let _serialised = self.worktree_admin();
         if !spare.path.is_dir() || spare.path.is_symlink() {
             return Err(GitError::Io {
@@ -181,7 +186,7 @@ impl Repo {
             self.clear_place(dir)?;
             self.move_worktree(spare, dir)?;
         }
-        let worktree = Worktree {
+        let mut worktree = Worktree {
             path: canonical(dir),
             git_dir: spare.git_dir.clone(),
             branch: branch.to_string(),
@@ -191,21 +196,29 @@ impl Repo {
         worktree.restore_git_pointer()?;
         let old_branch = (!spare.branch.is_empty() && spare.branch != branch)
             .then(|| format!("refs/heads/{}", spare.branch));
-        if spare.clean_at.as_deref() == Some(worktree.base.as_str()) {
-            // Vouched for: its index and files are exactly `base` already, so the new branch
-            // is made at `base` (and the old one deleted, in the same transaction) and HEAD
-            // pointed at it, and the files are not looked at (a checkout and two cleans would
-            // read every one of them to find nothing to do).
-            let mut instructions = format!("update refs/heads/{branch} {}\n", worktree.base);
+        if spare.clean_at.is_some() {
+            // Vouched for: its index and files are exactly the commit it is clean at, so when
+            // `base` is still that commit (verified in the transaction that makes the new
+            // branch there and deletes the old one) HEAD is pointed at the new branch and the
+            // files are not looked at (a checkout and two cleans would read every one of them
+            // to find nothing to do).
+            let mut instructions = format!(
+                "verify refs/heads/{base} {at}\nupdate refs/heads/{branch} {at}\n",
+                at = worktree.base
+            );
             if let Some(old) = &old_branch {
                 instructions.push_str(&format!("delete {old}\n"));
             }
-            Git::new(&self.root)
+            let made = Git::new(&self.root)
                 .args(["update-ref", "--stdin"])
                 .input(instructions)
-                .run()?;
-            point_head_at(&worktree.git_dir, branch)?;
-            return Ok(worktree);
+                .output()?;
+            if made.ok() {
+                point_head_at(&worktree.git_dir, branch)?;
+                return Ok(worktree);
+            }
+            // `base` moved (or names no branch): its commit, and the whole reset.
+            worktree.base = self.commit_of(base)?;
         }
         self.reset_and_check(&worktree, branch)?;
         if let Some(old) = old_branch {
