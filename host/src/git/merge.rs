@@ -416,6 +416,16 @@ impl Repo {
 
     /// The working tree that has `branch` checked out, if one does.
     pub(super) fn checked_out_in(&self, branch: &str) -> Result<Option<PathBuf>, GitError> {
+        // Usually the user's own checkout: its HEAD, a file in the repository's `.git`
+        // directory (the user's, not an attempt's), says so without a git process. git lets
+        // a branch be checked out in one worktree only, so no other can hold it then.
+        let head = self.root.join(".git").join("HEAD");
+        if self.root.join(".git").is_dir()
+            && std::fs::read_to_string(&head)
+                .is_ok_and(|text| text.trim_end() == format!("ref: refs/heads/{branch}"))
+        {
+            return Ok(Some(self.root.clone()));
+        }
         // Read while no worktree is half added or removed.
         let worktrees = {
             let _serialised = self.worktree_admin();
@@ -800,6 +810,37 @@ mod tests {
         assert_eq!(how, MergeKind::MergeCommit);
         let parents = sh(repo.root(), &["rev-list", "--parents", "-n", "1", &merged]);
         assert_eq!(parents.trim(), format!("{merged} {moved} {commit}"));
+    }
+
+    /// The target checked out in a worktree of the user's other than the main one (which has
+    /// another branch): found there, and fast-forwarded there.
+    #[test]
+    fn a_target_checked_out_in_a_linked_worktree_is_updated_there() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        sh(repo.root(), &["checkout", "-q", "-b", "dev"]);
+        let linked = tmp.path().join("user-main");
+        sh(
+            repo.root(),
+            &["worktree", "add", "-q", linked.to_str().unwrap(), "main"],
+        );
+        let wt = repo
+            .add_worktree(&tmp.path().join("wts/T-11-1"), "gaffer/T-11-1", "main")
+            .unwrap();
+        write(&wt.path.join("feature.txt"), "feature\n");
+        let commit = wt.commit("add feature").unwrap().unwrap();
+        let outcome = repo
+            .merge(&wt, &MergeTarget::local("main"), "T-11", "Merge T-11")
+            .unwrap();
+        assert_eq!(
+            outcome,
+            MergeOutcome::Merged {
+                commit,
+                how: MergeKind::FastForward,
+                user_tree_updated: true
+            }
+        );
+        assert_eq!(read(&linked.join("feature.txt")), "feature\n");
+        assert!(!repo.root().join("feature.txt").exists());
     }
 
     /// The target's tip and the branch's tip and parents come from one `rev-parse`; a missing
