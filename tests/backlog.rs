@@ -414,32 +414,14 @@ fn a_tasks_steps_on_sqlite_need_no_thread_of_the_blocking_pool() {
     let store = db.open();
     store.add_tasks(&[task("one")]).unwrap();
     let backlog = gaffer::store::AsyncBacklog::new(store.clone());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(1)
-        .build()
-        .unwrap();
-    let done = runtime.block_on(async {
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (started, has_started) = tokio::sync::oneshot::channel();
-        let occupant = tokio::task::spawn_blocking(move || {
-            let _ = started.send(());
-            let _ = released.recv_timeout(Duration::from_secs(30));
-        });
-        has_started.await.unwrap();
-        let steps = async {
-            let claimed = backlog.claim("w1", MINUTE).await?.expect("a task");
-            backlog.set_stage(&claimed.id, "w1", Stage::Verify).await?;
-            let history = backlog.attempts(&claimed.id).await?;
-            backlog
-                .finish(&claimed.id, "w1", TaskState::Merged, "merged")
-                .await?;
-            Ok::<_, StoreError>((claimed.id, history.len()))
-        };
-        let done = tokio::time::timeout(Duration::from_secs(10), steps).await;
-        release.send(()).unwrap();
-        occupant.await.unwrap();
-        done
+    let done = support::without_the_blocking_pool(async {
+        let claimed = backlog.claim("w1", MINUTE).await?.expect("a task");
+        backlog.set_stage(&claimed.id, "w1", Stage::Verify).await?;
+        let history = backlog.attempts(&claimed.id).await?;
+        backlog
+            .finish(&claimed.id, "w1", TaskState::Merged, "merged")
+            .await?;
+        Ok::<_, StoreError>((claimed.id, history.len()))
     });
     let (id, earlier) = done
         .expect("the backlog's steps waited for the blocking pool")

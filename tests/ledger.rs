@@ -963,38 +963,20 @@ fn an_uncontended_call_books_without_the_blocking_pool() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("gaffer.db")).unwrap());
     let ledger = Ledger::new(store.clone(), Caps::default());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(1)
-        .build()
-        .unwrap();
-    let booked = runtime.block_on(async {
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (started, has_started) = tokio::sync::oneshot::channel();
-        let occupant = tokio::task::spawn_blocking(move || {
-            let _ = started.send(());
-            let _ = released.recv_timeout(Duration::from_secs(30));
-        });
-        has_started.await.unwrap();
-        let call = async {
-            let worst = WorstCase::Amount(MicroUsd(5_000));
-            let reservation = ledger
-                .reserve_sent(&scope("T-1", 1), CallTry::FIRST, worst, None)
-                .await?;
-            ledger
-                .settle_amount(
-                    &reservation,
-                    MicroUsd(3_000),
-                    TokenCounts::default(),
-                    Duration::from_millis(7),
-                    "ok",
-                )
-                .await
-        };
-        let booked = tokio::time::timeout(Duration::from_secs(10), call).await;
-        release.send(()).unwrap();
-        occupant.await.unwrap();
-        booked
+    let booked = support::without_the_blocking_pool(async {
+        let worst = WorstCase::Amount(MicroUsd(5_000));
+        let reservation = ledger
+            .reserve_sent(&scope("T-1", 1), CallTry::FIRST, worst, None)
+            .await?;
+        ledger
+            .settle_amount(
+                &reservation,
+                MicroUsd(3_000),
+                TokenCounts::default(),
+                Duration::from_millis(7),
+                "ok",
+            )
+            .await
     });
     let settled = booked
         .expect("the call's writes waited for the blocking pool")

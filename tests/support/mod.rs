@@ -337,3 +337,27 @@ fn wat_hook(
     std::fs::write(&path, component).expect("component written");
     path
 }
+
+/// Runs `work` on a current-thread runtime whose blocking pool has one thread, held busy until
+/// `work` is done: anything `work` sends to the pool waits behind it. `None` when `work` did not
+/// finish within 10 s (it needed the pool); a hang ends there rather than stopping the suite.
+pub fn without_the_blocking_pool<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let occupant = tokio::task::spawn_blocking(move || {
+            let _ = started.send(());
+            let _ = released.recv_timeout(std::time::Duration::from_secs(30));
+        });
+        has_started.await.expect("the pool's thread started");
+        let done = tokio::time::timeout(std::time::Duration::from_secs(10), work).await;
+        let _ = release.send(());
+        occupant.await.expect("the pool's thread ended");
+        done.ok()
+    })
+}
