@@ -3,7 +3,8 @@
 //! [`AsyncBacklog`], which runs each operation on tokio's blocking pool, never on a runtime
 //! worker that other tasks need.
 //!
-//! The ledger's short writes on a model call's path are the exception: a store that can
+//! The short operations of every model call and every task (the ledger's reservation and
+//! settlement, the backlog's claim, stage and finish) are the exception: a store that can
 //! refuse instead of waiting ([`without_waiting`]) runs them on the caller's thread, and only
 //! one it refused goes to the blocking pool ([`at_once_or_off_runtime`]).
 
