@@ -35,8 +35,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
         sudo="sudo"
     fi
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
-        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
+    # Another set-up may be installing at the same time (the demo and the tests started
+    # together on a fresh machine): wait for dpkg's lock rather than fail on it.
+    apt=(apt-get -o DPkg::Lock::Timeout=900 -y -q)
+    $sudo "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1 \
+        || { $sudo "${apt[@]}" update >/dev/null && $sudo "${apt[@]}" install "${missing[@]}" >/dev/null; }
 fi
 
 # Python plugins: componentize-py (PyPI), pinned, in a virtual environment of the project's own
