@@ -699,6 +699,115 @@ async fn what_the_tests_of_a_merged_attempt_leave_never_reaches_the_next_attempt
     p.assert_no_worktrees();
 }
 
+/// A worktree parked by a run whose last attempt merged goes to the next run without a checkout
+/// when nothing changed it meanwhile (its stamp, in gaffer's git dir, says so). Whatever does
+/// change it between runs (a tracked file rewritten at the same size with its time put back, a
+/// file slipped into a directory whose time is put back, a hidden directory) never reaches the
+/// next run's attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_changes_a_parked_worktree_between_runs_never_reaches_the_next_run() {
+    const CANARY: &str = "canary-41c9-slipped-in-between-runs";
+    let p = Project::new(
+        script(vec![
+            (
+                "Merge one",
+                vec![(
+                    sample::SMALL,
+                    vec![
+                        turn(
+                            "write_file",
+                            json!({"path": "one.txt", "content": "nothing found\n"}),
+                        ),
+                        finish(),
+                    ],
+                )],
+            ),
+            (
+                "Harvest",
+                vec![(
+                    sample::SMALL,
+                    vec![
+                        turn("read_file", json!({"path": "textkit/slipped.py"})),
+                        turn(
+                            "run_command",
+                            // The pattern split in two, so that only a match prints the canary.
+                            json!({"command": "cat README.md; ls -a . .hidden textkit; \
+                                           grep -rn \"canary-41c9\"\"-slipped\" . ; true"}),
+                        ),
+                        turn(
+                            "write_file",
+                            json!({"path": "harvest.txt", "content": "nothing found\n"}),
+                        ),
+                        finish(),
+                    ],
+                )],
+            ),
+        ]),
+        vec![task("Merge one"), task("Harvest")],
+        |t| t.replace("require_tests = true", "require_tests = false"),
+    )
+    .await;
+    let out = p.run(&["--workers", "1", "--max-tasks", "1"]);
+    assert!(out.status.success());
+    assert_eq!(p.state("T-1").0, TaskState::Merged, "{:?}", p.state("T-1"));
+    let spare = p.root.join(".gaffer/worktrees/spare-0");
+    assert!(
+        spare.join("one.txt").is_file(),
+        "parked: {}",
+        spare.display()
+    );
+
+    // Between the runs: changes that keep sizes and modification times.
+    let put_back = |path: &Path, like: &std::fs::Metadata| {
+        std::fs::File::open(path)
+            .and_then(|f| f.set_modified(like.modified().unwrap()))
+            .or_else(|_| {
+                std::fs::File::options()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_modified(like.modified().unwrap()))
+            })
+            .unwrap();
+    };
+    let readme = spare.join("README.md");
+    let before = std::fs::metadata(&readme).unwrap();
+    let text = std::fs::read_to_string(&readme).unwrap();
+    let planted = format!("{CANARY}\n");
+    assert!(text.len() > planted.len());
+    std::fs::write(&readme, format!("{planted}{}", &text[planted.len()..])).unwrap();
+    put_back(&readme, &before);
+    let textkit = spare.join("textkit");
+    let before = std::fs::metadata(&textkit).unwrap();
+    std::fs::write(textkit.join("slipped.py"), format!("# {CANARY}\n")).unwrap();
+    put_back(&textkit, &before);
+    std::fs::create_dir(spare.join(".hidden")).unwrap();
+    std::fs::write(spare.join(".hidden/h"), CANARY).unwrap();
+
+    let out = p.run(&["--workers", "1"]);
+    assert!(out.status.success());
+    assert_eq!(p.state("T-2").0, TaskState::Merged, "{:?}", p.state("T-2"));
+    let results = p.last_tool_results(|c| c.request.to_string().contains("Harvest"));
+    assert_eq!(results.len(), 3, "{results:?}");
+    for result in &results {
+        assert!(
+            !result.contains(CANARY),
+            "the next run's attempt saw the canary: {result}"
+        );
+    }
+    assert!(results[1].contains("exit code"), "{}", results[1]);
+    assert!(
+        p.root.join(".git/worktrees/T-1-a1").is_dir(),
+        "the parked worktree served the next run"
+    );
+    let found = git(&p.root, &["grep", "-n", CANARY, "main"]);
+    assert!(
+        found.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    p.assert_no_worktrees();
+}
+
 /// Many cheap turns: reading files until the money runs out.
 fn reading_turns(n: usize) -> Vec<Turn> {
     let mut turns: Vec<Turn> = (0..n)

@@ -14,6 +14,7 @@ mod merge;
 mod recycle;
 mod remote;
 mod snapshot;
+mod stamp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

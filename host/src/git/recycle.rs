@@ -8,12 +8,17 @@
 
 use std::path::Path;
 
-use super::{GitError, Repo, Worktree, canonical, io_error, same_path};
+use super::{GitError, Repo, Worktree, canonical, io_error, same_path, stamp};
 use crate::git::Git;
 
 /// The name, under the worktrees directory, of a worktree parked between runs (followed by the
 /// worker's number): a run's workers start from these instead of making fresh worktrees.
 pub const PARKED_PREFIX: &str = "spare-";
+
+/// The file, in a parked worktree's git dir (gaffer's, out of the worktree's reach), that
+/// vouches for it across runs: the commit it was clean at when parked and the [`stamp`] of its
+/// tree then. Read once and removed by the run that claims the worktree.
+const PARKED_CLEAN_AT: &str = "gaffer-parked-clean-at";
 
 /// Operations a failed merge or rebase can leave in a worktree's git dir: a worktree with one
 /// of these is not recycled.
@@ -55,7 +60,9 @@ impl Repo {
 
     /// Parks `worktree` (whatever is in it) under `parent` as `spare-<slot>` for a later run,
     /// its branch deleted and its HEAD detached; removed instead when that place is taken or
-    /// parking fails. The next run recycles it (see [`Repo::prepare_worktree`]).
+    /// parking fails. The next run recycles it (see [`Repo::prepare_worktree`]). A worktree
+    /// vouched for ([`Worktree::clean_at`]) stays vouched for across runs while its tree's
+    /// [`stamp`] is unchanged: the next run then only changes its branch.
     pub fn park_worktree(
         &self,
         worktree: &Worktree,
@@ -87,7 +94,12 @@ impl Repo {
             self.move_worktree(worktree, &place)
         })();
         match parked {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(commit) = &worktree.clean_at {
+                    vouch_across_runs(&place, &worktree.git_dir, commit);
+                }
+                Ok(())
+            }
             Err(error) => {
                 tracing::debug!(worktree = %worktree.path.display(), %error, "removed, not parked");
                 worktree.remove(self)
@@ -126,7 +138,7 @@ impl Repo {
                 git_dir: git_dir.clone(),
                 branch: String::new(),
                 base: String::new(),
-                clean_at: None,
+                clean_at: vouched_across_runs(path, &git_dir),
             };
             if self.move_worktree(&spare, dir).is_ok() {
                 return Some(Worktree {
@@ -261,6 +273,51 @@ impl Repo {
             });
         }
         Ok(())
+    }
+}
+
+/// Writes the vouch of a worktree parked at `place` as clean at `commit`: the commit and the
+/// stamp of its tree now. Nothing is written when the tree changed too recently to be stamped
+/// safely (the next run then gives it the whole reset); a failure only costs that reset too.
+fn vouch_across_runs(place: &Path, git_dir: &Path, commit: &str) {
+    let stamped = match stamp::take(place) {
+        Ok(Some(stamped)) => stamped,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::debug!(worktree = %place.display(), %error, "parked without a stamp");
+            return;
+        }
+    };
+    let file = git_dir.join(PARKED_CLEAN_AT);
+    if let Err(error) = std::fs::write(&file, format!("{commit}\n{stamped}\n")) {
+        tracing::debug!(file = %file.display(), %error, "parked without a stamp");
+    }
+}
+
+/// The commit a worktree parked at `place` is still exactly at, when the vouch its run wrote
+/// is there and the tree's stamp is still the one it holds. The vouch is removed first, read
+/// or not: it serves one claim.
+fn vouched_across_runs(place: &Path, git_dir: &Path) -> Option<String> {
+    let file = git_dir.join(PARKED_CLEAN_AT);
+    let vouch = std::fs::read_to_string(&file).ok();
+    std::fs::remove_file(&file).ok()?;
+    let vouch = vouch?;
+    let mut lines = vouch.lines();
+    let (commit, stamped) = (lines.next()?, lines.next()?);
+    let valid_commit = commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid_commit {
+        return None;
+    }
+    match stamp::current(place) {
+        Ok(now) if now == stamped => Some(commit.to_string()),
+        Ok(_) => {
+            tracing::debug!(worktree = %place.display(), "changed since it was parked: the whole reset");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(worktree = %place.display(), %error, "no stamp: the whole reset");
+            None
+        }
     }
 }
 
@@ -535,5 +592,89 @@ mod tests {
         assert_eq!(names, ["spare-0"]);
         let listed = sh(repo.root(), &["worktree", "list", "--porcelain"]);
         assert_eq!(listed.matches("worktree ").count(), 2, "{listed}");
+    }
+
+    /// A landed attempt's worktree parked vouched for, after the racy window of its stamp.
+    fn parked_vouched(repo: &Repo, parent: &Path) -> (Worktree, String) {
+        let (first, snapshot) = landed_attempt(repo, parent);
+        std::thread::sleep(super::stamp::RACY * 2);
+        let vouched = Worktree {
+            clean_at: Some(snapshot.clone()),
+            ..first
+        };
+        repo.park_worktree(&vouched, parent, 0).unwrap();
+        assert!(
+            vouched.git_dir.join(PARKED_CLEAN_AT).is_file(),
+            "parked with its vouch"
+        );
+        (vouched, snapshot)
+    }
+
+    #[test]
+    fn a_vouched_worktree_parked_unchanged_only_changes_branch_in_the_next_run() {
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = repo.root().join(".gaffer/worktrees");
+        let (first, snapshot) = parked_vouched(&repo, &parent);
+        let index = first.git_dir.join("index");
+        let index_before = std::fs::metadata(&index).unwrap().modified().unwrap();
+        let second = repo
+            .prepare_worktree(None, &parent.join("T-2-a1"), "gaffer/T-2/a1", "main")
+            .unwrap();
+        assert_eq!(second.git_dir, first.git_dir, "claimed from the park");
+        assert_eq!(
+            std::fs::metadata(&index).unwrap().modified().unwrap(),
+            index_before,
+            "no checkout: the index was not rewritten"
+        );
+        assert!(
+            !first.git_dir.join(PARKED_CLEAN_AT).exists(),
+            "a vouch serves one claim"
+        );
+        assert_eq!(second.base, snapshot);
+        assert_eq!(sh(&second.path, &["rev-parse", "HEAD"]), snapshot);
+        assert_eq!(
+            sh(&second.path, &["symbolic-ref", "HEAD"]),
+            "refs/heads/gaffer/T-2/a1"
+        );
+        assert!(sh(&second.path, &["status", "--porcelain", "--ignored"]).is_empty());
+    }
+
+    /// Whatever touches a parked worktree between runs (a tracked file rewritten at the same
+    /// size with its modification time put back, a file slipped into a directory whose time is
+    /// put back): the next run sees the change and gives it the whole reset.
+    #[test]
+    fn a_vouched_worktree_changed_while_parked_gets_the_whole_reset() {
+        const CANARY: &str = "canary-0b7e-slipped-into-a-parked-worktree";
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n"), ("src/lib.rs", "fn a() {}\n")]);
+        let parent = repo.root().join(".gaffer/worktrees");
+        let (first, _) = parked_vouched(&repo, &parent);
+        let spare = parent.join("spare-0");
+        let readme = spare.join("README.md");
+        let before = std::fs::metadata(&readme).unwrap();
+        std::fs::write(&readme, "HELLO\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&readme)
+            .unwrap()
+            .set_modified(before.modified().unwrap())
+            .unwrap();
+        let src = spare.join("src");
+        let before = std::fs::metadata(&src).unwrap();
+        std::fs::write(src.join("canary.rs"), CANARY).unwrap();
+        std::fs::File::open(&src)
+            .unwrap()
+            .set_modified(before.modified().unwrap())
+            .unwrap();
+
+        let second = repo
+            .prepare_worktree(None, &parent.join("T-2-a1"), "gaffer/T-2/a1", "main")
+            .unwrap();
+        assert_eq!(second.git_dir, first.git_dir, "claimed from the park");
+        assert_eq!(read(&second.path.join("README.md")), "hello\n");
+        assert!(
+            !second.path.join("src/canary.rs").exists(),
+            "the canary survived"
+        );
+        assert!(sh(&second.path, &["status", "--porcelain", "--ignored"]).is_empty());
     }
 }
