@@ -49,6 +49,52 @@ fn main() {
     if let Err(e) = std::fs::write(&out, source) {
         panic!("cannot write {}: {e}", out.display());
     }
+    pack_hook_relocations();
+}
+
+/// `gaffer-hook` is one process per tool call, so the dynamic loader's start-up is part of
+/// every event. As a position-independent executable it carries about 30,000 relative
+/// relocations (730 KB of `.rela.dyn`); packed (`DT_RELR`, glibc 2.36 and binutils 2.38 on)
+/// they take 11 KB, and the loader reads and applies them faster (about 0.2 ms of 4.4 ms per
+/// event, measured). Address-space layout randomisation stays. Only when the linker takes the
+/// flag and the program it links runs here: an older toolchain links the usual way.
+fn pack_hook_relocations() {
+    let flag = "-Wl,-z,pack-relative-relocs";
+    let linux_gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
+    let native = std::env::var("TARGET").ok() == std::env::var("HOST").ok();
+    if !linux_gnu || !native {
+        return;
+    }
+    let dir = PathBuf::from(env("OUT_DIR")).join("relr-probe");
+    let probe = (|| -> Option<()> {
+        std::fs::create_dir_all(&dir).ok()?;
+        let source = dir.join("probe.c");
+        let program = dir.join("probe");
+        std::fs::write(&source, "int main(void) { return 0; }\n").ok()?;
+        let linked = Command::new("cc")
+            .arg(flag)
+            .arg("-fPIE")
+            .arg("-pie")
+            .arg("-o")
+            .arg(&program)
+            .arg(&source)
+            .output()
+            .ok()?;
+        // An older ld warns about an unknown `-z` option and links anyway: that is a no.
+        let warned = String::from_utf8_lossy(&linked.stderr).contains("pack-relative-relocs");
+        if !linked.status.success() || warned {
+            return None;
+        }
+        Command::new(&program)
+            .status()
+            .ok()?
+            .success()
+            .then_some(())
+    })();
+    if probe.is_some() {
+        println!("cargo:rustc-link-arg-bin=gaffer-hook={flag}");
+    }
 }
 
 fn env(name: &str) -> String {
