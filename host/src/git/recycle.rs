@@ -277,48 +277,31 @@ impl Repo {
 }
 
 /// Writes the vouch of a worktree parked at `place` as clean at `commit`: the commit and the
-/// stamp of its tree now. Nothing is written when the tree changed too recently to be stamped
-/// safely (the next run then gives it the whole reset); a failure only costs that reset too.
+/// [`stamp`] of its tree now. A failure only costs the next run the whole reset.
 fn vouch_across_runs(place: &Path, git_dir: &Path, commit: &str) {
-    let stamped = match stamp::take(place) {
-        Ok(Some(stamped)) => stamped,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::debug!(worktree = %place.display(), %error, "parked without a stamp");
-            return;
-        }
-    };
     let file = git_dir.join(PARKED_CLEAN_AT);
-    if let Err(error) = std::fs::write(&file, format!("{commit}\n{stamped}\n")) {
-        tracing::debug!(file = %file.display(), %error, "parked without a stamp");
+    let written = stamp::take(place)
+        .and_then(|stamped| std::fs::write(&file, format!("{commit}\n{stamped}")));
+    if let Err(error) = written {
+        tracing::debug!(file = %file.display(), %error, "parked without a vouch");
     }
 }
 
 /// The commit a worktree parked at `place` is still exactly at, when the vouch its run wrote
-/// is there and the tree's stamp is still the one it holds. The vouch is removed first, read
-/// or not: it serves one claim.
+/// is there and its tree passes the [`stamp`]'s check. The vouch is removed first, read or
+/// not: it serves one claim.
 fn vouched_across_runs(place: &Path, git_dir: &Path) -> Option<String> {
     let file = git_dir.join(PARKED_CLEAN_AT);
     let vouch = std::fs::read_to_string(&file).ok();
     std::fs::remove_file(&file).ok()?;
     let vouch = vouch?;
-    let mut lines = vouch.lines();
-    let (commit, stamped) = (lines.next()?, lines.next()?);
+    let (commit, stamped) = vouch.split_once('\n')?;
     let valid_commit = commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid_commit {
-        return None;
+    if valid_commit && stamp::unchanged_since(place, stamped) {
+        return Some(commit.to_string());
     }
-    match stamp::current(place) {
-        Ok(now) if now == stamped => Some(commit.to_string()),
-        Ok(_) => {
-            tracing::debug!(worktree = %place.display(), "changed since it was parked: the whole reset");
-            None
-        }
-        Err(error) => {
-            tracing::debug!(worktree = %place.display(), %error, "no stamp: the whole reset");
-            None
-        }
-    }
+    tracing::debug!(worktree = %place.display(), "changed since it was parked: the whole reset");
+    None
 }
 
 /// Points the worktree's `HEAD` (in its git dir, which is gaffer's: nothing in the worktree

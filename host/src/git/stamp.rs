@@ -1,54 +1,76 @@
 //! The stamp of a worktree parked between runs: what lets the next run take a worktree that the
 //! last one left exactly at a commit without a checkout and two cleans reading every file.
 //!
-//! A stamp is a SHA-256 over every entry of the tree (hidden, ignored and nested-repository
-//! files included, symlinks not followed): its path, type and permissions, inode number and
-//! change time (`ctime`). Any later change to the tree changes the stamp: a file written,
-//! truncated, chmod-ed or hard-linked changes its `ctime`; one created, removed or renamed
-//! changes the set of paths; one replaced gets another inode, or the same inode with a newer
-//! `ctime`. Unlike the modification time, `ctime` cannot be set by a program: the kernel sets it
-//! to the current time on every change.
+//! The stamp is the moment the worktree was parked and the entries of its root directory (name
+//! and inode). The next run's check walks the tree once (hidden, ignored and nested-repository
+//! files included, symlinks not followed): the root must hold the same entries, and no entry
+//! below it may have changed (`ctime`) since [`RACY`] before the park. A file written,
+//! truncated, chmod-ed or hard-linked changes its own `ctime`; one created, removed or renamed
+//! changes its directory's; one replaced is a new inode, changed at its making. Unlike the
+//! modification time, `ctime` cannot be set by a program: the kernel sets it to the current
+//! time on every change. The root's own `ctime` is left out (gaffer renames the root when it
+//! parks and claims the worktree): its entries are compared instead.
 //!
-//! Timestamps have a granularity: a change made in the same clock tick as the entry's previous
-//! change could leave its `ctime` as it was. So an entry changed within [`RACY`] of the moment
-//! the stamp is taken makes the stamp refuse (no stamp, the whole reset next time), as git
-//! treats its "racily clean" index entries.
-//!
-//! The root directory's own `ctime` is left out: gaffer renames the root when it parks and
-//! claims the worktree, and the set of paths under it already shows every change to its
-//! entries.
+//! An entry that changed within [`RACY`] before the park fails the check as well: timestamps
+//! come from a clock that advances by ticks, and a change in the same tick as the park could
+//! look older than it is. The check trusts the clock not to be stepped back between the park and
+//! the claim by more than [`RACY`] (setting the clock needs a privilege the agent never has).
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-
-/// How recent a change makes a stamp refuse: well above any clock tick of file timestamps
-/// (at most 10 ms on Linux) and any lag between the wall clock and the filesystem's.
+/// How long before the park a change makes the check fail: well above any clock tick of file
+/// timestamps (at most 10 ms on Linux) and any lag between the wall clock and the
+/// filesystem's.
 pub(super) const RACY: Duration = Duration::from_millis(20);
 
-/// The stamp of the tree at `root` (hex SHA-256), or `None` when an entry changed within
-/// [`RACY`] of now: such a stamp could miss a change made in the same clock tick. Errors
-/// (an unreadable directory, an entry gone during the walk) are errors: no stamp either.
-pub(super) fn take(root: &Path) -> io::Result<Option<String>> {
-    let racy_after = SystemTime::now()
-        .checked_sub(RACY)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    walk(root, Some(racy_after))
+/// The stamp of the tree at `root` as it is parked now: the time, then one line per entry of
+/// the root (inode, hex name), in name order.
+pub(super) fn take(root: &Path) -> io::Result<String> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(io::Error::other)?;
+    let mut stamp = format!("{}\n", now.as_nanos());
+    for (ino, name) in root_entries(root)? {
+        stamp.push_str(&format!("{ino} {name}\n"));
+    }
+    Ok(stamp)
 }
 
-/// The stamp of the tree at `root` now, to compare with one [`take`] wrote earlier.
-pub(super) fn current(root: &Path) -> io::Result<String> {
-    walk(root, None)?.ok_or_else(|| io::Error::other("no stamp"))
+/// Whether the tree at `root` is as it was when `stamp` was taken: the same entries at the
+/// root, nothing changed below it since [`RACY`] before the park. Any doubt (a malformed stamp,
+/// an unreadable directory) is a no.
+pub(super) fn unchanged_since(root: &Path, stamp: &str) -> bool {
+    let mut lines = stamp.lines();
+    let Some(parked) = lines.next().and_then(|l| l.parse::<u128>().ok()) else {
+        return false;
+    };
+    let Some(cutoff) = u64::try_from(parked)
+        .ok()
+        .map(|nanos| SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
+        .and_then(|parked| parked.checked_sub(RACY))
+    else {
+        return false;
+    };
+    let recorded: Vec<&str> = lines.collect();
+    let Ok(entries) = root_entries(root) else {
+        return false;
+    };
+    let now: Vec<String> = entries
+        .iter()
+        .map(|(ino, name)| format!("{ino} {name}"))
+        .collect();
+    if now != recorded {
+        return false;
+    }
+    settled_below(root, cutoff).unwrap_or(false)
 }
 
-/// Walks `root` depth first, entries in name order, hashing each. With `racy_after`, an entry
-/// changed at or after it ends the walk with `None`.
-fn walk(root: &Path, racy_after: Option<SystemTime>) -> io::Result<Option<String>> {
-    let mut hash = Sha256::new();
+/// The root's entries: inode and hex-encoded name, in name order.
+fn root_entries(root: &Path) -> io::Result<Vec<(u64, String)>> {
     let top = std::fs::symlink_metadata(root)?;
     if !top.is_dir() {
         return Err(io::Error::other(format!(
@@ -56,75 +78,69 @@ fn walk(root: &Path, racy_after: Option<SystemTime>) -> io::Result<Option<String
             root.display()
         )));
     }
-    hash.update(top.ino().to_le_bytes());
-    let mut pending: Vec<PathBuf> = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(root.join(&relative))?
-            .map(|entry| entry.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()?;
-        entries.sort();
-        // Reversed onto the stack, so that directories are walked in name order.
-        let mut subdirectories = Vec::new();
-        for name in entries {
-            let path = relative.join(&name);
-            let meta = std::fs::symlink_metadata(root.join(&path))?;
-            if let Some(after) = racy_after {
-                let changed = SystemTime::UNIX_EPOCH
-                    + Duration::new(
-                        u64::try_from(meta.ctime()).unwrap_or(0),
-                        u32::try_from(meta.ctime_nsec()).unwrap_or(0),
-                    );
-                if changed >= after {
-                    return Ok(None);
-                }
+    let mut entries = std::fs::read_dir(root)?
+        .map(|entry| entry.map(|e| (e.ino(), hex::encode(e.file_name().as_bytes()))))
+        .collect::<io::Result<Vec<_>>>()?;
+    entries.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(entries)
+}
+
+/// Whether every entry under `root` (not the root itself) last changed before `cutoff`.
+fn settled_below(root: &Path, cutoff: SystemTime) -> io::Result<bool> {
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            // Of the entry itself, never a symlink's target; looked up from the open
+            // directory (`fstatat`), not through the whole path again.
+            let meta = entry.metadata()?;
+            let changed = SystemTime::UNIX_EPOCH
+                + Duration::new(
+                    u64::try_from(meta.ctime()).unwrap_or(u64::MAX),
+                    u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+                );
+            if changed >= cutoff {
+                return Ok(false);
             }
-            // The path, then a NUL (no path holds one), then the fixed-size fields.
-            hash.update(path.as_os_str().as_bytes());
-            hash.update([0]);
-            hash.update(meta.mode().to_le_bytes());
-            hash.update(meta.ino().to_le_bytes());
-            hash.update(meta.ctime().to_le_bytes());
-            hash.update(meta.ctime_nsec().to_le_bytes());
             if meta.is_dir() {
-                subdirectories.push(path);
+                pending.push(entry.path());
             }
         }
-        pending.extend(subdirectories.into_iter().rev());
     }
-    Ok(Some(hex::encode(hash.finalize())))
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A tree whose entries all changed well before now (so that a stamp is not refused).
-    fn settled_tree() -> tempfile::TempDir {
+    /// A tree whose entries all changed well before now, stamped.
+    fn parked_tree() -> (tempfile::TempDir, String) {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("src/deep")).unwrap();
         std::fs::write(tmp.path().join("src/deep/a.txt"), "aaaa\n").unwrap();
         std::fs::write(tmp.path().join("README.md"), "hello\n").unwrap();
         std::os::unix::fs::symlink("README.md", tmp.path().join("link")).unwrap();
         std::thread::sleep(RACY * 2);
-        tmp
+        let stamp = take(tmp.path()).unwrap();
+        (tmp, stamp)
     }
 
     #[test]
-    fn an_unchanged_tree_keeps_its_stamp_and_a_moved_root_too() {
-        let tmp = settled_tree();
-        let stamp = take(tmp.path()).unwrap().expect("settled");
-        assert_eq!(current(tmp.path()).unwrap(), stamp);
+    fn an_unchanged_tree_passes_and_a_moved_root_too() {
+        let (tmp, stamp) = parked_tree();
+        assert!(unchanged_since(tmp.path(), &stamp));
         let moved = tmp.path().with_extension("moved");
         std::fs::rename(tmp.path(), &moved).unwrap();
-        assert_eq!(current(&moved).unwrap(), stamp);
+        assert!(unchanged_since(&moved, &stamp));
         std::fs::rename(&moved, tmp.path()).unwrap();
     }
 
     /// Every kind of change, each on a fresh tree: written with the same size and its
     /// modification time put back, created (and its directory's time put back), removed,
-    /// renamed, replaced, chmod-ed, the symlink retargeted.
+    /// renamed, replaced, chmod-ed, the symlink retargeted; at the root and below it.
     #[test]
-    fn every_kind_of_change_changes_the_stamp() {
+    fn every_kind_of_change_fails_the_check() {
         type Change = fn(&Path);
         let changes: Vec<(&str, Change)> = vec![
             ("same size, mtime put back", |root| {
@@ -150,20 +166,35 @@ mod tests {
             ("created hidden at the root", |root| {
                 std::fs::create_dir(root.join(".hidden")).unwrap();
             }),
-            ("removed", |root| {
-                std::fs::remove_file(root.join("README.md")).unwrap();
+            ("created at the root, root mtime put back", |root| {
+                let before = std::fs::metadata(root).unwrap();
+                std::fs::write(root.join("canary"), "x").unwrap();
+                std::fs::File::open(root)
+                    .unwrap()
+                    .set_modified(before.modified().unwrap())
+                    .unwrap();
             }),
-            ("renamed", |root| {
+            ("root file written in place", |root| {
+                std::fs::write(root.join("README.md"), "HELLO\n").unwrap();
+            }),
+            ("removed", |root| {
+                std::fs::remove_file(root.join("src/deep/a.txt")).unwrap();
+            }),
+            ("renamed at the root", |root| {
                 std::fs::rename(root.join("README.md"), root.join("README.txt")).unwrap();
             }),
-            ("replaced", |root| {
+            ("replaced at the root", |root| {
                 std::fs::write(root.join("new"), "hello\n").unwrap();
                 std::fs::rename(root.join("new"), root.join("README.md")).unwrap();
+            }),
+            ("replaced below", |root| {
+                std::fs::write(root.join("src/new"), "aaaa\n").unwrap();
+                std::fs::rename(root.join("src/new"), root.join("src/deep/a.txt")).unwrap();
             }),
             ("chmod-ed", |root| {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(
-                    root.join("README.md"),
+                    root.join("src/deep/a.txt"),
                     std::fs::Permissions::from_mode(0o755),
                 )
                 .unwrap();
@@ -174,18 +205,25 @@ mod tests {
             }),
         ];
         for (what, change) in changes {
-            let tmp = settled_tree();
-            let stamp = take(tmp.path()).unwrap().expect("settled");
+            let (tmp, stamp) = parked_tree();
             change(tmp.path());
-            assert_ne!(current(tmp.path()).unwrap(), stamp, "{what}");
+            assert!(!unchanged_since(tmp.path(), &stamp), "{what}");
         }
     }
 
     #[test]
-    fn a_tree_changed_within_the_racy_window_gets_no_stamp() {
-        let tmp = settled_tree();
-        assert!(take(tmp.path()).unwrap().is_some());
+    fn a_change_just_before_the_park_fails_the_check() {
+        let (tmp, _) = parked_tree();
         std::fs::write(tmp.path().join("src/deep/a.txt"), "just now\n").unwrap();
-        assert_eq!(take(tmp.path()).unwrap(), None);
+        let stamp = take(tmp.path()).unwrap();
+        assert!(!unchanged_since(tmp.path(), &stamp));
+    }
+
+    #[test]
+    fn a_malformed_stamp_fails_the_check() {
+        let (tmp, stamp) = parked_tree();
+        for bad in ["", "not a time\n", &stamp.replace('\n', "\nextra\n")] {
+            assert!(!unchanged_since(tmp.path(), bad), "{bad:?}");
+        }
     }
 }
