@@ -574,7 +574,6 @@ async fn a_recycled_worktree_shows_the_next_attempt_nothing_the_last_one_left() 
         |t| t.replace("max_attempts = 3", "max_attempts = 1"),
     )
     .await;
-    let results_of = |task: &str| p.last_tool_results(|c| c.request.to_string().contains(task));
 
     // Run 1: the planting attempt ends before its check and its worktree is parked as it is.
     let out = p.run(&["--workers", "1", "--max-tasks", "1"]);
@@ -597,15 +596,11 @@ async fn a_recycled_worktree_shows_the_next_attempt_nothing_the_last_one_left() 
     assert_eq!(p.state("T-3").0, TaskState::NeedsHuman);
     assert_eq!(p.state("T-4").0, TaskState::Merged);
     for task in ["Harvest one", "Harvest two"] {
-        let results = results_of(task);
+        let results = canary_unseen(&p, task, CANARY);
         assert_eq!(results.len(), 4, "{task}: {results:?}");
-        for result in &results {
-            assert!(!result.contains(CANARY), "{task} saw the canary: {result}");
-        }
         assert!(results[2].contains("exit code"), "{}", results[2]);
     }
-    // One worktree served every attempt (git has one linked worktree), and main holds none of
-    // the leftovers.
+    // One worktree served every attempt (git has one linked worktree).
     let admin: Vec<_> = std::fs::read_dir(p.root.join(".git/worktrees"))
         .unwrap()
         .collect();
@@ -613,12 +608,6 @@ async fn a_recycled_worktree_shows_the_next_attempt_nothing_the_last_one_left() 
     assert!(
         p.root.join(".git/worktrees/T-1-a1").is_dir(),
         "recycled, not made anew: {admin:?}"
-    );
-    let found = git(&p.root, &["grep", "-n", CANARY, "main"]);
-    assert!(
-        found.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&found.stdout)
     );
     for note in ["one.txt", "two.txt"] {
         let shown = git_ok(&p.root, &["show", &format!("main:{note}")]);
@@ -679,21 +668,9 @@ async fn what_the_tests_of_a_merged_attempt_leave_never_reaches_the_next_attempt
     assert!(out.status.success());
     assert_eq!(p.state("T-1").0, TaskState::Merged, "{:?}", p.state("T-1"));
     assert_eq!(p.state("T-2").0, TaskState::Merged, "{:?}", p.state("T-2"));
-    let results = p.last_tool_results(|c| c.request.to_string().contains("Harvest"));
+    let results = canary_unseen(&p, "Harvest", CANARY);
     assert_eq!(results.len(), 3, "{results:?}");
-    for result in &results {
-        assert!(
-            !result.contains(CANARY),
-            "the next attempt saw the canary: {result}"
-        );
-    }
     assert!(results[1].contains("exit code"), "{}", results[1]);
-    let found = git(&p.root, &["grep", "-n", CANARY, "main"]);
-    assert!(
-        found.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&found.stdout)
-    );
     // One worktree served both attempts.
     assert!(p.root.join(".git/worktrees/T-1-a1").is_dir());
     p.assert_no_worktrees();
@@ -786,26 +763,33 @@ async fn what_changes_a_parked_worktree_between_runs_never_reaches_the_next_run(
     let out = p.run(&["--workers", "1"]);
     assert!(out.status.success());
     assert_eq!(p.state("T-2").0, TaskState::Merged, "{:?}", p.state("T-2"));
-    let results = p.last_tool_results(|c| c.request.to_string().contains("Harvest"));
+    let results = canary_unseen(&p, "Harvest", CANARY);
     assert_eq!(results.len(), 3, "{results:?}");
-    for result in &results {
-        assert!(
-            !result.contains(CANARY),
-            "the next run's attempt saw the canary: {result}"
-        );
-    }
     assert!(results[1].contains("exit code"), "{}", results[1]);
     assert!(
         p.root.join(".git/worktrees/T-1-a1").is_dir(),
         "the parked worktree served the next run"
     );
-    let found = git(&p.root, &["grep", "-n", CANARY, "main"]);
+    p.assert_no_worktrees();
+}
+
+/// The tool results of the attempt whose request names `task`, none of them showing `canary`;
+/// and `main` holds none of it either.
+fn canary_unseen(p: &Project, task: &str, canary: &str) -> Vec<String> {
+    let results = p.last_tool_results(|c| c.request.to_string().contains(task));
+    for result in &results {
+        assert!(
+            !result.contains(canary),
+            "{task}: the attempt saw the canary: {result}"
+        );
+    }
+    let found = git(&p.root, &["grep", "-n", canary, "main"]);
     assert!(
         found.stdout.is_empty(),
         "{}",
         String::from_utf8_lossy(&found.stdout)
     );
-    p.assert_no_worktrees();
+    results
 }
 
 /// Many cheap turns: reading files until the money runs out.
