@@ -330,6 +330,7 @@ fn point_head_at(git_dir: &Path, branch: &str) -> Result<(), GitError> {
 #[cfg(test)]
 mod tests {
     use super::super::remove_dir;
+    use super::super::stamp::tests::keeping_mtime;
     use super::super::tests::{init_repo, read, sh, write};
     use super::*;
 
@@ -633,21 +634,11 @@ mod tests {
         let (first, _) = parked_vouched(&repo, &parent);
         let spare = parent.join("spare-0");
         let readme = spare.join("README.md");
-        let before = std::fs::metadata(&readme).unwrap();
-        std::fs::write(&readme, "HELLO\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&readme)
-            .unwrap()
-            .set_modified(before.modified().unwrap())
-            .unwrap();
+        keeping_mtime(&readme, || std::fs::write(&readme, "HELLO\n").unwrap());
         let src = spare.join("src");
-        let before = std::fs::metadata(&src).unwrap();
-        std::fs::write(src.join("canary.rs"), CANARY).unwrap();
-        std::fs::File::open(&src)
-            .unwrap()
-            .set_modified(before.modified().unwrap())
-            .unwrap();
+        keeping_mtime(&src, || {
+            std::fs::write(src.join("canary.rs"), CANARY).unwrap()
+        });
 
         let second = repo
             .prepare_worktree(None, &parent.join("T-2-a1"), "gaffer/T-2/a1", "main")

@@ -27,15 +27,16 @@ use std::time::{Duration, SystemTime};
 /// filesystem's.
 pub(super) const RACY: Duration = Duration::from_millis(20);
 
-/// The stamp of the tree at `root` as it is parked now: the time, then one line per entry of
-/// the root (inode, hex name), in name order.
+/// The stamp of the tree at `root` as it is parked now: the time (nanoseconds since the
+/// epoch), then one line per entry of the root (inode, hex name), in name order.
 pub(super) fn take(root: &Path) -> io::Result<String> {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(io::Error::other)?;
     let mut stamp = format!("{}\n", now.as_nanos());
-    for (ino, name) in root_entries(root)? {
-        stamp.push_str(&format!("{ino} {name}\n"));
+    for entry in root_entries(root)? {
+        stamp.push_str(&entry);
+        stamp.push('\n');
     }
     Ok(stamp)
 }
@@ -45,32 +46,19 @@ pub(super) fn take(root: &Path) -> io::Result<String> {
 /// an unreadable directory) is a no.
 pub(super) fn unchanged_since(root: &Path, stamp: &str) -> bool {
     let mut lines = stamp.lines();
-    let Some(parked) = lines.next().and_then(|l| l.parse::<u128>().ok()) else {
+    let Some(parked) = lines.next().and_then(|l| l.parse::<i128>().ok()) else {
         return false;
     };
-    let Some(cutoff) = u64::try_from(parked)
-        .ok()
-        .map(|nanos| SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
-        .and_then(|parked| parked.checked_sub(RACY))
-    else {
-        return false;
-    };
+    let cutoff = parked - RACY.as_nanos() as i128;
     let recorded: Vec<&str> = lines.collect();
-    let Ok(entries) = root_entries(root) else {
-        return false;
-    };
-    let now: Vec<String> = entries
-        .iter()
-        .map(|(ino, name)| format!("{ino} {name}"))
-        .collect();
-    if now != recorded {
-        return false;
+    match root_entries(root) {
+        Ok(entries) if entries == recorded => settled_below(root, cutoff).unwrap_or(false),
+        _ => false,
     }
-    settled_below(root, cutoff).unwrap_or(false)
 }
 
-/// The root's entries: inode and hex-encoded name, in name order.
-fn root_entries(root: &Path) -> io::Result<Vec<(u64, String)>> {
+/// The root's entries as the stamp lists them: inode and hex-encoded name, in name order.
+fn root_entries(root: &Path) -> io::Result<Vec<String>> {
     let top = std::fs::symlink_metadata(root)?;
     if !top.is_dir() {
         return Err(io::Error::other(format!(
@@ -79,14 +67,19 @@ fn root_entries(root: &Path) -> io::Result<Vec<(u64, String)>> {
         )));
     }
     let mut entries = std::fs::read_dir(root)?
-        .map(|entry| entry.map(|e| (e.ino(), hex::encode(e.file_name().as_bytes()))))
+        .map(|entry| entry.map(|e| (hex::encode(e.file_name().as_bytes()), e.ino())))
         .collect::<io::Result<Vec<_>>>()?;
-    entries.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(entries)
+    entries.sort();
+    Ok(entries
+        .into_iter()
+        .map(|(name, ino)| format!("{ino} {name}"))
+        .collect())
 }
 
-/// Whether every entry under `root` (not the root itself) last changed before `cutoff`.
-fn settled_below(root: &Path, cutoff: SystemTime) -> io::Result<bool> {
+/// Whether every entry under `root` (not the root itself) last changed before `cutoff`
+/// (nanoseconds since the epoch). Compared as integers: a timestamp, whatever it is, never
+/// overflows a time type here.
+fn settled_below(root: &Path, cutoff: i128) -> io::Result<bool> {
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir)? {
@@ -94,11 +87,7 @@ fn settled_below(root: &Path, cutoff: SystemTime) -> io::Result<bool> {
             // Of the entry itself, never a symlink's target; looked up from the open
             // directory (`fstatat`), not through the whole path again.
             let meta = entry.metadata()?;
-            let changed = SystemTime::UNIX_EPOCH
-                + Duration::new(
-                    u64::try_from(meta.ctime()).unwrap_or(u64::MAX),
-                    u32::try_from(meta.ctime_nsec()).unwrap_or(0),
-                );
+            let changed = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
             if changed >= cutoff {
                 return Ok(false);
             }
@@ -111,8 +100,19 @@ fn settled_below(root: &Path, cutoff: SystemTime) -> io::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// Runs `change`, then puts `path`'s modification time back as it was (what a program
+    /// hiding a change would do; only `ctime` still shows it).
+    pub(in crate::git) fn keeping_mtime(path: &Path, change: impl FnOnce()) {
+        let before = std::fs::metadata(path).unwrap().modified().unwrap();
+        change();
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+    }
 
     /// A tree whose entries all changed well before now, stamped.
     fn parked_tree() -> (tempfile::TempDir, String) {
@@ -145,34 +145,17 @@ mod tests {
         let changes: Vec<(&str, Change)> = vec![
             ("same size, mtime put back", |root| {
                 let path = root.join("src/deep/a.txt");
-                let before = std::fs::metadata(&path).unwrap();
-                std::fs::write(&path, "bbbb\n").unwrap();
-                std::fs::File::options()
-                    .write(true)
-                    .open(&path)
-                    .unwrap()
-                    .set_modified(before.modified().unwrap())
-                    .unwrap();
+                keeping_mtime(&path, || std::fs::write(&path, "bbbb\n").unwrap());
             }),
             ("created, directory mtime put back", |root| {
                 let dir = root.join("src/deep");
-                let before = std::fs::metadata(&dir).unwrap();
-                std::fs::write(dir.join("canary"), "x").unwrap();
-                std::fs::File::open(&dir)
-                    .unwrap()
-                    .set_modified(before.modified().unwrap())
-                    .unwrap();
+                keeping_mtime(&dir, || std::fs::write(dir.join("canary"), "x").unwrap());
             }),
             ("created hidden at the root", |root| {
                 std::fs::create_dir(root.join(".hidden")).unwrap();
             }),
             ("created at the root, root mtime put back", |root| {
-                let before = std::fs::metadata(root).unwrap();
-                std::fs::write(root.join("canary"), "x").unwrap();
-                std::fs::File::open(root)
-                    .unwrap()
-                    .set_modified(before.modified().unwrap())
-                    .unwrap();
+                keeping_mtime(root, || std::fs::write(root.join("canary"), "x").unwrap());
             }),
             ("root file written in place", |root| {
                 std::fs::write(root.join("README.md"), "HELLO\n").unwrap();
