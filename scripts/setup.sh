@@ -5,6 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One set-up at a time: the demo and the tests started together on a fresh machine would
+# otherwise both install the same tools into the same folders (pip into one virtual
+# environment, npm into one node_modules) and break each other's half-written files. The
+# second waits, then finds everything in place. The lock is released when this script exits.
+mkdir -p .tools
+exec 9>.tools/setup.lock
+if ! flock --wait 1800 9; then
+    echo "setup: another scripts/setup.sh has held .tools/setup.lock for 30 minutes; giving up" >&2
+    exit 1
+fi
+
 # The toolchain is pinned in rust-toolchain.toml. Automatic toolchain installation is off on
 # these machines (RUSTUP_AUTO_INSTALL=0), so install the pinned toolchain's pieces explicitly.
 toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
@@ -35,8 +46,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
         sudo="sudo"
     fi
     export DEBIAN_FRONTEND=noninteractive
-    # Another set-up may be installing at the same time (the demo and the tests started
-    # together on a fresh machine): wait for dpkg's lock rather than fail on it.
+    # Something else may be installing at the same time (another checkout's set-up, the
+    # machine's own upgrades): wait for dpkg's lock rather than fail on it.
     apt=(apt-get -o DPkg::Lock::Timeout=900 -y -q)
     $sudo "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1 \
         || { $sudo "${apt[@]}" update >/dev/null && $sudo "${apt[@]}" install "${missing[@]}" >/dev/null; }
