@@ -12,10 +12,10 @@ use gaffer::pipeline::assemble::plugin_specs;
 use gaffer::plugin::types::{RouteDecision, RouteRequest};
 use gaffer::plugin::{
     CallContext, CallError, Called, OnFailure, Plugin, PluginError, PluginRuntime, PluginSpec,
-    PluginSpecs, World, samples,
+    PluginSpecs, WasiLinking, World, samples,
 };
 use serde_json::json;
-use support::{FakeModels, guest, runtime, runtime_with};
+use support::{FakeModels, Lang, guest, polyglot_guest, runtime, runtime_with};
 
 fn hostile(mode: &str) -> PluginSpec {
     let mut spec =
@@ -950,5 +950,76 @@ async fn every_memory_of_an_instance_counts_against_one_cap() {
             .unwrap();
         assert!(called.fault.is_none(), "{allocator:?}: {:?}", called.fault);
         assert_eq!(called.run.memory_bytes, 65536 + 3 * 1600 * 65536);
+    }
+}
+
+/// One call of `plugin`'s world, as text: the decision and the fault, if any.
+async fn decide(plugin: &Plugin) -> String {
+    let ctx = CallContext::new("T-1", 1);
+    let task = samples::task();
+    match plugin.spec().world {
+        World::Router => {
+            let called = plugin.route(&ctx, &samples::route_request()).await;
+            format!("{:?}", called.map(|c| (c.decision, c.fault)))
+        }
+        World::Verifier => {
+            let called = plugin.verify(&ctx, &samples::verify_request()).await;
+            format!("{:?}", called.map(|c| (c.decision, c.fault)))
+        }
+        World::Hook => {
+            let pre_tool = plugin.pre_tool(&ctx, &task, &samples::tool_call()).await;
+            let on_edit = plugin.on_edit(&ctx, &task, &samples::file_edit()).await;
+            let on_diff = plugin.on_diff(&ctx, &task, &samples::diff()).await;
+            format!(
+                "{:?} {:?} {:?}",
+                pre_tool.map(|c| (c.decision, c.fault)),
+                on_edit.map(|c| (c.decision, c.fault)),
+                on_diff.map(|c| (c.decision, c.fault))
+            )
+        }
+    }
+}
+
+/// A runtime that links only the WASI interfaces each component imports (the hook bridge's)
+/// loads every guest, in each language, and decides as a runtime with all of WASI linked.
+#[tokio::test]
+async fn linking_only_the_imported_wasi_decides_as_linking_all_of_it() {
+    let (whole, _) = runtime();
+    let imported = PluginRuntime::builder()
+        .cache_dir(Some(support::test_cache_dir()))
+        .wasi_linking(WasiLinking::Imported)
+        .build()
+        .expect("runtime");
+    let mut hostile_ok = hostile("ok");
+    hostile_ok.name = "hostile".to_string();
+    let mut specs = vec![hostile_ok];
+    for (name, world) in [
+        ("cost-tier", World::Router),
+        ("cascade", World::Router),
+        ("tests-and-limits", World::Verifier),
+        ("protected-paths", World::Hook),
+        ("layer-rules", World::Hook),
+        ("file-size", World::Hook),
+    ] {
+        specs.push(PluginSpec::new(world, guest(name)));
+    }
+    for lang in [Lang::Python, Lang::Js] {
+        specs.push(PluginSpec::new(
+            World::Router,
+            polyglot_guest(lang, "cost-tier"),
+        ));
+        specs.push(PluginSpec::new(
+            World::Hook,
+            polyglot_guest(lang, "protected-paths"),
+        ));
+    }
+    for mut spec in specs {
+        spec.fallback_model = Some("cheap".to_string());
+        let path = spec.path.display().to_string();
+        let all = whole.load(spec.clone()).expect(&path);
+        let only = imported.load(spec).expect(&path);
+        let (expected, got) = (decide(&all).await, decide(&only).await);
+        assert!(!expected.is_empty());
+        assert_eq!(got, expected, "{path}");
     }
 }

@@ -26,7 +26,9 @@ pub use cache::CacheOutcome;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineOptions, Metering};
 pub use error::{CallError, PluginError};
 pub use run::{CallContext, Called, LogRecorder, MemoryRecorder, PluginRun, RunRecorder, TaskFuel};
-pub use runtime::{ComponentInfo, Plugin, PluginRuntime, RuntimeBuilder, world_of_exports};
+pub use runtime::{
+    ComponentInfo, Plugin, PluginRuntime, RuntimeBuilder, WasiLinking, world_of_exports,
+};
 pub use set::{ActivePlugins, PluginSet};
 pub use spec::{Grants, Limits, OnFailure, PluginSpec, PluginSpecs, World};
 pub use state::{BoxFuture, ModelAccess, NoModels, PluginCaller};

@@ -36,7 +36,7 @@ use crate::plugin::chain::{diff_denials, edit_denials, pre_tool_chain};
 use crate::plugin::engine::{CompilerChoice, EpochClock};
 use crate::plugin::types::{FileEdit, HookDecision, Task, ToolCall};
 use crate::plugin::{
-    AllocatorChoice, CallContext, EngineOptions, Plugin, PluginRuntime, PluginSpecs,
+    AllocatorChoice, CallContext, EngineOptions, Plugin, PluginRuntime, PluginSpecs, WasiLinking,
 };
 use crate::project::Project;
 use crate::project::policy_files::PolicyFiles;
@@ -231,7 +231,8 @@ impl Bridge {
             // One event per process: instances on demand (no pool to reserve), compiled code
             // from the disk cache run by an engine without Cranelift (a miss compiles once,
             // with a compiling engine of the same configuration), the epoch ticked by the
-            // watchdog's timer signal rather than a thread of its own.
+            // watchdog's timer signal rather than a thread of its own, and a linker with only
+            // the WASI interfaces each hook imports.
             let defaults = EngineOptions::default();
             let runtime = PluginRuntime::builder()
                 .options(EngineOptions {
@@ -242,6 +243,7 @@ impl Bridge {
                     ..defaults
                 })
                 .cache_dir(Some(Project::at(&project, config).plugin_cache_dir()))
+                .wasi_linking(WasiLinking::Imported)
                 .build()
                 .map_err(|e| e.to_string())?;
             for spec in specs.hooks {

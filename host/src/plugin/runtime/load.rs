@@ -95,7 +95,22 @@ impl Inner {
             };
             return Err(incompatible(detail));
         }
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let own_linker;
+        let linker = match &self.linker {
+            Some(shared) => shared,
+            None => {
+                let ty = component.component_type();
+                let imports: Vec<String> = ty
+                    .imports(engine)
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                own_linker = super::linker_with(&spec.name, engine, |linker| {
+                    super::wasi_link::link_imported(linker, imports.iter().map(String::as_str))
+                })?;
+                &own_linker
+            }
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
             incompatible(format!(
                 "; it imports what this host does not provide: {e:#}"
             ))

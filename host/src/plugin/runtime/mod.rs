@@ -5,14 +5,17 @@
 //! - `load`: compiling and checking a component;
 //! - `call`: one export in a fresh sandbox (store, fuel, deadline, memory, grants);
 //! - `policy`: the fail policy applied to a call's fault, per world;
-//! - `trap`: what a wasmtime error stands for (fuel, deadline, memory, trap).
+//! - `trap`: what a wasmtime error stands for (fuel, deadline, memory, trap);
+//! - `wasi_link`: all of WASI in the shared linker, or only what each component imports.
 
 mod call;
 mod load;
 mod policy;
 mod trap;
+mod wasi_link;
 
 pub use call::Plugin;
+pub use wasi_link::WasiLinking;
 
 pub(crate) use call::{CallArgs, CallOk};
 
@@ -36,6 +39,7 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     models: Arc<dyn ModelAccess>,
     recorder: Arc<dyn RunRecorder>,
+    wasi: WasiLinking,
 }
 
 impl RuntimeBuilder {
@@ -59,16 +63,19 @@ impl RuntimeBuilder {
         self.recorder = recorder;
         self
     }
+    /// Which WASI interfaces components are linked with (see [`WasiLinking`]).
+    pub fn wasi_linking(mut self, wasi: WasiLinking) -> Self {
+        self.wasi = wasi;
+        self
+    }
     pub fn build(self) -> Result<PluginRuntime, PluginError> {
         let handle = EngineHandle::new(&self.options)?;
-        let mut linker: Linker<PluginState> = Linker::new(&handle.engine);
-        let link_err = |e: wasmtime::Error| PluginError::Host {
-            plugin: "-".to_string(),
-            function: "linker",
-            reason: format!("{e:#}"),
+        let linker = match self.wasi {
+            WasiLinking::Whole => Some(linker_with("-", &handle.engine, |linker| {
+                wasi_link::link_whole(linker)
+            })?),
+            WasiLinking::Imported => None,
         };
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
-        since_v0_1_0::add_to_linker(&mut linker).map_err(link_err)?;
         let cache = CompileCache::new(&handle, self.cache_dir);
         Ok(PluginRuntime {
             inner: Arc::new(Inner {
@@ -93,7 +100,9 @@ pub struct PluginRuntime {
 
 struct Inner {
     handle: EngineHandle,
-    linker: Linker<PluginState>,
+    /// The linker every component shares ([`WasiLinking::Whole`]); `None` when each component
+    /// gets a linker of its own with the WASI interfaces it imports.
+    linker: Option<Linker<PluginState>>,
     cache: CompileCache,
     models: Arc<dyn ModelAccess>,
     recorder: Arc<dyn RunRecorder>,
@@ -125,6 +134,7 @@ impl PluginRuntime {
             cache_dir: CompileCache::default_dir(),
             models: Arc::new(NoModels),
             recorder: Arc::new(LogRecorder),
+            wasi: WasiLinking::Whole,
         }
     }
 
@@ -174,6 +184,23 @@ impl PluginRuntime {
             load_time: started.elapsed(),
         })
     }
+}
+
+/// A linker with gaffer's own interfaces (every WIT version's) and what `wasi` adds.
+fn linker_with(
+    plugin: &str,
+    engine: &wasmtime::Engine,
+    wasi: impl FnOnce(&mut Linker<PluginState>) -> wasmtime::Result<()>,
+) -> Result<Linker<PluginState>, PluginError> {
+    let mut linker: Linker<PluginState> = Linker::new(engine);
+    let link_err = |e: wasmtime::Error| PluginError::Host {
+        plugin: plugin.to_string(),
+        function: "linker",
+        reason: format!("{e:#}"),
+    };
+    wasi(&mut linker).map_err(link_err)?;
+    since_v0_1_0::add_to_linker(&mut linker).map_err(link_err)?;
+    Ok(linker)
 }
 
 fn display_name(path: &Path) -> String {
