@@ -1,6 +1,6 @@
-//! `gaffer:plugin@0.1.0` (`wit/0.1.0`): the generated bindings of its three worlds, the host
-//! functions it imports, and the conversions between its types and gaffer's own
-//! ([`crate::plugin::types`]). Nothing outside this module sees a type generated from this
+//! `gaffer:plugin@0.1.0` (`wit/0.1.0`): the generated bindings of its interfaces, the calls of
+//! its three worlds' exports, the host functions it imports, and the conversions between its
+//! types and gaffer's own ([`crate::plugin::types`]). Nothing outside this module sees a type generated from this
 //! version; a later version goes beside it with conversions of its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,42 +15,15 @@ use crate::plugin::runtime::{CallArgs, CallOk};
 use crate::plugin::state::PluginState;
 use crate::plugin::types as host;
 
-/// The `router` world: exports `route`.
+/// The bindings of the `router` world, whose `types` and `host` interfaces are the version's
+/// (the `verifier` and `hook` worlds import the same two; their exports are called through
+/// [`Pre`], by index, so they need no bindings of their own).
 mod router {
     wasmtime::component::bindgen!({
         path: "../wit/0.1.0",
         world: "router",
         imports: { default: async },
         exports: { default: async },
-    });
-}
-
-/// The `verifier` world: exports `verify`. It shares the `types` and `host` interfaces of the
-/// router's bindings, so the version has one Rust type per WIT type.
-mod verifier {
-    wasmtime::component::bindgen!({
-        path: "../wit/0.1.0",
-        world: "verifier",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "gaffer:plugin/types": super::router::gaffer::plugin::types,
-            "gaffer:plugin/host": super::router::gaffer::plugin::host,
-        },
-    });
-}
-
-/// The `hook` world: exports `pre-tool`, `on-edit` and `on-diff`.
-mod hook {
-    wasmtime::component::bindgen!({
-        path: "../wit/0.1.0",
-        world: "hook",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "gaffer:plugin/types": super::router::gaffer::plugin::types,
-            "gaffer:plugin/host": super::router::gaffer::plugin::host,
-        },
     });
 }
 
@@ -68,7 +41,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Resul
 ///
 /// A call instantiates it and calls the export through its index. The generated bindings'
 /// `instantiate` would look each export up and type-check it against this version's Rust
-/// types on every call (3.8 % of a route call's samples in the runtime bench, 2026-12-02);
+/// types on every call (2.8 % of a route call's samples in the runtime bench, 2026-12-02);
 /// the types of a component's exports are the same in every instance of it (these worlds
 /// have no resources, whose types are per instance), so the first call checks them and
 /// later calls take the function unchecked.
