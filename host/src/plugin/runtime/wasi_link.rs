@@ -2,10 +2,10 @@
 //! many plugins), or only the interfaces one component imports (a process that lives for one
 //! event and loads one or two components).
 //!
-//! Registering all of WASI 0.2 (`wasmtime_wasi::p2::add_to_linker_async`: 20 interfaces, about
-//! 150 functions, each interned into the linker's maps) was 8.4 % of the samples of a
-//! `gaffer-hook` event (perf, 2026-12-02), and a Rust hook imports 13 of those interfaces: the
-//! rest (clocks, filesystem, random, sockets) was registered for nothing. What an interface
+//! Registering all of WASI 0.2 (`wasmtime_wasi::p2::add_to_linker_async`: 27 interfaces, each
+//! function interned into the linker's maps) was 8.4 % of the samples of a `gaffer-hook` event
+//! (perf, 2026-12-02), and a Rust hook imports 13 of those interfaces (`wasi:io`, `wasi:cli`):
+//! the rest (clocks, filesystem, random, sockets) was registered for nothing. What an interface
 //! does once linked is the same either way: the plugin's WASI context (`PluginState`) decides
 //! what a call may reach, not the linker.
 
