@@ -100,12 +100,11 @@ impl Inner {
             Some(shared) => shared,
             None => {
                 let ty = component.component_type();
-                let imports: Vec<String> = ty
-                    .imports(engine)
-                    .map(|(name, _)| name.to_string())
-                    .collect();
                 own_linker = super::linker_with(&spec.name, engine, |linker| {
-                    super::wasi_link::link_imported(linker, imports.iter().map(String::as_str))
+                    super::wasi_link::link_imported(
+                        linker,
+                        ty.imports(engine).map(|(name, _)| name),
+                    )
                 })?;
                 &own_linker
             }

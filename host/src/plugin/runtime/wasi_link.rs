@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use wasmtime_wasi::{WasiView, p2};
+use wasmtime_wasi_io::bindings::wasi::io;
 
 use crate::plugin::state::PluginState;
 
@@ -54,116 +55,69 @@ pub(super) fn link_imported<'a>(
     imports: impl IntoIterator<Item = &'a str>,
 ) -> wasmtime::Result<()> {
     let l = linker;
+    // Each family of interfaces reaches its part of the plugin's WASI context.
+    let cli = <PluginState as WasiCliView>::cli;
+    let clocks = <PluginState as WasiClocksView>::clocks;
+    let filesystem = <PluginState as WasiFilesystemView>::filesystem;
     let random = <PluginState as WasiRandomView>::random;
+    let sockets = <PluginState as WasiSocketsView>::sockets;
     for name in imports {
         let interface = name
             .split_once('@')
             .map_or(name, |(interface, _)| interface);
         match interface {
-            "wasi:io/error" => {
-                wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<_, IoTable>(l, table)?
+            "wasi:io/error" => io::error::add_to_linker::<_, IoTable>(l, table)?,
+            "wasi:io/poll" => io::poll::add_to_linker::<_, IoTable>(l, table)?,
+            "wasi:io/streams" => io::streams::add_to_linker::<_, IoTable>(l, table)?,
+            "wasi:clocks/wall-clock" => {
+                clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, clocks)?
             }
-            "wasi:io/poll" => {
-                wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<_, IoTable>(l, table)?
-            }
-            "wasi:io/streams" => wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<
-                _,
-                IoTable,
-            >(l, table)?,
-            "wasi:clocks/wall-clock" => clocks::wall_clock::add_to_linker::<_, WasiClocks>(
-                l,
-                <PluginState as WasiClocksView>::clocks,
-            )?,
             "wasi:clocks/monotonic-clock" => {
-                clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(
-                    l,
-                    <PluginState as WasiClocksView>::clocks,
-                )?
+                clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, clocks)?
             }
-            "wasi:filesystem/types" => filesystem::types::add_to_linker::<_, WasiFilesystem>(
-                l,
-                <PluginState as WasiFilesystemView>::filesystem,
-            )?,
-            "wasi:filesystem/preopens" => filesystem::preopens::add_to_linker::<_, WasiFilesystem>(
-                l,
-                <PluginState as WasiFilesystemView>::filesystem,
-            )?,
+            "wasi:filesystem/types" => {
+                filesystem::types::add_to_linker::<_, WasiFilesystem>(l, filesystem)?
+            }
+            "wasi:filesystem/preopens" => {
+                filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, filesystem)?
+            }
             "wasi:random/random" => random::random::add_to_linker::<_, WasiRandom>(l, random)?,
             "wasi:random/insecure" => random::insecure::add_to_linker::<_, WasiRandom>(l, random)?,
             "wasi:random/insecure-seed" => {
                 random::insecure_seed::add_to_linker::<_, WasiRandom>(l, random)?
             }
-            "wasi:cli/exit" => {
-                cli::exit::add_to_linker::<_, WasiCli>(l, <PluginState as WasiCliView>::cli)?
+            "wasi:cli/exit" => cli::exit::add_to_linker::<_, WasiCli>(l, cli)?,
+            "wasi:cli/environment" => cli::environment::add_to_linker::<_, WasiCli>(l, cli)?,
+            "wasi:cli/stdin" => cli::stdin::add_to_linker::<_, WasiCli>(l, cli)?,
+            "wasi:cli/stdout" => cli::stdout::add_to_linker::<_, WasiCli>(l, cli)?,
+            "wasi:cli/stderr" => cli::stderr::add_to_linker::<_, WasiCli>(l, cli)?,
+            "wasi:cli/terminal-input" => cli::terminal_input::add_to_linker::<_, WasiCli>(l, cli)?,
+            "wasi:cli/terminal-output" => {
+                cli::terminal_output::add_to_linker::<_, WasiCli>(l, cli)?
             }
-            "wasi:cli/environment" => {
-                cli::environment::add_to_linker::<_, WasiCli>(l, <PluginState as WasiCliView>::cli)?
+            "wasi:cli/terminal-stdin" => cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, cli)?,
+            "wasi:cli/terminal-stdout" => {
+                cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, cli)?
             }
-            "wasi:cli/stdin" => {
-                cli::stdin::add_to_linker::<_, WasiCli>(l, <PluginState as WasiCliView>::cli)?
+            "wasi:cli/terminal-stderr" => {
+                cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, cli)?
             }
-            "wasi:cli/stdout" => {
-                cli::stdout::add_to_linker::<_, WasiCli>(l, <PluginState as WasiCliView>::cli)?
-            }
-            "wasi:cli/stderr" => {
-                cli::stderr::add_to_linker::<_, WasiCli>(l, <PluginState as WasiCliView>::cli)?
-            }
-            "wasi:cli/terminal-input" => cli::terminal_input::add_to_linker::<_, WasiCli>(
-                l,
-                <PluginState as WasiCliView>::cli,
-            )?,
-            "wasi:cli/terminal-output" => cli::terminal_output::add_to_linker::<_, WasiCli>(
-                l,
-                <PluginState as WasiCliView>::cli,
-            )?,
-            "wasi:cli/terminal-stdin" => cli::terminal_stdin::add_to_linker::<_, WasiCli>(
-                l,
-                <PluginState as WasiCliView>::cli,
-            )?,
-            "wasi:cli/terminal-stdout" => cli::terminal_stdout::add_to_linker::<_, WasiCli>(
-                l,
-                <PluginState as WasiCliView>::cli,
-            )?,
-            "wasi:cli/terminal-stderr" => cli::terminal_stderr::add_to_linker::<_, WasiCli>(
-                l,
-                <PluginState as WasiCliView>::cli,
-            )?,
-            "wasi:sockets/tcp" => sockets::tcp::add_to_linker::<_, WasiSockets>(
-                l,
-                <PluginState as WasiSocketsView>::sockets,
-            )?,
+            "wasi:sockets/tcp" => sockets::tcp::add_to_linker::<_, WasiSockets>(l, sockets)?,
             "wasi:sockets/tcp-create-socket" => {
-                sockets::tcp_create_socket::add_to_linker::<_, WasiSockets>(
-                    l,
-                    <PluginState as WasiSocketsView>::sockets,
-                )?
+                sockets::tcp_create_socket::add_to_linker::<_, WasiSockets>(l, sockets)?
             }
-            "wasi:sockets/udp" => sockets::udp::add_to_linker::<_, WasiSockets>(
-                l,
-                <PluginState as WasiSocketsView>::sockets,
-            )?,
+            "wasi:sockets/udp" => sockets::udp::add_to_linker::<_, WasiSockets>(l, sockets)?,
             "wasi:sockets/udp-create-socket" => {
-                sockets::udp_create_socket::add_to_linker::<_, WasiSockets>(
-                    l,
-                    <PluginState as WasiSocketsView>::sockets,
-                )?
+                sockets::udp_create_socket::add_to_linker::<_, WasiSockets>(l, sockets)?
             }
             "wasi:sockets/instance-network" => {
-                sockets::instance_network::add_to_linker::<_, WasiSockets>(
-                    l,
-                    <PluginState as WasiSocketsView>::sockets,
-                )?
+                sockets::instance_network::add_to_linker::<_, WasiSockets>(l, sockets)?
             }
-            "wasi:sockets/network" => sockets::network::add_to_linker::<_, WasiSockets>(
-                l,
-                &Default::default(),
-                <PluginState as WasiSocketsView>::sockets,
-            )?,
+            "wasi:sockets/network" => {
+                sockets::network::add_to_linker::<_, WasiSockets>(l, &Default::default(), sockets)?
+            }
             "wasi:sockets/ip-name-lookup" => {
-                sockets::ip_name_lookup::add_to_linker::<_, WasiSockets>(
-                    l,
-                    <PluginState as WasiSocketsView>::sockets,
-                )?
+                sockets::ip_name_lookup::add_to_linker::<_, WasiSockets>(l, sockets)?
             }
             _ => {}
         }
