@@ -132,7 +132,7 @@ fn a_database_of_bb66ba5_migrates_and_its_figures_are_unchanged() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
 
     // The ledger keeps the indexes its queries use (a task's rows, the open reservations),
     // and no longer the four that every insert paid for and no query read.
