@@ -9,5 +9,9 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo fmt --all -- --check
+# The bridge's end-to-end tests run `gaffer-hook` as it ships (statically linked), not only as
+# cargo links it for the tests (tests/claude_code.rs reads GAFFER_HOOK_BIN).
+GAFFER_HOOK_BIN="$(scripts/build-hook.sh)"
+export GAFFER_HOOK_BIN
 cargo test --workspace --all-targets
 cargo test --workspace --doc

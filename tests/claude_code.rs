@@ -64,13 +64,19 @@ fn hook(root: &Path, input: &str) -> Output {
     )
 }
 
+/// The `gaffer-hook` binary under test: the one `scripts/test.sh` links as it ships
+/// (statically, `scripts/build-hook.sh`) when `GAFFER_HOOK_BIN` names it, else the one cargo
+/// linked for this test run.
+fn gaffer_hook() -> std::path::PathBuf {
+    match std::env::var_os("GAFFER_HOOK_BIN") {
+        Some(path) if !path.is_empty() => std::path::PathBuf::from(path),
+        _ => std::path::PathBuf::from(env!("CARGO_BIN_EXE_gaffer-hook")),
+    }
+}
+
 /// The same bridge through the small `gaffer-hook` binary.
 fn small_hook(root: &Path, input: &str) -> Output {
-    run_bridge(
-        Command::new(env!("CARGO_BIN_EXE_gaffer-hook")).arg("claude-code"),
-        root,
-        input,
-    )
+    run_bridge(Command::new(gaffer_hook()).arg("claude-code"), root, input)
 }
 
 fn run_bridge(command: &mut Command, root: &Path, input: &str) -> Output {
@@ -367,12 +373,56 @@ fn the_small_gaffer_hook_binary_answers_exactly_as_gaffer_hook_claude_code() {
     assert_eq!(small_hook(root, &events[4]).status.code(), Some(2));
     // Arguments it does not know are refused (exit status 2, which blocks in Claude Code).
     let out = run_bridge(
-        Command::new(env!("CARGO_BIN_EXE_gaffer-hook")).arg("--frobnicate"),
+        Command::new(gaffer_hook()).arg("--frobnicate"),
         root,
         &events[0],
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--frobnicate"));
+}
+
+/// `scripts/test.sh` runs this file against `gaffer-hook` as `scripts/build-hook.sh` ships it:
+/// a static position-independent executable. Checked from its ELF program headers: no
+/// interpreter (no dynamic loader, no shared libraries to map at every event), and still
+/// position-independent (`ET_DYN`: the kernel places it at a random address).
+#[test]
+fn the_shipped_gaffer_hook_needs_no_dynamic_loader_and_keeps_a_random_address() {
+    let Some(path) = std::env::var_os("GAFFER_HOOK_BIN").filter(|p| !p.is_empty()) else {
+        eprintln!("GAFFER_HOOK_BIN is not set (scripts/test.sh sets it): nothing to check");
+        return;
+    };
+    if !cfg!(all(
+        target_os = "linux",
+        target_env = "gnu",
+        target_arch = "x86_64"
+    )) {
+        return;
+    }
+    let elf = std::fs::read(&path).unwrap();
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert_eq!(elf[4], 2, "a 64-bit ELF");
+    const ET_DYN: u16 = 3;
+    const PT_INTERP: u32 = 3;
+    const PT_DYNAMIC: u32 = 2;
+    assert_eq!(u16_at(16), ET_DYN, "position-independent");
+    let (phoff, phentsize, phnum) = (u64_at(32) as usize, u16_at(54) as usize, u16_at(56));
+    let types: Vec<u32> = (0..usize::from(phnum))
+        .map(|i| u32_at(phoff + i * phentsize))
+        .collect();
+    assert!(
+        !types.contains(&PT_INTERP),
+        "{}: names a dynamic loader",
+        path.to_string_lossy()
+    );
+    // A static PIE keeps a dynamic section for its own relocations, but needs no library.
+    assert!(types.contains(&PT_DYNAMIC));
+    let out = Command::new("ldd").arg(&path).output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("libc.so"), "{said}");
 }
 
 /// A Write of `content` to `path` (absolute, or relative to `root`) as Claude Code sends it.
@@ -398,7 +448,7 @@ fn the_configuration_is_the_projects_not_the_one_the_events_cwd_leads_to() {
         let mut e: Value = serde_json::from_str(&write_event(root, ".env", "K=1")).unwrap();
         e["cwd"] = json!(cwd);
         let out = run_bridge_in(
-            Command::new(env!("CARGO_BIN_EXE_gaffer-hook")).env("CLAUDE_PROJECT_DIR", root),
+            Command::new(gaffer_hook()).env("CLAUDE_PROJECT_DIR", root),
             &cwd,
             &e.to_string(),
         );
@@ -410,14 +460,14 @@ fn the_configuration_is_the_projects_not_the_one_the_events_cwd_leads_to() {
     }
     // Control: the empty configuration, when it is the project's, judges nothing.
     let out = run_bridge(
-        &mut Command::new(env!("CARGO_BIN_EXE_gaffer-hook")),
+        &mut Command::new(gaffer_hook()),
         &root.join("sub"),
         &write_event(root, "sub/.env", "K=1"),
     );
     assert_eq!(answer(&out), None);
     // `--config` wins over CLAUDE_PROJECT_DIR.
     let out = run_bridge(
-        Command::new(env!("CARGO_BIN_EXE_gaffer-hook"))
+        Command::new(gaffer_hook())
             .arg("--config")
             .arg(root.join("gaffer.toml")),
         &root.join("sub"),
@@ -426,7 +476,7 @@ fn the_configuration_is_the_projects_not_the_one_the_events_cwd_leads_to() {
     assert!(denial(&out).contains("protected_paths"));
     // Neither: nothing to obey, so nothing is allowed.
     let out = run_bridge_in(
-        Command::new(env!("CARGO_BIN_EXE_gaffer-hook")).env_remove("CLAUDE_PROJECT_DIR"),
+        Command::new(gaffer_hook()).env_remove("CLAUDE_PROJECT_DIR"),
         root,
         &write_event(root, "notes.md", "x"),
     );
@@ -453,14 +503,14 @@ fn symlinks_lead_the_rules_to_the_file_they_point_at() {
     let alias = outside.path().join("alias");
     std::os::unix::fs::symlink(root, &alias).unwrap();
     let out = run_bridge(
-        &mut Command::new(env!("CARGO_BIN_EXE_gaffer-hook")),
+        &mut Command::new(gaffer_hook()),
         &alias,
         &write_event(&alias, ".env", "K=1"),
     );
     assert!(denial(&out).contains("`.env` is protected"));
     // Control: an ordinary file through the same symlinked root is allowed.
     let out = run_bridge(
-        &mut Command::new(env!("CARGO_BIN_EXE_gaffer-hook")),
+        &mut Command::new(gaffer_hook()),
         &alias,
         &write_event(&alias, "notes.md", "x"),
     );
@@ -591,7 +641,7 @@ fn a_fifo_a_device_or_a_stalled_event_cannot_hang_the_bridge() {
     );
     std::os::unix::fs::symlink("/dev/zero", root.join("zero")).unwrap();
     let bridge = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_gaffer-hook"));
+        let mut c = Command::new(gaffer_hook());
         c.current_dir(root).env("CLAUDE_PROJECT_DIR", root);
         c
     };
@@ -767,7 +817,7 @@ fn the_agent_cannot_rewrite_where_its_hooks_are_configured() {
 /// (from the kernel's accounting of the child, `wait4`).
 #[allow(clippy::zombie_processes)] // reaped by `wait4`, which also gives its resource use
 fn peak_memory(root: &Path, input: &str) -> (Output, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gaffer-hook"))
+    let mut child = Command::new(gaffer_hook())
         .current_dir(root)
         .env("CLAUDE_PROJECT_DIR", root)
         .env("GAFFER_PLUGIN_CACHE", support::test_cache_dir())
@@ -939,13 +989,14 @@ fn a_hook_that_spins_is_stopped_by_its_deadline_and_the_call_denied() {
         json!({"file_path": root.join("app.py"), "content": "print('bye')\n"}),
     );
     for binary in [
-        env!("CARGO_BIN_EXE_gaffer-hook"),
-        env!("CARGO_BIN_EXE_gaffer"),
+        gaffer_hook(),
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_gaffer")),
     ] {
-        let mut command = Command::new(binary);
+        let mut command = Command::new(&binary);
         if binary.ends_with("gaffer") {
             command.arg("hook");
         }
+        let binary = binary.display();
         command
             .arg("claude-code")
             .current_dir(root)
