@@ -65,12 +65,17 @@ PATHS = [
         "figure": (
             "claude-code hook, one process per event/"
             "gaffer-hook claude-code (Rust protected-paths, cached)",
-            "gaffer-hook, Rust hook",
+            "gaffer-hook (linked statically, as shipped), Rust hook",
         ),
         "baselines": [
             (
                 "claude-code hook, one process per event/baseline: sh -c 'exec /bin/true'",
                 "exec floor: sh -c 'exec /bin/true'",
+            ),
+            (
+                "claude-code hook, one process per event/"
+                "gaffer-hook claude-code (Rust protected-paths, cached), linked dynamically",
+                "the same gaffer-hook linked dynamically",
             ),
             (
                 "claude-code hook, one process per event/"

@@ -21,6 +21,9 @@ if [ "${1:-}" = "--summary" ]; then
 fi
 scripts/setup.sh
 scripts/build-plugins.sh
+# `gaffer-hook` as it ships (statically linked), for the claude_code bench.
+GAFFER_HOOK_BIN="$(scripts/build-hook.sh --release)"
+export GAFFER_HOOK_BIN
 if ! "${summary}"; then
     RUST_BACKTRACE=0 cargo bench -p gaffer -- "$@"
     exit

@@ -3,7 +3,9 @@
 //! Whole-process time is what a person waits for at every tool call. The same protected-paths
 //! hook written in Rust, Python (componentize-py) and JavaScript (jco, QuickJS). Baseline in the
 //! same run: a Python command hook making the same decision (one `python3` per event), and the
-//! floor of any command hook, `sh -c 'exec /bin/true'` started the same way.
+//! floor of any command hook, `sh -c 'exec /bin/true'` started the same way. `gaffer-hook` is
+//! measured as `scripts/build-hook.sh` ships it (statically linked) when `GAFFER_HOOK_BIN` names
+//! it, as `scripts/bench.sh` does.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,12 @@ fn run(program: &str, args: &[&str], dir: &Path, input: &[u8]) -> Vec<u8> {
         .current_dir(dir)
         // As Claude Code runs its hooks: the bridge reads the project's gaffer.toml from here.
         .env("CLAUDE_PROJECT_DIR", dir)
+        // Not cargo's library path, which `cargo bench` sets for its benches and every process
+        // they start would inherit: each dynamically linked program (the exec floor's `sh` and
+        // `true`, a dynamic `gaffer-hook`, Python) then looked for libc and every other library
+        // in each of its directories first, about 200 failed opens per process, which Claude
+        // Code's hooks do not pay.
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -144,8 +152,14 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
-    // The small binary that links only the bridge and the runtime.
-    let small = env!("CARGO_BIN_EXE_gaffer-hook");
+    // The small binary that links only the bridge and the runtime, as it ships: linked
+    // statically by `scripts/build-hook.sh`, which `scripts/bench.sh` runs and names in
+    // `GAFFER_HOOK_BIN`; without it, the binary cargo linked for this bench.
+    let linked_by_cargo = env!("CARGO_BIN_EXE_gaffer-hook");
+    let shipped = std::env::var("GAFFER_HOOK_BIN")
+        .ok()
+        .filter(|path| !path.is_empty());
+    let small = shipped.as_deref().unwrap_or(linked_by_cargo);
     for (lang, dir, event) in &projects {
         let answer = run(small, &["claude-code"], dir.path(), event.as_bytes());
         assert!(
@@ -155,6 +169,34 @@ fn bench(c: &mut Criterion) {
         group.bench_function(
             format!("gaffer-hook claude-code ({lang} protected-paths, cached)"),
             |b| b.iter(|| run(small, &["claude-code"], dir.path(), event.as_bytes())),
+        );
+    }
+    // What static linking is worth, in the same run: the same binary as cargo links it
+    // (dynamically, against libc, libm and libgcc_s).
+    if shipped.is_some() {
+        let (lang, dir, event) = &projects[0];
+        let answer = run(
+            linked_by_cargo,
+            &["claude-code"],
+            dir.path(),
+            event.as_bytes(),
+        );
+        assert!(
+            String::from_utf8_lossy(&answer).contains("\"deny\""),
+            "{lang}"
+        );
+        group.bench_function(
+            format!("gaffer-hook claude-code ({lang} protected-paths, cached), linked dynamically"),
+            |b| {
+                b.iter(|| {
+                    run(
+                        linked_by_cargo,
+                        &["claude-code"],
+                        dir.path(),
+                        event.as_bytes(),
+                    )
+                })
+            },
         );
     }
     // Another build of `gaffer-hook` (`GAFFER_HOOK_COMPARE=/path/to/gaffer-hook`), measured in

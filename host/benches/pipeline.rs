@@ -132,6 +132,13 @@ fn peak_rss_kib() -> i64 {
 }
 
 fn bench(c: &mut Criterion) {
+    // `cargo bench` runs this with its own library path set, and every git process gaffer and
+    // the baseline start would inherit it: a dynamically linked program then looks for each of
+    // its libraries in each of cargo's directories first (about 200 failed opens per process),
+    // which a user's `gaffer run` does not pay. Removed before any thread of the bench exists.
+    // SAFETY: no other thread runs yet (the runtime is built below), so nothing reads the
+    // environment while it changes.
+    unsafe { std::env::remove_var("LD_LIBRARY_PATH") };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
