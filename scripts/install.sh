@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-${CARGO_HOME:-${HOME}/.cargo}/bin}"
-cargo build --locked --release -p gaffer --bins
+# gaffer-hook is linked by build-hook.sh alone (statically), not twice.
+cargo build --locked --release -p gaffer --bin gaffer --bin gaffer-sandbox
 hook="$(scripts/build-hook.sh --release)"
 mkdir -p "${dir}"
 install -m 755 target/release/gaffer target/release/gaffer-sandbox "${dir}/"

@@ -98,9 +98,12 @@ fn project(hook: &Path) -> (tempfile::TempDir, String) {
     (tmp, event)
 }
 
+/// A hook's language, its project and its event.
+type Project = (&'static str, tempfile::TempDir, String);
+
 fn bench(c: &mut Criterion) {
     let gaffer = env!("CARGO_BIN_EXE_gaffer");
-    let projects: Vec<(&str, tempfile::TempDir, String)> = hooks()
+    let projects: Vec<Project> = hooks()
         .into_iter()
         .map(|(lang, hook)| {
             assert!(hook.is_file(), "{} is not built", hook.display());
@@ -160,59 +163,49 @@ fn bench(c: &mut Criterion) {
         .ok()
         .filter(|path| !path.is_empty());
     let small = shipped.as_deref().unwrap_or(linked_by_cargo);
-    for (lang, dir, event) in &projects {
-        let answer = run(small, &["claude-code"], dir.path(), event.as_bytes());
+    // One `gaffer-hook` build on one project: checked to deny, then timed as `name`.
+    let mut bench_small = |name: String, binary: &str, (lang, dir, event): &Project| {
+        let answer = run(binary, &["claude-code"], dir.path(), event.as_bytes());
         assert!(
             String::from_utf8_lossy(&answer).contains("\"deny\""),
             "{lang}"
         );
-        group.bench_function(
+        group.bench_function(name, |b| {
+            b.iter(|| run(binary, &["claude-code"], dir.path(), event.as_bytes()))
+        });
+    };
+    for project in &projects {
+        let lang = project.0;
+        bench_small(
             format!("gaffer-hook claude-code ({lang} protected-paths, cached)"),
-            |b| b.iter(|| run(small, &["claude-code"], dir.path(), event.as_bytes())),
+            small,
+            project,
         );
     }
+    let rust = &projects[0];
     // What static linking is worth, in the same run: the same binary as cargo links it
     // (dynamically, against libc, libm and libgcc_s).
     if shipped.is_some() {
-        let (lang, dir, event) = &projects[0];
-        let answer = run(
+        bench_small(
+            format!(
+                "gaffer-hook claude-code ({} protected-paths, cached), linked dynamically",
+                rust.0
+            ),
             linked_by_cargo,
-            &["claude-code"],
-            dir.path(),
-            event.as_bytes(),
-        );
-        assert!(
-            String::from_utf8_lossy(&answer).contains("\"deny\""),
-            "{lang}"
-        );
-        group.bench_function(
-            format!("gaffer-hook claude-code ({lang} protected-paths, cached), linked dynamically"),
-            |b| {
-                b.iter(|| {
-                    run(
-                        linked_by_cargo,
-                        &["claude-code"],
-                        dir.path(),
-                        event.as_bytes(),
-                    )
-                })
-            },
+            rust,
         );
     }
     // Another build of `gaffer-hook` (`GAFFER_HOOK_COMPARE=/path/to/gaffer-hook`), measured in
     // the same run on the same projects, to compare a change with what it replaces on a noisy
     // machine. Its compile cache is its own only if its engine's key differs.
     if let Some(other) = std::env::var_os("GAFFER_HOOK_COMPARE") {
-        let other = other.to_string_lossy().into_owned();
-        let (lang, dir, event) = &projects[0];
-        let answer = run(&other, &["claude-code"], dir.path(), event.as_bytes());
-        assert!(
-            String::from_utf8_lossy(&answer).contains("\"deny\""),
-            "{lang}"
-        );
-        group.bench_function(
-            format!("compared gaffer-hook claude-code ({lang} protected-paths, cached)"),
-            |b| b.iter(|| run(&other, &["claude-code"], dir.path(), event.as_bytes())),
+        bench_small(
+            format!(
+                "compared gaffer-hook claude-code ({} protected-paths, cached)",
+                rust.0
+            ),
+            &other.to_string_lossy(),
+            rust,
         );
     }
     // The floor of any command hook: start a process the same way (stdin fed, output read)
