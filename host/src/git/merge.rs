@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 
-use super::{Git, GitError, Repo, Worktree, list_worktrees, uncommitted_in};
+use super::{Git, GitError, HeadFile, Repo, Worktree, list_worktrees, uncommitted_in};
 
 /// How many times the merge starts over when a target branch of this repository moves under
 /// it: only a person or another process on this machine moves it.
@@ -419,11 +419,8 @@ impl Repo {
         // Usually the user's own checkout: its HEAD, a file in the repository's `.git`
         // directory (the user's, not an attempt's), says so without a git process. git lets
         // a branch be checked out in one worktree only, so no other can hold it then.
-        let head = self.root.join(".git").join("HEAD");
-        if self.root.join(".git").is_dir()
-            && std::fs::read_to_string(&head)
-                .is_ok_and(|text| text.trim_end() == format!("ref: refs/heads/{branch}"))
-        {
+        let git_dir = self.root.join(".git");
+        if git_dir.is_dir() && HeadFile::read(&git_dir) == Some(HeadFile::Branch(branch.into())) {
             return Ok(Some(self.root.clone()));
         }
         // Read while no worktree is half added or removed.

@@ -12,6 +12,7 @@ mod command;
 mod diff;
 mod merge;
 mod recycle;
+mod ref_files;
 mod remote;
 mod snapshot;
 mod stamp;
@@ -23,6 +24,7 @@ pub use blocking::AsyncRepo;
 pub(crate) use command::Git;
 pub use merge::{Candidate, MergeKind, MergeOutcome, MergeTarget};
 pub use recycle::PARKED_PREFIX;
+use ref_files::HeadFile;
 pub use snapshot::{IgnoredFile, Snapshot, changed_since, ignored_changed_since, with_ignored};
 
 /// A failed git operation. Every variant names the repository or worktree it concerns; a failed
@@ -174,6 +176,15 @@ impl Repo {
 
     /// The branch the user's main worktree has checked out (None when detached).
     pub fn checked_out_branch(&self) -> Result<Option<String>, GitError> {
+        // Its `HEAD` says so without a git process, when it is a plain file of the repository's
+        // own `.git` directory (see [`HeadFile`]); otherwise git is asked.
+        if self.root.join(".git").is_dir() {
+            match HeadFile::read(&self.root.join(".git")) {
+                Some(HeadFile::Branch(branch)) => return Ok(Some(branch)),
+                Some(HeadFile::Detached) => return Ok(None),
+                None => {}
+            }
+        }
         let run = Git::new(&self.root)
             .args(["symbolic-ref", "--quiet", "HEAD"])
             .output()?;
@@ -299,6 +310,9 @@ impl Repo {
         }
         let _serialised = self.worktree_admin();
         let parent = canonical(parent);
+        if self.nothing_stale_under(&parent, keep) {
+            return Ok(Vec::new());
+        }
         let mut removed = Vec::new();
         let entries = list_worktrees(&self.root)?;
         for (i, entry) in entries.iter().enumerate() {
@@ -369,6 +383,53 @@ impl Repo {
         removed.sort();
         removed.dedup();
         Ok(removed)
+    }
+}
+
+impl Repo {
+    /// Whether [`Repo::remove_stale_worktrees`] would find nothing to remove under `parent` (a
+    /// canonical path): every directory there, and every worktree git knows there, has a name
+    /// `keep` accepts. Read from the files git itself reads for `git worktree list` (each
+    /// linked worktree's `gitdir` file under `.git/worktrees`), without a git process: a run
+    /// starts with this check, and usually only the parked spares are there. Any doubt (no
+    /// `.git` directory, an unreadable entry) is a no, and git is asked.
+    fn nothing_stale_under(&self, parent: &Path, keep: &dyn Fn(&str) -> bool) -> bool {
+        let kept = |name: &std::ffi::OsStr| name.to_str().is_none_or(keep);
+        let Ok(listing) = std::fs::read_dir(parent) else {
+            return false;
+        };
+        for item in listing {
+            let Ok(item) = item else { return false };
+            let Ok(kind) = item.file_type() else {
+                return false;
+            };
+            if kind.is_dir() && !kept(&item.file_name()) {
+                return false;
+            }
+        }
+        let git_dir = self.root.join(".git");
+        if !git_dir.is_dir() {
+            return false;
+        }
+        let admin = match std::fs::read_dir(git_dir.join("worktrees")) {
+            Ok(admin) => admin,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            Err(_) => return false,
+        };
+        for entry in admin {
+            let Ok(entry) = entry else { return false };
+            let Ok(back) = std::fs::read_to_string(entry.path().join("gitdir")) else {
+                return false;
+            };
+            let Some(path) = Path::new(back.trim_end_matches('\n')).parent() else {
+                return false;
+            };
+            let path = canonical(path);
+            if path.parent() == Some(parent) && !path.file_name().is_none_or(kept) {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -645,10 +706,17 @@ pub(crate) mod tests {
     /// A temporary directory with a repository in `repo/` (on `main`, one commit holding `files`)
     /// and room for worktrees in `wts/`.
     pub(crate) fn init_repo(files: &[(&str, &str)]) -> (TempDir, Repo) {
+        init_repo_with(&[], files)
+    }
+
+    /// [`init_repo`] with more options for `git init` (`--ref-format=reftable`).
+    pub(crate) fn init_repo_with(options: &[&str], files: &[(&str, &str)]) -> (TempDir, Repo) {
         let tmp = TempDir::new().unwrap();
         let root = tmp.path().join("repo");
         std::fs::create_dir_all(&root).unwrap();
-        sh(&root, &["init", "--quiet", "-b", "main"]);
+        let mut init = vec!["init", "--quiet", "-b", "main"];
+        init.extend_from_slice(options);
+        sh(&root, &init);
         for (name, text) in files {
             write(&root.join(name), text);
         }
@@ -1113,6 +1181,72 @@ pub(crate) mod tests {
         expected.sort();
         assert_eq!(known, expected);
         assert!(repo.root().join("README.md").exists());
+    }
+
+    /// Where every name is one to keep, nothing goes (the check that asks no git); a worktree
+    /// git knows whose directory vanished still goes when its name is not kept, and so does a
+    /// stray directory beside kept ones.
+    #[test]
+    fn remove_stale_worktrees_keeps_all_kept_and_still_finds_a_vanished_or_stray_one() {
+        let (tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = tmp.path().join("wts");
+        let spare = repo
+            .add_worktree(&parent.join("spare-0"), "gaffer/spare", "main")
+            .unwrap();
+        let live = repo
+            .add_worktree(&parent.join("T-2-1"), "gaffer/T-2-1", "main")
+            .unwrap();
+        write(
+            &parent.join("a-file-not-a-directory"),
+            "kept: not a directory\n",
+        );
+        let keep = |name: &str| name.starts_with("spare-") || name == "T-2-1";
+        assert!(
+            repo.remove_stale_worktrees(&parent, &keep)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(spare.path.join("README.md").exists() && live.path.join("README.md").exists());
+        assert_eq!(list_worktrees(repo.root()).unwrap().len(), 3);
+
+        let vanished = repo
+            .add_worktree(&parent.join("T-1-1"), "gaffer/T-1-1", "main")
+            .unwrap();
+        std::fs::remove_dir_all(&vanished.path).unwrap();
+        assert_eq!(
+            repo.remove_stale_worktrees(&parent, &keep).unwrap(),
+            ["T-1-1"]
+        );
+        assert!(matches!(
+            repo.branch_tip("gaffer/T-1-1"),
+            Err(GitError::NoSuchBranch { .. })
+        ));
+        assert_eq!(list_worktrees(repo.root()).unwrap().len(), 3);
+
+        write(&parent.join("T-9-1/left.txt"), "left over\n");
+        assert_eq!(
+            repo.remove_stale_worktrees(&parent, &keep).unwrap(),
+            ["T-9-1"]
+        );
+        assert!(!parent.join("T-9-1").exists());
+        assert!(spare.path.exists() && live.path.exists());
+    }
+
+    /// The branch of the main worktree comes from its `HEAD` file where git keeps refs in files,
+    /// and from git where it does not (reftable's `HEAD` is a placeholder).
+    #[test]
+    fn checked_out_branch_with_either_ref_storage() {
+        for options in [&[][..], &["--ref-format=reftable"][..]] {
+            let (_tmp, repo) = init_repo_with(options, &[("a.txt", "a\n")]);
+            sh(repo.root(), &["checkout", "--quiet", "-b", "topic/x"]);
+            assert_eq!(
+                repo.checked_out_branch().unwrap().as_deref(),
+                Some("topic/x"),
+                "{options:?}"
+            );
+            sh(repo.root(), &["checkout", "--quiet", "--detach"]);
+            assert_eq!(repo.checked_out_branch().unwrap(), None, "{options:?}");
+        }
     }
 
     #[test]
