@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use super::ref_files::{HeadFile, is_commit_id, loose_branch_file, read_loose_ref, write_head};
 use super::{GitError, Repo, Worktree, canonical, io_error, same_path, stamp};
 use crate::git::Git;
 
@@ -79,11 +80,7 @@ impl Repo {
                 });
             }
             worktree.restore_git_pointer()?;
-            // Detached where it is: HEAD itself rewritten, no file or index touched (a
-            // `checkout --detach` would scan the tree).
-            Git::in_worktree(worktree)
-                .args(["update-ref", "--no-deref", "HEAD", "HEAD"])
-                .run()?;
+            self.detach_head(worktree)?;
             Git::new(&self.root)
                 .args([
                     "update-ref",
@@ -148,6 +145,24 @@ impl Repo {
             }
         }
         None
+    }
+
+    /// Detaches the worktree's `HEAD` where it is, as `git update-ref --no-deref HEAD HEAD`
+    /// would: `HEAD` itself rewritten, no file or index touched (a `checkout --detach` would
+    /// scan the tree). Written directly when `HEAD` names a branch whose loose ref file in the
+    /// repository's `.git` holds its commit (what the snapshot's `update-ref` leaves), since a
+    /// git process costs milliseconds of every task; git does it otherwise.
+    fn detach_head(&self, worktree: &Worktree) -> Result<(), GitError> {
+        if let Some(HeadFile::Branch(branch)) = HeadFile::read(&worktree.git_dir)
+            && let Some(file) = loose_branch_file(&self.root.join(".git"), &branch)
+            && let Some(commit) = read_loose_ref(&file)
+        {
+            return write_head(&worktree.git_dir, &format!("{commit}\n"));
+        }
+        Git::in_worktree(worktree)
+            .args(["update-ref", "--no-deref", "HEAD", "HEAD"])
+            .run()?;
+        Ok(())
     }
 
     /// Renames the worktree's directory to `to` and tells git (the `gitdir` file in its
@@ -226,7 +241,7 @@ impl Repo {
                 .input(instructions)
                 .output()?;
             if made.ok() {
-                point_head_at(&worktree.git_dir, branch)?;
+                point_head_at(&worktree, branch)?;
                 return Ok(worktree);
             }
             // `base` moved (or names no branch): its commit, and the whole reset.
@@ -296,8 +311,7 @@ fn vouched_across_runs(place: &Path, git_dir: &Path) -> Option<String> {
     std::fs::remove_file(&file).ok()?;
     let vouch = vouch?;
     let (commit, stamped) = vouch.split_once('\n')?;
-    let valid_commit = commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
-    if valid_commit && stamp::unchanged_since(place, stamped) {
+    if is_commit_id(commit) && stamp::unchanged_since(place, stamped) {
         return Some(commit.to_string());
     }
     tracing::debug!(worktree = %place.display(), "changed since it was parked: the whole reset");
@@ -305,33 +319,24 @@ fn vouched_across_runs(place: &Path, git_dir: &Path) -> Option<String> {
 }
 
 /// Points the worktree's `HEAD` (in its git dir, which is gaffer's: nothing in the worktree
-/// reaches it) at `branch`, as `git symbolic-ref` would: the new content in `HEAD.lock`, renamed
-/// over `HEAD`. Written directly because a git process costs milliseconds of every attempt;
-/// a lock file already there means another git is at work on it, and is an error.
-fn point_head_at(git_dir: &Path, branch: &str) -> Result<(), GitError> {
-    use std::io::Write;
-    let head = git_dir.join("HEAD");
-    let lock = git_dir.join("HEAD.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-        .map_err(|e| io_error(&lock, e))?;
-    let written = file
-        .write_all(format!("ref: refs/heads/{branch}\n").as_bytes())
-        .and_then(|()| std::fs::rename(&lock, &head));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&lock);
-        return Err(io_error(&head, e));
+/// reaches it) at `branch`, as `git symbolic-ref` would. Written directly (see [`write_head`])
+/// when the repository keeps its refs in files, because a git process costs milliseconds of
+/// every attempt; with the reftable backend `HEAD` lives in the table, and git writes it.
+fn point_head_at(worktree: &Worktree, branch: &str) -> Result<(), GitError> {
+    if HeadFile::read(&worktree.git_dir).is_none() {
+        Git::in_worktree(worktree)
+            .args(["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")])
+            .run()?;
+        return Ok(());
     }
-    Ok(())
+    write_head(&worktree.git_dir, &format!("ref: refs/heads/{branch}\n"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::remove_dir;
     use super::super::stamp::tests::keeping_mtime;
-    use super::super::tests::{init_repo, read, sh, write};
+    use super::super::tests::{init_repo, init_repo_with, read, sh, write};
     use super::*;
 
     fn tracked(repo: &Repo) -> String {
@@ -576,6 +581,67 @@ mod tests {
         assert_eq!(names, ["spare-0"]);
         let listed = sh(repo.root(), &["worktree", "list", "--porcelain"]);
         assert_eq!(listed.matches("worktree ").count(), 2, "{listed}");
+    }
+
+    /// Parking detaches `HEAD` at the commit its branch pointed at (written directly, no lock
+    /// left behind), and the next attempt's claim points it at the new branch.
+    #[test]
+    fn a_parked_worktree_is_detached_at_its_tip_and_claimed_on_the_new_branch() {
+        let (_tmp, repo) = init_repo(&[("README.md", "hello\n")]);
+        let parent = repo.root().join(".gaffer/worktrees");
+        let (first, snapshot) = parked_vouched(&repo, &parent);
+        let spare = parent.join("spare-0");
+        assert_eq!(sh(&spare, &["rev-parse", "HEAD"]), snapshot);
+        assert_eq!(read(&first.git_dir.join("HEAD")), format!("{snapshot}\n"));
+        assert!(!first.git_dir.join("HEAD.lock").exists());
+        assert!(sh(&spare, &["status", "--porcelain"]).is_empty());
+        let second = repo
+            .prepare_worktree(None, &parent.join("T-2-a1"), "gaffer/T-2/a1", "main")
+            .unwrap();
+        assert_eq!(
+            sh(&second.path, &["symbolic-ref", "HEAD"]),
+            "refs/heads/gaffer/T-2/a1"
+        );
+        assert_eq!(sh(&second.path, &["rev-parse", "HEAD"]), snapshot);
+    }
+
+    /// With the reftable backend `HEAD` and the branches live in the table, not in files: the
+    /// snapshot, the park and the vouched claim leave them to git, and each is where git says.
+    #[test]
+    fn a_reftable_repository_recycles_with_heads_and_branches_where_git_reads_them() {
+        let (_tmp, repo) = init_repo_with(&["--ref-format=reftable"], &[("README.md", "hello\n")]);
+        assert_eq!(
+            sh(repo.root(), &["rev-parse", "--show-ref-format"]),
+            "reftable"
+        );
+        let parent = repo.root().join(".gaffer/worktrees");
+        let (first, snapshot) = landed_attempt(&repo, &parent);
+        assert_eq!(sh(repo.root(), &["rev-parse", "gaffer/T-1/a1"]), snapshot);
+        std::thread::sleep(super::stamp::RACY * 2);
+        let vouched = Worktree {
+            clean_at: Some(snapshot.clone()),
+            ..first.clone()
+        };
+        repo.park_worktree(&vouched, &parent, 0).unwrap();
+        let spare = parent.join("spare-0");
+        assert_eq!(sh(&spare, &["rev-parse", "HEAD"]), snapshot);
+        let symbolic = Git::new(&spare)
+            .args(["symbolic-ref", "--quiet", "HEAD"])
+            .output()
+            .unwrap();
+        assert_eq!(symbolic.code(), Some(1), "detached");
+        let second = repo
+            .prepare_worktree(None, &parent.join("T-2-a1"), "gaffer/T-2/a1", "main")
+            .unwrap();
+        assert_eq!(second.git_dir, first.git_dir, "claimed from the park");
+        assert_eq!(
+            sh(&second.path, &["symbolic-ref", "HEAD"]),
+            "refs/heads/gaffer/T-2/a1"
+        );
+        write(&second.path.join("second.txt"), "second\n");
+        let next = second.snapshot("T-2").unwrap().commit;
+        assert_eq!(sh(repo.root(), &["rev-parse", "gaffer/T-2/a1"]), next);
+        assert_eq!(sh(&second.path, &["rev-parse", "HEAD"]), next);
     }
 
     /// A landed attempt's worktree parked vouched for, after the racy window of its stamp.
