@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::ref_files::{HeadFile, loose_branch_file, write_loose_ref};
 use super::{Git, GitError, STAGED_DIFF, Worktree, diff};
 use crate::plugin::types::{Diff, DiffLine, FileDiff, FileStatus, Hunk, LineKind};
 
@@ -74,17 +75,30 @@ impl Worktree {
             .args(["commit-tree", "-p", &self.base, "-m", message, tree.trim()])
             .run()?;
         let commit = commit.trim().to_string();
-        Git::in_worktree(self)
-            .args([
-                "update-ref",
-                &format!("refs/heads/{}", self.branch),
-                &commit,
-            ])
-            .run()?;
+        self.point_branch_at(&commit)?;
         Ok(Snapshot {
             commit,
             nested_repositories,
         })
+    }
+
+    /// Points the worktree's branch at `commit`, as `git update-ref` would: the loose ref file
+    /// written directly when the repository keeps its refs in files (see `ref_files`), by git
+    /// otherwise or when that fails.
+    fn point_branch_at(&self, commit: &str) -> Result<(), GitError> {
+        if HeadFile::read(&self.git_dir).is_some()
+            && let Ok(common) = self.common_dir()
+            && let Some(file) = loose_branch_file(&common, &self.branch)
+        {
+            match write_loose_ref(&file, commit) {
+                Ok(()) => return Ok(()),
+                Err(error) => tracing::debug!(%error, "the branch by git instead"),
+            }
+        }
+        Git::in_worktree(self)
+            .args(["update-ref", &format!("refs/heads/{}", self.branch), commit])
+            .run()?;
+        Ok(())
     }
 
     /// The files git ignores in the worktree (a directory ignored as a whole is one entry), with
