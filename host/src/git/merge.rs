@@ -419,8 +419,7 @@ impl Repo {
         // Usually the user's own checkout: its HEAD, a file in the repository's `.git`
         // directory (the user's, not an attempt's), says so without a git process. git lets
         // a branch be checked out in one worktree only, so no other can hold it then.
-        let git_dir = self.root.join(".git");
-        if git_dir.is_dir() && HeadFile::read(&git_dir) == Some(HeadFile::Branch(branch.into())) {
+        if HeadFile::read(&self.root.join(".git")) == Some(HeadFile::Branch(branch.into())) {
             return Ok(Some(self.root.clone()));
         }
         // Read while no worktree is half added or removed.

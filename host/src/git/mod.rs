@@ -177,13 +177,12 @@ impl Repo {
     /// The branch the user's main worktree has checked out (None when detached).
     pub fn checked_out_branch(&self) -> Result<Option<String>, GitError> {
         // Its `HEAD` says so without a git process, when it is a plain file of the repository's
-        // own `.git` directory (see [`HeadFile`]); otherwise git is asked.
-        if self.root.join(".git").is_dir() {
-            match HeadFile::read(&self.root.join(".git")) {
-                Some(HeadFile::Branch(branch)) => return Ok(Some(branch)),
-                Some(HeadFile::Detached) => return Ok(None),
-                None => {}
-            }
+        // own `.git` directory (see [`HeadFile`]; a `.git` file is no directory, and reads as
+        // `None`); otherwise git is asked.
+        match HeadFile::read(&self.root.join(".git")) {
+            Some(HeadFile::Branch(branch)) => return Ok(Some(branch)),
+            Some(HeadFile::Detached) => return Ok(None),
+            None => {}
         }
         let run = Git::new(&self.root)
             .args(["symbolic-ref", "--quiet", "HEAD"])

@@ -137,6 +137,10 @@ mod tests {
             assert_eq!(HeadFile::read(odd.path()), None, "{content:?}");
         }
         assert_eq!(HeadFile::read(Path::new("/nonexistent/git/dir")), None);
+        // A `.git` file (`git init --separate-git-dir`) is no git dir to read `HEAD` in.
+        let pointer = git_dir_with_head("ref: refs/heads/main\n");
+        std::fs::write(pointer.path().join(".git"), "gitdir: /elsewhere\n").unwrap();
+        assert_eq!(HeadFile::read(&pointer.path().join(".git")), None);
     }
 
     #[test]
