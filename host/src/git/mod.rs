@@ -130,6 +130,9 @@ impl Repo {
                 reason: "no such directory (or not a directory)".to_string(),
             });
         }
+        if let Some(root) = plain_main_worktree(path) {
+            return Ok(Repo::at(root));
+        }
         let run = Git::new(path)
             .args(["rev-parse", "--show-toplevel"])
             .output()?;
@@ -140,17 +143,22 @@ impl Repo {
             });
         }
         let toplevel = PathBuf::from(run.stdout.trim_end_matches('\n'));
-        let entries = list_worktrees(&toplevel)?;
+        // Listed from `path`: with `core.worktree` the top level may lie outside the repository.
+        let entries = list_worktrees(path)?;
         let root = match entries.first() {
             Some(main) if !main.bare => main.path.clone(),
             _ => toplevel,
         };
-        Ok(Repo {
+        Ok(Repo::at(root))
+    }
+
+    fn at(root: PathBuf) -> Repo {
+        Repo {
             root,
             merge_lock: Mutex::new(()),
             worktree_lock: Mutex::new(()),
             fetch_lock: Mutex::new(()),
-        })
+        }
     }
 
     /// The root of the user's main worktree.
@@ -160,6 +168,16 @@ impl Repo {
 
     /// The full commit id `branch` points at; `NoSuchBranch` when there is no such branch.
     pub fn branch_tip(&self, branch: &str) -> Result<String, GitError> {
+        // The branch's loose ref in the repository's `.git` directory says so without a git
+        // process, when it is one (see [`ref_files::read_loose_ref`]: a packed ref, a
+        // separate git dir or reftable leave it to git). Unlike `^{commit}` this does not
+        // peel: a branch holds a commit unless someone pointed it elsewhere with plumbing, and
+        // then the git commands that use the id refuse it.
+        if let Some(commit) = ref_files::loose_branch_file(&self.root.join(".git"), branch)
+            .and_then(|file| ref_files::read_loose_ref(&file))
+        {
+            return Ok(commit);
+        }
         let run = Git::new(&self.root)
             .args(["rev-parse", "--quiet", "--verify"])
             .arg(format!("refs/heads/{branch}^{{commit}}"))
@@ -582,6 +600,67 @@ pub(crate) fn uncommitted_in(dir: &Path) -> Result<Vec<String>, GitError> {
     Ok(files)
 }
 
+/// `path` itself, made canonical, when it is plainly the main worktree of a repository and
+/// that can be seen without a git process (each costs milliseconds of every run): it holds a
+/// `.git` directory of this user's that git would take as the repository as it stands (a
+/// readable `HEAD`, not a linked worktree's git dir), and whose own config (the only place
+/// git reads `core.worktree` and `core.bare` from) neither moves the working tree, nor makes
+/// the repository bare, nor includes other files. `None` otherwise: git is asked.
+fn plain_main_worktree(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::canonicalize(path).ok()?;
+    let git_dir = root.join(".git");
+    let meta = std::fs::symlink_metadata(&git_dir).ok()?;
+    // git refuses a repository another user owns (`safe.directory`); it says so, not this.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if !meta.is_dir() || meta.uid() != unsafe { libc::geteuid() } {
+        return None;
+    }
+    HeadFile::read(&git_dir)?;
+    if git_dir.join("commondir").exists() || !git_dir.join("objects").is_dir() {
+        return None;
+    }
+    let config = std::fs::read_to_string(git_dir.join("config")).ok()?;
+    config_keeps_the_tree_here(&config).then_some(root)
+}
+
+/// Whether a repository's own config leaves its working tree beside its `.git`: no
+/// `core.worktree`, no `core.bare` other than false, no `include` (which could set either).
+/// Conservative: any key of those names in any section counts.
+fn config_keeps_the_tree_here(config: &str) -> bool {
+    config.lines().all(|line| {
+        let line = line.trim().to_ascii_lowercase();
+        // A value continued on the next line: not worth reading here.
+        if line.ends_with('\\') {
+            return false;
+        }
+        // A section header may have a key after it on the same line.
+        let setting = match line.strip_prefix('[') {
+            Some(section) => match section.split_once(']') {
+                Some((name, rest)) if !name.contains("include") => rest.trim(),
+                _ => return false,
+            },
+            None => line.as_str(),
+        };
+        if setting.is_empty() || setting.starts_with(['#', ';']) {
+            return true;
+        }
+        // A key alone is `true`; a value ends at a comment.
+        let (key, value) = match setting.split_once('=') {
+            Some((key, value)) => (key.trim(), value.split(['#', ';']).next().unwrap_or("")),
+            None => (
+                setting.split(['#', ';']).next().unwrap_or("").trim(),
+                "true",
+            ),
+        };
+        match key {
+            "worktree" => false,
+            "bare" => matches!(value.trim(), "false" | "no" | "off" | "0"),
+            _ => true,
+        }
+    })
+}
+
 /// Let `git worktree prune` take the entry of the worktree at `path` again. gaffer locks its
 /// worktrees while they live; one that is not locked, or that git does not know, needs nothing,
 /// so git's refusal then is no error.
@@ -889,6 +968,137 @@ pub(crate) mod tests {
             .add_worktree(&tmp.path().join("wts/a"), "gaffer/a", "main")
             .unwrap();
         assert_eq!(Repo::open(&wt.path).unwrap().root(), repo.root());
+    }
+
+    /// The main worktree as git names it: the first entry of `git worktree list`.
+    fn main_worktree_by_git(path: &Path) -> PathBuf {
+        let list = sh(path, &["worktree", "list", "--porcelain"]);
+        let first = list.lines().next().unwrap();
+        PathBuf::from(first.strip_prefix("worktree ").unwrap())
+    }
+
+    /// A plain repository opens without git, and every layout git alone can read (a moved
+    /// working tree, an included config, a separate git dir, a symbolic link on the way) opens
+    /// where git says its main worktree is.
+    #[test]
+    fn open_agrees_with_git_on_every_layout() {
+        let (tmp, repo) = init_repo(&[("a.txt", "a\n")]);
+        let plain = repo.root().to_path_buf();
+        assert_eq!(
+            plain_main_worktree(&plain).as_deref(),
+            Some(plain.as_path())
+        );
+        assert_eq!(
+            Repo::open(&plain).unwrap().root(),
+            main_worktree_by_git(&plain)
+        );
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&plain, &link).unwrap();
+        assert_eq!(
+            Repo::open(&link).unwrap().root(),
+            main_worktree_by_git(&plain)
+        );
+
+        let moved = tmp.path().join("moved");
+        std::fs::create_dir_all(&moved).unwrap();
+        let (_t2, other) = init_repo(&[("b.txt", "b\n")]);
+        sh(
+            other.root(),
+            &["config", "core.worktree", moved.to_str().unwrap()],
+        );
+        assert_eq!(plain_main_worktree(other.root()), None);
+        assert_eq!(
+            Repo::open(other.root()).unwrap().root(),
+            main_worktree_by_git(other.root())
+        );
+
+        let (_t3, included) = init_repo(&[("c.txt", "c\n")]);
+        sh(included.root(), &["config", "include.path", "../extra"]);
+        assert_eq!(plain_main_worktree(included.root()), None);
+        assert_eq!(
+            Repo::open(included.root()).unwrap().root(),
+            main_worktree_by_git(included.root())
+        );
+
+        let separate = tmp.path().join("separate");
+        sh(
+            tmp.path(),
+            &[
+                "init",
+                "--quiet",
+                "--separate-git-dir",
+                tmp.path().join("separate.git").to_str().unwrap(),
+                separate.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(plain_main_worktree(&separate), None);
+        assert_eq!(
+            Repo::open(&separate).unwrap().root(),
+            main_worktree_by_git(&separate)
+        );
+
+        let bare = tmp.path().join("bare");
+        sh(tmp.path(), &["init", "--quiet", bare.to_str().unwrap()]);
+        sh(&bare, &["config", "core.bare", "true"]);
+        assert_eq!(plain_main_worktree(&bare), None);
+        assert!(matches!(
+            Repo::open(&bare),
+            Err(GitError::NotARepository { .. })
+        ));
+    }
+
+    #[test]
+    fn a_config_that_moves_or_hides_the_tree_is_left_to_git() {
+        let keeps =
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tlogallrefupdates = true\n";
+        assert!(config_keeps_the_tree_here(keeps));
+        assert!(config_keeps_the_tree_here(
+            "[core]\n\tbare = no ; said twice\n"
+        ));
+        for config in [
+            "[core]\n\tbare = true\n",
+            "[core]\n\tbare\n",
+            "[core]\n\tBare = 1\n",
+            "[core] bare = true\n",
+            "[core]\n\tworktree = /elsewhere\n",
+            "[core]\n\tWorkTree=../x\n",
+            "[include]\n\tpath = other\n",
+            "[includeIf \"gitdir:/x/\"]\n\tpath = other\n",
+            "[core]\n\tbare = \\\ntrue\n",
+        ] {
+            assert!(!config_keeps_the_tree_here(config), "{config:?}");
+        }
+    }
+
+    /// A branch's tip from its loose ref, and from git when the ref is packed or the
+    /// repository keeps refs in a reftable: the commit `git rev-parse` names each time.
+    #[test]
+    fn branch_tip_from_a_loose_ref_a_packed_ref_and_a_reftable() {
+        for options in [&[][..], &["--ref-format=reftable"][..]] {
+            let (_tmp, repo) = init_repo_with(options, &[("a.txt", "a\n")]);
+            sh(repo.root(), &["branch", "topic/x"]);
+            write(&repo.root().join("a.txt"), "b\n");
+            sh(repo.root(), &["commit", "--quiet", "-am", "second"]);
+            for branch in ["main", "topic/x"] {
+                let by_git = sh(repo.root(), &["rev-parse", &format!("refs/heads/{branch}")]);
+                assert_eq!(
+                    repo.branch_tip(branch).unwrap(),
+                    by_git,
+                    "{options:?} {branch}"
+                );
+            }
+            if options.is_empty() {
+                sh(repo.root(), &["pack-refs", "--all"]);
+                assert!(!repo.root().join(".git/refs/heads/topic/x").exists());
+            }
+            let packed = sh(repo.root(), &["rev-parse", "refs/heads/topic/x"]);
+            assert_eq!(repo.branch_tip("topic/x").unwrap(), packed, "{options:?}");
+            assert!(matches!(
+                repo.branch_tip("topic/none"),
+                Err(GitError::NoSuchBranch { .. })
+            ));
+        }
     }
 
     #[test]
