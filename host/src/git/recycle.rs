@@ -8,7 +8,10 @@
 
 use std::path::Path;
 
-use super::ref_files::{HeadFile, is_commit_id, loose_branch_file, read_loose_ref, write_head};
+use super::ref_files::{
+    HeadFile, delete_loose_branch, is_commit_id, loose_branch_file, read_loose_ref, write_head,
+    write_loose_ref,
+};
 use super::{GitError, Repo, Worktree, canonical, io_error, same_path, stamp};
 use crate::git::Git;
 
@@ -81,13 +84,16 @@ impl Repo {
             }
             worktree.restore_git_pointer()?;
             self.detach_head(worktree)?;
-            Git::new(&self.root)
-                .args([
-                    "update-ref",
-                    "-d",
-                    &format!("refs/heads/{}", worktree.branch),
-                ])
-                .run()?;
+            // The branch's loose ref removed directly where that is all git would do.
+            if !delete_loose_branch(&self.root.join(".git"), &worktree.branch) {
+                Git::new(&self.root)
+                    .args([
+                        "update-ref",
+                        "-d",
+                        &format!("refs/heads/{}", worktree.branch),
+                    ])
+                    .run()?;
+            }
             self.move_worktree(worktree, &place)
         })();
         match parked {
@@ -228,7 +234,18 @@ impl Repo {
             // `base` is still that commit (verified in the transaction that makes the new
             // branch there and deletes the old one) HEAD is pointed at the new branch and the
             // files are not looked at (a checkout and two cleans would read every one of them
-            // to find nothing to do).
+            // to find nothing to do). Where both are loose refs of the repository's `.git`
+            // (see `ref_files`), no git process: the base read, the new branch written.
+            let common = self.root.join(".git");
+            if old_branch.is_none()
+                && let Some(base_file) = loose_branch_file(&common, base)
+                && read_loose_ref(&base_file).as_deref() == Some(worktree.base.as_str())
+                && let Some(file) = loose_branch_file(&common, branch)
+                && write_loose_ref(&file, &worktree.base).is_ok()
+            {
+                point_head_at(&worktree, branch)?;
+                return Ok(worktree);
+            }
             let mut instructions = format!(
                 "verify refs/heads/{base} {at}\nupdate refs/heads/{branch} {at}\n",
                 at = worktree.base

@@ -80,6 +80,55 @@ pub(crate) fn write_loose_ref(file: &Path, commit: &str) -> Result<(), GitError>
     replace_locked(file, &format!("{commit}\n"))
 }
 
+/// Deletes the branch `branch` as `git update-ref -d` does in the files backend, when it is
+/// only a loose ref in `common_dir`: taken under its lock, removed, then its directories left
+/// empty. `false` (nothing changed, for the caller to run git) when the branch may also be
+/// packed (`packed-refs` names it), has a reflog to go with it, is no loose ref here, or its
+/// lock is held.
+pub(crate) fn delete_loose_branch(common_dir: &Path, branch: &str) -> bool {
+    let Some(file) = loose_branch_file(common_dir, branch) else {
+        return false;
+    };
+    let name = format!("refs/heads/{branch}");
+    let packed = match std::fs::read(common_dir.join("packed-refs")) {
+        Ok(packed) => packed.split(|b| *b == b'\n').any(|line| {
+            line.strip_suffix(name.as_bytes())
+                .is_some_and(|id| id.ends_with(b" "))
+        }),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    };
+    if packed
+        || common_dir.join("logs").join(&name).exists()
+        || !std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file())
+    {
+        return false;
+    }
+    let mut lock_name = file.as_os_str().to_os_string();
+    lock_name.push(".lock");
+    let lock = PathBuf::from(lock_name);
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .is_err()
+    {
+        return false;
+    }
+    let removed = std::fs::remove_file(&file).is_ok();
+    let _ = std::fs::remove_file(&lock);
+    // Directories the branch's name made, now empty (git removes them too); a non-empty one
+    // stops the walk.
+    let heads = common_dir.join("refs/heads");
+    let mut dir = file.parent();
+    while let Some(current) = dir {
+        if current == heads || std::fs::remove_dir(current).is_err() {
+            break;
+        }
+        dir = current.parent();
+    }
+    removed
+}
+
 /// `content` written to `<file>.lock` (which must not exist) and renamed over `file`.
 fn replace_locked(file: &Path, content: &str) -> Result<(), GitError> {
     let mut lock_name = file.as_os_str().to_os_string();
@@ -186,6 +235,33 @@ mod tests {
         let other = "89abcdef0123456789abcdef0123456789abcdef";
         assert!(write_loose_ref(&file, other).is_err());
         assert_eq!(read_loose_ref(&file).as_deref(), Some(commit));
+
+        // Deleted only while it is nothing but a loose ref: not under a held lock, not when
+        // `packed-refs` names it too; then its emptied directories go with it.
+        assert!(!delete_loose_branch(common.path(), "gaffer/T-1/a1"));
+        std::fs::remove_file(file.with_file_name("a1.lock")).unwrap();
+        let packed = common.path().join("packed-refs");
+        std::fs::write(
+            &packed,
+            format!(
+                "# pack-refs with: peeled fully-peeled sorted \n{other} refs/heads/gaffer/T-1/a1\n"
+            ),
+        )
+        .unwrap();
+        assert!(!delete_loose_branch(common.path(), "gaffer/T-1/a1"));
+        assert!(file.exists());
+        std::fs::write(&packed, format!("{other} refs/heads/gaffer/T-1/a10\n")).unwrap();
+        let sibling = loose_branch_file(common.path(), "gaffer/T-2").unwrap();
+        write_loose_ref(&sibling, commit).unwrap();
+        assert!(delete_loose_branch(common.path(), "gaffer/T-1/a1"));
+        assert!(!file.exists() && !file.with_file_name("a1.lock").exists());
+        assert!(!file.parent().unwrap().exists(), "the emptied T-1 stays");
+        assert!(sibling.exists(), "a sibling went too");
+        assert!(
+            !delete_loose_branch(common.path(), "gaffer/T-1/a1"),
+            "twice"
+        );
+        write_loose_ref(&file, commit).unwrap();
 
         // A symbolic ref in a loose file is not a commit.
         std::fs::write(&file, "ref: refs/heads/main\n").unwrap();
