@@ -173,9 +173,7 @@ impl Repo {
         // separate git dir or reftable leave it to git). Unlike `^{commit}` this does not
         // peel: a branch holds a commit unless someone pointed it elsewhere with plumbing, and
         // then the git commands that use the id refuse it.
-        if let Some(commit) = ref_files::loose_branch_file(&self.root.join(".git"), branch)
-            .and_then(|file| ref_files::read_loose_ref(&file))
-        {
+        if let Some(commit) = self.loose_branch_tip(branch) {
             return Ok(commit);
         }
         let run = Git::new(&self.root)
@@ -190,6 +188,13 @@ impl Repo {
                 branch: branch.to_string(),
             })
         }
+    }
+
+    /// The commit `branch`'s loose ref in the repository's `.git` directory holds; `None` when
+    /// it is not a loose ref there (packed, reftable, a separate git dir): git must be asked.
+    pub(crate) fn loose_branch_tip(&self, branch: &str) -> Option<String> {
+        ref_files::loose_branch_file(&self.root.join(".git"), branch)
+            .and_then(|file| ref_files::read_loose_ref(&file))
     }
 
     /// The branch the user's main worktree has checked out (None when detached).

@@ -9,8 +9,7 @@
 use std::path::Path;
 
 use super::ref_files::{
-    HeadFile, delete_loose_branch, is_commit_id, loose_branch_file, read_loose_ref, write_head,
-    write_loose_ref,
+    HeadFile, delete_loose_branch, is_commit_id, loose_branch_file, write_head, write_loose_ref,
 };
 use super::{GitError, Repo, Worktree, canonical, io_error, same_path, stamp};
 use crate::git::Git;
@@ -160,8 +159,7 @@ impl Repo {
     /// git process costs milliseconds of every task; git does it otherwise.
     fn detach_head(&self, worktree: &Worktree) -> Result<(), GitError> {
         if let Some(HeadFile::Branch(branch)) = HeadFile::read(&worktree.git_dir)
-            && let Some(file) = loose_branch_file(&self.root.join(".git"), &branch)
-            && let Some(commit) = read_loose_ref(&file)
+            && let Some(commit) = self.loose_branch_tip(&branch)
         {
             return write_head(&worktree.git_dir, &format!("{commit}\n"));
         }
@@ -236,11 +234,9 @@ impl Repo {
             // files are not looked at (a checkout and two cleans would read every one of them
             // to find nothing to do). Where both are loose refs of the repository's `.git`
             // (see `ref_files`), no git process: the base read, the new branch written.
-            let common = self.root.join(".git");
             if old_branch.is_none()
-                && let Some(base_file) = loose_branch_file(&common, base)
-                && read_loose_ref(&base_file).as_deref() == Some(worktree.base.as_str())
-                && let Some(file) = loose_branch_file(&common, branch)
+                && self.loose_branch_tip(base).as_deref() == Some(worktree.base.as_str())
+                && let Some(file) = loose_branch_file(&self.root.join(".git"), branch)
                 && write_loose_ref(&file, &worktree.base).is_ok()
             {
                 point_head_at(&worktree, branch)?;

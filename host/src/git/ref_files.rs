@@ -103,17 +103,9 @@ pub(crate) fn delete_loose_branch(common_dir: &Path, branch: &str) -> bool {
     {
         return false;
     }
-    let mut lock_name = file.as_os_str().to_os_string();
-    lock_name.push(".lock");
-    let lock = PathBuf::from(lock_name);
-    if std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-        .is_err()
-    {
+    let Ok((lock, _)) = take_lock(file.as_path()) else {
         return false;
-    }
+    };
     let removed = std::fs::remove_file(&file).is_ok();
     let _ = std::fs::remove_file(&lock);
     // Directories the branch's name made, now empty (git removes them too); a non-empty one
@@ -129,16 +121,22 @@ pub(crate) fn delete_loose_branch(common_dir: &Path, branch: &str) -> bool {
     removed
 }
 
-/// `content` written to `<file>.lock` (which must not exist) and renamed over `file`.
-fn replace_locked(file: &Path, content: &str) -> Result<(), GitError> {
+/// Git's lock of `file`: `<file>.lock`, created only if no one holds it.
+fn take_lock(file: &Path) -> Result<(PathBuf, std::fs::File), GitError> {
     let mut lock_name = file.as_os_str().to_os_string();
     lock_name.push(".lock");
     let lock = PathBuf::from(lock_name);
-    let mut handle = std::fs::OpenOptions::new()
+    let handle = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&lock)
         .map_err(|e| io_error(&lock, e))?;
+    Ok((lock, handle))
+}
+
+/// `content` written to `<file>.lock` (which must not exist) and renamed over `file`.
+fn replace_locked(file: &Path, content: &str) -> Result<(), GitError> {
+    let (lock, mut handle) = take_lock(file)?;
     let written = handle
         .write_all(content.as_bytes())
         .and_then(|()| std::fs::rename(&lock, file));
