@@ -246,6 +246,9 @@ pub struct HostContext {
     /// The task's worktree, when files are granted and the caller has one.
     pub worktree: Option<Arc<cap_std::fs::Dir>>,
     logs_written: u32,
+    /// The last `error` record the plugin logged (bounded), kept to explain a trap: a plugin
+    /// without WASI has no stderr, and the SDK logs its panic message at `error` instead.
+    last_error: Option<String>,
 }
 
 impl HostContext {
@@ -263,7 +266,13 @@ impl HostContext {
             models,
             worktree,
             logs_written: 0,
+            last_error: None,
         }
+    }
+
+    /// The last record the plugin logged at `error` level in this call, if any.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
     }
 }
 
@@ -277,6 +286,11 @@ impl PluginState {
             limiter: MemoryLimiter::new(memory_cap),
             host,
         }
+    }
+
+    /// The last record the plugin logged at `error` level in this call, if any.
+    pub fn last_error_log(&self) -> Option<&str> {
+        self.host.last_error()
     }
 
     /// What the plugin wrote to stderr, lossily decoded (empty when it used no WASI import).
@@ -305,6 +319,10 @@ impl PluginState {
     /// `log`: into gaffer's log, at most [`MAX_LOG_RECORDS_PER_CALL`] records a call.
     pub fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let host = &mut self.host;
+        if level == LogLevel::Error {
+            // Kept even past the record limit: a panic's message comes last.
+            host.last_error = Some(bounded(&message, MAX_LOG_MESSAGE_BYTES).to_string());
+        }
         host.logs_written = host.logs_written.saturating_add(1);
         if host.logs_written > MAX_LOG_RECORDS_PER_CALL {
             if host.logs_written == MAX_LOG_RECORDS_PER_CALL + 1 {

@@ -1,5 +1,6 @@
 //! What a wasmtime error from a call stands for: fuel or time run out, memory refused, or a
-//! trap (with the plugin's stderr and the WebAssembly backtrace).
+//! trap (with what the plugin wrote to stderr or logged as an error, and the WebAssembly
+//! backtrace).
 
 use std::time::Duration;
 
@@ -49,9 +50,16 @@ pub(super) fn classify_trap(
         Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     };
+    // What the plugin said before it trapped: its stderr (where Rust's panic message goes with
+    // WASI), else its last `error` log record (where the SDK sends it without WASI).
     let stderr = state.stderr_text();
-    if !stderr.is_empty() {
-        let tail: String = stderr
+    let said = if !stderr.is_empty() {
+        Some(("wrote", stderr.as_str()))
+    } else {
+        state.last_error_log().map(|text| ("logged", text))
+    };
+    if let Some((verb, text)) = said {
+        let tail: String = text
             .chars()
             .rev()
             .take(2000)
@@ -59,7 +67,7 @@ pub(super) fn classify_trap(
             .into_iter()
             .rev()
             .collect();
-        message.push_str(&format!("; the plugin wrote: {tail}"));
+        message.push_str(&format!("; the plugin {verb}: {tail}"));
     }
     let backtrace = error
         .downcast_ref::<WasmBacktrace>()
