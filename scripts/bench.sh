@@ -32,10 +32,6 @@ fi
 root="${PWD}"
 export CARGO_INCREMENTAL=0 RUST_BACKTRACE=0 CRITERION_HOME="${root}/target/criterion"
 extism_target="${root}/target/baselines/extism"
-toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
-if ! rustup target list --toolchain "${toolchain}" --installed | grep -qx wasm32-unknown-unknown; then
-    rustup target add --toolchain "${toolchain}" wasm32-unknown-unknown
-fi
 (cd bench/baselines/extism && CARGO_TARGET_DIR="${extism_target}" cargo build --locked \
     -p cost-tier-extism --target wasm32-unknown-unknown --profile plugin)
 

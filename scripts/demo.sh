@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo build -p gaffer
-PATH="$PWD/tools/agents/node_modules/.bin:$PATH" target/debug/gaffer demo --plugins target/guests/wasm32-wasip2/plugin "$@"
+PATH="$PWD/tools/agents/node_modules/.bin:$PATH" target/debug/gaffer demo --plugins target/guests/wasm32-unknown-unknown/plugin "$@"

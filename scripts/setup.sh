@@ -22,9 +22,13 @@ toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
 if ! rustup toolchain list | grep -q "^${toolchain}"; then
     rustup toolchain install "${toolchain}" --profile minimal --component rustfmt,clippy
 fi
-if ! rustup target list --toolchain "${toolchain}" --installed | grep -qx wasm32-wasip2; then
-    rustup target add --toolchain "${toolchain}" wasm32-wasip2
-fi
+# wasm32-wasip2 for plugins that use WASI (the test guests); wasm32-unknown-unknown for the
+# reference plugins, which need none (scripts/build-plugins.sh says why).
+for target in wasm32-wasip2 wasm32-unknown-unknown; do
+    if ! rustup target list --toolchain "${toolchain}" --installed | grep -qx "${target}"; then
+        rustup target add --toolchain "${toolchain}" "${target}"
+    fi
+done
 for component in rustfmt clippy; do
     if ! rustup component list --toolchain "${toolchain}" --installed | grep -q "^${component}"; then
         rustup component add --toolchain "${toolchain}" "${component}"

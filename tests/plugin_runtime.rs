@@ -176,6 +176,33 @@ async fn a_panic_traps_with_its_message_and_a_backtrace() {
     serves_next_call(&runtime).await;
 }
 
+/// A plugin built without WASI has no stderr for Rust's panic message; the SDK logs it at
+/// `error` instead, and the trap report quotes it.
+#[tokio::test]
+async fn a_panic_without_wasi_traps_with_its_message_from_the_log() {
+    let (runtime, _) = runtime();
+    let mut spec = PluginSpec::new(World::Router, guest("panicking-router"));
+    spec.fallback_model = Some("cheap".to_string());
+    let plugin = runtime.load(spec).unwrap();
+    let task = samples::route_request().task.id;
+    let called = route(&plugin).await.unwrap();
+    match &called.fault {
+        Some(PluginError::Trap { message, .. }) => {
+            assert!(
+                message.contains("the plugin logged: panicked at "),
+                "{message}"
+            );
+            assert!(
+                message.contains(&format!("panicking-router gave up on task {task}")),
+                "{message}"
+            );
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(called.decision.reason.contains(&fallback_reason("trap")));
+    serves_next_call(&runtime).await;
+}
+
 #[tokio::test]
 async fn huge_output_is_rejected() {
     let (runtime, _) = runtime();

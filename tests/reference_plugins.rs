@@ -643,3 +643,39 @@ async fn file_size_counts_the_worktree_file_when_granted() {
         "without files, line 12 is all it can see"
     );
 }
+
+// ---------------------------------------------------------------- built without WASI
+
+/// The reference plugins this binary embeds reach the world only through gaffer's `host`
+/// interface: built for `wasm32-unknown-unknown`, their components import nothing else (no
+/// WASI), which makes every fresh instance cheaper to link. The allowed names are the
+/// interfaces of `wit/0.1.0` that the three worlds import.
+#[test]
+fn the_embedded_reference_plugins_import_only_gaffers_interfaces() {
+    let allowed = ["gaffer:plugin/types@0.1.0", "gaffer:plugin/host@0.1.0"];
+    let embedded = gaffer::plugin::reference::embedded();
+    assert_eq!(
+        embedded.len(),
+        7,
+        "the test build embeds every reference plugin"
+    );
+    let engine =
+        wasmtime::Engine::new(wasmtime::Config::new().wasm_component_model(true)).expect("engine");
+    for plugin in embedded {
+        let component =
+            wasmtime::component::Component::new(&engine, plugin.bytes).expect("component");
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert!(!imports.is_empty(), "{} imports gaffer's host", plugin.file);
+        for name in &imports {
+            assert!(
+                allowed.contains(&name.as_str()),
+                "{} imports `{name}`; all: {imports:?}",
+                plugin.file
+            );
+        }
+    }
+}

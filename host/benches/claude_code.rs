@@ -20,7 +20,7 @@ fn hooks() -> [(&'static str, PathBuf); 3] {
     [
         (
             "Rust",
-            guests.join("wasm32-wasip2/plugin/protected_paths.wasm"),
+            guests.join("wasm32-unknown-unknown/plugin/protected_paths.wasm"),
         ),
         (
             "Python",

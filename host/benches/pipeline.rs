@@ -37,7 +37,7 @@ const FILES: usize = 2_000;
 const TASKS: usize = 4_000;
 
 fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/wasm32-wasip2/plugin")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/wasm32-unknown-unknown/plugin")
 }
 
 fn title(i: usize) -> String {

@@ -18,10 +18,10 @@ use gaffer::plugin::{
     BoxFuture, MemoryRecorder, ModelAccess, PluginCaller, PluginRuntime, PluginSpec, World,
 };
 
-/// Every guest the tests use, by package name.
-pub const GUESTS: &[&str] = &[
-    "hostile-guest",
-    "hostile-hook",
+/// The guests built without WASI (`wasm32-unknown-unknown`, linked into components by the
+/// toolchain's `wasm-component-ld`), by package name: the reference plugins, as
+/// scripts/build-plugins.sh and host/build.rs build them, and an SDK router that panics.
+pub const GUESTS_WITHOUT_WASI: &[&str] = &[
     "cost-tier",
     "tests-and-limits",
     "protected-paths",
@@ -29,9 +29,14 @@ pub const GUESTS: &[&str] = &[
     "file-size",
     "model-review",
     "cascade",
+    "panicking-router",
 ];
 
-/// Guests built in a cargo invocation of their own (see scripts/build-plugins.sh).
+/// The guests built for `wasm32-wasip2`: the hostile ones, which exercise what a plugin with
+/// WASI can reach.
+pub const GUESTS_WITH_WASI: &[&str] = &["hostile-guest", "hostile-hook"];
+
+/// Guests built in a cargo invocation of their own, without WASI (see scripts/build-plugins.sh).
 pub const SEPARATE_GUESTS: &[&str] = &["triage"];
 
 pub fn workspace_root() -> PathBuf {
@@ -47,39 +52,63 @@ pub fn guest_target_dir() -> PathBuf {
     workspace_root().join("target").join("guests")
 }
 
-static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+/// The directory of the reference plugins' components (built without WASI).
+pub fn reference_plugins_dir() -> PathBuf {
+    guest_target_dir()
+        .join("wasm32-unknown-unknown")
+        .join("plugin")
+}
+
+static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Build `packages` for `target` into the guests' target directory.
+fn build_guests(target: &str, packages: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", guest_target_dir())
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER",
+            "wasm-component-ld",
+        )
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            target,
+            "--profile",
+            "plugin",
+        ]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building the guests for {target} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
 
 /// Build all guests once per test process (a no-op when `scripts/test.sh` built them already)
-/// and return the path of `name`'s component (`name` with `-` as `_`).
+/// and return the path of `name`'s component (`name` with `-` as `_`): a guest without WASI
+/// (the reference plugins) from `wasm32-unknown-unknown`, the hostile ones from
+/// `wasm32-wasip2`.
 pub fn guest(name: &str) -> PathBuf {
-    let dir = BUILT
+    BUILT
         .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(workspace_root())
-                .env("CARGO_TARGET_DIR", guest_target_dir())
-                .args([
-                    "build",
-                    "--quiet",
-                    "--target",
-                    "wasm32-wasip2",
-                    "--profile",
-                    "plugin",
-                ]);
-            for g in GUESTS {
-                cmd.args(["-p", g]);
-            }
-            let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "building the guests failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(guest_target_dir().join("wasm32-wasip2").join("plugin"))
+            build_guests("wasm32-unknown-unknown", GUESTS_WITHOUT_WASI)?;
+            build_guests("wasm32-wasip2", GUESTS_WITH_WASI)
         })
         .as_ref()
         .unwrap_or_else(|e| panic!("{e}"));
+    let dir = if GUESTS_WITH_WASI.contains(&name) {
+        guest_target_dir().join("wasm32-wasip2").join("plugin")
+    } else {
+        reference_plugins_dir()
+    };
     let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.is_file(), "{} was not built", path.display());
     path

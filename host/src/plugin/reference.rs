@@ -28,7 +28,7 @@ impl ReferencePlugin {
     }
 }
 
-/// Every plugin this binary carries (none when it was built without the `wasm32-wasip2`
+/// Every plugin this binary carries (none when it was built without the `wasm32-unknown-unknown`
 /// target).
 pub fn embedded() -> Vec<ReferencePlugin> {
     built::EMBEDDED
@@ -49,7 +49,7 @@ pub fn embedded() -> Vec<ReferencePlugin> {
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
     #[error(
-        "this gaffer was built without its reference plugins (the wasm32-wasip2 target was \
+        "this gaffer was built without its reference plugins (the wasm32-unknown-unknown target was \
          missing): build them with scripts/build-plugins.sh and pass their directory"
     )]
     NotEmbedded,
