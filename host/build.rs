@@ -2,8 +2,8 @@
 //! that `gaffer init` and `gaffer demo` work for someone who has only the binary. The plugins
 //! are built from this workspace's sources by a nested cargo (into `target/guests`, the
 //! directory `scripts/build-plugins.sh` uses, so the two share their work); nothing built is
-//! committed. Without the `wasm32-unknown-unknown` target the build still succeeds, embeds nothing and
-//! says so: the binary then asks for plugin files instead.
+//! committed. Without the `wasm32-unknown-unknown` target the build still succeeds, embeds
+//! nothing and says so: the binary then asks for plugin files instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -269,11 +269,6 @@ impl HostContext {
             last_error: None,
         }
     }
-
-    /// The last record the plugin logged at `error` level in this call, if any.
-    pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
-    }
 }
 
 impl PluginState {
@@ -290,7 +285,7 @@ impl PluginState {
 
     /// The last record the plugin logged at `error` level in this call, if any.
     pub fn last_error_log(&self) -> Option<&str> {
-        self.host.last_error()
+        self.host.last_error.as_deref()
     }
 
     /// What the plugin wrote to stderr, lossily decoded (empty when it used no WASI import).
