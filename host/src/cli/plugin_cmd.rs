@@ -14,6 +14,7 @@ use crate::plugin::output::{
     describe_hook_decision, describe_route, describe_rule_decision, describe_verdict,
 };
 use crate::plugin::scaffold::Lang;
+use crate::plugin::types::{RouteRequest, Task, ToolCall, VerifyRequest};
 use crate::plugin::{
     AllocatorChoice, CallContext, CallError, Called, EngineOptions, MemoryRecorder, Plugin,
     PluginRun, PluginRuntime, PluginSpec, World, samples,
@@ -390,21 +391,41 @@ struct BenchReport {
     memory_bytes: u64,
 }
 
-/// One call with a fresh sandbox; its run record (fuel, memory).
-async fn one_call(plugin: &Plugin) -> anyhow::Result<PluginRun> {
-    let ctx = CallContext::new("bench", 1);
-    let task = samples::task();
-    let (run, fault) = match plugin.spec().world {
-        World::Router => {
-            let c = plugin.route(&ctx, &samples::route_request()).await?;
+/// The arguments of the timed calls, built once: the caller of a plugin already holds its
+/// request, so building the sample is not part of a call (as in the criterion benches).
+enum BenchInput {
+    Route(RouteRequest),
+    Verify(VerifyRequest),
+    PreTool(Task, ToolCall),
+}
+
+impl BenchInput {
+    fn for_world(world: World) -> BenchInput {
+        match world {
+            World::Router => BenchInput::Route(samples::route_request()),
+            World::Verifier => BenchInput::Verify(samples::verify_request()),
+            World::Hook => BenchInput::PreTool(samples::task(), samples::tool_call()),
+        }
+    }
+}
+
+/// One call with a fresh sandbox in the task's context `ctx`; its run record (fuel, memory).
+async fn one_call(
+    plugin: &Plugin,
+    ctx: &CallContext,
+    input: &BenchInput,
+) -> anyhow::Result<PluginRun> {
+    let (run, fault) = match input {
+        BenchInput::Route(request) => {
+            let c = plugin.route(ctx, request).await?;
             (c.run, c.fault)
         }
-        World::Verifier => {
-            let c = plugin.verify(&ctx, &samples::verify_request()).await?;
+        BenchInput::Verify(request) => {
+            let c = plugin.verify(ctx, request).await?;
             (c.run, c.fault)
         }
-        World::Hook => {
-            let c = plugin.pre_tool(&ctx, &task, &samples::tool_call()).await?;
+        BenchInput::PreTool(task, call) => {
+            let c = plugin.pre_tool(ctx, task, call).await?;
             (c.run, c.fault)
         }
     };
@@ -440,14 +461,17 @@ async fn bench(
         )
     })?;
     let plugin = runtime.load(spec_for(world, file, config))?;
+    let input = BenchInput::for_world(world);
     for _ in 0..warmup {
-        one_call(&plugin).await?;
+        one_call(&plugin, &CallContext::new("bench", 1), &input).await?;
     }
     let mut times: Vec<Duration> = Vec::with_capacity(calls as usize);
     let (mut fuel, mut memory) = (0, 0);
     for _ in 0..calls {
+        // A task of its own for every call, so no call runs short of the task's fuel.
+        let ctx = CallContext::new("bench", 1);
         let started = Instant::now();
-        let run = one_call(&plugin).await?;
+        let run = one_call(&plugin, &ctx, &input).await?;
         times.push(started.elapsed());
         (fuel, memory) = (run.fuel_used, run.memory_bytes);
     }
